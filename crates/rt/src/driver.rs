@@ -1,0 +1,154 @@
+//! The I/O driver choice: io_uring when the kernel allows it, epoll otherwise.
+//!
+//! The probe monoio runs only creates a tiny ring and asks which operations exist. A full-size
+//! ring can still fail afterwards (RLIMIT_MEMLOCK on older kernels, a seccomp profile that
+//! forbids `io_uring_setup` or answers EPERM), so in `auto` mode a failed build falls back to
+//! the epoll driver instead of failing startup.
+
+use std::fmt;
+use std::io;
+
+use monoio::time::TimeDriver;
+use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
+
+/// Name of the environment variable that forces a driver.
+pub const DRIVER_ENV: &str = "RINHA_DRIVER";
+
+/// Default io_uring submission queue size per worker.
+pub const RING_ENTRIES_DEFAULT: u32 = 1024;
+
+/// A monoio runtime with timers on either driver.
+pub type Runtime = monoio::FusionRuntime<TimeDriver<IoUringDriver>, TimeDriver<LegacyDriver>>;
+
+/// The driver a runtime actually uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Driver {
+    /// Completion-based io_uring.
+    IoUring,
+    /// Readiness-based epoll (monoio's legacy driver).
+    Epoll,
+}
+
+impl fmt::Display for Driver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Driver::IoUring => "io_uring",
+            Driver::Epoll => "epoll",
+        })
+    }
+}
+
+/// What the operator asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DriverPref {
+    /// io_uring if it works here, epoll otherwise.
+    #[default]
+    Auto,
+    /// io_uring or fail.
+    IoUring,
+    /// epoll, even where io_uring works.
+    Epoll,
+}
+
+/// A driver preference text that is none of the accepted words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DriverPrefError(pub String);
+
+impl fmt::Display for DriverPrefError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{DRIVER_ENV}={:?}: expected auto, io_uring or epoll",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for DriverPrefError {}
+
+impl DriverPref {
+    /// Parses `auto`, `io_uring` (or `iouring`, `uring`) and `epoll` (or `legacy`).
+    pub fn parse(text: &str) -> Result<DriverPref, DriverPrefError> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "" | "auto" => Ok(DriverPref::Auto),
+            "io_uring" | "iouring" | "uring" => Ok(DriverPref::IoUring),
+            "epoll" | "legacy" => Ok(DriverPref::Epoll),
+            _ => Err(DriverPrefError(text.to_string())),
+        }
+    }
+
+    /// Reads `RINHA_DRIVER`; unset means `auto`.
+    pub fn from_env() -> Result<DriverPref, DriverPrefError> {
+        match std::env::var(DRIVER_ENV) {
+            Ok(text) => DriverPref::parse(&text),
+            Err(_) => Ok(DriverPref::Auto),
+        }
+    }
+}
+
+/// Builds a runtime with timers for the current thread, following `pref`, and says which driver
+/// it got.
+pub fn build_runtime(pref: DriverPref, ring_entries: u32) -> io::Result<(Runtime, Driver)> {
+    match pref {
+        DriverPref::Epoll => build_epoll().map(|rt| (rt, Driver::Epoll)),
+        DriverPref::IoUring => build_io_uring(ring_entries).map(|rt| (rt, Driver::IoUring)),
+        DriverPref::Auto => {
+            if monoio::utils::detect_uring() {
+                if let Ok(runtime) = build_io_uring(ring_entries) {
+                    return Ok((runtime, Driver::IoUring));
+                }
+            }
+            build_epoll().map(|rt| (rt, Driver::Epoll))
+        }
+    }
+}
+
+fn build_io_uring(ring_entries: u32) -> io::Result<Runtime> {
+    let runtime = RuntimeBuilder::<IoUringDriver>::new()
+        .with_entries(ring_entries)
+        .enable_timer()
+        .build()?;
+    Ok(runtime.into())
+}
+
+fn build_epoll() -> io::Result<Runtime> {
+    let runtime = RuntimeBuilder::<LegacyDriver>::new()
+        .enable_timer()
+        .build()?;
+    Ok(runtime.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pref_table() {
+        fn check(input: &str, expected: Result<DriverPref, DriverPrefError>) {
+            assert_eq!(DriverPref::parse(input), expected, "input {input:?}");
+        }
+        check("auto", Ok(DriverPref::Auto));
+        check("", Ok(DriverPref::Auto));
+        check("io_uring", Ok(DriverPref::IoUring));
+        check("IO_URING", Ok(DriverPref::IoUring));
+        check("epoll", Ok(DriverPref::Epoll));
+        check("legacy", Ok(DriverPref::Epoll));
+        check("kqueue", Err(DriverPrefError("kqueue".into())));
+    }
+
+    #[test]
+    fn epoll_runtime_runs_timers() {
+        let (mut runtime, driver) = build_runtime(DriverPref::Epoll, RING_ENTRIES_DEFAULT).unwrap();
+        assert_eq!(driver, Driver::Epoll);
+        runtime.block_on(async { monoio::time::sleep(std::time::Duration::from_millis(1)).await });
+    }
+
+    #[test]
+    fn auto_runtime_runs_timers() {
+        let (mut runtime, driver) = build_runtime(DriverPref::Auto, RING_ENTRIES_DEFAULT).unwrap();
+        if monoio::utils::detect_uring() {
+            assert_eq!(driver, Driver::IoUring);
+        }
+        runtime.block_on(async { monoio::time::sleep(std::time::Duration::from_millis(1)).await });
+    }
+}
