@@ -1,1 +1,24 @@
-//! Placeholder, replaced as the crate is written.
+//! `rinha-api`: the crebitos HTTP API, one monoio runtime per worker thread, over espora.
+//!
+//! Module map:
+//! - [`http`]: request framing (head, Content-Length, chunked) and response writing;
+//! - [`body`]: strict validation of the transaction JSON;
+//! - [`route`]: which resource a path names;
+//! - [`json`]: hand-written JSON output, integer and RFC 3339 time formatting;
+//! - [`server`]: accept loops, the connection loop and the request handler;
+//! - [`ledger`]: the one module that names the storage engine;
+//! - [`healthcheck`]: the client behind `rinha-api --healthcheck`;
+//! - [`limits`]: every limit and timeout.
+//!
+//! Architecture invariant: only this crate parses HTTP, and it never touches account files
+//! itself; everything about storage goes through espora's `Worker`.
+
+pub mod body;
+pub mod healthcheck;
+pub mod http;
+pub mod json;
+pub mod ledger;
+pub mod limits;
+pub mod route;
+pub mod server;
+mod shim;

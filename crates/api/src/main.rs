@@ -1,1 +1,140 @@
-fn main() {}
+//! `rinha-api`: one API instance. See `--help` and the command-line contract.
+
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use rinha_api::healthcheck;
+use rinha_api::ledger::{Db, Options};
+use rinha_api::server::Service;
+use rinha_rt::flags::{FlagKind, FlagSpec};
+use rinha_rt::{Addr, DriverPref, LaunchOptions, WorkerContext};
+
+const PROGRAM: &str = "rinha-api";
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+const SPECS: &[FlagSpec] = &[
+    FlagSpec {
+        name: "data-dir",
+        env: Some("RINHA_DATA_DIR"),
+        kind: FlagKind::Value,
+    },
+    FlagSpec {
+        name: "listen",
+        env: Some("RINHA_LISTEN"),
+        kind: FlagKind::Repeated,
+    },
+    FlagSpec {
+        name: "workers",
+        env: Some("RINHA_WORKERS"),
+        kind: FlagKind::Value,
+    },
+    FlagSpec {
+        name: "healthcheck",
+        env: None,
+        kind: FlagKind::Value,
+    },
+];
+
+const USAGE: &str = "\
+rinha-api: the crebitos HTTP API over the espora storage engine
+
+Usage:
+  rinha-api --data-dir DIR --listen ADDR [--listen ADDR ...] [--workers N]
+  rinha-api --healthcheck ADDR
+
+Flags (each falls back to the environment variable in brackets; the flag wins):
+  --data-dir DIR      directory of the account files, created with the five seeded accounts
+                      on first start [RINHA_DATA_DIR]
+  --listen ADDR       address to serve, HOST:PORT or unix:/path/to.sock; repeatable
+                      [RINHA_LISTEN, comma-separated]
+  --workers N         worker threads, each with its own runtime; default: the CPUs this
+                      process may use (affinity mask capped by the cgroup CPU quota)
+                      [RINHA_WORKERS]
+  --healthcheck ADDR  ask GET /clientes/1/extrato on ADDR, exit 0 on a 200 and 1 otherwise
+  --help, --version
+
+Environment:
+  RINHA_DRIVER        auto (default: io_uring, epoll when io_uring is refused), io_uring or
+                      epoll
+
+Stops on SIGTERM or SIGINT after finishing the requests in flight.
+";
+
+fn main() {
+    let version_line = format!("{PROGRAM} {VERSION}");
+    let flags = rinha_rt::flags::parse_or_exit(SPECS, PROGRAM, USAGE, &version_line);
+    if let Some(target) = flags.value("healthcheck") {
+        let addr = Addr::parse(target).unwrap_or_else(|error| fail(&error));
+        match healthcheck::probe(&addr) {
+            Ok(()) => std::process::exit(0),
+            Err(error) => fail(&error),
+        }
+    }
+    let data_dir = PathBuf::from(flags.required("data-dir").unwrap_or_else(|e| usage(&e)));
+    let listen: Vec<Addr> = flags
+        .required_values("listen")
+        .unwrap_or_else(|e| usage(&e))
+        .iter()
+        .map(|text| {
+            Addr::parse(text).unwrap_or_else(|error| fail(&format!("--listen {text}: {error}")))
+        })
+        .collect();
+    let workers = match flags
+        .parsed::<usize>("workers")
+        .unwrap_or_else(|e| usage(&e))
+    {
+        Some(0) => usage(&"--workers must be at least 1"),
+        Some(workers) => workers,
+        None => rinha_rt::cpus_available(),
+    };
+    let driver = DriverPref::from_env().unwrap_or_else(|error| usage(&error));
+    let db = Db::open(&data_dir, Options::default())
+        .unwrap_or_else(|error| fail(&format!("cannot open data directory: {error}")));
+    let db = Arc::new(db);
+    let listeners = rinha_rt::bind_listeners(&listen, workers).unwrap_or_else(|error| fail(&error));
+    let mut options = LaunchOptions::new(PROGRAM, workers);
+    options.driver = driver;
+    let extra = format!("data_dir={}", data_dir.display());
+    let launched = rinha_rt::launch(
+        options,
+        listeners,
+        move |context| run_worker(context, Arc::clone(&db)),
+        |driver| rinha_rt::print_startup_line(PROGRAM, VERSION, driver, workers, &listen, &extra),
+    );
+    if let Err(error) = launched {
+        fail(&error);
+    }
+}
+
+/// One worker: its storage handle, an accept loop per address, then the drain at shutdown.
+async fn run_worker(context: WorkerContext, db: Arc<Db>) -> Result<(), String> {
+    let worker = db
+        .worker()
+        .map_err(|error| format!("cannot open the account files: {error}"))?;
+    let service = Rc::new(Service::new(worker));
+    let mut accept_loops = Vec::with_capacity(context.listeners.len());
+    for listener in context.listeners {
+        let listener = listener
+            .into_monoio()
+            .map_err(|error| format!("cannot attach listener: {error}"))?;
+        let accept_loop = Rc::clone(&service).accept_loop(listener, context.shutdown.clone());
+        accept_loops.push(monoio::spawn(accept_loop));
+    }
+    for accept_loop in accept_loops {
+        accept_loop.await;
+    }
+    service.drain().await;
+    Ok(())
+}
+
+/// Prints one error line and exits with status 1.
+fn fail(error: &dyn std::fmt::Display) -> ! {
+    eprintln!("{PROGRAM}: {error}");
+    std::process::exit(1);
+}
+
+/// Prints a usage error and exits with status 2.
+fn usage(error: &dyn std::fmt::Display) -> ! {
+    rinha_rt::flags::exit_usage(PROGRAM, error)
+}
