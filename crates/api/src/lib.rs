@@ -21,4 +21,3 @@ pub mod ledger;
 pub mod limits;
 pub mod route;
 pub mod server;
-mod shim;
