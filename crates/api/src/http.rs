@@ -9,7 +9,7 @@ use crate::json;
 use crate::limits::{BODY_BYTES_MAX, CHUNKED_WIRE_BYTES_MAX, HEADERS_MAX, HEAD_BYTES_MAX};
 
 /// The outcome of parsing bytes that may not hold a whole message yet.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Progress<T> {
     /// The message is complete.
     Complete(T),
@@ -38,7 +38,7 @@ pub enum Framing {
 }
 
 /// A parsed request head, borrowing from the read buffer.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Head<'b> {
     /// The request method.
     pub method: Method,
@@ -199,6 +199,8 @@ struct FramingFields {
     content_length: Option<u64>,
     transfer_encoding: bool,
     chunked: bool,
+    /// A transfer coding other than one `chunked` was named.
+    unsupported_coding: bool,
     close: bool,
     keep_alive: bool,
     expect_continue: bool,
@@ -215,7 +217,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Progress<Head<'_>>, HttpError> {
             return Err(HttpError::HeadTooLarge)
         }
         Ok(httparse::Status::Partial) => return Ok(Progress::Partial),
-        Err(httparse::Error::Version) => return Err(HttpError::UnsupportedVersion),
+        Err(httparse::Error::Version) => return Err(version_error(window)),
         Err(httparse::Error::TooManyHeaders) => return Err(HttpError::TooManyHeaders),
         Err(_) => return Err(HttpError::Malformed),
     };
@@ -233,7 +235,9 @@ pub fn parse_head(buf: &[u8]) -> Result<Progress<Head<'_>>, HttpError> {
         (Some(_), true) => return Err(HttpError::LengthAndTransferEncoding),
         // HTTP/1.0 has no chunked coding; a 1.0 message carrying one is faulty framing.
         (None, true) if http_1_0 => return Err(HttpError::Malformed),
-        (None, true) if !fields.chunked => return Err(HttpError::UnsupportedTransferEncoding),
+        (None, true) if fields.unsupported_coding || !fields.chunked => {
+            return Err(HttpError::UnsupportedTransferEncoding)
+        }
         (None, true) => Framing::Chunked,
         (Some(length), false) if length > BODY_BYTES_MAX as u64 => {
             return Err(HttpError::BodyTooLarge)
@@ -264,6 +268,24 @@ pub fn parse_head(buf: &[u8]) -> Result<Progress<Head<'_>>, HttpError> {
     }))
 }
 
+/// httparse reports any odd third token of the request line as a version error; only a
+/// well-formed line naming another HTTP version deserves 505, the rest is a malformed line.
+fn version_error(buf: &[u8]) -> HttpError {
+    let line = buf.split(|&byte| byte == b'\n').next().unwrap_or(buf);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut parts = line.split(|&byte| byte == b' ');
+    let (Some(_method), Some(_target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return HttpError::Malformed;
+    };
+    if version.starts_with(b"HTTP/") {
+        HttpError::UnsupportedVersion
+    } else {
+        HttpError::Malformed
+    }
+}
+
 /// Records what one header field says about framing and persistence.
 fn read_field(fields: &mut FramingFields, name: &str, value: &[u8]) -> Result<(), HttpError> {
     if name.eq_ignore_ascii_case("content-length") {
@@ -280,8 +302,10 @@ fn read_field(fields: &mut FramingFields, name: &str, value: &[u8]) -> Result<()
         for coding in value.split(|&byte| byte == b',').map(trim) {
             // Only a single `chunked` is understood; `chunked` twice, or any other coding,
             // would need decoding the server does not do.
+            // The verdict waits for the whole head: with a Content-Length present too, the
+            // answer is 400 whatever the codings are.
             if !coding.eq_ignore_ascii_case(b"chunked") || fields.chunked {
-                return Err(HttpError::UnsupportedTransferEncoding);
+                fields.unsupported_coding = true;
             }
             fields.chunked = true;
         }
@@ -394,5 +418,575 @@ fn partial_chunked(wire: &[u8]) -> Result<Progress<usize>, HttpError> {
         Err(HttpError::BodyTooLarge)
     } else {
         Ok(Progress::Partial)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A complete head as the table writes it: everything but the borrowed path.
+    fn head(
+        method: Method,
+        path: &str,
+        http_1_0: bool,
+        keep_alive: bool,
+        framing: Framing,
+    ) -> Head<'_> {
+        Head {
+            method,
+            path,
+            http_1_0,
+            keep_alive,
+            expect_continue: false,
+            framing,
+            head_bytes: 0,
+        }
+    }
+
+    /// `expected.head_bytes` of 0 means "the whole input".
+    fn check(input: &[u8], expected: Result<Progress<Head<'_>>, HttpError>) {
+        let expected = expected.map(|progress| match progress {
+            Progress::Complete(mut head) if head.head_bytes == 0 => {
+                head.head_bytes = input.len();
+                Progress::Complete(head)
+            }
+            other => other,
+        });
+        assert_eq!(
+            parse_head(input),
+            expected,
+            "input {:?}",
+            String::from_utf8_lossy(input)
+        );
+    }
+
+    fn get(path: &str) -> Result<Progress<Head<'_>>, HttpError> {
+        Ok(Progress::Complete(head(
+            Method::Get,
+            path,
+            false,
+            true,
+            Framing::Length(0),
+        )))
+    }
+
+    fn post(length: usize) -> Result<Progress<Head<'static>>, HttpError> {
+        let path = "/clientes/1/transacoes";
+        Ok(Progress::Complete(head(
+            Method::Post,
+            path,
+            false,
+            true,
+            Framing::Length(length),
+        )))
+    }
+
+    #[test]
+    fn request_lines() {
+        check(
+            b"GET /clientes/1/extrato HTTP/1.1\r\nHost: x\r\n\r\n",
+            get("/clientes/1/extrato"),
+        );
+        check(
+            b"GET /clientes/1/extrato HTTP/1.1\r\n\r\n",
+            get("/clientes/1/extrato"),
+        );
+        // The query string is not part of the path.
+        check(
+            b"GET /clientes/1/extrato?a=1&b HTTP/1.1\r\n\r\n",
+            get("/clientes/1/extrato"),
+        );
+        check(b"GET /?x HTTP/1.1\r\n\r\n", get("/"));
+        // Methods are case-sensitive; unknown ones are parsed and answered 405 or 404 later.
+        let other = |path| {
+            Ok(Progress::Complete(head(
+                Method::Other,
+                path,
+                false,
+                true,
+                Framing::Length(0),
+            )))
+        };
+        check(
+            b"DELETE /clientes/1/extrato HTTP/1.1\r\n\r\n",
+            other("/clientes/1/extrato"),
+        );
+        check(b"get /x HTTP/1.1\r\n\r\n", other("/x"));
+        check(b"HEAD /x HTTP/1.1\r\n\r\n", other("/x"));
+        // Bare LF line ends are tolerated by httparse.
+        check(b"GET /x HTTP/1.1\nHost: x\n\n", get("/x"));
+        // Malformed request lines.
+        check(b"GET  /x HTTP/1.1\r\n\r\n", Err(HttpError::Malformed));
+        check(b"GET /x  HTTP/1.1\r\n\r\n", Err(HttpError::Malformed));
+        check(b"GET\r\n\r\n", Err(HttpError::Malformed));
+        check(b"GET /x\r\n\r\n", Err(HttpError::Malformed));
+        check(b"G(T /x HTTP/1.1\r\n\r\n", Err(HttpError::Malformed));
+        check(b"GET /a b HTTP/1.1\r\n\r\n", Err(HttpError::Malformed));
+        check(
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+            Err(HttpError::Malformed),
+        );
+        // Versions other than 1.0 and 1.1.
+        check(
+            b"GET /x HTTP/2.0\r\n\r\n",
+            Err(HttpError::UnsupportedVersion),
+        );
+        check(
+            b"GET /x HTTP/1.2\r\n\r\n",
+            Err(HttpError::UnsupportedVersion),
+        );
+        check(
+            b"GET /x HTTP/0.9\r\n\r\n",
+            Err(HttpError::UnsupportedVersion),
+        );
+        check(b"GET /x FTP/1.1\r\n\r\n", Err(HttpError::Malformed));
+        check(b"GET /x HTTP/3", Err(HttpError::UnsupportedVersion));
+        check(
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            Err(HttpError::UnsupportedVersion),
+        );
+    }
+
+    #[test]
+    fn partial_heads() {
+        check(b"", Ok(Progress::Partial));
+        check(b"GE", Ok(Progress::Partial));
+        check(b"GET /clientes/1/extrato HTTP/1.1", Ok(Progress::Partial));
+        check(
+            b"GET /clientes/1/extrato HTTP/1.1\r\nHost: x\r\n",
+            Ok(Progress::Partial),
+        );
+        check(
+            b"GET /clientes/1/extrato HTTP/1.1\r\nHost: x\r\n\r",
+            Ok(Progress::Partial),
+        );
+    }
+
+    #[test]
+    fn persistence() {
+        let http_1_0 = |keep_alive| {
+            Ok(Progress::Complete(head(
+                Method::Get,
+                "/x",
+                true,
+                keep_alive,
+                Framing::Length(0),
+            )))
+        };
+        let http_1_1 = |keep_alive| {
+            Ok(Progress::Complete(head(
+                Method::Get,
+                "/x",
+                false,
+                keep_alive,
+                Framing::Length(0),
+            )))
+        };
+        check(b"GET /x HTTP/1.0\r\n\r\n", http_1_0(false));
+        check(
+            b"GET /x HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            http_1_0(true),
+        );
+        check(
+            b"GET /x HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n",
+            http_1_0(true),
+        );
+        check(
+            b"GET /x HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n",
+            http_1_0(false),
+        );
+        check(
+            b"GET /x HTTP/1.1\r\nConnection: close\r\n\r\n",
+            http_1_1(false),
+        );
+        check(
+            b"GET /x HTTP/1.1\r\nConnection: CLOSE\r\n\r\n",
+            http_1_1(false),
+        );
+        check(
+            b"GET /x HTTP/1.1\r\nConnection: upgrade, close\r\n\r\n",
+            http_1_1(false),
+        );
+        check(
+            b"GET /x HTTP/1.1\r\nConnection: keep-alive\r\n\r\n",
+            http_1_1(true),
+        );
+        check(
+            b"GET /x HTTP/1.1\r\nConnection: closed\r\n\r\n",
+            http_1_1(true),
+        );
+        check(
+            b"GET /x HTTP/1.1\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n",
+            http_1_1(false),
+        );
+    }
+
+    #[test]
+    fn content_length() {
+        let request = |value: &str| {
+            format!("POST /clientes/1/transacoes HTTP/1.1\r\nContent-Length: {value}\r\n\r\n")
+        };
+        check(request("0").as_bytes(), post(0));
+        check(request("42").as_bytes(), post(42));
+        check(request("0042").as_bytes(), post(42));
+        check(request("4096").as_bytes(), post(BODY_BYTES_MAX));
+        // A list of equal values is one value (RFC 9110, section 8.6).
+        check(request("7, 7").as_bytes(), post(7));
+        check(request("7,7").as_bytes(), post(7));
+        check(
+            request("7, 8").as_bytes(),
+            Err(HttpError::InvalidContentLength),
+        );
+        check(request("").as_bytes(), Err(HttpError::InvalidContentLength));
+        check(
+            request("7,").as_bytes(),
+            Err(HttpError::InvalidContentLength),
+        );
+        check(
+            request("-1").as_bytes(),
+            Err(HttpError::InvalidContentLength),
+        );
+        check(
+            request("+7").as_bytes(),
+            Err(HttpError::InvalidContentLength),
+        );
+        check(
+            request("0x10").as_bytes(),
+            Err(HttpError::InvalidContentLength),
+        );
+        check(
+            request("7 7").as_bytes(),
+            Err(HttpError::InvalidContentLength),
+        );
+        check(
+            request("seven").as_bytes(),
+            Err(HttpError::InvalidContentLength),
+        );
+        check(
+            request("1.5").as_bytes(),
+            Err(HttpError::InvalidContentLength),
+        );
+        // Larger than the limit, even beyond 64 bits: 413 before any of the body is read.
+        check(request("4097").as_bytes(), Err(HttpError::BodyTooLarge));
+        check(
+            request("99999999999999999999999999999").as_bytes(),
+            Err(HttpError::BodyTooLarge),
+        );
+        // Two headers: equal is fine, different is the classic smuggling setup.
+        let twice = |a: &str, b: &str| {
+            format!("POST /clientes/1/transacoes HTTP/1.1\r\nContent-Length: {a}\r\ncontent-length: {b}\r\n\r\n")
+        };
+        check(twice("5", "5").as_bytes(), post(5));
+        check(
+            twice("5", "6").as_bytes(),
+            Err(HttpError::InvalidContentLength),
+        );
+        check(twice("5", "05").as_bytes(), post(5));
+    }
+
+    #[test]
+    fn transfer_encoding() {
+        let chunked = Ok(Progress::Complete(head(
+            Method::Post,
+            "/t",
+            false,
+            true,
+            Framing::Chunked,
+        )));
+        check(
+            b"POST /t HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            chunked,
+        );
+        let chunked = Ok(Progress::Complete(head(
+            Method::Post,
+            "/t",
+            false,
+            true,
+            Framing::Chunked,
+        )));
+        check(
+            b"POST /t HTTP/1.1\r\ntransfer-encoding: Chunked \r\n\r\n",
+            chunked,
+        );
+        let unsupported = Err(HttpError::UnsupportedTransferEncoding);
+        check(
+            b"POST /t HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+            unsupported,
+        );
+        check(
+            b"POST /t HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            unsupported,
+        );
+        check(
+            b"POST /t HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+            unsupported,
+        );
+        check(
+            b"POST /t HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            unsupported,
+        );
+        check(
+            b"POST /t HTTP/1.1\r\nTransfer-Encoding: \r\n\r\n",
+            unsupported,
+        );
+        check(
+            b"POST /t HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n",
+            unsupported,
+        );
+        // Both framings at once: refused whatever the order (request smuggling).
+        let both = Err(HttpError::LengthAndTransferEncoding);
+        check(
+            b"POST /t HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            both,
+        );
+        check(
+            b"POST /t HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+            both,
+        );
+        check(
+            b"POST /t HTTP/1.1\r\nTransfer-Encoding: gzip\r\nContent-Length: 5\r\n\r\n",
+            both,
+        );
+        // HTTP/1.0 has no chunked coding.
+        check(
+            b"POST /t HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            Err(HttpError::Malformed),
+        );
+    }
+
+    #[test]
+    fn expectations() {
+        let expecting = |http_1_0, expect_continue| {
+            let mut head = head(Method::Post, "/t", http_1_0, !http_1_0, Framing::Length(5));
+            head.expect_continue = expect_continue;
+            Ok(Progress::Complete(head))
+        };
+        check(
+            b"POST /t HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+            expecting(false, true),
+        );
+        check(
+            b"POST /t HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-Continue\r\n\r\n",
+            expecting(false, true),
+        );
+        // HTTP/1.0 clients cannot wait for an interim response: the expectation is ignored.
+        check(
+            b"POST /t HTTP/1.0\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+            expecting(true, false),
+        );
+        check(
+            b"POST /t HTTP/1.1\r\nContent-Length: 5\r\nExpect: 200-ok\r\n\r\n",
+            Err(HttpError::ExpectationFailed),
+        );
+    }
+
+    #[test]
+    fn header_syntax() {
+        check(
+            b"GET /x HTTP/1.1\r\nHost x\r\n\r\n",
+            Err(HttpError::Malformed),
+        );
+        // Whitespace before the colon makes a different header name: refused (smuggling vector).
+        check(
+            b"POST /x HTTP/1.1\r\nContent-Length : 5\r\n\r\n",
+            Err(HttpError::Malformed),
+        );
+        check(
+            b"GET /x HTTP/1.1\r\n Host: x\r\n\r\n",
+            Err(HttpError::Malformed),
+        );
+        // Obsolete line folding.
+        check(
+            b"GET /x HTTP/1.1\r\nX-A: a\r\n  folded\r\n\r\n",
+            Err(HttpError::Malformed),
+        );
+        check(
+            b"GET /x HTTP/1.1\r\nX-A: a\0b\r\n\r\n",
+            Err(HttpError::Malformed),
+        );
+        check(
+            b"GET /x HTTP/1.1\r\nX\"A: a\r\n\r\n",
+            Err(HttpError::Malformed),
+        );
+        // Header values may hold any visible byte, including obs-text.
+        check(
+            b"GET /x HTTP/1.1\r\nX-A: caf\xc3\xa9 \"q\"\r\n\r\n",
+            get("/x"),
+        );
+    }
+
+    #[test]
+    fn limits() {
+        let many = |count: usize| {
+            let mut request = b"GET /x HTTP/1.1\r\n".to_vec();
+            for index in 0..count {
+                request.extend_from_slice(format!("X-{index}: v\r\n").as_bytes());
+            }
+            request.extend_from_slice(b"\r\n");
+            request
+        };
+        check(&many(HEADERS_MAX), get("/x"));
+        check(&many(HEADERS_MAX + 1), Err(HttpError::TooManyHeaders));
+        let long = |value_bytes: usize, finished: bool| {
+            let mut request = b"GET /x HTTP/1.1\r\nX-Long: ".to_vec();
+            request.resize(request.len() + value_bytes, b'a');
+            if finished {
+                request.extend_from_slice(b"\r\n\r\n");
+            }
+            request
+        };
+        // The largest head accepted is exactly HEAD_BYTES_MAX bytes, blank line included.
+        let fits = long(HEAD_BYTES_MAX - 29, true);
+        assert_eq!(fits.len(), HEAD_BYTES_MAX);
+        check(&fits, get("/x"));
+        check(
+            &long(HEAD_BYTES_MAX - 28, true),
+            Err(HttpError::HeadTooLarge),
+        );
+        check(&long(HEAD_BYTES_MAX - 200, false), Ok(Progress::Partial));
+        check(&long(HEAD_BYTES_MAX, false), Err(HttpError::HeadTooLarge));
+        check(
+            &long(10 * HEAD_BYTES_MAX, false),
+            Err(HttpError::HeadTooLarge),
+        );
+    }
+
+    /// `expected` is the decoded body and the wire bytes it took.
+    fn check_chunked(wire: &[u8], expected: Result<Progress<(&[u8], usize)>, HttpError>) {
+        let mut body = Vec::new();
+        let decoded = decode_chunked(wire, &mut body);
+        let decoded = decoded.map(|progress| match progress {
+            Progress::Complete(wire_bytes) => Progress::Complete((&body[..], wire_bytes)),
+            Progress::Partial => Progress::Partial,
+        });
+        assert_eq!(
+            decoded,
+            expected,
+            "wire {:?}",
+            String::from_utf8_lossy(wire)
+        );
+    }
+
+    #[test]
+    fn chunked_bodies() {
+        let whole = |wire: &[u8], body: &'static [u8]| {
+            check_chunked(wire, Ok(Progress::Complete((body, wire.len()))))
+        };
+        whole(b"0\r\n\r\n", b"");
+        whole(b"5\r\nhello\r\n0\r\n\r\n", b"hello");
+        whole(b"2\r\nhe\r\n3\r\nllo\r\n0\r\n\r\n", b"hello");
+        whole(b"A\r\n0123456789\r\n0\r\n\r\n", b"0123456789");
+        whole(b"a\r\n0123456789\r\n0\r\n\r\n", b"0123456789");
+        whole(b"005\r\nhello\r\n0\r\n\r\n", b"hello");
+        // Extensions are skipped, trailers ignored.
+        whole(b"5;name=value\r\nhello\r\n0;last\r\n\r\n", b"hello");
+        whole(
+            b"5\r\nhello\r\n0\r\nX-Trailer: 1\r\nX-Other: 2\r\n\r\n",
+            b"hello",
+        );
+        // Chunk data is opaque: CRLF inside it is data.
+        whole(b"4\r\n\r\n\r\n\r\n0\r\n\r\n", b"\r\n\r\n");
+        // Whatever follows the body is the next request, not counted.
+        let wire = b"5\r\nhello\r\n0\r\n\r\nGET / HTTP/1.1\r\n\r\n";
+        check_chunked(wire, Ok(Progress::Complete((b"hello", 15))));
+        // Incomplete at every stage.
+        for wire in [
+            &b""[..],
+            b"5",
+            b"5\r",
+            b"5\r\nhel",
+            b"5\r\nhello",
+            b"5\r\nhello\r",
+            b"5\r\nhello\r\n0\r\n",
+            b"5\r\nhello\r\n0\r\nX: 1\r\n",
+            b"0\r\n\r",
+        ] {
+            check_chunked(wire, Ok(Progress::Partial));
+        }
+        // Malformed.
+        let invalid = Err(HttpError::InvalidChunk);
+        check_chunked(b"\r\nhello\r\n0\r\n\r\n", invalid);
+        check_chunked(b"g\r\nhello\r\n0\r\n\r\n", invalid);
+        check_chunked(b"-5\r\nhello\r\n0\r\n\r\n", invalid);
+        check_chunked(b" 5\r\nhello\r\n0\r\n\r\n", invalid);
+        check_chunked(b"5\r\nhelloX\r\n0\r\n\r\n", invalid);
+        check_chunked(b"5\nhello\r\n0\r\n\r\n", invalid);
+        check_chunked(b"5\r\nhello\r\n0\r\nno colon\r\n\r\n", invalid);
+        check_chunked(b"fffffffffffffffff\r\n", invalid);
+        // Too large, decoded or on the wire.
+        let too_large = Err(HttpError::BodyTooLarge);
+        check_chunked(b"1001\r\n", too_large);
+        check_chunked(b"ffffffffffffff\r\n", too_large);
+        let mut two_halves = b"800\r\n".to_vec();
+        two_halves.extend_from_slice(&[b'x'; 0x800]);
+        two_halves.extend_from_slice(b"\r\n801\r\n");
+        check_chunked(&two_halves, too_large);
+        let mut extension = b"1;".to_vec();
+        extension.resize(CHUNKED_WIRE_BYTES_MAX, b'e');
+        check_chunked(&extension, too_large);
+    }
+
+    #[test]
+    fn chunked_body_of_one_byte_chunks_fits() {
+        let mut wire = Vec::new();
+        for _ in 0..BODY_BYTES_MAX {
+            wire.extend_from_slice(b"1\r\nx\r\n");
+        }
+        wire.extend_from_slice(b"0\r\n\r\n");
+        let body = vec![b'x'; BODY_BYTES_MAX];
+        check_chunked(&wire, Ok(Progress::Complete((&body, wire.len()))));
+    }
+
+    fn check_response(
+        status: Status,
+        persistence: Persistence,
+        allow: Option<&str>,
+        body: &[u8],
+        expected: &str,
+    ) {
+        let mut out = b"previous".to_vec();
+        write_response(&mut out, status, persistence, allow, body);
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            format!("previous{expected}")
+        );
+    }
+
+    #[test]
+    fn responses() {
+        check_response(
+            Status::Ok,
+            Persistence::Default,
+            None,
+            b"{}",
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+        );
+        check_response(Status::Ok, Persistence::KeepAlive, None, b"", "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n");
+        check_response(Status::MethodNotAllowed, Persistence::Close, Some("GET"), b"{}", "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\nAllow: GET\r\n\r\n{}");
+        check_response(Status::UnprocessableContent, Persistence::Default, None, b"{}", "HTTP/1.1 422 Unprocessable Content\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}");
+    }
+
+    #[test]
+    fn error_statuses() {
+        fn check_status(error: HttpError, code: &str) {
+            let line = std::str::from_utf8(error.status().line()).unwrap();
+            assert!(
+                line.starts_with(&format!("HTTP/1.1 {code} ")),
+                "{error:?}: {line}"
+            );
+            assert!(!error.message().is_empty());
+        }
+        check_status(HttpError::HeadTooLarge, "431");
+        check_status(HttpError::TooManyHeaders, "431");
+        check_status(HttpError::Malformed, "400");
+        check_status(HttpError::UnsupportedVersion, "505");
+        check_status(HttpError::InvalidContentLength, "400");
+        check_status(HttpError::LengthAndTransferEncoding, "400");
+        check_status(HttpError::UnsupportedTransferEncoding, "501");
+        check_status(HttpError::BodyTooLarge, "413");
+        check_status(HttpError::InvalidChunk, "400");
+        check_status(HttpError::ExpectationFailed, "417");
+        check_status(HttpError::Timeout, "408");
     }
 }
