@@ -39,7 +39,10 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Options {
-        Options { ring_records: RING_RECORDS_DEFAULT, faults: Faults::default() }
+        Options {
+            ring_records: RING_RECORDS_DEFAULT,
+            faults: Faults::default(),
+        }
     }
 }
 
@@ -54,12 +57,18 @@ pub struct Faults {
 impl Faults {
     /// Fails the `n`-th and later syncs from now on (0: the very next one).
     pub fn fail_sync_after(n: u64) -> Faults {
-        Faults { fail_sync_after: Some(Arc::new(AtomicU64::new(n))) }
+        Faults {
+            fail_sync_after: Some(Arc::new(AtomicU64::new(n))),
+        }
     }
 
     fn sync_should_fail(&self) -> bool {
-        let Some(remaining) = &self.fail_sync_after else { return false };
-        remaining.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_err()
+        let Some(remaining) = &self.fail_sync_after else {
+            return false;
+        };
+        remaining
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_err()
     }
 }
 
@@ -73,14 +82,21 @@ pub enum OpenError {
     /// A file could not be created, opened or read.
     File(FileError),
     /// Acknowledged history is damaged; the process must not serve it.
-    Corrupt { path: PathBuf, corruption: Corruption },
+    Corrupt {
+        path: PathBuf,
+        corruption: Corruption,
+    },
 }
 
 impl fmt::Display for OpenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             OpenError::NoDirectory(dir) => {
-                write!(f, "data directory {} does not exist or is not a directory", dir.display())
+                write!(
+                    f,
+                    "data directory {} does not exist or is not a directory",
+                    dir.display()
+                )
             }
             OpenError::Options(problem) => write!(f, "invalid options: {problem}"),
             OpenError::File(e) => write!(f, "{e}"),
@@ -188,6 +204,19 @@ pub struct Db {
     options: Options,
     /// Set when a sync fails; never cleared.
     poisoned: AtomicBool,
+    /// fdatasyncs issued by this process since open.
+    syncs: AtomicU64,
+    /// Records appended by this process since open.
+    appends: AtomicU64,
+}
+
+/// Counters of one process's activity, for benchmarks and operators.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// fdatasyncs issued by this process.
+    pub syncs: u64,
+    /// Records appended by this process.
+    pub appends: u64,
 }
 
 impl Db {
@@ -206,7 +235,14 @@ impl Db {
             recover(&handle, &mapping)?;
             accounts.push(Account { id, mapping });
         }
-        Ok(Db { dir: dir.into(), accounts, options, poisoned: AtomicBool::new(false) })
+        Ok(Db {
+            dir: dir.into(),
+            accounts,
+            options,
+            poisoned: AtomicBool::new(false),
+            syncs: AtomicU64::new(0),
+            appends: AtomicU64::new(0),
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -215,11 +251,19 @@ impl Db {
 
     /// The credit limit of an account, if it exists.
     pub fn limit(&self, account_id: u32) -> Option<i64> {
-        self.account_index(account_id).map(|i| self.accounts[i].mapping.header().limit)
+        self.account_index(account_id)
+            .map(|i| self.accounts[i].mapping.header().limit)
     }
 
     fn account_index(&self, account_id: u32) -> Option<usize> {
         self.accounts.iter().position(|a| a.id == account_id)
+    }
+
+    pub fn stats(&self) -> Stats {
+        Stats {
+            syncs: self.syncs.load(Ordering::Relaxed),
+            appends: self.appends.load(Ordering::Relaxed),
+        }
     }
 
     /// Whether a failed sync has stopped all acknowledgements.
@@ -234,16 +278,32 @@ impl Db {
         let mut files = Vec::with_capacity(self.accounts.len());
         for account in &self.accounts {
             let path = account.mapping.path();
-            let handle = file::open_rw(path)
-                .map_err(|source| FileError::Io { path: path.into(), operation: "open", source })?;
-            let std_copy = handle
-                .try_clone()
-                .map_err(|source| FileError::Io { path: path.into(), operation: "dup", source })?;
-            let sync_file = monoio::fs::File::from_std(std_copy)
-                .map_err(|source| FileError::Io { path: path.into(), operation: "open", source })?;
-            files.push(WorkerFile { lock: handle, sync_file, sync: SyncState::default() });
+            let handle = file::open_rw(path).map_err(|source| FileError::Io {
+                path: path.into(),
+                operation: "open",
+                source,
+            })?;
+            let std_copy = handle.try_clone().map_err(|source| FileError::Io {
+                path: path.into(),
+                operation: "dup",
+                source,
+            })?;
+            let sync_file =
+                monoio::fs::File::from_std(std_copy).map_err(|source| FileError::Io {
+                    path: path.into(),
+                    operation: "open",
+                    source,
+                })?;
+            files.push(WorkerFile {
+                lock: handle,
+                sync_file,
+                sync: SyncState::default(),
+            });
         }
-        Ok(Worker { db: Arc::clone(self), files })
+        Ok(Worker {
+            db: Arc::clone(self),
+            files,
+        })
     }
 }
 
@@ -251,11 +311,17 @@ impl Db {
 /// erases leftovers of a crash, publishes the head, and makes it all durable.
 fn recover(handle: &std::fs::File, mapping: &Mapping) -> Result<(), OpenError> {
     let path = mapping.path();
-    let io_error = |operation, source| FileError::Io { path: path.into(), operation, source };
+    let io_error = |operation, source| FileError::Io {
+        path: path.into(),
+        operation,
+        source,
+    };
     file::lock_exclusive_blocking(handle).map_err(|e| io_error("flock", e))?;
     let result = (|| {
-        let scan = verify::scan(mapping)
-            .map_err(|corruption| OpenError::Corrupt { path: path.into(), corruption })?;
+        let scan = verify::scan(mapping).map_err(|corruption| OpenError::Corrupt {
+            path: path.into(),
+            corruption,
+        })?;
         if !scan.orphans.is_empty() {
             eprintln!(
                 "espora: {}: erased {} unacknowledged record(s) left beyond seq {} by a crash",
@@ -311,7 +377,10 @@ impl Worker {
         account_id: u32,
         tx: &Transaction<'_>,
     ) -> Result<Appended, AppendError> {
-        let index = self.db.account_index(account_id).ok_or(AppendError::UnknownAccount)?;
+        let index = self
+            .db
+            .account_index(account_id)
+            .ok_or(AppendError::UnknownAccount)?;
         if self.db.is_poisoned() {
             return Err(AppendError::Unavailable(Unavailable::Poisoned));
         }
@@ -320,13 +389,18 @@ impl Worker {
         self.lock(file).await.map_err(AppendError::Unavailable)?;
         let written = mapping.append_locked(tx, file::now_us());
         file::unlock(&file.lock);
+        if written.is_ok() {
+            self.db.appends.fetch_add(1, Ordering::Relaxed);
+        }
         let record = written.map_err(|rejection| match rejection {
             Rejection::LimitExceeded => AppendError::LimitExceeded,
             Rejection::Overflow => AppendError::Overflow,
             Rejection::Invalid(why) => AppendError::Invalid(why),
             Rejection::Corrupt { seq } => AppendError::Unavailable(Unavailable::Corrupt { seq }),
         })?;
-        self.wait_durable(index, record.seq).await.map_err(AppendError::Unavailable)?;
+        self.wait_durable(index, record.seq)
+            .await
+            .map_err(AppendError::Unavailable)?;
         Ok(Appended {
             balance: record.balance,
             limit: mapping.header().limit,
@@ -338,12 +412,17 @@ impl Worker {
     /// Reads the balance and newest records as one snapshot that holds every transaction
     /// acknowledged before the call, and only durable ones.
     pub async fn statement(&self, account_id: u32, out: &mut Statement) -> Result<(), ReadError> {
-        let index = self.db.account_index(account_id).ok_or(ReadError::UnknownAccount)?;
+        let index = self
+            .db
+            .account_index(account_id)
+            .ok_or(ReadError::UnknownAccount)?;
         let mapping = &self.db.accounts[index].mapping;
         out.limit = mapping.header().limit;
         for _ in 0..SNAPSHOT_RETRIES_MAX {
             let head = mapping.head();
-            self.wait_durable(index, head).await.map_err(ReadError::Unavailable)?;
+            self.wait_durable(index, head)
+                .await
+                .map_err(ReadError::Unavailable)?;
             if let Ok(balance) = mapping.snapshot(head, STATEMENT_RECORDS_MAX, &mut out.records) {
                 out.balance = balance;
                 return Ok(());
@@ -380,7 +459,11 @@ impl Worker {
                 return Ok(());
             }
             if state.in_flight.get() {
-                SyncFinished { state, generation: state.generation.get() }.await;
+                SyncFinished {
+                    state,
+                    generation: state.generation.get(),
+                }
+                .await;
                 continue;
             }
             state.in_flight.set(true);
@@ -404,6 +487,7 @@ impl Worker {
     }
 
     async fn sync_file(&self, index: usize) -> io::Result<()> {
+        self.db.syncs.fetch_add(1, Ordering::Relaxed);
         if self.db.options.faults.sync_should_fail() {
             return Err(io::Error::from_raw_os_error(libc_eio()));
         }

@@ -18,8 +18,13 @@ use crate::layout::{header_offset, Description, Header, Kind, Record, HEADER_SIZ
 compile_error!("espora's shared counters assume a little-endian host");
 
 /// The five accounts that exist from the first start, with their credit limits in cents.
-pub const ACCOUNTS: [(u32, i64); 5] =
-    [(1, 100_000), (2, 80_000), (3, 1_000_000), (4, 10_000_000), (5, 500_000)];
+pub const ACCOUNTS: [(u32, i64); 5] = [
+    (1, 100_000),
+    (2, 80_000),
+    (3, 1_000_000),
+    (4, 10_000_000),
+    (5, 500_000),
+];
 
 /// The file name of an account inside the data directory.
 pub fn account_file_name(account_id: u32) -> String {
@@ -28,7 +33,9 @@ pub fn account_file_name(account_id: u32) -> String {
 
 /// Current time in microseconds since the Unix epoch, UTC.
 pub fn now_us() -> i64 {
-    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     i64::try_from(since.as_micros()).unwrap_or(i64::MAX)
 }
 
@@ -86,21 +93,25 @@ impl Mapping {
 
     /// Sequence number of the newest record written (0: no record yet).
     pub fn head(&self) -> u64 {
-        self.counter(header_offset::HEAD_SEQ).load(Ordering::Acquire)
+        self.counter(header_offset::HEAD_SEQ)
+            .load(Ordering::Acquire)
     }
 
     pub(crate) fn publish_head(&self, seq: u64) {
-        self.counter(header_offset::HEAD_SEQ).store(seq, Ordering::Release);
+        self.counter(header_offset::HEAD_SEQ)
+            .store(seq, Ordering::Release);
     }
 
     /// Highest sequence number known to be on disk.
     pub fn durable(&self) -> u64 {
-        self.counter(header_offset::DURABLE_SEQ).load(Ordering::Acquire)
+        self.counter(header_offset::DURABLE_SEQ)
+            .load(Ordering::Acquire)
     }
 
     /// Records that a sync which started when `seq` was the head has completed.
     pub fn advance_durable(&self, seq: u64) {
-        self.counter(header_offset::DURABLE_SEQ).fetch_max(seq, Ordering::AcqRel);
+        self.counter(header_offset::DURABLE_SEQ)
+            .fetch_max(seq, Ordering::AcqRel);
     }
 
     /// Copies the raw bytes of the slot for `seq`.
@@ -124,7 +135,9 @@ impl Mapping {
 
     /// Decodes the record for `seq`, if the slot holds exactly that record.
     pub fn read_record(&self, seq: u64) -> Option<Record> {
-        Record::decode(&self.read_slot(seq)).ok().filter(|r| r.seq == seq)
+        Record::decode(&self.read_slot(seq))
+            .ok()
+            .filter(|r| r.seq == seq)
     }
 
     /// Overwrites the slot for `seq`. The caller holds the account's lock.
@@ -184,7 +197,9 @@ impl Mapping {
         };
         let start = head;
         while head - start < self.header.capacity {
-            let Some(next) = self.read_record(head + 1) else { break };
+            let Some(next) = self.read_record(head + 1) else {
+                break;
+            };
             if next.balance_before() != Some(previous.map_or(0, |r| r.balance)) {
                 return Err(Rejection::Corrupt { seq: head + 1 });
             }
@@ -231,7 +246,10 @@ pub fn open_account(
     };
     let mapping = map_file(&file, &path)?;
     if mapping.header.account_id != account_id {
-        return Err(FileError::Format { path, problem: "account id does not match file name".into() });
+        return Err(FileError::Format {
+            path,
+            problem: "account id does not match file name".into(),
+        });
     }
     Ok((file, mapping))
 }
@@ -245,7 +263,11 @@ pub fn open_existing(path: &Path) -> Result<(File, Mapping), FileError> {
 
 /// Opens another open file description of `path`, for a thread's own lock.
 pub fn open_rw(path: &Path) -> io::Result<File> {
-    OpenOptions::new().read(true).write(true).custom_flags(libc_o_cloexec()).open(path)
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc_o_cloexec())
+        .open(path)
 }
 
 fn libc_o_cloexec() -> i32 {
@@ -253,15 +275,23 @@ fn libc_o_cloexec() -> i32 {
 }
 
 fn map_file(file: &File, path: &Path) -> Result<Mapping, FileError> {
-    let length = file.metadata().map_err(|e| FileError::io(path, "stat", e))?.len();
+    let length = file
+        .metadata()
+        .map_err(|e| FileError::io(path, "stat", e))?
+        .len();
     if length < HEADER_SIZE as u64 {
-        return Err(FileError::Format { path: path.into(), problem: "file shorter than its header".into() });
+        return Err(FileError::Format {
+            path: path.into(),
+            problem: "file shorter than its header".into(),
+        });
     }
     let mut first = [0u8; header_offset::IMMUTABLE_END];
     std::os::unix::fs::FileExt::read_exact_at(file, &mut first, 0)
         .map_err(|e| FileError::io(path, "read header", e))?;
-    let header = Header::decode(&first)
-        .map_err(|e| FileError::Format { path: path.into(), problem: e.to_string() })?;
+    let header = Header::decode(&first).map_err(|e| FileError::Format {
+        path: path.into(),
+        problem: e.to_string(),
+    })?;
     if length != header.file_size() {
         return Err(FileError::Format {
             path: path.into(),
@@ -272,7 +302,11 @@ fn map_file(file: &File, path: &Path) -> Result<Mapping, FileError> {
         .len(header.file_size() as usize)
         .map_raw(file)
         .map_err(|e| FileError::io(path, "mmap", e))?;
-    Ok(Mapping { map, header, path: path.into() })
+    Ok(Mapping {
+        map,
+        header,
+        path: path.into(),
+    })
 }
 
 /// Builds the file under a temporary name, makes it durable, then links it into place. `link`
@@ -284,20 +318,24 @@ fn create_account(
     limit: i64,
     capacity: u64,
 ) -> Result<(), FileError> {
-    let header = Header { account_id, limit, capacity, created_us: now_us() };
+    let header = Header {
+        account_id,
+        limit,
+        capacity,
+        created_us: now_us(),
+    };
     let temp = dir.join(format!(
         ".{}.tmp.{}.{}",
         account_file_name(account_id),
         std::process::id(),
         now_us()
     ));
-    let result = write_new_file(&temp, &header).and_then(|()| {
-        match std::fs::hard_link(&temp, path) {
+    let result =
+        write_new_file(&temp, &header).and_then(|()| match std::fs::hard_link(&temp, path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
             Err(e) => Err(FileError::io(path, "link", e)),
-        }
-    });
+        });
     let _ = std::fs::remove_file(&temp);
     result?;
     sync_dir(dir)
@@ -313,8 +351,13 @@ fn write_new_file(temp: &Path, header: &Header) -> Result<(), FileError> {
         .map_err(|e| FileError::io(temp, "create", e))?;
     // Reserve every block now: writing into a hole of a shared mapping on a full disk would
     // kill the process with SIGBUS later, instead of failing cleanly here.
-    rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, header.file_size())
-        .map_err(|e| FileError::io(temp, "allocate", e.into()))?;
+    rustix::fs::fallocate(
+        &file,
+        rustix::fs::FallocateFlags::empty(),
+        0,
+        header.file_size(),
+    )
+    .map_err(|e| FileError::io(temp, "allocate", e.into()))?;
     std::os::unix::fs::FileExt::write_all_at(&file, &header.encode(), 0)
         .map_err(|e| FileError::io(temp, "write header", e))?;
     file.sync_all().map_err(|e| FileError::io(temp, "fsync", e))
@@ -323,7 +366,9 @@ fn write_new_file(temp: &Path, header: &Header) -> Result<(), FileError> {
 /// Makes a directory entry change durable.
 pub fn sync_dir(dir: &Path) -> Result<(), FileError> {
     let handle = File::open(dir).map_err(|e| FileError::io(dir, "open directory", e))?;
-    handle.sync_all().map_err(|e| FileError::io(dir, "fsync directory", e))
+    handle
+        .sync_all()
+        .map_err(|e| FileError::io(dir, "fsync directory", e))
 }
 
 /// Tries to take the exclusive lock without blocking; `Ok(false)` if another holds it.
@@ -366,21 +411,33 @@ pub fn unlock(file: &File) {
 #[derive(Debug)]
 pub enum FileError {
     /// A system call failed.
-    Io { path: PathBuf, operation: &'static str, source: io::Error },
+    Io {
+        path: PathBuf,
+        operation: &'static str,
+        source: io::Error,
+    },
     /// The file exists but is not a usable account file.
     Format { path: PathBuf, problem: String },
 }
 
 impl FileError {
     fn io(path: &Path, operation: &'static str, source: io::Error) -> FileError {
-        FileError::Io { path: path.into(), operation, source }
+        FileError::Io {
+            path: path.into(),
+            operation,
+            source,
+        }
     }
 }
 
 impl std::fmt::Display for FileError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            FileError::Io { path, operation, source } => {
+            FileError::Io {
+                path,
+                operation,
+                source,
+            } => {
                 write!(f, "{}: {operation} failed: {source}", path.display())
             }
             FileError::Format { path, problem } => write!(f, "{}: {problem}", path.display()),

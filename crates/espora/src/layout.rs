@@ -222,7 +222,10 @@ impl Description {
         assert!(text.len() <= DESCRIPTION_BYTES_MAX);
         let mut bytes = [0u8; DESCRIPTION_BYTES_MAX];
         bytes[..text.len()].copy_from_slice(text.as_bytes());
-        Some(Description { bytes, len: text.len() as u8 })
+        Some(Description {
+            bytes,
+            len: text.len() as u8,
+        })
     }
 
     pub fn as_str(&self) -> &str {
@@ -410,7 +413,12 @@ mod tests {
 
     #[test]
     fn header_round_trips_and_rejects_damage() {
-        let h = Header { account_id: 3, limit: 1_000_000, capacity: 65_536, created_us: 5 };
+        let h = Header {
+            account_id: 3,
+            limit: 1_000_000,
+            capacity: 65_536,
+            created_us: 5,
+        };
         let bytes = h.encode();
         assert_eq!(Header::decode(&bytes), Ok(h));
         let mut bad = bytes;

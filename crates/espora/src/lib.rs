@@ -18,8 +18,8 @@ pub mod verify;
 mod db;
 
 pub use db::{
-    AppendError, Appended, Db, Faults, OpenError, Options, ReadError, Statement, Unavailable,
-    Worker, STATEMENT_RECORDS_MAX,
+    AppendError, Appended, Db, Faults, OpenError, Options, ReadError, Statement, Stats,
+    Unavailable, Worker, STATEMENT_RECORDS_MAX,
 };
 pub use file::{Transaction, ACCOUNTS};
 pub use layout::{Kind, Record};

@@ -39,11 +39,16 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153;
     let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 } as u32;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    } as u32;
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }
@@ -53,7 +58,11 @@ mod tests {
     use super::*;
 
     fn check(us: i64, expected: &str) {
-        assert_eq!(std::str::from_utf8(&rfc3339_us(us)).unwrap(), expected, "{us}");
+        assert_eq!(
+            std::str::from_utf8(&rfc3339_us(us)).unwrap(),
+            expected,
+            "{us}"
+        );
     }
 
     #[test]
@@ -76,7 +85,20 @@ mod tests {
             assert_eq!(civil_from_days(days), expected, "day {days}");
             let (y, m, d) = expected;
             let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-            let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+            let month_days = [
+                31,
+                if leap { 29 } else { 28 },
+                31,
+                30,
+                31,
+                30,
+                31,
+                31,
+                30,
+                31,
+                30,
+                31,
+            ];
             expected = if d < month_days[m as usize - 1] {
                 (y, m, d + 1)
             } else if m < 12 {

@@ -40,7 +40,11 @@ pub struct Corruption {
 
 impl fmt::Display for Corruption {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "record seq {} (slot {}): {}", self.seq, self.slot, self.problem)
+        write!(
+            f,
+            "record seq {} (slot {}): {}",
+            self.seq, self.slot, self.problem
+        )
     }
 }
 
@@ -52,14 +56,21 @@ pub fn scan(mapping: &Mapping) -> Result<Scan, Corruption> {
     let header = *mapping.header();
     let capacity = header.capacity;
     let slot_of = |seq: u64| (seq - 1) % capacity;
-    let corrupt = |seq: u64, problem: String| Corruption { seq, slot: slot_of(seq.max(1)), problem };
+    let corrupt = |seq: u64, problem: String| Corruption {
+        seq,
+        slot: slot_of(seq.max(1)),
+        problem,
+    };
 
     // Every record up to the durable watermark survived a completed fdatasync, so that record
     // must be readable; the history then continues as far as records follow without a gap.
     let durable = mapping.durable();
     if durable > 0 {
         if let Err(problem) = expect_record(mapping, durable) {
-            return Err(corrupt(durable, format!("durable record unreadable: {problem}")));
+            return Err(corrupt(
+                durable,
+                format!("durable record unreadable: {problem}"),
+            ));
         }
     }
     let mut newest = durable;
@@ -88,7 +99,10 @@ pub fn scan(mapping: &Mapping) -> Result<Scan, Corruption> {
     for slot in 0..capacity {
         match Record::decode(&mapping.read_slot(slot + 1)) {
             Ok(r) if slot_of(r.seq) != slot => {
-                return Err(corrupt(r.seq, format!("found in slot {slot}, belongs elsewhere")))
+                return Err(corrupt(
+                    r.seq,
+                    format!("found in slot {slot}, belongs elsewhere"),
+                ))
             }
             Ok(r) if window(r.seq) => {}
             Err(RecordError::Empty) => {}
@@ -96,7 +110,15 @@ pub fn scan(mapping: &Mapping) -> Result<Scan, Corruption> {
             _ => orphans.push(slot),
         }
     }
-    Ok(Scan { oldest, newest, balance, balance_min, durable, torn_tail, orphans })
+    Ok(Scan {
+        oldest,
+        newest,
+        balance,
+        balance_min,
+        durable,
+        torn_tail,
+        orphans,
+    })
 }
 
 /// Walks `oldest..=newest`, checking each record and the chain between neighbours. Returns the
@@ -110,7 +132,9 @@ fn check_history(mapping: &Mapping, oldest: u64, newest: u64) -> Result<(i64, i6
         let slot = (seq - 1) % capacity;
         let corrupt = |problem: String| Corruption { seq, slot, problem };
         let record = expect_record(mapping, seq).map_err(corrupt)?;
-        let before = record.balance_before().ok_or_else(|| corrupt("balance overflows".into()))?;
+        let before = record
+            .balance_before()
+            .ok_or_else(|| corrupt("balance overflows".into()))?;
         match previous {
             Some(p) if before != p.balance => {
                 return Err(corrupt(format!(
@@ -126,12 +150,17 @@ fn check_history(mapping: &Mapping, oldest: u64, newest: u64) -> Result<(i64, i6
                 return Err(corrupt("timestamp goes backwards".into()))
             }
             None if seq == 1 && before != 0 => {
-                return Err(corrupt(format!("first record starts from balance {before}, not 0")))
+                return Err(corrupt(format!(
+                    "first record starts from balance {before}, not 0"
+                )))
             }
             _ => {}
         }
         if record.balance < -limit {
-            return Err(corrupt(format!("balance {} below the limit -{limit}", record.balance)));
+            return Err(corrupt(format!(
+                "balance {} below the limit -{limit}",
+                record.balance
+            )));
         }
         balance_min = balance_min.min(record.balance);
         previous = Some(record);

@@ -1,0 +1,155 @@
+//! Helpers shared by espora's integration tests: a runtime, temp dirs, child processes.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use espora::file::{self, Mapping};
+use espora::layout::Record;
+use espora::verify::{self, Scan};
+
+/// Runs a future on a fresh monoio runtime (io_uring when available, else epoll), with the
+/// timer enabled as espora's lock wait needs it.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    if std::env::var("RINHA_DRIVER").as_deref() == Ok("epoll") {
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("epoll runtime");
+        return rt.block_on(future);
+    }
+    let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .build()
+        .expect("runtime");
+    rt.block_on(future)
+}
+
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("espora-test-")
+        .tempdir()
+        .expect("temp dir")
+}
+
+/// Small deterministic generator for test inputs.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Starts this test binary again, running only the test named `entry`, with `env` set. The
+/// child test does its work only when `ESPORA_CHILD` is set.
+pub fn spawn_child(entry: &str, env: &[(&str, String)]) -> Child {
+    let mut command = Command::new(std::env::current_exe().expect("test binary"));
+    command.args([
+        entry,
+        "--exact",
+        "--nocapture",
+        "--test-threads=1",
+        "--quiet",
+    ]);
+    command.env("ESPORA_CHILD", "1");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.stdout(Stdio::piped()).stderr(Stdio::inherit());
+    command.spawn().expect("spawn child")
+}
+
+pub fn is_child() -> bool {
+    std::env::var_os("ESPORA_CHILD").is_some()
+}
+
+/// An acknowledged append as a child reports it: `ACK account seq value kind balance description`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ack {
+    pub account: u32,
+    pub seq: u64,
+    pub value: i64,
+    pub kind: char,
+    pub balance: i64,
+    pub description: String,
+}
+
+impl Ack {
+    pub fn line(&self) -> String {
+        format!(
+            "ACK {} {} {} {} {} {}",
+            self.account, self.seq, self.value, self.kind, self.balance, self.description
+        )
+    }
+
+    /// Parses a complete line; a line cut short by a kill is ignored by the caller.
+    pub fn parse(line: &str) -> Option<Ack> {
+        let mut parts = line.strip_prefix("ACK ")?.split(' ');
+        let ack = Ack {
+            account: parts.next()?.parse().ok()?,
+            seq: parts.next()?.parse().ok()?,
+            value: parts.next()?.parse().ok()?,
+            kind: parts.next()?.chars().next()?,
+            balance: parts.next()?.parse().ok()?,
+            description: parts.next()?.to_string(),
+        };
+        // The description is the last field and ends with a fixed marker, so a torn line
+        // cannot pass for a whole one.
+        ack.description.ends_with('#').then_some(ack)
+    }
+}
+
+/// Opens an account file and checks it, returning the scan and the retained records.
+pub fn read_history(dir: &Path, account: u32) -> (Scan, Vec<Record>, Mapping) {
+    let path = dir.join(file::account_file_name(account));
+    let (handle, mapping) = file::open_existing(&path).expect("open account file");
+    file::lock_shared_blocking(&handle).expect("lock");
+    let scan = verify::scan(&mapping);
+    file::unlock(&handle);
+    let scan = scan.unwrap_or_else(|c| panic!("{}: {c}", path.display()));
+    let records = if scan.newest == 0 {
+        Vec::new()
+    } else {
+        (scan.oldest..=scan.newest)
+            .map(|seq| mapping.read_record(seq).expect("record"))
+            .collect()
+    };
+    (scan, records, mapping)
+}
+
+/// Checks that every acknowledged append is in the history exactly once, at its sequence
+/// number, with its value, type, description and resulting balance.
+pub fn assert_acks_in_history(acks: &[Ack], records: &[Record]) {
+    let mut seen = std::collections::HashSet::new();
+    for ack in acks {
+        assert!(
+            seen.insert(ack.seq),
+            "two acknowledgements for seq {}",
+            ack.seq
+        );
+        let record = records
+            .iter()
+            .find(|r| r.seq == ack.seq)
+            .unwrap_or_else(|| panic!("acknowledged seq {} missing from history", ack.seq));
+        assert_eq!(record.value, ack.value, "{ack:?}");
+        assert_eq!(record.kind.as_char(), ack.kind, "{ack:?}");
+        assert_eq!(record.balance, ack.balance, "{ack:?}");
+        assert_eq!(record.description(), ack.description, "{ack:?}");
+    }
+    let descriptions: std::collections::HashSet<&str> =
+        records.iter().map(|r| r.description()).collect();
+    assert_eq!(
+        descriptions.len(),
+        records.len(),
+        "a description appears twice in history"
+    );
+}

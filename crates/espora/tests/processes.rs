@@ -1,0 +1,335 @@
+//! Multi-process tests: concurrent appenders across processes and threads, SIGKILL at random
+//! moments, and several processes creating a fresh directory at once.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{assert_acks_in_history, block_on, is_child, read_history, spawn_child, Ack, Rng};
+use espora::{AppendError, Db, Kind, Options, Transaction};
+
+/// Child entry point: appends to one account from several threads, each running several tasks,
+/// and prints one `ACK` line per acknowledged append. Driven by environment variables.
+#[test]
+fn child_appender() {
+    if !is_child() {
+        return;
+    }
+    let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} not set"));
+    let dir = PathBuf::from(var("DIR"));
+    let tag = var("TAG");
+    let account: u32 = var("ACCOUNT").parse().unwrap();
+    let threads: usize = var("THREADS").parse().unwrap();
+    let tasks: usize = var("TASKS").parse().unwrap();
+    // 0 means run until killed.
+    let appends_per_task: u64 = var("APPENDS").parse().unwrap();
+    let debit_max: u64 = var("DEBIT_MAX").parse().unwrap();
+    let start_at = var("START_AT_MS").parse::<u64>().unwrap();
+    wait_until_epoch_ms(start_at);
+
+    let db = Arc::new(Db::open(&dir, Options::default()).expect("open"));
+    let handles: Vec<_> = (0..threads)
+        .map(|thread| {
+            let db = Arc::clone(&db);
+            let tag = format!("{tag}{thread}");
+            std::thread::spawn(move || {
+                block_on(async move {
+                    let worker = std::rc::Rc::new(db.worker().expect("worker"));
+                    let mut joins = Vec::new();
+                    for task in 0..tasks {
+                        let worker = std::rc::Rc::clone(&worker);
+                        let tag = format!("{tag}{task}");
+                        joins.push(monoio::spawn(async move {
+                            append_loop(&worker, account, &tag, appends_per_task, debit_max).await
+                        }));
+                    }
+                    for join in joins {
+                        join.await;
+                    }
+                })
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.join().expect("thread");
+    }
+    println!(
+        "DONE syncs={} appends={}",
+        db.stats().syncs,
+        db.stats().appends
+    );
+}
+
+async fn append_loop(worker: &espora::Worker, account: u32, tag: &str, count: u64, debit_max: u64) {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ tag.bytes().fold(7u64, |h, b| h * 31 + b as u64));
+    let mut i = 0u64;
+    while count == 0 || i < count {
+        let credit = rng.below(3) == 0;
+        let value = 1 + rng.below(if credit { debit_max / 2 } else { debit_max }) as i64;
+        let kind = if credit { Kind::Credit } else { Kind::Debit };
+        let description = format!("{tag}{i:x}#");
+        let tx = Transaction {
+            value,
+            kind,
+            description: &description,
+        };
+        match worker.append(account, &tx).await {
+            Ok(done) => {
+                let ack = Ack {
+                    account,
+                    seq: done.seq,
+                    value,
+                    kind: kind.as_char(),
+                    balance: done.balance,
+                    description,
+                };
+                println!("{}", ack.line());
+            }
+            Err(AppendError::LimitExceeded) => {}
+            Err(e) => panic!("append failed: {e:?}"),
+        }
+        i += 1;
+    }
+}
+
+fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn wait_until_epoch_ms(at: u64) {
+    while epoch_ms() < at {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+struct Run {
+    acks: Vec<Ack>,
+    done_lines: Vec<String>,
+}
+
+fn run_children(dir: &std::path::Path, children: usize, env: &[(&str, String)]) -> Run {
+    let start_at = epoch_ms() + 300;
+    let mut spawned: Vec<_> = (0..children)
+        .map(|i| {
+            let mut env = env.to_vec();
+            env.push(("DIR", dir.display().to_string()));
+            env.push(("TAG", ((b'a' + i as u8) as char).to_string()));
+            env.push(("START_AT_MS", start_at.to_string()));
+            spawn_child("child_appender", &env)
+        })
+        .collect();
+    let mut run = Run {
+        acks: Vec::new(),
+        done_lines: Vec::new(),
+    };
+    for child in &mut spawned {
+        let stdout = child.stdout.take().unwrap();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if let Some(ack) = Ack::parse(&line) {
+                run.acks.push(ack);
+            } else if line.starts_with("DONE") {
+                run.done_lines.push(line);
+            }
+        }
+        assert!(child.wait().unwrap().success(), "child failed");
+    }
+    run
+}
+
+fn race(account: u32, debit_max: u64) {
+    let dir = common::temp_dir();
+    let env = [
+        ("ACCOUNT", account.to_string()),
+        ("THREADS", "2".to_string()),
+        ("TASKS", "4".to_string()),
+        ("APPENDS", "150".to_string()),
+        ("DEBIT_MAX", debit_max.to_string()),
+    ];
+    let run = run_children(dir.path(), 2, &env);
+    assert_eq!(run.done_lines.len(), 2);
+    let (scan, records, mapping) = read_history(dir.path(), account);
+    assert!(run.acks.len() > 1000, "only {} acks", run.acks.len());
+    assert_eq!(
+        scan.newest as usize,
+        run.acks.len(),
+        "history length != acknowledged appends"
+    );
+    assert_eq!(scan.oldest, 1);
+    assert!(scan.balance_min >= -mapping.header().limit);
+    assert_acks_in_history(&run.acks, &records);
+    eprintln!(
+        "race account {account}: {} acks; {:?}",
+        run.acks.len(),
+        run.done_lines
+    );
+}
+
+#[test]
+fn two_processes_two_threads_race_on_one_account() {
+    if is_child() {
+        return;
+    }
+    race(1, 2_000);
+}
+
+#[test]
+fn racing_debits_stop_exactly_at_the_limit() {
+    if is_child() {
+        return;
+    }
+    // Account 2 has a limit of 80,000: debits of up to 20,000 against credits of up to 10,000
+    // drive the balance to the limit over and over.
+    race(2, 20_000);
+    let dir = common::temp_dir();
+    let env = [
+        ("ACCOUNT", "2".to_string()),
+        ("THREADS", "2".to_string()),
+        ("TASKS", "4".to_string()),
+        ("APPENDS", "40".to_string()),
+        ("DEBIT_MAX", "100000000".to_string()),
+    ];
+    let run = run_children(dir.path(), 2, &env);
+    let (scan, records, _) = read_history(dir.path(), 2);
+    assert_acks_in_history(&run.acks, &records);
+    assert!(scan.balance_min >= -80_000);
+}
+
+/// A child appending in a loop is killed with SIGKILL at random moments; after each kill every
+/// append it reported as acknowledged must be in the file.
+#[test]
+fn sigkill_at_random_moments_loses_no_acknowledged_append() {
+    if is_child() {
+        return;
+    }
+    let dir = common::temp_dir();
+    let mut rng = Rng(epoch_ms() | 1);
+    let mut acks = Vec::new();
+    let rounds = 12;
+    for round in 0..rounds {
+        let env = [
+            ("DIR", dir.path().display().to_string()),
+            ("TAG", ((b'a' + round as u8) as char).to_string()),
+            ("ACCOUNT", "3".to_string()),
+            ("THREADS", "2".to_string()),
+            ("TASKS", "3".to_string()),
+            ("APPENDS", "0".to_string()),
+            ("DEBIT_MAX", "5000".to_string()),
+            ("START_AT_MS", "0".to_string()),
+        ];
+        let mut child = spawn_child("child_appender", &env);
+        let stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .collect::<Vec<_>>()
+        });
+        std::thread::sleep(Duration::from_millis(80 + rng.below(250)));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let lines = reader.join().unwrap();
+        acks.extend(lines.iter().filter_map(|l| Ack::parse(l)));
+        // Reopening runs recovery; the history must hold every acknowledgement so far.
+        drop(Db::open(dir.path(), Options::default()).expect("reopen after kill"));
+        let (_, records, _) = read_history(dir.path(), 3);
+        assert_acks_in_history(&acks, &records);
+    }
+    assert!(
+        acks.len() > 100,
+        "too few appends acknowledged: {}",
+        acks.len()
+    );
+    eprintln!(
+        "{rounds} kills, {} acknowledged appends all present",
+        acks.len()
+    );
+}
+
+#[test]
+fn child_creator() {
+    if !is_child() {
+        return;
+    }
+    let dir = PathBuf::from(std::env::var("DIR").unwrap());
+    wait_until_epoch_ms(std::env::var("START_AT_MS").unwrap().parse().unwrap());
+    let db = Arc::new(Db::open(&dir, Options::default()).expect("open"));
+    let tag = std::env::var("TAG").unwrap();
+    block_on(async {
+        let worker = db.worker().unwrap();
+        let description = format!("{tag}#");
+        let tx = Transaction {
+            value: 1,
+            kind: Kind::Credit,
+            description: &description,
+        };
+        let done = worker.append(1, &tx).await.expect("append");
+        println!(
+            "{}",
+            Ack {
+                account: 1,
+                seq: done.seq,
+                value: 1,
+                kind: 'c',
+                balance: done.balance,
+                description
+            }
+            .line()
+        );
+    });
+}
+
+#[test]
+fn processes_creating_a_fresh_directory_at_once_agree() {
+    if is_child() {
+        return;
+    }
+    for _ in 0..3 {
+        let dir = common::temp_dir();
+        let start_at = epoch_ms() + 400;
+        let children: Vec<_> = (0..6)
+            .map(|i| {
+                let env = [
+                    ("DIR", dir.path().display().to_string()),
+                    ("TAG", format!("p{i}")),
+                    ("START_AT_MS", start_at.to_string()),
+                ];
+                spawn_child("child_creator", &env)
+            })
+            .collect();
+        let mut acks = Vec::new();
+        for mut child in children {
+            let out = child.stdout.take().unwrap();
+            acks.extend(
+                BufReader::new(out)
+                    .lines()
+                    .map_while(Result::ok)
+                    .filter_map(|l| Ack::parse(&l)),
+            );
+            assert!(child.wait().unwrap().success());
+        }
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        let expected: Vec<String> = (1..=5).map(espora::file::account_file_name).collect();
+        assert_eq!(
+            names, expected,
+            "exactly the five account files, no leftovers"
+        );
+        let (scan, records, _) = read_history(dir.path(), 1);
+        assert_eq!(scan.newest, 6);
+        assert_eq!(scan.balance, 6);
+        assert_acks_in_history(&acks, &records);
+        for id in 2..=5 {
+            assert_eq!(read_history(dir.path(), id).0.newest, 0);
+        }
+    }
+}
