@@ -13,7 +13,9 @@ const USAGE: &str = "\
 espora: the storage engine's own tool
 
 USAGE:
-    espora init DIR            create the five seeded account files if missing (idempotent)
+    espora init DIR [--ring-records N]
+                               create the five seeded account files if missing (idempotent);
+                               N records per ring (default 65536, fixed at creation)
     espora verify DIR|FILE     check every record: checksums, sequence, balance chain, limit;
                                prints a summary per account; exit 0 only if all is sound
     espora dump FILE [--json]  print every record, oldest first (JSON lines with --json)
@@ -24,7 +26,19 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = match args.as_slice() {
-        ["init", dir] => init(Path::new(dir)),
+        ["init", dir] => init(Path::new(dir), Options::default()),
+        ["init", dir, "--ring-records", n] | ["init", "--ring-records", n, dir] => {
+            match n.parse() {
+                Ok(ring_records) => init(
+                    Path::new(dir),
+                    Options {
+                        ring_records,
+                        ..Options::default()
+                    },
+                ),
+                Err(_) => Err(format!("--ring-records: not a number: {n}")),
+            }
+        }
         ["verify", target] => verify_target(Path::new(target)),
         ["dump", path] => dump(Path::new(path), false),
         ["dump", path, "--json"] | ["dump", "--json", path] => dump(Path::new(path), true),
@@ -50,9 +64,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn init(dir: &Path) -> Result<(), String> {
+fn init(dir: &Path, options: Options) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: cannot create: {e}", dir.display()))?;
-    Db::open(dir, Options::default()).map_err(|e| e.to_string())?;
+    Db::open(dir, options).map_err(|e| e.to_string())?;
     println!("{}: {} accounts ready", dir.display(), ACCOUNTS.len());
     Ok(())
 }

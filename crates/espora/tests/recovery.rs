@@ -392,6 +392,18 @@ fn the_tool_initialises_dumps_and_verifies() {
         .output()
         .unwrap();
     assert!(!bad.status.success());
+    let small = dir.path().join("small");
+    let out = Command::new(tool)
+        .arg("init")
+        .arg(&small)
+        .args(["--ring-records", "128"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let size = std::fs::metadata(small.join(account_file_name(1)))
+        .unwrap()
+        .len();
+    assert_eq!(size, (HEADER_SIZE + 128 * RECORD_SIZE) as u64);
     let usage = Command::new(tool).arg("frobnicate").output().unwrap();
     assert_eq!(usage.status.code(), Some(2));
 }
