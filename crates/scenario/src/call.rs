@@ -1,0 +1,286 @@
+//! One request of a virtual user and the checks made on its answer.
+//!
+//! A `Call` holds the response and collects every failed check; `finish` records the request as
+//! OK only when nothing failed, as Gatling marks a request KO when any of its checks fails.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::client::{self, Method, Response, Target};
+use crate::stats::Recorder;
+
+/// A request sent, with what its checks found.
+#[derive(Debug)]
+pub struct Call {
+    name: &'static str,
+    what: String,
+    latency: Duration,
+    response: Option<Response>,
+    problems: Vec<String>,
+    inconsistencies: Vec<String>,
+}
+
+/// The parts of a transaction answer the checks read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// `saldo`: the balance after the transaction.
+    pub balance: i64,
+    /// `limite`: the account's limit.
+    pub limit: i64,
+}
+
+/// One entry of `ultimas_transacoes`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// `valor`.
+    pub value: i64,
+    /// `tipo`.
+    pub kind: String,
+    /// `descricao`.
+    pub description: String,
+}
+
+/// The parts of a statement the checks read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Statement {
+    /// `saldo.total`.
+    pub total: i64,
+    /// `saldo.limite`.
+    pub limit: i64,
+    /// `ultimas_transacoes`, newest first.
+    pub latest: Vec<Entry>,
+}
+
+/// Sends one request on a new connection and times it from before `connect` to the last byte.
+pub fn send(
+    target: &Target,
+    timeout: Duration,
+    name: &'static str,
+    method: Method,
+    path: &str,
+    body: Option<&str>,
+) -> Call {
+    let started = Instant::now();
+    let result = client::exchange(target, method, path, body, timeout);
+    let latency = started.elapsed();
+    let verb = if method == Method::Get { "GET" } else { "POST" };
+    let what = match body {
+        Some(body) => format!("{verb} {path} {body}"),
+        None => format!("{verb} {path}"),
+    };
+    let mut call = Call {
+        name,
+        what,
+        latency,
+        response: None,
+        problems: Vec::new(),
+        inconsistencies: Vec::new(),
+    };
+    match result {
+        Ok(response) => call.response = Some(response),
+        Err(error) => call.problems.push(format!("no answer: {error}")),
+    }
+    call
+}
+
+impl Call {
+    /// Checks the status is one of `allowed`; false also when there was no answer.
+    pub fn status_in(&mut self, allowed: &[u16]) -> bool {
+        let Some(response) = &self.response else {
+            return false;
+        };
+        if allowed.contains(&response.status) {
+            return true;
+        }
+        let status = response.status;
+        let body = String::from_utf8_lossy(&response.body).into_owned();
+        self.problems.push(format!(
+            "status {status}, expected one of {allowed:?} (body {body:?})"
+        ));
+        false
+    }
+
+    /// The status, when there was an answer.
+    pub fn status(&self) -> Option<u16> {
+        self.response.as_ref().map(|response| response.status)
+    }
+
+    /// Records a failed check when `ok` is false.
+    pub fn ensure(&mut self, ok: bool, message: impl FnOnce() -> String) {
+        if !ok {
+            self.problems.push(message());
+        }
+    }
+
+    /// Checks a balance is not below `-limit`; a violation is a failed check and an
+    /// inconsistency.
+    pub fn consistent(&mut self, balance: i64, limit: i64) {
+        if balance < -limit {
+            let message = format!("balance {balance} is below the limit -{limit}");
+            self.problems.push(message.clone());
+            self.inconsistencies
+                .push(format!("{}: {message}", self.what));
+        }
+    }
+
+    /// Reads `{"limite": L, "saldo": S}` from a transaction answer.
+    pub fn outcome(&mut self) -> Option<Outcome> {
+        let json = self.json()?;
+        let balance = self.int_at(&json, "/saldo")?;
+        let limit = self.int_at(&json, "/limite")?;
+        Some(Outcome { balance, limit })
+    }
+
+    /// Reads a statement answer.
+    pub fn statement(&mut self) -> Option<Statement> {
+        let json = self.json()?;
+        let total = self.int_at(&json, "/saldo/total")?;
+        let limit = self.int_at(&json, "/saldo/limite")?;
+        let Some(list) = json
+            .pointer("/ultimas_transacoes")
+            .and_then(Value::as_array)
+        else {
+            self.problems
+                .push("ultimas_transacoes is missing or not an array".to_string());
+            return None;
+        };
+        let mut latest = Vec::with_capacity(list.len());
+        for item in list {
+            let entry = || -> Option<Entry> {
+                Some(Entry {
+                    value: item.get("valor").and_then(Value::as_i64)?,
+                    kind: item.get("tipo").and_then(Value::as_str)?.to_string(),
+                    description: item.get("descricao").and_then(Value::as_str)?.to_string(),
+                })
+            };
+            let Some(entry) = entry() else {
+                self.problems
+                    .push(format!("malformed entry in ultimas_transacoes: {item}"));
+                return None;
+            };
+            latest.push(entry);
+        }
+        Some(Statement {
+            total,
+            limit,
+            latest,
+        })
+    }
+
+    /// Records the request and its failed checks.
+    pub fn finish(self, recorder: &mut Recorder) {
+        let ok = self.response.is_some() && self.problems.is_empty();
+        recorder.request(self.name, self.latency, ok);
+        for problem in self.problems {
+            recorder.failure(format!("{} {}: {problem}", self.name, self.what));
+        }
+        for inconsistency in self.inconsistencies {
+            recorder.inconsistency(inconsistency);
+        }
+    }
+
+    fn json(&mut self) -> Option<Value> {
+        let response = self.response.as_ref()?;
+        match serde_json::from_slice::<Value>(&response.body) {
+            Ok(json) => Some(json),
+            Err(error) => {
+                let body = String::from_utf8_lossy(&response.body).into_owned();
+                self.problems
+                    .push(format!("body is not JSON ({error}): {body:?}"));
+                None
+            }
+        }
+    }
+
+    fn int_at(&mut self, json: &Value, pointer: &str) -> Option<i64> {
+        let value = json.pointer(pointer).and_then(Value::as_i64);
+        if value.is_none() {
+            self.problems
+                .push(format!("{pointer} is missing or not an integer in {json}"));
+        }
+        value
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call_with(status: u16, body: &str) -> Call {
+        Call {
+            name: "test",
+            what: "GET /x".to_string(),
+            latency: Duration::from_millis(1),
+            response: Some(Response {
+                status,
+                body: body.as_bytes().to_vec(),
+            }),
+            problems: Vec::new(),
+            inconsistencies: Vec::new(),
+        }
+    }
+
+    /// Reads a statement from `body` and compares it and the number of failed checks.
+    fn check(body: &str, expected: Option<Statement>, problems: usize) {
+        let mut call = call_with(200, body);
+        assert_eq!(call.statement(), expected, "body {body}");
+        assert_eq!(
+            call.problems.len(),
+            problems,
+            "body {body}: {:?}",
+            call.problems
+        );
+    }
+
+    #[test]
+    fn statement_reading() {
+        let entry = |value, kind: &str, description: &str| Entry {
+            value,
+            kind: kind.to_string(),
+            description: description.to_string(),
+        };
+        check(
+            r#"{"saldo":{"total":-5,"limite":100,"data_extrato":"x"},"ultimas_transacoes":[
+                {"valor":5,"tipo":"d","descricao":"a","realizada_em":"x"}]}"#,
+            Some(Statement {
+                total: -5,
+                limit: 100,
+                latest: vec![entry(5, "d", "a")],
+            }),
+            0,
+        );
+        check("not json", None, 1);
+        check(
+            r#"{"saldo":{"total":1.5,"limite":1},"ultimas_transacoes":[]}"#,
+            None,
+            1,
+        );
+        check(r#"{"saldo":{"total":1,"limite":1}}"#, None, 1);
+        check(
+            r#"{"saldo":{"total":1,"limite":1},"ultimas_transacoes":[{"valor":1}]}"#,
+            None,
+            1,
+        );
+    }
+
+    #[test]
+    fn checks_mark_the_request_and_count_inconsistencies() {
+        let mut call = call_with(422, r#"{"erro":"x"}"#);
+        assert!(!call.status_in(&[200]));
+        let mut recorder = Recorder::default();
+        call.finish(&mut recorder);
+        let report = recorder.report();
+        assert_eq!((report.all.ko, report.failures_total), (1, 1));
+
+        let mut call = call_with(200, r#"{"limite":100,"saldo":-101}"#);
+        assert!(call.status_in(&[200, 422]));
+        let outcome = call.outcome().unwrap();
+        call.consistent(outcome.balance, outcome.limit);
+        let mut recorder = Recorder::default();
+        call.finish(&mut recorder);
+        let report = recorder.report();
+        assert_eq!(report.inconsistencies_total, 1);
+        assert!(!report.passed());
+    }
+}

@@ -1,0 +1,22 @@
+//! `rinha-scenario`: the reference load test of LOAD.md as a Rust load client.
+//!
+//! It reproduces every phase and check of the challenge's Gatling simulation (the one in
+//! `gatling/` is its twin): 25 concurrent debits then credits with exact totals, the validation
+//! chain of each account, the 404, then the open-model load phase (debits 220/s, credits 110/s,
+//! statements 10/s at peak). Every request uses a new TCP connection. The ramp and hold can be
+//! shortened while keeping the peak rates, so CI can run the whole scenario in under a minute.
+//!
+//! Use: [`scenario::wait_ready`], optionally [`scenario::check_fresh`], then [`scenario::run`],
+//! which returns a [`stats::Report`] (latency percentiles, failed checks, inconsistencies).
+
+pub mod call;
+pub mod client;
+pub mod load;
+pub mod rng;
+pub mod scenario;
+pub mod schedule;
+pub mod stats;
+
+pub use client::Target;
+pub use scenario::{check_fresh, run, wait_ready, Config};
+pub use stats::Report;

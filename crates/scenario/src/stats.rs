@@ -1,0 +1,282 @@
+//! What a run observed: response times per request name, failed checks, inconsistencies, and how
+//! late the client started users (its own health). Each thread fills its own `Recorder`; they are
+//! merged at the end, so recording takes no lock.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+/// The challenge's latency bound: slower responses count against the 98% SLA.
+pub const SLA: Duration = Duration::from_millis(250);
+
+/// Failure messages kept for the report; the counts stay exact beyond it.
+pub const MESSAGES_MAX: usize = 20;
+
+/// Observations of one thread, or of a whole run once merged.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    groups: BTreeMap<&'static str, Group>,
+    failures_total: u64,
+    failures: Vec<String>,
+    inconsistencies_total: u64,
+    inconsistencies: Vec<String>,
+    lags_us: Vec<u64>,
+}
+
+#[derive(Debug, Default)]
+struct Group {
+    latencies_us: Vec<u64>,
+    ko: u64,
+}
+
+impl Recorder {
+    /// Records one finished request: its time and whether every check on it passed.
+    pub fn request(&mut self, name: &'static str, latency: Duration, ok: bool) {
+        let group = self.groups.entry(name).or_default();
+        group.latencies_us.push(micros(latency));
+        if !ok {
+            group.ko += 1;
+        }
+    }
+
+    /// Records a failed check (the request itself is recorded by `request`).
+    pub fn failure(&mut self, message: String) {
+        self.failures_total += 1;
+        if self.failures.len() < MESSAGES_MAX {
+            self.failures.push(message);
+        }
+    }
+
+    /// Records a balance seen below its limit.
+    pub fn inconsistency(&mut self, message: String) {
+        self.inconsistencies_total += 1;
+        if self.inconsistencies.len() < MESSAGES_MAX {
+            self.inconsistencies.push(message);
+        }
+    }
+
+    /// Records how late a load user started after its scheduled time.
+    pub fn lag(&mut self, lag: Duration) {
+        self.lags_us.push(micros(lag));
+    }
+
+    /// Adds everything `other` saw.
+    pub fn merge(&mut self, other: Recorder) {
+        for (name, group) in other.groups {
+            let mine = self.groups.entry(name).or_default();
+            mine.latencies_us.extend(group.latencies_us);
+            mine.ko += group.ko;
+        }
+        self.failures_total += other.failures_total;
+        let room = MESSAGES_MAX.saturating_sub(self.failures.len());
+        self.failures.extend(other.failures.into_iter().take(room));
+        self.inconsistencies_total += other.inconsistencies_total;
+        let room = MESSAGES_MAX.saturating_sub(self.inconsistencies.len());
+        self.inconsistencies
+            .extend(other.inconsistencies.into_iter().take(room));
+        self.lags_us.extend(other.lags_us);
+    }
+
+    /// Summarises the observations.
+    pub fn report(self) -> Report {
+        let mut all = Group::default();
+        let mut groups = Vec::new();
+        for (name, group) in self.groups {
+            all.latencies_us.extend_from_slice(&group.latencies_us);
+            all.ko += group.ko;
+            groups.push(Summary::of(name, group));
+        }
+        let mut lags = self.lags_us;
+        lags.sort_unstable();
+        Report {
+            groups,
+            all: Summary::of("all", all),
+            failures_total: self.failures_total,
+            failures: self.failures,
+            inconsistencies_total: self.inconsistencies_total,
+            inconsistencies: self.inconsistencies,
+            lag_p99_us: percentile(&lags, 99.0),
+            lag_max_us: lags.last().copied().unwrap_or(0),
+        }
+    }
+}
+
+/// Response-time figures of one request name (or of all).
+#[derive(Clone, Debug)]
+pub struct Summary {
+    /// The request name.
+    pub name: &'static str,
+    /// Requests sent.
+    pub count: u64,
+    /// Requests with a failed check or no answer.
+    pub ko: u64,
+    /// Requests slower than [`SLA`].
+    pub over_sla: u64,
+    /// Percentiles 50, 75, 95, 99 and the maximum, in microseconds.
+    pub p50_us: u64,
+    /// See `p50_us`.
+    pub p75_us: u64,
+    /// See `p50_us`.
+    pub p95_us: u64,
+    /// See `p50_us`.
+    pub p99_us: u64,
+    /// See `p50_us`.
+    pub max_us: u64,
+}
+
+impl Summary {
+    fn of(name: &'static str, group: Group) -> Summary {
+        let mut sorted = group.latencies_us;
+        sorted.sort_unstable();
+        let sla_us = micros(SLA);
+        Summary {
+            name,
+            count: sorted.len() as u64,
+            ko: group.ko,
+            over_sla: sorted.iter().filter(|&&us| us > sla_us).count() as u64,
+            p50_us: percentile(&sorted, 50.0),
+            p75_us: percentile(&sorted, 75.0),
+            p95_us: percentile(&sorted, 95.0),
+            p99_us: percentile(&sorted, 99.0),
+            max_us: sorted.last().copied().unwrap_or(0),
+        }
+    }
+}
+
+/// The outcome of a run.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// One summary per request name, by name.
+    pub groups: Vec<Summary>,
+    /// All requests together.
+    pub all: Summary,
+    /// Failed checks (a request can fail several).
+    pub failures_total: u64,
+    /// The first failure messages.
+    pub failures: Vec<String>,
+    /// Balances seen below their limit.
+    pub inconsistencies_total: u64,
+    /// The first inconsistency messages.
+    pub inconsistencies: Vec<String>,
+    /// How late load users started, 99th percentile and worst (client saturation).
+    pub lag_p99_us: u64,
+    /// See `lag_p99_us`.
+    pub lag_max_us: u64,
+}
+
+impl Report {
+    /// True when no check failed and no inconsistency was seen.
+    pub fn passed(&self) -> bool {
+        self.failures_total == 0 && self.inconsistencies_total == 0 && self.all.ko == 0
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{:<12} {:>7} {:>5} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "request", "count", "ko", ">250ms", "p50 ms", "p75 ms", "p95 ms", "p99 ms", "max ms"
+        )?;
+        for summary in self.groups.iter().chain(std::iter::once(&self.all)) {
+            writeln!(
+                f,
+                "{:<12} {:>7} {:>5} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                summary.name,
+                summary.count,
+                summary.ko,
+                summary.over_sla,
+                ms(summary.p50_us),
+                ms(summary.p75_us),
+                ms(summary.p95_us),
+                ms(summary.p99_us),
+                ms(summary.max_us)
+            )?;
+        }
+        let within = if self.all.count == 0 {
+            100.0
+        } else {
+            100.0 * (self.all.count - self.all.over_sla - self.all.ko.min(self.all.count)) as f64
+                / self.all.count as f64
+        };
+        writeln!(f, "within 250 ms and OK: {within:.3}% (the SLA asks 98%)")?;
+        writeln!(
+            f,
+            "client start lag: p99 {} ms, max {} ms (high values mean the client machine was saturated)",
+            ms(self.lag_p99_us),
+            ms(self.lag_max_us)
+        )?;
+        writeln!(f, "failed checks: {}", self.failures_total)?;
+        for message in &self.failures {
+            writeln!(f, "  - {message}")?;
+        }
+        writeln!(f, "inconsistencies: {}", self.inconsistencies_total)?;
+        for message in &self.inconsistencies {
+            writeln!(f, "  - {message}")?;
+        }
+        write!(f, "{}", if self.passed() { "PASSED" } else { "FAILED" })
+    }
+}
+
+/// Nearest-rank percentile of sorted values; 0 when empty.
+pub fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.3}", us as f64 / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(values: &[u64], p: f64, expected: u64) {
+        assert_eq!(percentile(values, p), expected, "p{p} of {values:?}");
+    }
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        check(&[], 50.0, 0);
+        check(&[7], 99.0, 7);
+        check(&[1, 2, 3, 4], 50.0, 2);
+        check(&[1, 2, 3, 4], 75.0, 3);
+        check(&[1, 2, 3, 4], 100.0, 4);
+        let hundred: Vec<u64> = (1..=100).collect();
+        check(&hundred, 99.0, 99);
+        check(&hundred, 95.0, 95);
+        check(&hundred, 0.0, 1);
+    }
+
+    #[test]
+    fn merged_recorders_keep_counts_and_fail_the_run() {
+        let mut left = Recorder::default();
+        left.request("debits", Duration::from_millis(1), true);
+        left.request("debits", Duration::from_millis(300), true);
+        let mut right = Recorder::default();
+        right.request("credits", Duration::from_millis(2), false);
+        right.failure("credit: status 500".to_string());
+        left.merge(right);
+        let report = left.report();
+        assert_eq!(report.all.count, 3);
+        assert_eq!(report.all.ko, 1);
+        assert_eq!(report.all.over_sla, 1);
+        assert_eq!(report.groups.len(), 2);
+        assert_eq!(report.failures_total, 1);
+        assert!(!report.passed());
+        assert!(report.to_string().ends_with("FAILED"));
+        let mut clean = Recorder::default();
+        clean.request("statements", Duration::from_micros(900), true);
+        let report = clean.report();
+        assert!(report.passed());
+        assert_eq!(report.all.p99_us, 900);
+    }
+}
