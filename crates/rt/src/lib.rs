@@ -19,6 +19,7 @@ mod cpus;
 mod driver;
 pub mod flags;
 mod launch;
+mod limits;
 mod listen;
 mod signals;
 mod stream;
@@ -31,6 +32,7 @@ pub use driver::{
 pub use launch::{
     launch, spawn_workers, LaunchError, LaunchOptions, Shutdown, WorkerContext, Workers,
 };
+pub use limits::raise_nofile_limit;
 pub use listen::{
     bind_listeners, bind_tcp, AsyncListener, BindError, Listener, LISTEN_BACKLOG_MAX,
 };

@@ -1,7 +1,7 @@
 //! A connected stream over TCP or a Unix socket, usable wherever monoio expects a stream.
 
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::as_fd::{AsReadFd, AsWriteFd, SharedFdWrapper};
@@ -43,6 +43,23 @@ impl Stream {
         }
     }
 
+    /// Waits until the stream is readable. On io_uring this is one poll operation; call it only
+    /// where the next operation would otherwise fail with WouldBlock (see monoio's notes).
+    pub async fn readable(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(stream) => stream.readable(false).await,
+            Stream::Unix(stream) => stream.readable(false).await,
+        }
+    }
+
+    /// Waits until the stream is writable; the same caveats as [`Stream::readable`] apply.
+    pub async fn writable(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(stream) => stream.writable(false).await,
+            Stream::Unix(stream) => stream.writable(false).await,
+        }
+    }
+
     /// True for a TCP stream.
     pub fn is_tcp(&self) -> bool {
         matches!(self, Stream::Tcp(_))
@@ -55,6 +72,14 @@ impl AsRawFd for Stream {
             Stream::Tcp(stream) => stream.as_raw_fd(),
             Stream::Unix(stream) => stream.as_raw_fd(),
         }
+    }
+}
+
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        // SAFETY: the stream owns this descriptor and keeps it open for as long as the borrow,
+        // which cannot outlive `self`, lasts.
+        unsafe { BorrowedFd::borrow_raw(self.as_raw_fd()) }
     }
 }
 

@@ -1,0 +1,342 @@
+//! Moving bytes between a client and its upstream without copying them through user space.
+//!
+//! Each direction owns one pipe for the connection's whole life: bytes are spliced from the
+//! source socket into the pipe, then from the pipe into the destination socket, and the pipe is
+//! empty again before the next read. When a source reaches end of stream, the destination's
+//! write side is shut down (half-close) and the other direction keeps going until it ends too.
+//!
+//! Two ways to issue a splice are offered:
+//! - [`SpliceMode::Ring`] submits monoio's splice operation: IORING_OP_SPLICE on io_uring, or
+//!   splice(2) when epoll says the socket is ready. The kernel runs every io_uring splice on an
+//!   io-wq worker thread and would park that thread on an idle socket, so sockets are kept
+//!   nonblocking and, on io_uring, each read first waits for readiness with a PollAdd.
+//! - [`SpliceMode::Direct`] waits for readiness through the runtime (PollAdd on io_uring) and
+//!   then calls splice(2) itself with SPLICE_F_NONBLOCK, saving the hop to an io-wq thread.
+
+use std::cell::{Cell, UnsafeCell};
+use std::future::Future;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::pin::pin;
+use std::rc::Rc;
+use std::time::Duration;
+
+use monoio::io::as_fd::{AsReadFd, AsWriteFd, SharedFdWrapper};
+use monoio::io::splice::{SpliceDestination, SpliceSource};
+use monoio::net::Pipe;
+use monoio::time::Instant;
+use rinha_rt::Stream;
+use rustix::pipe::SpliceFlags;
+
+/// Most bytes moved by one splice call: the default pipe capacity (16 pages), so a splice
+/// into an empty pipe never has to wait for room.
+pub const SPLICE_CHUNK_BYTES_MAX: u32 = 64 * 1024;
+
+/// How splices are issued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpliceMode {
+    /// Through monoio's splice operation (IORING_OP_SPLICE, or epoll readiness + splice(2)).
+    Ring,
+    /// Readiness through the runtime, then splice(2) called directly.
+    Direct,
+}
+
+impl std::str::FromStr for SpliceMode {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<SpliceMode, String> {
+        match text {
+            "ring" => Ok(SpliceMode::Ring),
+            "direct" => Ok(SpliceMode::Direct),
+            _ => Err("expected ring or direct".to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for SpliceMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SpliceMode::Ring => "ring",
+            SpliceMode::Direct => "direct",
+        })
+    }
+}
+
+/// The pipes of one connection, one per direction, each as (read end, write end).
+pub enum PipeSet {
+    /// monoio pipes, for [`SpliceMode::Ring`].
+    Ring {
+        /// Client to upstream.
+        up: (Pipe, Pipe),
+        /// Upstream to client.
+        down: (Pipe, Pipe),
+    },
+    /// Raw nonblocking pipes, for [`SpliceMode::Direct`].
+    Direct {
+        /// Client to upstream.
+        up: (OwnedFd, OwnedFd),
+        /// Upstream to client.
+        down: (OwnedFd, OwnedFd),
+    },
+}
+
+impl PipeSet {
+    /// Creates the two pipes for `mode` inside the current runtime.
+    pub fn new(mode: SpliceMode) -> io::Result<PipeSet> {
+        match mode {
+            SpliceMode::Ring => {
+                let up = monoio::net::unix::new_pipe()?;
+                let down = monoio::net::unix::new_pipe()?;
+                Ok(PipeSet::Ring { up, down })
+            }
+            SpliceMode::Direct => {
+                let flags = rustix::pipe::PipeFlags::NONBLOCK | rustix::pipe::PipeFlags::CLOEXEC;
+                let up = rustix::pipe::pipe_with(flags)?;
+                let down = rustix::pipe::pipe_with(flags)?;
+                Ok(PipeSet::Direct { up, down })
+            }
+        }
+    }
+}
+
+/// How a relay ended.
+pub enum RelayEnd {
+    /// Both directions reached end of stream; the pipes are empty and may be reused.
+    Clean(PipeSet),
+    /// No byte moved in either direction for the idle timeout.
+    Idle,
+    /// A socket error (reset, broken pipe...) ended the connection.
+    Failed(io::Error),
+}
+
+/// Relays until both directions end, one fails, or the connection idles out. `poll_first`
+/// makes ring-mode reads wait for readiness first (wanted on io_uring, not on epoll).
+pub async fn relay(
+    client: Stream,
+    upstream: Stream,
+    mut pipes: PipeSet,
+    poll_first: bool,
+    idle: Duration,
+) -> RelayEnd {
+    let client_fd = client.as_raw_fd();
+    let upstream_fd = upstream.as_raw_fd();
+    let client = Rc::new(UnsafeCell::new(client));
+    let upstream = Rc::new(UnsafeCell::new(upstream));
+    let (mut client_read, mut client_write) = (Side(Rc::clone(&client)), Side(Rc::clone(&client)));
+    let (mut upstream_read, mut upstream_write) = (Side(Rc::clone(&upstream)), Side(upstream));
+    let activity = Cell::new(Instant::now());
+    let ends = Ends {
+        client_fd,
+        upstream_fd,
+        activity: &activity,
+        idle,
+    };
+    let outcome = match &mut pipes {
+        PipeSet::Ring { up, down } => {
+            let to_upstream = pump_ring(
+                &mut client_read,
+                &mut upstream_write,
+                up,
+                poll_first,
+                &activity,
+            );
+            let to_client = pump_ring(
+                &mut upstream_read,
+                &mut client_write,
+                down,
+                poll_first,
+                &activity,
+            );
+            ends.drive(to_upstream, to_client).await
+        }
+        PipeSet::Direct { up, down } => {
+            let to_upstream = pump_direct(&client_read, &upstream_write, up, &activity);
+            let to_client = pump_direct(&upstream_read, &client_write, down, &activity);
+            ends.drive(to_upstream, to_client).await
+        }
+    };
+    match outcome {
+        Ok(()) => RelayEnd::Clean(pipes),
+        Err(end) => {
+            // Wake anything still parked on these sockets so their operations finish quickly
+            // and the descriptors can close.
+            shutdown(client_fd, rustix::net::Shutdown::Both);
+            shutdown(upstream_fd, rustix::net::Shutdown::Both);
+            end
+        }
+    }
+}
+
+/// One direction's view of a stream that both directions use.
+///
+/// INVARIANT: the runtime is single-threaded and the stream is only reached through `Side`s
+/// of one relay; no `&mut Stream` outlives a single synchronous call.
+struct Side(Rc<UnsafeCell<Stream>>);
+
+impl Side {
+    fn stream(&self) -> &Stream {
+        // SAFETY: per the type invariant, the only `&mut Stream` ever made is inside
+        // `as_reader_fd`/`as_writer_fd` below and ends before they return, and no other thread
+        // can reach the stream, so a shared reference cannot overlap a live mutable one.
+        unsafe { &*self.0.get() }
+    }
+}
+
+impl AsReadFd for Side {
+    fn as_reader_fd(&mut self) -> &SharedFdWrapper {
+        // SAFETY: the mutable borrow only selects the fd wrapper, which the stream never
+        // mutates; monoio clones the fd out of it synchronously when it submits the operation.
+        // The same pattern backs monoio's own `OwnedReadHalf`.
+        unsafe { (*self.0.get()).as_reader_fd() }
+    }
+}
+
+impl AsWriteFd for Side {
+    fn as_writer_fd(&mut self) -> &SharedFdWrapper {
+        // SAFETY: as in `as_reader_fd`.
+        unsafe { (*self.0.get()).as_writer_fd() }
+    }
+}
+
+/// What the driver of the two directions needs to propagate ends and watch idleness.
+struct Ends<'a> {
+    client_fd: RawFd,
+    upstream_fd: RawFd,
+    activity: &'a Cell<Instant>,
+    idle: Duration,
+}
+
+impl Ends<'_> {
+    /// Runs both directions to their ends. A direction that ends cleanly shuts down the write
+    /// side of its destination, so the peer sees end of stream while the other direction goes
+    /// on. The first error, or idleness, ends the whole relay.
+    async fn drive<A, B>(&self, to_upstream: A, to_client: B) -> Result<(), RelayEnd>
+    where
+        A: Future<Output = io::Result<()>>,
+        B: Future<Output = io::Result<()>>,
+    {
+        let mut to_upstream = pin!(to_upstream);
+        let mut to_client = pin!(to_client);
+        let (mut up_done, mut down_done) = (false, false);
+        while !(up_done && down_done) {
+            let deadline = self.activity.get() + self.idle;
+            monoio::select! {
+                biased;
+                result = &mut to_upstream, if !up_done => {
+                    result.map_err(RelayEnd::Failed)?;
+                    up_done = true;
+                    shutdown(self.upstream_fd, rustix::net::Shutdown::Write);
+                }
+                result = &mut to_client, if !down_done => {
+                    result.map_err(RelayEnd::Failed)?;
+                    down_done = true;
+                    shutdown(self.client_fd, rustix::net::Shutdown::Write);
+                }
+                _ = monoio::time::sleep_until(deadline) => {
+                    if self.activity.get() + self.idle <= Instant::now() {
+                        return Err(RelayEnd::Idle);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn shutdown(fd: RawFd, how: rustix::net::Shutdown) {
+    // SAFETY: the descriptor belongs to a stream that is alive for the whole relay call.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    // ENOTCONN (the peer is already gone) and the like change nothing for us.
+    let _ = rustix::net::shutdown(fd, how);
+}
+
+fn is_transient(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
+}
+
+/// One direction through monoio's splice operation.
+async fn pump_ring(
+    source: &mut Side,
+    destination: &mut Side,
+    pipe: &mut (Pipe, Pipe),
+    poll_first: bool,
+    activity: &Cell<Instant>,
+) -> io::Result<()> {
+    let (pipe_read, pipe_write) = pipe;
+    loop {
+        if poll_first {
+            source.stream().readable().await?;
+        }
+        let moved = match source
+            .splice_to_pipe(pipe_write, SPLICE_CHUNK_BYTES_MAX)
+            .await
+        {
+            Ok(0) => return Ok(()),
+            Ok(moved) => moved,
+            Err(error) if is_transient(&error) => continue,
+            Err(error) => return Err(error),
+        };
+        activity.set(Instant::now());
+        let mut left = moved;
+        while left > 0 {
+            match destination.splice_from_pipe(pipe_read, left).await {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => left -= written,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    destination.stream().writable().await?;
+                }
+                Err(error) if is_transient(&error) => {}
+                Err(error) => return Err(error),
+            }
+        }
+    }
+}
+
+/// One direction with readiness from the runtime and splice(2) called directly.
+async fn pump_direct(
+    source: &Side,
+    destination: &Side,
+    pipe: &(OwnedFd, OwnedFd),
+    activity: &Cell<Instant>,
+) -> io::Result<()> {
+    let (pipe_read, pipe_write) = (pipe.0.as_fd(), pipe.1.as_fd());
+    let flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
+    // The first read is tried at once: a new client has usually sent its request already.
+    let mut wait_first = false;
+    loop {
+        if wait_first {
+            source.stream().readable().await?;
+        }
+        wait_first = true;
+        let source_fd = source.stream().as_fd();
+        let moved = match rustix::pipe::splice(source_fd, None, pipe_write, None, chunk(), flags) {
+            Ok(0) => return Ok(()),
+            Ok(moved) => moved,
+            Err(errno) if errno == rustix::io::Errno::AGAIN || errno == rustix::io::Errno::INTR => {
+                continue
+            }
+            Err(errno) => return Err(errno.into()),
+        };
+        activity.set(Instant::now());
+        let mut left = moved;
+        while left > 0 {
+            let destination_fd = destination.stream().as_fd();
+            match rustix::pipe::splice(pipe_read, None, destination_fd, None, left, flags) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => left -= written,
+                Err(errno) if errno == rustix::io::Errno::AGAIN => {
+                    destination.stream().writable().await?;
+                }
+                Err(errno) if errno == rustix::io::Errno::INTR => {}
+                Err(errno) => return Err(errno.into()),
+            }
+        }
+    }
+}
+
+fn chunk() -> usize {
+    SPLICE_CHUNK_BYTES_MAX as usize
+}

@@ -1,0 +1,194 @@
+//! One worker: accepts clients, picks an upstream, relays, and keeps its own limits.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use monoio::time::Instant;
+use rinha_rt::{AsyncListener, Driver, Stream, WorkerContext};
+
+use crate::config::Config;
+use crate::relay::{relay, PipeSet, RelayEnd, SpliceMode};
+use crate::upstreams::Upstreams;
+
+/// How long accepting pauses after running out of descriptors or memory.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
+
+/// How often a worker at its connection cap checks whether a slot freed up.
+const CAP_RECHECK: Duration = Duration::from_millis(1);
+
+/// Clean pipe sets kept per worker for reuse by later connections.
+const PIPE_SETS_POOLED_MAX: usize = 256;
+
+/// How long a stopping worker waits for its open connections to finish.
+const DRAIN_MAX: Duration = Duration::from_secs(3);
+
+/// Everything the workers share.
+#[derive(Debug)]
+pub struct Balancer {
+    /// The configuration.
+    pub config: Config,
+    /// The upstreams with the shared round-robin counter.
+    pub upstreams: Upstreams,
+}
+
+impl Balancer {
+    /// A balancer for `config`.
+    pub fn new(config: Config) -> Balancer {
+        let upstreams = Upstreams::new(config.upstreams.clone(), config.down_backoff);
+        Balancer { config, upstreams }
+    }
+}
+
+/// Why a worker stopped before it was asked to.
+#[derive(Debug)]
+pub enum WorkerError {
+    /// The worker was given no listener.
+    NoListener,
+    /// Its listener could not be attached to the runtime.
+    Attach(io::Error),
+}
+
+impl std::fmt::Display for WorkerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WorkerError::NoListener => write!(f, "no listener"),
+            WorkerError::Attach(error) => write!(f, "cannot attach listener: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for WorkerError {}
+
+/// The state private to one worker thread.
+struct Local {
+    driver: Driver,
+    active: Cell<usize>,
+    pipes: RefCell<Vec<PipeSet>>,
+}
+
+/// Runs one worker until shutdown, then waits (bounded) for its connections to end.
+pub async fn run_worker(
+    context: WorkerContext,
+    balancer: Arc<Balancer>,
+) -> Result<(), WorkerError> {
+    let listener = context
+        .listeners
+        .into_iter()
+        .next()
+        .ok_or(WorkerError::NoListener)?;
+    let listener = listener.into_monoio().map_err(WorkerError::Attach)?;
+    let local = Rc::new(Local {
+        driver: context.driver,
+        active: Cell::new(0),
+        pipes: RefCell::new(Vec::new()),
+    });
+    monoio::select! {
+        () = accept_loop(&listener, &balancer, &local) => {}
+        () = context.shutdown.wait() => {}
+    }
+    drop(listener);
+    let deadline = Instant::now() + DRAIN_MAX;
+    while local.active.get() > 0 && Instant::now() < deadline {
+        monoio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+async fn accept_loop(listener: &AsyncListener, balancer: &Arc<Balancer>, local: &Rc<Local>) {
+    let connections_max = balancer.config.connections_per_worker_max;
+    loop {
+        while local.active.get() >= connections_max {
+            monoio::time::sleep(CAP_RECHECK).await;
+        }
+        match listener.accept().await {
+            Ok(client) => {
+                local.active.set(local.active.get() + 1);
+                let guard = ActiveGuard(Rc::clone(local));
+                monoio::spawn(serve(client, Arc::clone(balancer), guard));
+            }
+            Err(error) => accept_failed(&error).await,
+        }
+    }
+}
+
+/// Accept errors are never fatal. Running out of descriptors or memory pauses accepting so the
+/// connections already open can finish and free some; a connection that died in the queue is
+/// simply skipped.
+async fn accept_failed(error: &io::Error) {
+    const EMFILE: i32 = libc::EMFILE;
+    const ENFILE: i32 = libc::ENFILE;
+    const ENOBUFS: i32 = libc::ENOBUFS;
+    const ENOMEM: i32 = libc::ENOMEM;
+    match error.raw_os_error() {
+        Some(EMFILE | ENFILE | ENOBUFS | ENOMEM) => monoio::time::sleep(ACCEPT_PAUSE).await,
+        Some(libc::ECONNABORTED | libc::EINTR | libc::EAGAIN | libc::EPROTO) => {}
+        // Anything else is unexpected; pause briefly rather than spin on it.
+        _ => monoio::time::sleep(Duration::from_millis(5)).await,
+    }
+}
+
+/// Counts a connection as open until dropped.
+struct ActiveGuard(Rc<Local>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        let active = &self.0.active;
+        assert!(active.get() > 0);
+        active.set(active.get() - 1);
+    }
+}
+
+async fn serve(client: Stream, balancer: Arc<Balancer>, guard: ActiveGuard) {
+    let local = &guard.0;
+    let config = &balancer.config;
+    let _ = client.set_nodelay(true);
+    let Some(upstream) = connect_upstream(&balancer).await else {
+        // No upstream answered: dropping the client closes it at once.
+        return;
+    };
+    if local.driver == Driver::IoUring {
+        // On io_uring monoio leaves accepted and connected sockets blocking. The relay needs
+        // them nonblocking: a blocking splice would park a kernel worker thread on an idle
+        // socket, and a readiness wait followed by splice(2) must see EAGAIN, not block.
+        let nonblocking = rustix::io::ioctl_fionbio(&client, true)
+            .and_then(|()| rustix::io::ioctl_fionbio(&upstream, true));
+        if nonblocking.is_err() {
+            return;
+        }
+    }
+    let pipes = match local.pipes.borrow_mut().pop() {
+        Some(pipes) => pipes,
+        None => match PipeSet::new(config.splice) {
+            Ok(pipes) => pipes,
+            Err(_) => return,
+        },
+    };
+    let poll_first = local.driver == Driver::IoUring || config.splice == SpliceMode::Direct;
+    if let RelayEnd::Clean(pipes) =
+        relay(client, upstream, pipes, poll_first, config.idle_timeout).await
+    {
+        let mut pool = local.pipes.borrow_mut();
+        if pool.len() < PIPE_SETS_POOLED_MAX {
+            pool.push(pipes);
+        }
+    }
+}
+
+/// Tries the upstreams in round-robin order, skipping those in back-off, each at most once.
+async fn connect_upstream(balancer: &Balancer) -> Option<Stream> {
+    let plan = balancer.upstreams.plan(balancer.config.attempts_max);
+    for &index in plan.indices() {
+        let addr = balancer.upstreams.addr(index);
+        match monoio::time::timeout(balancer.config.connect_timeout, Stream::connect(addr)).await {
+            Ok(Ok(stream)) => {
+                balancer.upstreams.mark_up(index);
+                return Some(stream);
+            }
+            Ok(Err(_)) | Err(_) => balancer.upstreams.mark_down(index),
+        }
+    }
+    None
+}

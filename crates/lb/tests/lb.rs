@@ -1,0 +1,384 @@
+//! Integration tests of `rinha-lb` as a real process between real sockets. Every behaviour is
+//! checked under each driver/splice combination in `support::MODES`, epoll forced included.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use support::{echo_round_trip, free_tcp_addr, payload, Behaviour, Lb, TempDir, Upstream, MODES};
+
+fn addrs(upstreams: &[&Upstream]) -> Vec<String> {
+    upstreams.iter().map(|u| u.addr.clone()).collect()
+}
+
+fn read_marker(lb: &Lb) -> Option<String> {
+    let mut stream = lb.connect();
+    let mut text = String::new();
+    match stream.read_to_string(&mut text) {
+        Ok(_) if !text.is_empty() => Some(text.trim_end().to_string()),
+        _ => None,
+    }
+}
+
+#[test]
+fn transfers_are_byte_exact_both_directions() {
+    let dir = TempDir::new("exact");
+    let tcp_a = Upstream::tcp("127.0.0.1:0", Behaviour::Echo);
+    let tcp_b = Upstream::tcp("127.0.0.1:0", Behaviour::Echo);
+    let unix = Upstream::unix(&dir.path("echo.sock"), Behaviour::Echo);
+    for &(driver, splice) in MODES {
+        let lb = Lb::start(
+            driver,
+            splice,
+            &free_tcp_addr(),
+            &addrs(&[&tcp_a, &tcp_b, &unix]),
+            &["--workers", "2"],
+        );
+        // Sizes around the pipe capacity and well beyond it; each lands on the next upstream.
+        for (round, size) in [1usize, 100, 65_535, 65_537, 8 << 20, 3 << 20]
+            .into_iter()
+            .enumerate()
+        {
+            let data = payload(size, round as u64 + 7);
+            let echoed = echo_round_trip(lb.connect(), &data);
+            assert!(
+                echoed == data,
+                "{driver}/{splice}: {size} bytes came back altered ({} bytes)",
+                echoed.len()
+            );
+        }
+        // Several large transfers at once.
+        let threads: Vec<_> = (0..6)
+            .map(|i| {
+                let stream = lb.connect();
+                std::thread::spawn(move || {
+                    let data = payload(1 << 20, 100 + i);
+                    echo_round_trip(stream, &data) == data
+                })
+            })
+            .collect();
+        for thread in threads {
+            assert!(
+                thread.join().unwrap(),
+                "{driver}/{splice}: concurrent transfer altered"
+            );
+        }
+    }
+}
+
+#[test]
+fn half_close_still_gets_the_answer() {
+    let upstream = Upstream::tcp("127.0.0.1:0", Behaviour::ReverseAtEof);
+    for &(driver, splice) in MODES {
+        let lb = Lb::start(driver, splice, &free_tcp_addr(), &addrs(&[&upstream]), &[]);
+        for size in [0usize, 5, 200_000] {
+            let data = payload(size, 3);
+            let mut stream = lb.connect();
+            stream.write_all(&data).unwrap();
+            stream.shutdown(std::net::Shutdown::Write).unwrap();
+            let mut answer = Vec::new();
+            stream.read_to_end(&mut answer).unwrap();
+            let mut expected = format!("{size}:").into_bytes();
+            expected.extend(data.iter().rev());
+            assert!(
+                answer == expected,
+                "{driver}/{splice}: half-close answer wrong for {size} bytes"
+            );
+        }
+    }
+}
+
+#[test]
+fn round_robin_is_shared_across_workers() {
+    let ups: Vec<Upstream> = (0..3)
+        .map(|i| Upstream::tcp("127.0.0.1:0", Behaviour::Marker(i)))
+        .collect();
+    let refs: Vec<&Upstream> = ups.iter().collect();
+    for &(driver, splice) in MODES {
+        let lb = Lb::start(
+            driver,
+            splice,
+            &free_tcp_addr(),
+            &addrs(&refs),
+            &["--workers", "2"],
+        );
+        let got: Vec<String> = (0..12)
+            .map(|_| read_marker(&lb).expect("a marker"))
+            .collect();
+        let expected: Vec<String> = (0..12).map(|i| format!("U{}", i % 3)).collect();
+        assert_eq!(got, expected, "{driver}/{splice}");
+    }
+}
+
+#[test]
+fn failover_skips_a_dead_upstream_and_takes_it_back() {
+    for &(driver, splice) in MODES {
+        let mut ups: Vec<Upstream> = (0..3)
+            .map(|i| Upstream::tcp("127.0.0.1:0", Behaviour::Marker(i)))
+            .collect();
+        let refs: Vec<&Upstream> = ups.iter().collect();
+        let lb = Lb::start(
+            driver,
+            splice,
+            &free_tcp_addr(),
+            &addrs(&refs),
+            &["--down-backoff-ms", "300"],
+        );
+        assert_eq!(read_marker(&lb).as_deref(), Some("U0"));
+        let dead_addr = ups[1].addr.clone();
+        ups[1].stop();
+        for _ in 0..12 {
+            let marker =
+                read_marker(&lb).expect("every client is served while one upstream is down");
+            assert!(
+                marker == "U0" || marker == "U2",
+                "{driver}/{splice}: got {marker}"
+            );
+        }
+        ups[1] = Upstream::tcp(&dead_addr, Behaviour::Marker(1));
+        std::thread::sleep(Duration::from_millis(400));
+        let back = (0..12)
+            .filter(|_| read_marker(&lb).as_deref() == Some("U1"))
+            .count();
+        assert!(
+            back >= 3,
+            "{driver}/{splice}: revived upstream got {back} of 12 connections"
+        );
+    }
+}
+
+#[test]
+fn no_upstream_answering_closes_the_client_promptly() {
+    for &(driver, splice) in MODES {
+        let mut upstream = Upstream::tcp("127.0.0.1:0", Behaviour::Echo);
+        let upstream_addr = upstream.addr.clone();
+        upstream.stop();
+        let lb = Lb::start(driver, splice, &free_tcp_addr(), &[upstream_addr], &[]);
+        for _ in 0..3 {
+            let started = Instant::now();
+            let mut stream = lb.connect();
+            let mut buf = [0u8; 16];
+            let read = stream.read(&mut buf);
+            assert!(
+                matches!(read, Ok(0) | Err(_)),
+                "{driver}/{splice}: expected close, got {read:?}"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "{driver}/{splice}: slow close"
+            );
+        }
+    }
+}
+
+fn reset_with_linger_zero(stream: std::net::TcpStream) {
+    rustix::net::sockopt::set_socket_linger(&stream, Some(Duration::ZERO)).unwrap();
+    drop(stream);
+}
+
+#[test]
+fn thousands_of_resets_leave_the_balancer_healthy() {
+    let firehose = Upstream::tcp("127.0.0.1:0", Behaviour::Firehose);
+    for &(driver, splice) in MODES {
+        let mut lb = Lb::start(
+            driver,
+            splice,
+            &free_tcp_addr(),
+            &addrs(&[&firehose]),
+            &["--workers", "2"],
+        );
+        let baseline = lb.open_fds();
+        for round in 0..2000 {
+            let mut stream = lb.connect();
+            if round % 2 == 0 {
+                // Mid-stream: data is flowing towards this client when it resets.
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+            }
+            reset_with_linger_zero(stream);
+        }
+        assert!(lb.alive(), "{driver}/{splice}: balancer died");
+        // Still serving: a fresh client receives a full megabyte.
+        let mut stream = lb.connect();
+        let mut got = vec![0u8; 1 << 20];
+        stream.read_exact(&mut got).unwrap();
+        assert!(got.iter().all(|&b| b == b'x'));
+        reset_with_linger_zero(stream);
+        // Every reset connection is eventually closed: no descriptor leak.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while lb.open_fds() > baseline + 8 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            lb.open_fds() <= baseline + 8,
+            "{driver}/{splice}: {} fds open, baseline {baseline}",
+            lb.open_fds()
+        );
+    }
+}
+
+#[test]
+fn unix_listener_and_upstream_with_stale_socket_file() {
+    let dir = TempDir::new("unix");
+    let upstream = Upstream::unix(&dir.path("up.sock"), Behaviour::Echo);
+    for &(driver, splice) in MODES {
+        let listen_path = dir.path("lb.sock");
+        // A socket file left behind by a killed balancer must not stop the next one.
+        let _ = std::fs::remove_file(&listen_path);
+        drop(std::os::unix::net::UnixListener::bind(&listen_path).unwrap());
+        let listen = format!("unix:{}", listen_path.display());
+        let lb = Lb::start(driver, splice, &listen, &addrs(&[&upstream]), &[]);
+        assert!(
+            lb.startup_line.contains(&format!("listen={listen}")),
+            "{}",
+            lb.startup_line
+        );
+        for size in [10usize, 1 << 20] {
+            let data = payload(size, 9);
+            let stream = UnixStream::connect(&listen_path).unwrap();
+            stream.set_read_timeout(Some(support::IO_TIMEOUT)).unwrap();
+            let mut writer = stream.try_clone().unwrap();
+            let sent = data.clone();
+            let thread = std::thread::spawn(move || {
+                writer.write_all(&sent).unwrap();
+                writer.shutdown(std::net::Shutdown::Write).unwrap();
+            });
+            let mut received = Vec::new();
+            (&stream).read_to_end(&mut received).unwrap();
+            thread.join().unwrap();
+            assert!(received == data, "{driver}/{splice}: unix transfer altered");
+        }
+        drop(lb);
+    }
+}
+
+#[test]
+fn idle_connections_are_closed() {
+    let upstream = Upstream::tcp("127.0.0.1:0", Behaviour::Echo);
+    for &(driver, splice) in MODES {
+        let lb = Lb::start(
+            driver,
+            splice,
+            &free_tcp_addr(),
+            &addrs(&[&upstream]),
+            &["--idle-timeout-ms", "300"],
+        );
+        let mut stream = lb.connect();
+        stream.write_all(b"ping").unwrap();
+        let mut buf = [0u8; 4];
+        stream.read_exact(&mut buf).unwrap();
+        let started = Instant::now();
+        let read = stream.read(&mut buf);
+        let waited = started.elapsed();
+        assert!(
+            matches!(read, Ok(0) | Err(_)),
+            "{driver}/{splice}: {read:?}"
+        );
+        assert!(
+            waited >= Duration::from_millis(200) && waited < Duration::from_secs(3),
+            "{driver}/{splice}: closed after {waited:?}"
+        );
+    }
+}
+
+#[test]
+fn connection_cap_pauses_accepting() {
+    let upstream = Upstream::tcp("127.0.0.1:0", Behaviour::Echo);
+    let lb = Lb::start(
+        "auto",
+        "ring",
+        &free_tcp_addr(),
+        &addrs(&[&upstream]),
+        &["--workers", "1", "--connections-max", "1"],
+    );
+    let mut first = lb.connect();
+    first.write_all(b"a").unwrap();
+    let mut buf = [0u8; 1];
+    first.read_exact(&mut buf).unwrap();
+    // The second client is queued by the kernel but not served while the first is open.
+    let mut second = lb.connect();
+    second.write_all(b"b").unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(second.read(&mut buf).is_err(), "served beyond the cap");
+    drop(first);
+    second.set_read_timeout(Some(support::IO_TIMEOUT)).unwrap();
+    second.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"b");
+}
+
+#[test]
+fn startup_line_and_sigterm() {
+    let upstream = Upstream::tcp("127.0.0.1:0", Behaviour::Echo);
+    for &(driver, splice) in MODES {
+        let listen = free_tcp_addr();
+        let mut lb = Lb::start(
+            driver,
+            splice,
+            &listen,
+            &addrs(&[&upstream]),
+            &["--workers", "2"],
+        );
+        let line = &lb.startup_line;
+        assert!(line.starts_with("rinha-lb "), "{line}");
+        assert!(line.contains(" workers=2 "), "{line}");
+        assert!(line.contains(&format!(" listen={listen} ")), "{line}");
+        assert!(
+            line.contains(&format!("upstreams={}", upstream.addr)),
+            "{line}"
+        );
+        if driver == "epoll" {
+            assert!(line.contains(" driver=epoll "), "{line}");
+        }
+        assert_eq!(
+            lb.terminate(),
+            Some(0),
+            "{driver}/{splice}: exit code after SIGTERM"
+        );
+    }
+}
+
+#[test]
+fn usage_errors_exit_with_code_2() {
+    fn check(args: &[&str], env: &[(&str, &str)]) {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_rinha-lb"));
+        command
+            .args(args)
+            .env_remove("RINHA_LB_LISTEN")
+            .env_remove("RINHA_LB_UPSTREAMS");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let output = command.output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "args {args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "one line of error: {stderr}");
+    }
+    check(&["--bogus"], &[]);
+    check(&["--listen", "127.0.0.1:1"], &[]);
+    check(&["--listen", "nonsense", "--upstream", "127.0.0.1:1"], &[]);
+    check(
+        &[
+            "--listen",
+            "127.0.0.1:1",
+            "--upstream",
+            "127.0.0.1:1",
+            "--workers",
+            "x",
+        ],
+        &[],
+    );
+    check(
+        &["--listen", "127.0.0.1:1", "--upstream", "127.0.0.1:1"],
+        &[("RINHA_DRIVER", "kqueue")],
+    );
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_rinha-lb"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert_eq!(help.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("RINHA_LB_UPSTREAMS"));
+}

@@ -1,0 +1,363 @@
+//! Test support: the balancer as a child process and small upstream servers on threads.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Bounds every blocking socket operation of a test, so a bug fails the test instead of
+/// hanging it.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The driver/splice combinations each behaviour is checked under.
+pub const MODES: &[(&str, &str)] = &[("auto", "ring"), ("epoll", "ring"), ("auto", "direct")];
+
+/// A running balancer, killed on drop.
+pub struct Lb {
+    pub child: Child,
+    pub listen: String,
+    pub startup_line: String,
+}
+
+impl Lb {
+    /// Starts `rinha-lb` with `RINHA_DRIVER=driver`, `--splice splice`, listening on `listen`,
+    /// plus `extra` flags, and waits for its startup line.
+    pub fn start(
+        driver: &str,
+        splice: &str,
+        listen: &str,
+        upstreams: &[String],
+        extra: &[&str],
+    ) -> Lb {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rinha-lb"));
+        command
+            .env("RINHA_DRIVER", driver)
+            .args(["--listen", listen, "--splice", splice]);
+        for upstream in upstreams {
+            command.args(["--upstream", upstream]);
+        }
+        command
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("spawn rinha-lb");
+        let stderr = child.stderr.take().unwrap();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stderr).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = sender.send(line);
+            }
+            // Keep draining so the child never blocks on a full pipe.
+            for line in lines.map_while(Result::ok) {
+                eprintln!("rinha-lb: {line}");
+            }
+        });
+        let startup_line = match receiver.recv_timeout(IO_TIMEOUT) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("rinha-lb printed no startup line");
+            }
+        };
+        Lb {
+            child,
+            listen: listen.to_string(),
+            startup_line,
+        }
+    }
+
+    /// Connects a client over TCP (the listen address must be TCP).
+    pub fn connect(&self) -> TcpStream {
+        let stream = TcpStream::connect(&self.listen).expect("connect to rinha-lb");
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream
+    }
+
+    /// Number of open descriptors of the balancer process.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// True while the process runs.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let pid = rustix::process::Pid::from_child(&self.child);
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        let deadline = Instant::now() + IO_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+}
+
+impl Drop for Lb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free loopback TCP address (bound and released; the small race is acceptable in tests).
+pub fn free_tcp_addr() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+/// A fresh temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("rinha-lb-test-{}-{name}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.0.join(file)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What an upstream does with each connection.
+#[derive(Clone, Copy, Debug)]
+pub enum Behaviour {
+    /// Writes back every byte read; on end of stream shuts down its write side.
+    Echo,
+    /// Writes `U<id>\n`, shuts down its write side, then drains until end of stream.
+    Marker(u8),
+    /// Reads until end of stream, then answers `<length>:<reversed bytes>` and closes; only a
+    /// relay that propagates half-close lets the client see the answer.
+    ReverseAtEof,
+    /// Writes an endless stream of bytes until the peer goes away.
+    Firehose,
+}
+
+/// A connection on the upstream side, over TCP or a Unix socket.
+enum Conn {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Tcp(s) => s.read(buf),
+            Conn::Unix(s) => s.read(buf),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        match self {
+            Conn::Tcp(s) => s.write_all(buf),
+            Conn::Unix(s) => s.write_all(buf),
+        }
+    }
+
+    fn shutdown_write(&self) {
+        let _ = match self {
+            Conn::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
+            Conn::Unix(s) => s.shutdown(std::net::Shutdown::Write),
+        };
+    }
+}
+
+fn handle(mut conn: Conn, behaviour: Behaviour) {
+    let mut buf = vec![0u8; 64 * 1024];
+    match behaviour {
+        Behaviour::Echo => loop {
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => {
+                    conn.shutdown_write();
+                    return;
+                }
+                Ok(n) => {
+                    if conn.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            }
+        },
+        Behaviour::Marker(id) => {
+            let _ = conn.write_all(&[b'U', b'0' + id, b'\n']);
+            conn.shutdown_write();
+            while let Ok(n) = conn.read(&mut buf) {
+                if n == 0 {
+                    return;
+                }
+            }
+        }
+        Behaviour::ReverseAtEof => {
+            let mut all = Vec::new();
+            loop {
+                match conn.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => all.extend_from_slice(&buf[..n]),
+                    Err(_) => return,
+                }
+            }
+            all.reverse();
+            let mut answer = format!("{}:", all.len()).into_bytes();
+            answer.extend_from_slice(&all);
+            let _ = conn.write_all(&answer);
+        }
+        Behaviour::Firehose => {
+            let chunk = vec![b'x'; 16 * 1024];
+            while conn.write_all(&chunk).is_ok() {}
+        }
+    }
+}
+
+enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl Listener {
+    fn accept(&self) -> Option<Conn> {
+        match self {
+            Listener::Tcp(l) => l.accept().ok().map(|(s, _)| {
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+                s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+                Conn::Tcp(s)
+            }),
+            Listener::Unix(l) => l.accept().ok().map(|(s, _)| {
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+                s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+                Conn::Unix(s)
+            }),
+        }
+    }
+}
+
+/// An upstream server on a thread. `stop` (or drop) closes its listener, so later connects
+/// are refused, and stops serving.
+pub struct Upstream {
+    /// The address text to give the balancer (`127.0.0.1:port` or `unix:/path`).
+    pub addr: String,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    /// How many connections it accepted.
+    pub accepted: Arc<AtomicUsize>,
+}
+
+impl Upstream {
+    /// A TCP upstream on `addr` ("127.0.0.1:0" for any port).
+    pub fn tcp(addr: &str, behaviour: Behaviour) -> Upstream {
+        let listener = TcpListener::bind(addr).expect("bind upstream");
+        let text = listener.local_addr().unwrap().to_string();
+        Upstream::run(text, Listener::Tcp(listener), behaviour)
+    }
+
+    /// A Unix socket upstream at `path`.
+    pub fn unix(path: &std::path::Path, behaviour: Behaviour) -> Upstream {
+        let _ = std::fs::remove_file(path);
+        let listener = UnixListener::bind(path).expect("bind unix upstream");
+        let text = format!("unix:{}", path.display());
+        Upstream::run(text, Listener::Unix(listener), behaviour)
+    }
+
+    fn run(addr: String, listener: Listener, behaviour: Behaviour) -> Upstream {
+        match &listener {
+            Listener::Tcp(l) => l.set_nonblocking(true).unwrap(),
+            Listener::Unix(l) => l.set_nonblocking(true).unwrap(),
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let thread = {
+            let stop = Arc::clone(&stop);
+            let accepted = Arc::clone(&accepted);
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Some(conn) => {
+                            accepted.fetch_add(1, Ordering::Relaxed);
+                            std::thread::spawn(move || handle(conn, behaviour));
+                        }
+                        None => std::thread::sleep(Duration::from_millis(1)),
+                    }
+                }
+            })
+        };
+        Upstream {
+            addr,
+            stop,
+            thread: Some(thread),
+            accepted,
+        }
+    }
+
+    /// Closes the listener: new connections to this upstream are refused from now on.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Writes `payload` on one thread while reading the echo on this one; returns what came back.
+pub fn echo_round_trip(stream: TcpStream, payload: &[u8]) -> Vec<u8> {
+    let mut writer = stream.try_clone().unwrap();
+    let owned = payload.to_vec();
+    let write_thread = std::thread::spawn(move || {
+        writer.write_all(&owned).unwrap();
+        writer.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let mut received = Vec::with_capacity(payload.len());
+    let mut reader = stream;
+    reader.read_to_end(&mut received).expect("read echo");
+    write_thread.join().unwrap();
+    received
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so a misplaced byte cannot hide in a pattern.
+pub fn payload(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
