@@ -1,0 +1,236 @@
+//! The reference scenario against the real stack: `rinha-lb` on loopback TCP in front of two
+//! `rinha-api` processes over Unix sockets, sharing one fresh data directory.
+//!
+//! The ramp and hold are compressed (15 s each) but the peak rates are the reference's, every
+//! request opens a new connection, and the run must end with zero failed checks and zero
+//! inconsistencies. Afterwards the stack is stopped with SIGTERM (each process must exit 0) and
+//! `espora verify` must find every account file sound.
+//!
+//! The binaries are the workspace's own, next to this test's profile directory
+//! (`target/<profile>/`). `cargo test --workspace` builds a package's binaries only when that
+//! package has integration tests, so the test asks cargo to build the three it needs (a no-op
+//! when they are fresh) before it starts them.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use rinha_scenario::{scenario, Config, Target};
+
+/// Compressed load phase: 15 s of ramp, 15 s at the reference peak rates.
+const RAMP: Duration = Duration::from_secs(15);
+const HOLD: Duration = Duration::from_secs(15);
+
+/// How long the stack may take to answer its first statement.
+const READY_WAIT_MAX: Duration = Duration::from_secs(20);
+
+/// How long a process may take to stop after SIGTERM.
+const STOP_WAIT_MAX: Duration = Duration::from_secs(10);
+
+const BINARIES: [&str; 3] = ["rinha-api", "rinha-lb", "espora"];
+
+#[test]
+fn reference_scenario_passes_against_the_real_stack() {
+    let bin_dir = workspace_binaries();
+    let dir = TempDir::new();
+    let data = dir.path.join("data");
+    std::fs::create_dir(&data).expect("create the data directory");
+    let lb_addr = free_loopback_addr();
+    let mut stack = Stack::default();
+    for name in ["api01", "api02"] {
+        let socket = format!("unix:{}", dir.path.join(format!("{name}.sock")).display());
+        let mut command = Command::new(bin_dir.join("rinha-api"));
+        command.arg("--data-dir").arg(&data);
+        command.args(["--listen", &socket, "--workers", "1"]);
+        stack.start(name, command);
+    }
+    let mut lb = Command::new(bin_dir.join("rinha-lb"));
+    lb.args(["--listen", &lb_addr, "--workers", "1"]);
+    for name in ["api01", "api02"] {
+        let socket = format!("unix:{}", dir.path.join(format!("{name}.sock")).display());
+        lb.args(["--upstream", &socket]);
+    }
+    stack.start("lb", lb);
+
+    let config = Config {
+        target: Target::parse(&format!("http://{lb_addr}")).expect("loopback target"),
+        ramp: RAMP,
+        hold: HOLD,
+        threads: 256,
+        timeout: Duration::from_secs(10),
+        seed: 20_240_101,
+        load_only: false,
+    };
+    scenario::wait_ready(&config.target, READY_WAIT_MAX).expect("the stack never became ready");
+    scenario::check_fresh(&config).expect("a fresh data directory has fresh accounts");
+    let started = Instant::now();
+    let report = scenario::run(&config);
+    eprintln!(
+        "{report}\nscenario elapsed: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(report.passed(), "the scenario failed:\n{report}");
+    // Phases 1 to 3 send 123 requests (122 validations and the 404); the load phase one per user.
+    let planned = rinha_scenario::load::plan(&config).len() as u64;
+    assert_eq!(
+        report.all.count,
+        123 + planned,
+        "every user sent its requests"
+    );
+
+    for (name, status) in stack.stop_all() {
+        assert!(
+            status.success(),
+            "{name} did not exit 0 after SIGTERM: {status}"
+        );
+    }
+    let verify = Command::new(bin_dir.join("espora"))
+        .arg("verify")
+        .arg(&data)
+        .output()
+        .expect("run espora verify");
+    let summary = String::from_utf8_lossy(&verify.stdout);
+    eprintln!("{summary}");
+    assert!(
+        verify.status.success(),
+        "espora verify failed: {summary}{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
+
+/// The profile directory of this test (`target/<profile>`), with the three binaries built.
+fn workspace_binaries() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    // The test runs from target/<profile>/deps/.
+    let bin_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test executable lives in target/<profile>/deps")
+        .to_path_buf();
+    if let Ok(cargo) = std::env::var("CARGO") {
+        build_binaries(&cargo, &bin_dir);
+    }
+    for name in BINARIES {
+        let path = bin_dir.join(name);
+        assert!(
+            path.is_file(),
+            "{} is missing: build the workspace binaries for this profile first \
+             (`cargo build --workspace`, or run the tests through `cargo test --workspace`)",
+            path.display()
+        );
+    }
+    bin_dir
+}
+
+/// Asks cargo to build the binaries into `bin_dir`'s profile (fresh ones are not rebuilt).
+fn build_binaries(cargo: &str, bin_dir: &Path) {
+    let profile_name = bin_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("debug");
+    let mut parent = bin_dir.parent().expect("target dir").to_path_buf();
+    let mut command = Command::new(cargo);
+    command.args(["build", "--workspace"]);
+    // target/<triple>/<profile> when the tests were built with --target.
+    let parent_name = parent.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if parent_name.contains("-linux-") {
+        command.args(["--target", parent_name]);
+        parent = parent.parent().expect("target dir").to_path_buf();
+    }
+    command.arg("--target-dir").arg(&parent);
+    match profile_name {
+        "debug" => command.args(["--profile", "dev"]),
+        other => command.args(["--profile", other]),
+    };
+    for name in BINARIES {
+        command.args(["--bin", name]);
+    }
+    let status = command
+        .status()
+        .expect("run cargo to build the workspace binaries");
+    assert!(
+        status.success(),
+        "cargo could not build {BINARIES:?}: {status}"
+    );
+}
+
+fn free_loopback_addr() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local address").to_string()
+}
+
+/// The started processes; whatever is still running is killed when the test ends, even by a
+/// failed assertion.
+#[derive(Default)]
+struct Stack {
+    children: Vec<(&'static str, Child)>,
+}
+
+impl Stack {
+    fn start(&mut self, name: &'static str, mut command: Command) {
+        command.stdin(Stdio::null());
+        let child = command
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start {name}: {error}"));
+        self.children.push((name, child));
+    }
+
+    /// Sends SIGTERM to every process (balancer first) and waits for each exit status.
+    fn stop_all(&mut self) -> Vec<(&'static str, ExitStatus)> {
+        let mut children = std::mem::take(&mut self.children);
+        children.reverse();
+        let mut statuses = Vec::new();
+        for (name, mut child) in children {
+            let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("a child pid");
+            rustix::process::kill_process(pid, rustix::process::Signal::TERM)
+                .unwrap_or_else(|error| panic!("cannot signal {name}: {error}"));
+            let deadline = Instant::now() + STOP_WAIT_MAX;
+            let status = loop {
+                if let Some(status) = child.try_wait().expect("wait for a child") {
+                    break status;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    panic!("{name} did not stop within {STOP_WAIT_MAX:?} of SIGTERM");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            statuses.push((name, status));
+        }
+        statuses
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A directory under the system temp dir, removed at the end.
+struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    fn new() -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.subsec_nanos())
+            .unwrap_or(0);
+        let path =
+            std::env::temp_dir().join(format!("rinha-scenario-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&path).expect("create a temp dir");
+        TempDir { path }
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
