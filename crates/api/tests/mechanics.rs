@@ -1,0 +1,432 @@
+//! HTTP mechanics against a real `rinha-api` process: pipelining, chunked bodies,
+//! `100-continue`, limits, framing attacks, HTTP/1.0, timeouts and graceful shutdown. Each
+//! check runs with the default driver and with epoll forced.
+
+mod common;
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use common::{request_bytes, Conn, Driver, Instance, Reader, Target, TempDir};
+
+/// One instance on a fresh data directory.
+struct Single {
+    instance: Instance,
+    _dir: TempDir,
+}
+
+fn single(label: &str, driver: Driver) -> Single {
+    let dir = TempDir::new(label);
+    let data = dir.0.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let instance = Instance::start(&data, &dir.0.join("api.sock"), driver);
+    Single {
+        instance,
+        _dir: dir,
+    }
+}
+
+#[test]
+fn mechanics_default_driver() {
+    check_mechanics(Driver::Default);
+}
+
+#[test]
+fn mechanics_epoll() {
+    check_mechanics(Driver::Epoll);
+}
+
+fn check_mechanics(driver: Driver) {
+    let single = single("mechanics", driver);
+    for target in [&single.instance.tcp, &single.instance.unix] {
+        pipelining(target);
+        chunked(target);
+        expect_continue(target);
+        limits(target);
+        smuggling(target);
+        http_1_0(target);
+        connection_close(target);
+        vanishing_client(target);
+    }
+}
+
+/// Reads whatever the server sends until it closes the connection.
+fn rest_until_close(conn: &mut Conn) -> String {
+    String::from_utf8_lossy(&conn.read_to_end()).into_owned()
+}
+
+fn pipelining(target: &Target) {
+    let mut conn = Conn::open(target);
+    let mut batch = Vec::new();
+    batch.extend(request_bytes(
+        "POST",
+        "/clientes/3/transacoes",
+        Some(r#"{"valor":1,"tipo":"c","descricao":"p1"}"#),
+    ));
+    batch.extend(request_bytes("GET", "/clientes/3/extrato", None));
+    batch.extend(request_bytes(
+        "POST",
+        "/clientes/3/transacoes",
+        Some(r#"{"valor":2,"tipo":"c","descricao":"p2"}"#),
+    ));
+    batch.extend(request_bytes("GET", "/nowhere", None));
+    batch.extend(request_bytes(
+        "POST",
+        "/clientes/3/transacoes",
+        Some(r#"{"valor":4,"tipo":"d","descricao":"p3"}"#),
+    ));
+    conn.send(&batch);
+    let mut reader = Reader::new();
+    let first = reader.response(&mut conn);
+    let balance = first.json()["saldo"].as_i64().unwrap();
+    let second = reader.response(&mut conn);
+    assert_eq!(second.json()["saldo"]["total"], balance);
+    assert_eq!(second.json()["ultimas_transacoes"][0]["descricao"], "p1");
+    assert_eq!(reader.response(&mut conn).json()["saldo"], balance + 2);
+    assert_eq!(reader.response(&mut conn).status, 404);
+    assert_eq!(reader.response(&mut conn).json()["saldo"], balance - 2);
+    // Many small requests in one write, answered in order on the same connection.
+    let count = 150;
+    let mut batch = Vec::new();
+    for index in 0..count {
+        let path = if index % 2 == 0 {
+            "/clientes/1/extrato"
+        } else {
+            "/clientes/77/extrato"
+        };
+        batch.extend(request_bytes("GET", path, None));
+    }
+    conn.send(&batch);
+    for index in 0..count {
+        let expected = if index % 2 == 0 { 200 } else { 404 };
+        assert_eq!(
+            reader.response(&mut conn).status,
+            expected,
+            "response {index}"
+        );
+    }
+    // Requests split at every awkward place still work: byte by byte.
+    let request = request_bytes(
+        "POST",
+        "/clientes/3/transacoes",
+        Some(r#"{"valor":1,"tipo":"c","descricao":"bytes"}"#),
+    );
+    for byte in &request {
+        conn.send(std::slice::from_ref(byte));
+    }
+    assert_eq!(reader.response(&mut conn).status, 200);
+}
+
+fn chunked(target: &Target) {
+    let head =
+        "POST /clientes/2/transacoes HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let mut conn = Conn::open(target);
+    let mut reader = Reader::new();
+    let (first, second) = (r#"{"valor":1,"tipo"#, r#"":"c","descricao":"chunk"}"#);
+    conn.send(
+        format!(
+            "{head}{:x}\r\n{first}\r\n{:X};ext=1\r\n{second}\r\n0\r\n\r\n",
+            first.len(),
+            second.len()
+        )
+        .as_bytes(),
+    );
+    let response = reader.response(&mut conn);
+    assert_eq!(response.status, 200, "{response:?}");
+    // In separate writes, with a trailer, then another request on the same connection.
+    let whole = r#"{"valor":1,"tipo":"c","descricao":"chunk2"}"#;
+    conn.send(head.as_bytes());
+    std::thread::sleep(Duration::from_millis(20));
+    conn.send(format!("{:x}\r\n{whole}\r\n", whole.len()).as_bytes());
+    std::thread::sleep(Duration::from_millis(20));
+    conn.send(b"0\r\nX-Trailer: yes\r\n\r\nGET /clientes/2/extrato HTTP/1.1\r\n\r\n");
+    assert_eq!(reader.response(&mut conn).status, 200);
+    let statement = reader.response(&mut conn).json();
+    assert_eq!(statement["ultimas_transacoes"][0]["descricao"], "chunk2");
+    assert_eq!(statement["ultimas_transacoes"][1]["descricao"], "chunk");
+    // A malformed chunk is 400 and the connection closes.
+    conn.send(format!("{head}zz\r\n").as_bytes());
+    let rest = rest_until_close(&mut conn);
+    assert!(rest.starts_with("HTTP/1.1 400 "), "{rest}");
+    // A chunked body beyond 4 KiB is 413.
+    let mut conn = Conn::open(target);
+    let mut big = head.as_bytes().to_vec();
+    big.extend_from_slice(b"1001\r\n");
+    conn.send(&big);
+    let rest = rest_until_close(&mut conn);
+    assert!(rest.starts_with("HTTP/1.1 413 "), "{rest}");
+}
+
+fn expect_continue(target: &Target) {
+    let body = r#"{"valor":1,"tipo":"c","descricao":"cont"}"#;
+    let mut conn = Conn::open(target);
+    conn.send(format!("POST /clientes/2/transacoes HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n", body.len()).as_bytes());
+    let interim = b"HTTP/1.1 100 Continue\r\n\r\n";
+    let mut received = vec![0u8; interim.len()];
+    conn.read_exact(&mut received).unwrap();
+    assert_eq!(received, interim);
+    conn.send(body.as_bytes());
+    let response = Reader::new().response(&mut conn);
+    assert_eq!(response.status, 200, "{response:?}");
+    // With a chunked body too.
+    conn.send(b"POST /clientes/2/transacoes HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n");
+    let mut received = vec![0u8; interim.len()];
+    conn.read_exact(&mut received).unwrap();
+    assert_eq!(received, interim);
+    conn.send(format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len()).as_bytes());
+    assert_eq!(Reader::new().response(&mut conn).status, 200);
+    // A body too large is refused at once, without waiting for it and without 100 Continue.
+    let mut conn = Conn::open(target);
+    conn.send(b"POST /clientes/2/transacoes HTTP/1.1\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n");
+    let rest = rest_until_close(&mut conn);
+    assert!(rest.starts_with("HTTP/1.1 413 "), "{rest}");
+    // An expectation the server does not know is 417.
+    let mut conn = Conn::open(target);
+    conn.send(
+        b"POST /clientes/2/transacoes HTTP/1.1\r\nContent-Length: 2\r\nExpect: something\r\n\r\n{}",
+    );
+    let rest = rest_until_close(&mut conn);
+    assert!(rest.starts_with("HTTP/1.1 417 "), "{rest}");
+}
+
+fn limits(target: &Target) {
+    // A head beyond 8 KiB: 431, even while it is still arriving.
+    let mut conn = Conn::open(target);
+    let mut head = b"GET /clientes/1/extrato HTTP/1.1\r\nX-Big: ".to_vec();
+    head.resize(9 * 1024, b'a');
+    conn.send(&head);
+    let rest = rest_until_close(&mut conn);
+    assert!(rest.starts_with("HTTP/1.1 431 "), "{rest}");
+    assert!(rest.contains("Connection: close"), "{rest}");
+    // Too many header fields: 431.
+    let mut conn = Conn::open(target);
+    let mut head = b"GET /clientes/1/extrato HTTP/1.1\r\n".to_vec();
+    for index in 0..100 {
+        head.extend_from_slice(format!("X-{index}: v\r\n").as_bytes());
+    }
+    head.extend_from_slice(b"\r\n");
+    conn.send(&head);
+    let rest = rest_until_close(&mut conn);
+    assert!(rest.starts_with("HTTP/1.1 431 "), "{rest}");
+    // A declared body beyond 4 KiB: 413 before the body is sent.
+    let mut conn = Conn::open(target);
+    conn.send(b"POST /clientes/1/transacoes HTTP/1.1\r\nContent-Length: 1000000\r\n\r\n");
+    let rest = rest_until_close(&mut conn);
+    assert!(rest.starts_with("HTTP/1.1 413 "), "{rest}");
+    // A body of exactly 4 KiB is read (and rejected as JSON on its merits).
+    let mut conn = Conn::open(target);
+    let mut body = br#"{"valor":1,"tipo":"c","descricao":"big","pad":""#.to_vec();
+    body.resize(4096 - 2, b'x');
+    body.extend_from_slice(b"\"}");
+    let mut request = format!(
+        "POST /clientes/1/transacoes HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&body);
+    conn.send(&request);
+    assert_eq!(Reader::new().response(&mut conn).status, 200);
+}
+
+fn smuggling(target: &Target) {
+    let smuggled = "GET /clientes/1/extrato HTTP/1.1\r\n\r\n";
+    // Content-Length with Transfer-Encoding: 400, close, and the hidden request is never run.
+    for head in [
+        "POST /clientes/1/transacoes HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "POST /clientes/1/transacoes HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+        "POST /clientes/1/transacoes HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 41\r\n\r\n",
+        "POST /clientes/1/transacoes HTTP/1.1\r\nContent-Length: 5, 41\r\n\r\n",
+        "POST /clientes/1/transacoes HTTP/1.1\r\nContent-Length : 5\r\n\r\n",
+        "POST /clientes/1/transacoes HTTP/1.1\r\nContent-Length: +5\r\n\r\n",
+    ] {
+        let mut conn = Conn::open(target);
+        conn.send(format!("{head}0\r\n\r\n{smuggled}").as_bytes());
+        let rest = rest_until_close(&mut conn);
+        assert!(rest.starts_with("HTTP/1.1 400 "), "{head:?}: {rest}");
+        assert_eq!(rest.matches("HTTP/1.1").count(), 1, "{head:?}: {rest}");
+    }
+    // An unknown transfer coding: 501 and close.
+    let mut conn = Conn::open(target);
+    conn.send(b"POST /clientes/1/transacoes HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n");
+    let rest = rest_until_close(&mut conn);
+    assert!(rest.starts_with("HTTP/1.1 501 "), "{rest}");
+    // Versions and request lines.
+    for (request, status) in [
+        ("GET /clientes/1/extrato HTTP/2.0\r\n\r\n", "505"),
+        ("GET /clientes/1/extrato HTTP/1.7\r\n\r\n", "505"),
+        ("GET /clientes/1/extrato FOO\r\n\r\n", "400"),
+        ("GET  /clientes/1/extrato HTTP/1.1\r\n\r\n", "400"),
+        ("hello\r\n\r\n", "400"),
+        (
+            "GET /clientes/1/extrato HTTP/1.1\r\nBad Header\r\n\r\n",
+            "400",
+        ),
+    ] {
+        let mut conn = Conn::open(target);
+        conn.send(request.as_bytes());
+        let rest = rest_until_close(&mut conn);
+        assert!(
+            rest.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{request:?}: {rest}"
+        );
+    }
+}
+
+fn http_1_0(target: &Target) {
+    // HTTP/1.0 closes after the response by default.
+    let mut conn = Conn::open(target);
+    conn.send(b"GET /clientes/1/extrato HTTP/1.0\r\n\r\n");
+    let rest = rest_until_close(&mut conn);
+    assert!(rest.starts_with("HTTP/1.1 200 OK\r\n"), "{rest}");
+    assert!(rest.contains("\r\nConnection: close\r\n"), "{rest}");
+    // With keep-alive it stays open and says so.
+    let mut conn = Conn::open(target);
+    let mut reader = Reader::new();
+    for _ in 0..3 {
+        conn.send(b"GET /clientes/1/extrato HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        let response = reader.response(&mut conn);
+        assert_eq!(response.status, 200);
+        assert_eq!(response.header("connection"), Some("keep-alive"));
+    }
+    let body = r#"{"valor":1,"tipo":"c","descricao":"um ponto 0"}"#;
+    conn.send(
+        format!(
+            "POST /clientes/1/transacoes HTTP/1.0\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    let rest = rest_until_close(&mut conn);
+    assert!(rest.starts_with("HTTP/1.1 200 OK\r\n"), "{rest}");
+}
+
+fn connection_close(target: &Target) {
+    let mut conn = Conn::open(target);
+    let mut batch = b"GET /clientes/1/extrato HTTP/1.1\r\nConnection: close\r\n\r\n".to_vec();
+    // A request after the closing one is never answered.
+    batch.extend_from_slice(b"GET /clientes/1/extrato HTTP/1.1\r\n\r\n");
+    conn.send(&batch);
+    let rest = rest_until_close(&mut conn);
+    assert!(rest.starts_with("HTTP/1.1 200 OK\r\n"), "{rest}");
+    assert!(rest.contains("\r\nConnection: close\r\n"), "{rest}");
+    assert_eq!(rest.matches("HTTP/1.1").count(), 1, "{rest}");
+}
+
+fn vanishing_client(target: &Target) {
+    for partial in [
+        &b"GET /clientes/1/ext"[..],
+        b"POST /clientes/1/transacoes HTTP/1.1\r\nContent-Length: 40\r\n\r\n{\"va",
+    ] {
+        let mut conn = Conn::open(target);
+        conn.send(partial);
+        drop(conn);
+    }
+    // The server carries on.
+    assert_eq!(
+        common::request(target, "GET", "/clientes/1/extrato", None).status,
+        200
+    );
+}
+
+#[test]
+fn slow_request_times_out_default_driver() {
+    check_slow_request(Driver::Default);
+}
+
+#[test]
+fn slow_request_times_out_epoll() {
+    check_slow_request(Driver::Epoll);
+}
+
+/// A request head trickling in (slowloris) gets 408 and the connection closes, within the
+/// request timeout (5 s) plus scheduling slack, however steadily the bytes keep coming.
+fn check_slow_request(driver: Driver) {
+    let single = single("slow", driver);
+    let mut conn = Conn::open(&single.instance.tcp);
+    let started = Instant::now();
+    let request =
+        b"GET /clientes/1/extrato HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let mut sent = 0;
+    conn.set_read_timeout(Some(Duration::from_millis(400)));
+    let mut received = Vec::new();
+    while started.elapsed() < Duration::from_secs(15) {
+        if sent < request.len() {
+            conn.send(&request[sent..sent + 1]);
+            sent += 1;
+        }
+        let mut chunk = [0u8; 1024];
+        match conn.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(count) => received.extend_from_slice(&chunk[..count]),
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(error) => panic!("{error}"),
+        }
+    }
+    let elapsed = started.elapsed();
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
+    assert!(
+        elapsed >= Duration::from_millis(4500) && elapsed < Duration::from_secs(10),
+        "{elapsed:?}"
+    );
+    // An idle keep-alive connection is not a slow request: after a served request it stays.
+    let mut conn = Conn::open(&single.instance.unix);
+    let mut reader = Reader::new();
+    conn.send(&request_bytes("GET", "/clientes/1/extrato", None));
+    assert_eq!(reader.response(&mut conn).status, 200);
+    std::thread::sleep(Duration::from_millis(5500));
+    conn.send(&request_bytes("GET", "/clientes/1/extrato", None));
+    assert_eq!(reader.response(&mut conn).status, 200);
+}
+
+#[test]
+fn graceful_shutdown_default_driver() {
+    check_graceful_shutdown(Driver::Default);
+}
+
+#[test]
+fn graceful_shutdown_epoll() {
+    check_graceful_shutdown(Driver::Epoll);
+}
+
+/// SIGTERM: the request in flight is finished (with `Connection: close`), idle connections are
+/// closed, and the process exits 0 within a few seconds.
+fn check_graceful_shutdown(driver: Driver) {
+    let mut single = single("shutdown", driver);
+    let mut idle = Conn::open(&single.instance.tcp);
+    let mut reader = Reader::new();
+    idle.send(&request_bytes("GET", "/clientes/1/extrato", None));
+    assert_eq!(reader.response(&mut idle).status, 200);
+    let body = r#"{"valor":5,"tipo":"c","descricao":"in flight"}"#;
+    let mut in_flight = Conn::open(&single.instance.unix);
+    in_flight.send(
+        format!(
+            "POST /clientes/1/transacoes HTTP/1.1\r\nContent-Length: {}\r\n\r\n{}",
+            body.len(),
+            &body[..10]
+        )
+        .as_bytes(),
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    let instance = &mut single.instance;
+    std::thread::scope(|scope| {
+        let finisher = scope.spawn(move || {
+            // The rest of the body arrives after the signal.
+            std::thread::sleep(Duration::from_millis(300));
+            in_flight.send(body[10..].as_bytes());
+            rest_until_close(&mut in_flight)
+        });
+        let status = instance.terminate(Duration::from_secs(10));
+        assert!(status.success(), "{status:?}");
+        let rest = finisher.join().unwrap();
+        assert!(rest.starts_with("HTTP/1.1 200 OK\r\n"), "{rest}");
+        assert!(rest.contains("\r\nConnection: close\r\n"), "{rest}");
+    });
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(idle.is_closed_by_server());
+}
