@@ -414,7 +414,7 @@ fn check_graceful_shutdown(driver: Driver) {
         let finisher = scope.spawn(move || {
             // The rest of the body arrives after the signal.
             std::thread::sleep(Duration::from_millis(300));
-            in_flight.send(body[10..].as_bytes());
+            in_flight.send(&body.as_bytes()[10..]);
             rest_until_close(&mut in_flight)
         });
         let status = instance.terminate(Duration::from_secs(10));
