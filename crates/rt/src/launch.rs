@@ -344,6 +344,10 @@ impl Workers {
             let timeout = deadline.saturating_duration_since(Instant::now());
             match self.events.recv_timeout(timeout) {
                 Ok(Event::Ready { worker, driver }) => ready[worker] = Some(driver),
+                Ok(Event::Exited { worker, result }) if ready[worker].is_some() => {
+                    // It started and already ended; `launch` sees it on its first check.
+                    self.record(Event::Exited { worker, result });
+                }
                 Ok(Event::Exited { worker, result }) => {
                     self.exited[worker] = true;
                     let error = result
