@@ -1,0 +1,290 @@
+//! Operating the binary: startup errors, stale Unix sockets, the startup line, the health
+//! check, and exit on SIGINT.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{Driver, Instance, TempDir, BINARY};
+
+/// Runs the binary to completion (bounded) and returns its status code and stderr.
+fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let mut command = Command::new(BINARY);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for name in [
+        "RINHA_DATA_DIR",
+        "RINHA_LISTEN",
+        "RINHA_WORKERS",
+        "RINHA_DRIVER",
+    ] {
+        command.env_remove(name);
+    }
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{args:?} did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A failure is one line on stderr and a non-zero exit.
+fn check_fails(args: &[&str], env: &[(&str, &str)], mentions: &str) {
+    let (code, stderr) = run(args, env);
+    assert_ne!(code, 0, "{args:?} succeeded: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr:?}");
+    assert!(stderr.starts_with("rinha-api: "), "{stderr:?}");
+    assert!(
+        stderr.contains(mentions),
+        "{args:?}: {stderr:?} should mention {mentions:?}"
+    );
+}
+
+#[test]
+fn startup_errors() {
+    let dir = TempDir::new("errors");
+    let data = dir.0.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let file = dir.0.join("file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let data_arg = data.to_str().unwrap();
+    let listen = format!("127.0.0.1:{}", common::free_port());
+    check_fails(
+        &["--data-dir", "/nonexistent/rinha", "--listen", &listen],
+        &[],
+        "/nonexistent/rinha",
+    );
+    check_fails(
+        &["--data-dir", file.to_str().unwrap(), "--listen", &listen],
+        &[],
+        "file",
+    );
+    check_fails(
+        &["--data-dir", data_arg, "--listen", "localhost"],
+        &[],
+        "localhost",
+    );
+    check_fails(
+        &["--data-dir", data_arg, "--listen", "127.0.0.1:99999"],
+        &[],
+        "99999",
+    );
+    check_fails(&["--data-dir", data_arg, "--listen", "unix:"], &[], "unix");
+    check_fails(&["--data-dir", data_arg], &[], "--listen");
+    check_fails(&["--listen", &listen], &[], "--data-dir");
+    check_fails(
+        &[
+            "--data-dir",
+            data_arg,
+            "--listen",
+            &listen,
+            "--workers",
+            "0",
+        ],
+        &[],
+        "workers",
+    );
+    check_fails(
+        &[
+            "--data-dir",
+            data_arg,
+            "--listen",
+            &listen,
+            "--workers",
+            "two",
+        ],
+        &[],
+        "two",
+    );
+    check_fails(
+        &["--data-dir", data_arg, "--listen", &listen],
+        &[("RINHA_DRIVER", "kqueue")],
+        "kqueue",
+    );
+    check_fails(
+        &["--data-dir", data_arg, "--listen", &listen, "--bogus"],
+        &[],
+        "--bogus",
+    );
+    // An address already taken by someone else.
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = holder.local_addr().unwrap().to_string();
+    check_fails(&["--data-dir", data_arg, "--listen", &taken], &[], &taken);
+    // A Unix path that is a regular file is not replaced.
+    check_fails(
+        &[
+            "--data-dir",
+            data_arg,
+            "--listen",
+            &format!("unix:{}", file.display()),
+        ],
+        &[],
+        "file",
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"not a directory");
+    // The environment is read when flags are absent: here it names a missing directory.
+    check_fails(
+        &[],
+        &[
+            ("RINHA_DATA_DIR", "/nonexistent/env"),
+            ("RINHA_LISTEN", &listen),
+        ],
+        "/nonexistent/env",
+    );
+}
+
+#[test]
+fn help_and_version() {
+    let (code, _) = run(&["--help"], &[]);
+    assert_eq!(code, 0);
+    let output = Command::new(BINARY).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    for needle in [
+        "--data-dir",
+        "--listen",
+        "--workers",
+        "--healthcheck",
+        "RINHA_DATA_DIR",
+        "RINHA_LISTEN",
+        "RINHA_WORKERS",
+        "RINHA_DRIVER",
+    ] {
+        assert!(help.contains(needle), "--help lacks {needle}");
+    }
+    let output = Command::new(BINARY).arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("rinha-api "));
+}
+
+#[test]
+fn stale_socket_environment_and_healthcheck() {
+    let dir = TempDir::new("ops");
+    let data = dir.0.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let socket = dir.0.join("api.sock");
+    // A socket file left behind by a killed instance.
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    assert!(socket.exists());
+    let mut instance = Instance::start(&data, &socket, Driver::Default);
+    let line = &instance.startup_line;
+    assert!(
+        line.starts_with(&format!("rinha-api {} driver=", env!("CARGO_PKG_VERSION"))),
+        "{line}"
+    );
+    assert!(line.contains(" workers=2 "), "{line}");
+    assert!(
+        line.contains(&format!("unix:{}", socket.display())),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("data_dir={}", data.display())),
+        "{line}"
+    );
+    assert!(
+        line.contains("driver=io_uring") || line.contains("driver=epoll"),
+        "{line}"
+    );
+    assert_eq!(
+        common::statement(&instance.unix, 1)["saldo"]["limite"],
+        100000
+    );
+    // The health check passes on both addresses, and fails where nothing listens.
+    let common::Target::Tcp(tcp) = instance.tcp.clone() else {
+        unreachable!()
+    };
+    assert_eq!(run(&["--healthcheck", &tcp.to_string()], &[]).0, 0);
+    assert_eq!(
+        run(
+            &["--healthcheck", &format!("unix:{}", socket.display())],
+            &[]
+        )
+        .0,
+        0
+    );
+    let closed = format!("127.0.0.1:{}", common::free_port());
+    check_fails(&["--healthcheck", &closed], &[], &closed);
+    // No per-request logging: nothing on stderr after the startup line.
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(instance.later_stderr(), Vec::<String>::new());
+    assert!(instance.terminate(Duration::from_secs(10)).success());
+    // The health check of a stopped instance fails.
+    assert_ne!(run(&["--healthcheck", &tcp.to_string()], &[]).0, 0);
+}
+
+#[test]
+fn configured_by_environment_and_stopped_by_sigint() {
+    let dir = TempDir::new("env");
+    let data = dir.0.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let port = common::free_port();
+    let socket = dir.0.join("env.sock");
+    let listen = format!("127.0.0.1:{port},unix:{}", socket.display());
+    let mut child = Command::new(BINARY)
+        .env("RINHA_DATA_DIR", &data)
+        .env("RINHA_LISTEN", &listen)
+        .env("RINHA_WORKERS", "1")
+        .env("RINHA_DRIVER", "epoll")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let guard = KillOnDrop(child.id());
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+    assert!(line.contains("driver=epoll workers=1 "), "{line}");
+    assert!(line.contains(&listen), "{line}");
+    let target = common::Target::Tcp(format!("127.0.0.1:{port}").parse().unwrap());
+    assert_eq!(common::statement(&target, 3)["saldo"]["limite"], 1_000_000);
+    assert_eq!(
+        common::statement(&common::Target::Unix(socket), 3)["saldo"]["total"],
+        0
+    );
+    send_signal(child.id(), 2);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "no exit after SIGINT");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success(), "{status:?}");
+    std::mem::forget(guard);
+}
+
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // Best effort: the process may be gone already.
+        let _ = Command::new("kill")
+            .arg("-9")
+            .arg(self.0.to_string())
+            .status();
+    }
+}
+
+fn send_signal(pid: u32, signal: i32) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
