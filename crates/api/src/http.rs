@@ -169,15 +169,56 @@ pub enum Persistence {
     Close,
 }
 
+/// Length of an IMF-fixdate such as `Sun, 06 Nov 1994 08:49:37 GMT`.
+pub const HTTP_DATE_BYTES: usize = 29;
+
+/// Formats `unix_seconds` as the IMF-fixdate of the `Date` header (RFC 9110, section 5.6.7).
+pub fn http_date(unix_seconds: i64) -> [u8; HTTP_DATE_BYTES] {
+    const WEEKDAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
+    const MONTHS: [&[u8; 3]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    let days = unix_seconds.div_euclid(86_400);
+    let second_of_day = unix_seconds.rem_euclid(86_400);
+    let (year, month, day) = json::civil_from_days(days);
+    // 1970-01-01 was a Thursday, the first entry of WEEKDAYS.
+    let weekday = WEEKDAYS[days.rem_euclid(7) as usize];
+    let two = |value: i64| [b'0' + (value / 10 % 10) as u8, b'0' + (value % 10) as u8];
+    let mut out = [0u8; HTTP_DATE_BYTES];
+    let mut text = Vec::with_capacity(HTTP_DATE_BYTES);
+    text.extend_from_slice(weekday);
+    text.extend_from_slice(b", ");
+    text.extend_from_slice(&two(i64::from(day)));
+    text.push(b' ');
+    text.extend_from_slice(MONTHS[month as usize - 1]);
+    text.push(b' ');
+    let year = year.clamp(0, 9999);
+    text.extend_from_slice(&two(year / 100));
+    text.extend_from_slice(&two(year % 100));
+    text.push(b' ');
+    text.extend_from_slice(&two(second_of_day / 3600));
+    text.push(b':');
+    text.extend_from_slice(&two(second_of_day / 60 % 60));
+    text.push(b':');
+    text.extend_from_slice(&two(second_of_day % 60));
+    text.extend_from_slice(b" GMT");
+    out.copy_from_slice(&text);
+    out
+}
+
 /// Appends a complete response with a JSON `body` to `out`. `allow` adds an `Allow` header.
 pub fn write_response(
     out: &mut Vec<u8>,
     status: Status,
     persistence: Persistence,
     allow: Option<&str>,
+    date: &[u8; HTTP_DATE_BYTES],
     body: &[u8],
 ) {
     out.extend_from_slice(status.line());
+    out.extend_from_slice(b"\r\nDate: ");
+    out.extend_from_slice(date);
     out.extend_from_slice(b"\r\nContent-Type: application/json\r\nContent-Length: ");
     json::write_u64(out, body.len() as u64);
     match persistence {
@@ -946,7 +987,14 @@ mod tests {
         expected: &str,
     ) {
         let mut out = b"previous".to_vec();
-        write_response(&mut out, status, persistence, allow, body);
+        write_response(
+            &mut out,
+            status,
+            persistence,
+            allow,
+            b"Sun, 06 Nov 1994 08:49:37 GMT",
+            body,
+        );
         assert_eq!(
             std::str::from_utf8(&out).unwrap(),
             format!("previous{expected}")
@@ -960,11 +1008,33 @@ mod tests {
             Persistence::Default,
             None,
             b"{}",
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+            "HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
         );
-        check_response(Status::Ok, Persistence::KeepAlive, None, b"", "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n");
-        check_response(Status::MethodNotAllowed, Persistence::Close, Some("GET"), b"{}", "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\nAllow: GET\r\n\r\n{}");
-        check_response(Status::UnprocessableContent, Persistence::Default, None, b"{}", "HTTP/1.1 422 Unprocessable Content\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}");
+        check_response(Status::Ok, Persistence::KeepAlive, None, b"", "HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: application/json\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n");
+        check_response(Status::MethodNotAllowed, Persistence::Close, Some("GET"), b"{}", "HTTP/1.1 405 Method Not Allowed\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\nAllow: GET\r\n\r\n{}");
+        check_response(Status::UnprocessableContent, Persistence::Default, None, b"{}", "HTTP/1.1 422 Unprocessable Content\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}");
+    }
+
+    fn check_date(unix_seconds: i64, expected: &str) {
+        let date = http_date(unix_seconds);
+        assert_eq!(
+            std::str::from_utf8(&date).unwrap(),
+            expected,
+            "seconds {unix_seconds}"
+        );
+    }
+
+    #[test]
+    fn dates() {
+        // The example of RFC 9110.
+        check_date(784_111_777, "Sun, 06 Nov 1994 08:49:37 GMT");
+        check_date(0, "Thu, 01 Jan 1970 00:00:00 GMT");
+        check_date(86_399, "Thu, 01 Jan 1970 23:59:59 GMT");
+        check_date(86_400, "Fri, 02 Jan 1970 00:00:00 GMT");
+        check_date(951_782_400, "Tue, 29 Feb 2000 00:00:00 GMT");
+        check_date(1_705_458_881, "Wed, 17 Jan 2024 02:34:41 GMT");
+        check_date(1_735_689_599, "Tue, 31 Dec 2024 23:59:59 GMT");
+        check_date(-1, "Wed, 31 Dec 1969 23:59:59 GMT");
     }
 
     #[test]

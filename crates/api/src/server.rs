@@ -16,7 +16,9 @@ use monoio::time::Instant;
 use rinha_rt::{AsyncListener, Shutdown, Stream};
 
 use crate::body::{parse_transaction, BodyError};
-use crate::http::{self, Framing, HttpError, Method, Persistence, Progress, Status};
+use crate::http::{
+    self, Framing, HttpError, Method, Persistence, Progress, Status, HTTP_DATE_BYTES,
+};
 use crate::json;
 use crate::ledger::{AppendError, ReadError, Statement, Worker};
 use crate::limits::{
@@ -37,6 +39,8 @@ pub struct Service {
     busy: Cell<usize>,
     /// Whether a storage failure was already reported on stderr.
     unavailable_reported: Cell<bool>,
+    /// The `Date` header value and the second it was formatted for.
+    date: Cell<(i64, [u8; HTTP_DATE_BYTES])>,
     pool: RefCell<Vec<Buffers>>,
 }
 
@@ -75,6 +79,7 @@ impl Service {
             connections: Cell::new(0),
             busy: Cell::new(0),
             unavailable_reported: Cell::new(false),
+            date: Cell::new((i64::MIN, [0; HTTP_DATE_BYTES])),
             pool: RefCell::new(Vec::new()),
         }
     }
@@ -103,6 +108,8 @@ impl Service {
         }
         // Responses are written whole; Nagle's algorithm would only delay them.
         let _ = stream.set_nodelay(true);
+        // Counted here, not when the task first runs, so a burst of accepts respects the cap.
+        self.connections.set(self.connections.get() + 1);
         monoio::spawn(Connection::serve(stream, Rc::clone(self)));
     }
 
@@ -114,6 +121,18 @@ impl Service {
         while self.busy.get() > 0 && Instant::now() < deadline {
             monoio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
+    }
+
+    /// The current `Date` header value, formatted at most once a second per worker.
+    fn http_date(&self) -> [u8; HTTP_DATE_BYTES] {
+        let now = now_us().div_euclid(1_000_000);
+        let (second, text) = self.date.get();
+        if second == now {
+            return text;
+        }
+        let text = http::http_date(now);
+        self.date.set((now, text));
+        text
     }
 
     fn take_buffers(&self) -> Buffers {
@@ -195,7 +214,6 @@ struct Connection {
 
 impl Connection {
     async fn serve(stream: Stream, service: Rc<Service>) {
-        service.connections.set(service.connections.get() + 1);
         let buffers = service.take_buffers();
         let mut connection = Connection {
             stream,
@@ -246,9 +264,13 @@ impl Connection {
                 ReadOutcome::Closed => return false,
                 ReadOutcome::TimedOut if idle => return false,
                 ReadOutcome::TimedOut => {
+                    // The read buffer went with the cancelled read; lingering needs one.
+                    self.buffers.read = Vec::with_capacity(READ_BUFFER_BYTES_MIN);
+                    self.start = 0;
                     self.write_error(HttpError::Timeout);
-                    self.flush().await;
-                    return false;
+                    // A slow client is likely still sending: linger so that the unread bytes
+                    // do not turn the close into a reset that destroys the 408.
+                    return self.flush().await && self.linger().await;
                 }
             }
         }
@@ -318,6 +340,7 @@ impl Connection {
                 answer.status,
                 persistence,
                 answer.allow,
+                &self.service.http_date(),
                 &buffers.json,
             );
             self.start = body_start + body_wire_bytes;
@@ -361,6 +384,7 @@ impl Connection {
             error.status(),
             Persistence::Close,
             None,
+            &self.service.http_date(),
             &buffers.json,
         );
     }
