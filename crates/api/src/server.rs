@@ -197,6 +197,28 @@ struct RequestLine {
     keep_alive: bool,
 }
 
+/// What the read buffer holds at `start`.
+enum Framed {
+    /// A whole request.
+    Request(FramedRequest),
+    /// The start of a request (or nothing): more input is needed.
+    Incomplete {
+        /// Whether the client waits for `100 Continue` before sending the rest.
+        expect_continue: bool,
+    },
+    /// Bytes that are not a valid request.
+    Invalid(HttpError),
+}
+
+/// The extent of a complete request in the read buffer.
+struct FramedRequest {
+    line: RequestLine,
+    /// The body's range in the read buffer, or `None` when it was decoded into `Buffers::body`.
+    body: Option<std::ops::Range<usize>>,
+    /// Where the next request starts.
+    end: usize,
+}
+
 /// One accepted connection.
 struct Connection {
     stream: Stream,
@@ -289,61 +311,14 @@ impl Connection {
     /// Answers every complete request in the read buffer, appending the responses.
     async fn answer_buffered(&mut self) -> Next {
         loop {
-            let pending = &self.buffers.read[self.start..];
-            if pending.is_empty() {
-                return Next::Read;
-            }
-            let head = match http::parse_head(pending) {
-                Ok(Progress::Complete(head)) => head,
-                Ok(Progress::Partial) => return Next::Read,
-                Err(error) => return self.reject(error),
+            let request = match self.frame_next() {
+                Framed::Request(request) => request,
+                Framed::Incomplete { expect_continue } => return self.await_body(expect_continue),
+                Framed::Invalid(error) => return self.reject(error),
             };
-            let line = RequestLine {
-                method: head.method,
-                resource: route(head.path),
-                http_1_0: head.http_1_0,
-                keep_alive: head.keep_alive,
-            };
-            let (head_bytes, expect_continue) = (head.head_bytes, head.expect_continue);
-            let body_start = self.start + head_bytes;
-            let wire = &self.buffers.read[body_start..];
-            let (body_range, body_wire_bytes) = match head.framing {
-                Framing::Length(length) if wire.len() >= length => (Some(0..length), length),
-                Framing::Length(_) => return self.await_body(expect_continue).await,
-                Framing::Chunked => match http::decode_chunked(wire, &mut self.buffers.body) {
-                    Ok(Progress::Complete(wire_bytes)) => (None, wire_bytes),
-                    Ok(Progress::Partial) => return self.await_body(expect_continue).await,
-                    Err(error) => return self.reject(error),
-                },
-            };
-            let buffers = &mut self.buffers;
-            let body = match body_range {
-                Some(range) => &buffers.read[body_start + range.start..body_start + range.end],
-                None => &buffers.body[..],
-            };
-            let answer = answer(
-                &self.service,
-                line,
-                body,
-                &mut buffers.json,
-                &mut buffers.statement,
-            )
-            .await;
-            let close = !line.keep_alive || answer.close || self.service.draining.get();
-            let persistence = match (close, line.http_1_0) {
-                (true, _) => Persistence::Close,
-                (false, true) => Persistence::KeepAlive,
-                (false, false) => Persistence::Default,
-            };
-            http::write_response(
-                &mut buffers.write,
-                answer.status,
-                persistence,
-                answer.allow,
-                &self.service.http_date(),
-                &buffers.json,
-            );
-            self.start = body_start + body_wire_bytes;
+            let end = request.end;
+            let close = self.answer_one(request).await;
+            self.start = end;
             self.continue_sent = false;
             self.deadline = None;
             if close {
@@ -359,8 +334,83 @@ impl Connection {
         }
     }
 
+    /// Finds the extent of the request at `start`, decoding a chunked body on the way.
+    fn frame_next(&mut self) -> Framed {
+        let pending = &self.buffers.read[self.start..];
+        let head = match http::parse_head(pending) {
+            Ok(Progress::Complete(head)) => head,
+            Ok(Progress::Partial) => {
+                return Framed::Incomplete {
+                    expect_continue: false,
+                }
+            }
+            Err(error) => return Framed::Invalid(error),
+        };
+        let line = RequestLine {
+            method: head.method,
+            resource: route(head.path),
+            http_1_0: head.http_1_0,
+            keep_alive: head.keep_alive,
+        };
+        let incomplete = Framed::Incomplete {
+            expect_continue: head.expect_continue,
+        };
+        let body_start = self.start + head.head_bytes;
+        let wire = &self.buffers.read[body_start..];
+        match head.framing {
+            Framing::Length(length) if wire.len() >= length => Framed::Request(FramedRequest {
+                line,
+                body: Some(body_start..body_start + length),
+                end: body_start + length,
+            }),
+            Framing::Length(_) => incomplete,
+            Framing::Chunked => match http::decode_chunked(wire, &mut self.buffers.body) {
+                Ok(Progress::Complete(wire_bytes)) => Framed::Request(FramedRequest {
+                    line,
+                    body: None,
+                    end: body_start + wire_bytes,
+                }),
+                Ok(Progress::Partial) => incomplete,
+                Err(error) => Framed::Invalid(error),
+            },
+        }
+    }
+
+    /// Answers one framed request into the write buffer; returns whether to close after it.
+    async fn answer_one(&mut self, request: FramedRequest) -> bool {
+        let buffers = &mut self.buffers;
+        let body = match request.body {
+            Some(range) => &buffers.read[range],
+            None => &buffers.body[..],
+        };
+        let line = request.line;
+        let answer = answer(
+            &self.service,
+            line,
+            body,
+            &mut buffers.json,
+            &mut buffers.statement,
+        )
+        .await;
+        let close = !line.keep_alive || answer.close || self.service.draining.get();
+        let persistence = match (close, line.http_1_0) {
+            (true, _) => Persistence::Close,
+            (false, true) => Persistence::KeepAlive,
+            (false, false) => Persistence::Default,
+        };
+        http::write_response(
+            &mut buffers.write,
+            answer.status,
+            persistence,
+            answer.allow,
+            &self.service.http_date(),
+            &buffers.json,
+        );
+        close
+    }
+
     /// The body of the request at `start` is incomplete: send `100 Continue` if it is awaited.
-    async fn await_body(&mut self, expect_continue: bool) -> Next {
+    fn await_body(&mut self, expect_continue: bool) -> Next {
         if expect_continue && !self.continue_sent {
             self.continue_sent = true;
             self.buffers.write.extend_from_slice(http::CONTINUE);
