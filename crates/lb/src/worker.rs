@@ -187,8 +187,27 @@ async fn connect_upstream(balancer: &Balancer) -> Option<Stream> {
                 balancer.upstreams.mark_up(index);
                 return Some(stream);
             }
+            Ok(Err(error)) if !is_upstream_fault(&error) => {}
             Ok(Err(_)) | Err(_) => balancer.upstreams.mark_down(index),
         }
     }
     None
+}
+
+/// True when a failed connect says something about the upstream (refused, unreachable, gone)
+/// rather than about this process (out of descriptors, memory or local ports) or a momentary
+/// overload (a full Unix socket backlog answers EAGAIN). Only the former marks it down.
+fn is_upstream_fault(error: &io::Error) -> bool {
+    !matches!(
+        error.raw_os_error(),
+        Some(
+            libc::EMFILE
+                | libc::ENFILE
+                | libc::ENOBUFS
+                | libc::ENOMEM
+                | libc::EADDRNOTAVAIL
+                | libc::EAGAIN
+                | libc::EINTR
+        )
+    )
 }

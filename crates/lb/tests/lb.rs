@@ -382,3 +382,39 @@ fn usage_errors_exit_with_code_2() {
     assert_eq!(help.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&help.stdout).contains("RINHA_LB_UPSTREAMS"));
 }
+
+#[test]
+fn descriptor_exhaustion_pauses_accepting_without_spinning() {
+    let upstream = Upstream::tcp("127.0.0.1:0", Behaviour::Echo);
+    for &(driver, splice) in MODES {
+        let mut lb = Lb::start_limited(
+            driver,
+            splice,
+            &free_tcp_addr(),
+            &addrs(&[&upstream]),
+            &["--workers", "1"],
+            Some(40),
+        );
+        // Far more clients than 40 descriptors allow: each relayed one costs six.
+        let clients: Vec<_> = (0..60)
+            .map(|_| {
+                let mut stream = lb.connect();
+                stream.write_all(b"x").unwrap();
+                stream
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let before = lb.cpu_time();
+        std::thread::sleep(Duration::from_secs(1));
+        let used = lb.cpu_time() - before;
+        assert!(
+            used < Duration::from_millis(300),
+            "{driver}/{splice}: {used:?} of CPU in 1 s while out of descriptors"
+        );
+        assert!(lb.alive(), "{driver}/{splice}: died out of descriptors");
+        drop(clients);
+        // Once descriptors are free again, a new client is served.
+        let echoed = echo_round_trip(lb.connect(), b"after");
+        assert_eq!(echoed, b"after", "{driver}/{splice}");
+    }
+}

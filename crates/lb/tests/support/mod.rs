@@ -36,6 +36,18 @@ impl Lb {
         upstreams: &[String],
         extra: &[&str],
     ) -> Lb {
+        Lb::start_limited(driver, splice, listen, upstreams, extra, None)
+    }
+
+    /// Like [`Lb::start`], with the open-files limit (soft and hard) set to `nofile` if given.
+    pub fn start_limited(
+        driver: &str,
+        splice: &str,
+        listen: &str,
+        upstreams: &[String],
+        extra: &[&str],
+        nofile: Option<u64>,
+    ) -> Lb {
         let mut command = Command::new(env!("CARGO_BIN_EXE_rinha-lb"));
         command
             .env("RINHA_DRIVER", driver)
@@ -48,6 +60,21 @@ impl Lb {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        if let Some(limit) = nofile {
+            use std::os::unix::process::CommandExt;
+            let rlimit = rustix::process::Rlimit {
+                current: Some(limit),
+                maximum: Some(limit),
+            };
+            // SAFETY: the closure runs in the forked child before exec and only calls
+            // setrlimit, which is async-signal-safe and allocates nothing.
+            unsafe {
+                command.pre_exec(move || {
+                    rustix::process::setrlimit(rustix::process::Resource::Nofile, rlimit.clone())
+                        .map_err(std::io::Error::from)
+                });
+            }
+        }
         let mut child = command.spawn().expect("spawn rinha-lb");
         let stderr = child.stderr.take().unwrap();
         let (sender, receiver) = std::sync::mpsc::channel();
@@ -89,6 +116,16 @@ impl Lb {
         std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
             .map(|d| d.count())
             .unwrap_or(0)
+    }
+
+    /// CPU time (user + system) the balancer has used so far.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        // Fields after the command name, which is in parentheses and may contain spaces.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = rest.split(' ').collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        Duration::from_millis(ticks * 10)
     }
 
     /// True while the process runs.
