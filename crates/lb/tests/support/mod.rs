@@ -70,7 +70,7 @@ impl Lb {
             // setrlimit, which is async-signal-safe and allocates nothing.
             unsafe {
                 command.pre_exec(move || {
-                    rustix::process::setrlimit(rustix::process::Resource::Nofile, rlimit.clone())
+                    rustix::process::setrlimit(rustix::process::Resource::Nofile, rlimit)
                         .map_err(std::io::Error::from)
                 });
             }
