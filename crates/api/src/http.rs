@@ -1060,3 +1060,78 @@ mod tests {
         check_status(HttpError::Timeout, "408");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Arbitrary bytes never panic the head parser or the chunked decoder.
+        #[test]
+        fn head_parser_is_total(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse_head(&bytes);
+            let mut body = Vec::new();
+            let _ = decode_chunked(&bytes, &mut body);
+        }
+
+        /// Any body, cut into any chunks, decodes back to itself, and every proper prefix of
+        /// its wire form is incomplete rather than wrong.
+        #[test]
+        fn chunked_round_trip(
+            body in proptest::collection::vec(any::<u8>(), 0..BODY_BYTES_MAX),
+            cuts in proptest::collection::vec(1usize..600, 0..12),
+        ) {
+            let mut wire = Vec::new();
+            let mut rest = &body[..];
+            for cut in cuts {
+                if rest.is_empty() {
+                    break;
+                }
+                let (chunk, tail) = rest.split_at(cut.min(rest.len()));
+                wire.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+                wire.extend_from_slice(chunk);
+                wire.extend_from_slice(b"\r\n");
+                rest = tail;
+            }
+            if !rest.is_empty() {
+                wire.extend_from_slice(format!("{:X}\r\n", rest.len()).as_bytes());
+                wire.extend_from_slice(rest);
+                wire.extend_from_slice(b"\r\n");
+            }
+            wire.extend_from_slice(b"0\r\n\r\n");
+            let mut decoded = Vec::new();
+            prop_assert_eq!(decode_chunked(&wire, &mut decoded), Ok(Progress::Complete(wire.len())));
+            prop_assert_eq!(&decoded, &body);
+            for end in 0..wire.len() {
+                prop_assert_eq!(decode_chunked(&wire[..end], &mut decoded), Ok(Progress::Partial));
+            }
+        }
+
+        /// A valid request head is recognised whole, and each proper prefix waits for more.
+        #[test]
+        fn complete_heads_are_found_at_any_split(
+            path in "/[a-z0-9/]{0,40}",
+            extra in proptest::collection::vec(("[A-Za-z][A-Za-z0-9-]{0,15}", "[ -~]{0,40}"), 0..8),
+        ) {
+            let mut head = format!("GET {path} HTTP/1.1\r\n");
+            for (name, value) in &extra {
+                // Keep clear of the fields with framing meaning; those have their own tables.
+                let name = format!("X-{name}");
+                head.push_str(&format!("{name}: {}\r\n", value.trim()));
+            }
+            head.push_str("\r\n");
+            let bytes = head.as_bytes();
+            match parse_head(bytes) {
+                Ok(Progress::Complete(parsed)) => {
+                    prop_assert_eq!(parsed.head_bytes, bytes.len());
+                    prop_assert_eq!(parsed.path, path.as_str());
+                }
+                other => prop_assert!(false, "{:?}", other),
+            }
+            for end in 0..bytes.len() {
+                prop_assert_eq!(parse_head(&bytes[..end]), Ok(Progress::Partial));
+            }
+        }
+    }
+}
