@@ -4,6 +4,6 @@
 //! not depend on how espora spells its paths.
 
 pub use espora::{
-    AppendError, Appended, Db, Kind, OpenError, Options, ReadError, Record, Statement, Transaction,
-    Worker, STATEMENT_RECORDS_MAX,
+    AppendError, Appended, Db, Faults, Kind, OpenError, Options, ReadError, Record, Statement,
+    Transaction, Worker, STATEMENT_RECORDS_MAX,
 };

@@ -5,12 +5,13 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use rinha_api::healthcheck;
-use rinha_api::ledger::{Db, Options};
+use rinha_api::ledger::{Db, Faults, Options};
 use rinha_api::server::Service;
 use rinha_rt::flags::{FlagKind, FlagSpec};
 use rinha_rt::{Addr, DriverPref, LaunchOptions, WorkerContext};
 
 const PROGRAM: &str = "rinha-api";
+const FAULT_ENV: &str = "RINHA_FAULT_SYNC_FAILS_AFTER";
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 const SPECS: &[FlagSpec] = &[
@@ -57,6 +58,9 @@ Flags (each falls back to the environment variable in brackets; the flag wins):
 Environment:
   RINHA_DRIVER        auto (default: io_uring, epoll when io_uring is refused), io_uring or
                       epoll
+  RINHA_FAULT_SYNC_FAILS_AFTER=N
+                      testing only: every fdatasync after the first N fails, to check that
+                      the server stops acknowledging (503) once durability is lost
 
 Stops on SIGTERM or SIGINT after finishing the requests in flight.
 ";
@@ -89,7 +93,7 @@ fn main() {
         None => rinha_rt::cpus_available(),
     };
     let driver = DriverPref::from_env().unwrap_or_else(|error| usage(&error));
-    let db = Db::open(&data_dir, Options::default())
+    let db = Db::open(&data_dir, storage_options())
         .unwrap_or_else(|error| fail(&format!("cannot open data directory: {error}")));
     let db = Arc::new(db);
     let listeners = rinha_rt::bind_listeners(&listen, workers).unwrap_or_else(|error| fail(&error));
@@ -105,6 +109,19 @@ fn main() {
     if let Err(error) = launched {
         fail(&error);
     }
+}
+
+/// Storage options; only the fault injection of the integration tests is configurable.
+fn storage_options() -> Options {
+    let mut options = Options::default();
+    if let Ok(text) = std::env::var(FAULT_ENV) {
+        let successful_syncs = text
+            .trim()
+            .parse::<u64>()
+            .unwrap_or_else(|error| usage(&format!("{FAULT_ENV}={text:?}: {error}")));
+        options.faults = Faults::fail_sync_after(successful_syncs);
+    }
+    options
 }
 
 /// One worker: its storage handle, an accept loop per address, then the drain at shutdown.

@@ -288,3 +288,67 @@ fn send_signal(pid: u32, signal: i32) {
         .unwrap();
     assert!(status.success());
 }
+
+/// Once an fdatasync fails, nothing more is acknowledged: every later transaction answers 503,
+/// on every connection, and the failure is reported once per worker on stderr.
+#[test]
+fn failed_sync_stops_acknowledgements() {
+    let dir = TempDir::new("fault");
+    let data = dir.0.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let port = common::free_port();
+    let mut child = Command::new(BINARY)
+        .args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("RINHA_FAULT_SYNC_FAILS_AFTER", "5")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let guard = KillOnDrop(child.id());
+    let stderr = child.stderr.take().unwrap();
+    let lines = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+            let _ = lines.0.send(line);
+        }
+    });
+    let startup = lines.1.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert!(startup.starts_with("rinha-api "), "{startup}");
+    let target = common::Target::Tcp(format!("127.0.0.1:{port}").parse().unwrap());
+    let mut statuses = Vec::new();
+    for index in 0..20 {
+        statuses.push(common::post(&target, 1, 1, 'c', &format!("f{index}")).status);
+    }
+    let acknowledged = statuses.iter().take_while(|&&status| status == 200).count();
+    assert!(acknowledged <= 5, "{statuses:?}");
+    assert!(
+        statuses[acknowledged..].iter().all(|&status| status == 503),
+        "{statuses:?}"
+    );
+    // Whatever a statement shows, it never includes more than was acknowledged.
+    let response = common::request(&target, "GET", "/clientes/1/extrato", None);
+    if response.status == 200 {
+        assert!(response.json()["saldo"]["total"].as_i64().unwrap() <= acknowledged as i64 + 1);
+    } else {
+        assert_eq!(response.status, 503);
+    }
+    let reported: Vec<String> = lines.1.try_iter().collect();
+    // Once per worker thread at most.
+    assert!((1..=2).contains(&reported.len()), "{reported:?}");
+    assert!(
+        reported
+            .iter()
+            .all(|line| line.contains("storage unavailable")),
+        "{reported:?}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    // Reaped: the guard must not signal a pid that may be reused.
+    std::mem::forget(guard);
+}
