@@ -303,6 +303,8 @@ fn failed_sync_stops_acknowledgements() {
             data.to_str().unwrap(),
             "--listen",
             &format!("127.0.0.1:{port}"),
+            "--workers",
+            "2",
         ])
         .env("RINHA_FAULT_SYNC_FAILS_AFTER", "5")
         .stdin(Stdio::null())
