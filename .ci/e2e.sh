@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# End to end: the reference scenario (compressed time, peak rates kept) against real processes,
+# then against the docker compose stack with its limits applied.
+#
+#   bash .ci/e2e.sh
+#
+# Part 1 runs ./run (release binaries, balancer + two instances over Unix sockets) on a fresh
+# data directory, runs rinha-scenario against it, stops it and runs espora verify.
+# Part 2, when a Docker engine answers: builds the FROM scratch image from host binaries (static
+# glibc), brings the compose stack up, checks with docker inspect that every container got its
+# CPU and memory limit, runs the scenario against port 9999 while sampling docker stats, stops
+# the stack, runs espora verify on the volume and tears everything down, also on failure.
+# Without an engine part 2 is skipped with a visible message.
+#
+# Environment: E2E_RAMP, E2E_HOLD (default 20s each), E2E_PORT (the compose stack's published
+# port, default 9999).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ramp=${E2E_RAMP:-20s}
+hold=${E2E_HOLD:-20s}
+bin=$PWD/target/release
+
+banner() { printf '\n== e2e: %s\n' "$*"; }
+now() { date +%s.%N; }
+seconds_since() { awk -v start="$1" -v end="$(now)" 'BEGIN { printf "%.2f", end - start }'; }
+
+# Prints a free loopback TCP port, starting at $1.
+free_port() {
+    local port=$1
+    while ss -Htln "sport = :$port" 2>/dev/null | grep -q .; do
+        port=$((port + 1))
+    done
+    echo "$port"
+}
+
+# Waits until GET /clientes/1/extrato answers 200 on 127.0.0.1:$1, at most $2 seconds.
+wait_ready() {
+    local deadline
+    deadline=$(awk -v now="$(now)" -v wait="$2" 'BEGIN { printf "%d", now + wait }')
+    until "$bin/rinha-api" --healthcheck "127.0.0.1:$1" 2>/dev/null; do
+        if [ "$(date +%s)" -ge "$deadline" ]; then
+            return 1
+        fi
+        sleep 0.05
+    done
+}
+
+ensure_tools() {
+    local missing=()
+    command -v ss >/dev/null || missing+=(iproute2)
+    command -v awk >/dev/null || missing+=(gawk)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        echo "e2e: installing ${missing[*]}"
+        apt-get update -qq && apt-get install -y -qq "${missing[@]}"
+    fi
+}
+
+part_local() {
+    banner "release build"
+    cargo build --release --locked
+
+    banner "scenario against local processes (ramp $ramp, hold $hold)"
+    local work port run_pid status
+    work=$(mktemp -d)
+    port=$(free_port 9999)
+    RINHA_PORT=$port RINHA_DATA_DIR=$work/data ./run --no-build >"$work/run.log" 2>&1 &
+    run_pid=$!
+    # shellcheck disable=SC2064
+    trap "kill -TERM $run_pid 2>/dev/null || true; wait $run_pid 2>/dev/null || true; rm -rf '$work'" EXIT
+    if ! wait_ready "$port" 30; then
+        cat "$work/run.log"
+        echo "e2e: the local stack did not answer on port $port" >&2
+        return 1
+    fi
+    grep -E '^rinha-(api|lb) ' "$work/run.log" || true
+    "$bin/rinha-scenario" --target "http://127.0.0.1:$port" --ramp "$ramp" --hold "$hold"
+    kill -TERM "$run_pid"
+    status=0
+    wait "$run_pid" || status=$?
+    trap - EXIT
+    [ "$status" = 0 ] || { cat "$work/run.log"; echo "e2e: ./run exited $status" >&2; return 1; }
+    banner "espora verify (local data directory)"
+    "$bin/espora" verify "$work/data"
+    rm -rf "$work"
+}
+
+# Sets the compose command in the array `compose`, installing docker-compose if neither exists.
+find_compose() {
+    if docker compose version >/dev/null 2>&1; then
+        compose=(docker compose)
+    else
+        if ! command -v docker-compose >/dev/null; then
+            echo "e2e: installing docker-compose"
+            apt-get update -qq && apt-get install -y -qq docker-compose
+        fi
+        # Compose v1 applies deploy.resources.limits only in compatibility mode.
+        compose=(docker-compose --compatibility)
+    fi
+    echo "e2e: compose command: ${compose[*]} ($("${compose[@]}" version 2>/dev/null | head -1))"
+}
+
+# The limits docker-compose.yml declares, per service: NanoCPUs and bytes (MB means MiB to
+# compose). Keep in step with docker-compose.yml.
+declare -A cpu_expected=([api01]=600000000 [api02]=600000000 [lb]=300000000)
+declare -A memory_expected=([api01]=209715200 [api02]=209715200 [lb]=157286400)
+
+check_limits() {
+    local cpu_total=0 memory_total=0 service id nano quota period memory
+    for service in api01 api02 lb; do
+        id=$("${compose[@]}" -p "$project" ps -q "$service")
+        read -r nano quota period memory < <(docker inspect --format \
+            '{{.HostConfig.NanoCpus}} {{.HostConfig.CpuQuota}} {{.HostConfig.CpuPeriod}} {{.HostConfig.Memory}}' "$id")
+        # Some engines express a CPU limit as quota/period instead of NanoCPUs.
+        if [ "$nano" = 0 ] && [ "$quota" -gt 0 ]; then
+            nano=$((quota * 1000000000 / period))
+        fi
+        echo "e2e: $service: cpus $(awk -v n="$nano" 'BEGIN { print n / 1e9 }'), memory $((memory / 1048576)) MiB"
+        if [ "$nano" != "${cpu_expected[$service]}" ] || [ "$memory" != "${memory_expected[$service]}" ]; then
+            echo "e2e: $service did not get its limits (expected ${cpu_expected[$service]} nano-CPUs and ${memory_expected[$service]} bytes)" >&2
+            return 1
+        fi
+        cpu_total=$((cpu_total + nano))
+        memory_total=$((memory_total + memory))
+    done
+    echo "e2e: total: $(awk -v n="$cpu_total" 'BEGIN { print n / 1e9 }') CPUs, $((memory_total / 1048576)) MiB"
+    [ "$cpu_total" -le 1500000000 ] && [ "$memory_total" -le $((550 * 1048576)) ] ||
+        { echo "e2e: the limits exceed 1.5 CPUs / 550MB" >&2; return 1; }
+}
+
+teardown_compose() {
+    local status=$?
+    if [ -n "${stats_pid:-}" ]; then
+        kill "$stats_pid" 2>/dev/null || true
+    fi
+    if [ "$status" != 0 ]; then
+        echo "e2e: failure; the stack's logs:" >&2
+        "${compose[@]}" -p "$project" logs --no-color --tail 50 >&2 || true
+    fi
+    banner "teardown"
+    "${compose[@]}" -p "$project" down -v --remove-orphans || true
+    rm -f "${stats_file:-}"
+}
+
+part_docker() {
+    banner "docker"
+    if ! docker info >/dev/null 2>&1; then
+        echo "=================================================================="
+        echo "== SKIP: no reachable Docker engine (docker info failed):        =="
+        echo "== the image, compose stack, limits and volume checks did NOT run. =="
+        echo "=================================================================="
+        return 0
+    fi
+    find_compose
+    project=rinhae2e$$
+    export RINHA_PORT
+    RINHA_PORT=${E2E_PORT:-9999}
+    if ss -Htln "sport = :$RINHA_PORT" | grep -q .; then
+        RINHA_PORT=$(free_port 19999)
+        echo "e2e: NOTE: port ${E2E_PORT:-9999} is taken on this host; publishing on $RINHA_PORT instead"
+    fi
+
+    banner "image from host binaries (static glibc, FROM scratch)"
+    docker/build-image.sh --from-host rinha-crebitos:latest
+    echo "e2e: image size: $(docker image inspect -f '{{.Size}}' rinha-crebitos:latest) bytes"
+
+    stats_file=$(mktemp)
+    trap teardown_compose EXIT
+    banner "compose up (project $project, port $RINHA_PORT)"
+    local started ready
+    started=$(now)
+    "${compose[@]}" -p "$project" up -d --no-build
+    wait_ready "$RINHA_PORT" 60 || { echo "e2e: the compose stack never answered" >&2; return 1; }
+    ready=$(seconds_since "$started")
+    echo "e2e: first 200 on GET /clientes/1/extrato ${ready} s after compose up"
+    if awk -v t="$ready" 'BEGIN { exit !(t > 5) }'; then
+        echo "e2e: WARNING: slower than the 5 s target (a shared or loaded machine?)"
+    fi
+    "${compose[@]}" -p "$project" logs --no-color | grep -E 'rinha-(api|lb) ' || true
+
+    banner "limits (docker inspect)"
+    check_limits
+
+    banner "scenario against port $RINHA_PORT (ramp $ramp, hold $hold)"
+    local containers
+    containers=$("${compose[@]}" -p "$project" ps -q | tr '\n' ' ')
+    # shellcheck disable=SC2086
+    (while docker stats --no-stream --format '{{.Name}} {{.MemUsage}}' $containers; do :; done) \
+        >"$stats_file" 2>/dev/null &
+    stats_pid=$!
+    "$bin/rinha-scenario" --target "http://127.0.0.1:$RINHA_PORT" --ramp "$ramp" --hold "$hold"
+    kill "$stats_pid" 2>/dev/null || true
+    stats_pid=
+    echo "e2e: peak memory per container during the scenario (docker stats):"
+    awk '{ split($2, v, /[A-Za-z]+/); unit = substr($2, length(v[1]) + 1);
+           f = (unit == "GiB") ? 1024 : (unit == "KiB") ? 1 / 1024 : (unit == "B") ? 1 / 1048576 : 1;
+           mib = v[1] * f; if (mib > peak[$1]) peak[$1] = mib }
+         END { for (name in peak) printf "  %s %.1f MiB\n", name, peak[name] }' "$stats_file" | sort
+
+    banner "espora verify on the volume"
+    "${compose[@]}" -p "$project" stop
+    docker run --rm -v "${project}_accounts:/data" rinha-crebitos:latest /espora verify /data
+}
+
+ensure_tools
+part_local
+part_docker
+banner "passed"
