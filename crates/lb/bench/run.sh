@@ -14,6 +14,7 @@ ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 LB=$ROOT/target/release/rinha-lb
 WORK=$(mktemp -d /tmp/lbbench.XXXXXX)
 PIDS=()
+declare -A PROXY_PID
 cleanup() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
@@ -40,34 +41,49 @@ events { worker_connections 16384; }
 stream { upstream api { $servers } server { listen 127.0.0.1:$port reuseport backlog=4096;
   proxy_pass api; proxy_connect_timeout 1s; tcp_nodelay on; } }
 CONF
-  nginx -c "$WORK/ng$port.conf" -p "$WORK" & PIDS+=($!)
+  nginx -c "$WORK/ng$port.conf" -p "$WORK" & PIDS+=($!); PROXY_PID[$port]=$!
 }
 rinha_lb() { # port driver splice upstream-ports...
   local port=$1 driver=$2 splice=$3; shift 3
   local args=(); for p in "$@"; do args+=(--upstream "127.0.0.1:$p"); done
-  RINHA_DRIVER=$driver "$LB" --listen 127.0.0.1:$port --workers 2 --splice "$splice" "${args[@]}" 2>>"$WORK/lb.err" & PIDS+=($!)
+  RINHA_DRIVER=$driver "$LB" --listen 127.0.0.1:$port --workers 2 --splice "$splice" "${args[@]}" 2>>"$WORK/lb.err" & PIDS+=($!); PROXY_PID[$port]=$!
+}
+# CPU ticks (1/100 s) used so far by a process, its threads (io-wq workers included) and its
+# children (nginx workers).
+cpu_ticks() {
+  local total=0 pid
+  for pid in $1 $(pgrep -P "$1" || true); do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+  done
+  echo $total
 }
 
 if [ "${UPSTREAM:-nginx}" = api ]; then upstream_api 8081; upstream_api 8082; PATH_=/clientes/1/extrato
 else upstream_nginx 8081; upstream_nginx 8082; PATH_=/; fi
 nginx_stream 9101 8081;        nginx_stream 9102 8081 8082
-rinha_lb 9111 auto ring 8081;  rinha_lb 9112 auto ring 8081 8082
+rinha_lb 9111 auto op 8081;  rinha_lb 9112 auto op 8081 8082
 rinha_lb 9121 auto direct 8081; rinha_lb 9122 auto direct 8081 8082
-rinha_lb 9131 epoll ring 8081; rinha_lb 9132 epoll ring 8081 8082
+rinha_lb 9131 epoll auto 8081; rinha_lb 9132 epoll auto 8081 8082
 sleep 1
-TARGETS=("direct-1:8081" "nginx-1:9101" "lb-ring-1:9111" "lb-direct-1:9121" "lb-epoll-1:9131"
-         "nginx-2:9102" "lb-ring-2:9112" "lb-direct-2:9122" "lb-epoll-2:9132")
-printf "%-8s %-14s %10s %9s %9s\n" mode target req/s p50 p99
+TARGETS=("direct-1:8081" "nginx-1:9101" "lb-uring-op-1:9111" "lb-uring-dir-1:9121" "lb-epoll-op-1:9131"
+         "nginx-2:9102" "lb-uring-op-2:9112" "lb-uring-dir-2:9122" "lb-epoll-op-2:9132")
+# req/s and latency move a lot on a shared 2-core machine; the proxy's own CPU time per request
+# (us/req, from /proc) is the steadier measure of what a balancer costs.
+printf "%-9s %-15s %9s %9s %9s %8s\n" mode target req/s p50 p99 us/req
 for mode in keepalive close; do
   header=(); [ $mode = close ] && header=(-H "Connection: close")
   for rep in $(seq "$REPS"); do
     for entry in "${TARGETS[@]}"; do
       name=${entry%%:*}; port=${entry##*:}
+      pid=${PROXY_PID[$port]:-}
+      before=0; [ -n "$pid" ] && before=$(cpu_ticks "$pid")
       out=$(wrk -t1 -c"$CONNS" -d"${SECONDS_PER_RUN}s" --latency "${header[@]}" "http://127.0.0.1:$port$PATH_")
       rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
       p50=$(awk '$1=="50%" {print $2}' <<<"$out"); p99=$(awk '$1=="99%" {print $2}' <<<"$out")
       errs=$(awk '/Non-2xx|Socket errors/ {printf "%s ", $0}' <<<"$out")
-      printf "%-8s %-14s %10s %9s %9s %s\n" $mode "$name" "$rps" "$p50" "$p99" "$errs"
+      total=$(awk '/requests in/ {print $1}' <<<"$out")
+      cost=-; [ -n "$pid" ] && cost=$(( ($(cpu_ticks "$pid") - before) * 10000 / (total > 0 ? total : 1) ))
+      printf "%-9s %-15s %9s %9s %9s %8s %s\n" $mode "$name" "$rps" "$p50" "$p99" "$cost" "$errs"
     done
   done
 done

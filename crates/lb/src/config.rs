@@ -71,8 +71,10 @@ variable in brackets; the flag wins. List variables are comma-separated.
                                                                   [RINHA_LB_CONNECTIONS_MAX]
   --down-backoff-ms MS       skip an upstream this long after a failed connect (default 1000)
                                                                   [RINHA_LB_DOWN_BACKOFF_MS]
-  --splice ring|direct       ring: io_uring splice operations (default); direct: readiness
-                             from the ring, splice(2) from the worker  [RINHA_LB_SPLICE]
+  --splice auto|op|direct    op: monoio splice operations (IORING_OP_SPLICE on io_uring,
+                             readiness + splice(2) on epoll); direct: readiness from the
+                             runtime, then splice(2). auto (default): direct on io_uring,
+                             op on epoll                          [RINHA_LB_SPLICE]
   -h, --help                 this text
   --version                  version
 
@@ -99,8 +101,8 @@ pub struct Config {
     pub down_backoff: Duration,
     /// Most upstreams tried for one client.
     pub attempts_max: usize,
-    /// How splices are issued.
-    pub splice: SpliceMode,
+    /// How splices are issued; `None` picks per driver ([`SpliceMode::default_for`]).
+    pub splice: Option<SpliceMode>,
 }
 
 /// How long startup keeps retrying upstream host names that do not resolve yet (containers
@@ -137,9 +139,10 @@ impl Config {
             idle_timeout: millis("idle-timeout-ms", 60_000)?,
             connections_per_worker_max,
             down_backoff: millis("down-backoff-ms", 1000)?,
-            splice: flags
-                .parsed::<SpliceMode>("splice")?
-                .unwrap_or(SpliceMode::Ring),
+            splice: match flags.value("splice") {
+                None | Some("auto") => None,
+                Some(_) => flags.parsed::<SpliceMode>("splice")?,
+            },
         })
     }
 }

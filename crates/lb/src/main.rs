@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use rinha_lb::config::{Config, FLAGS, USAGE};
+use rinha_lb::relay::SpliceMode;
 use rinha_lb::{run_worker, Balancer};
 use rinha_rt::{flags, LaunchOptions};
 
@@ -25,17 +26,18 @@ fn main() {
     let mut options = LaunchOptions::new(NAME, workers);
     options.driver = driver;
     let listen = vec![config.listen.clone()];
-    let extra = format!(
-        "upstreams={} splice={}",
-        rinha_rt::join_addrs(&config.upstreams),
-        config.splice
-    );
+    let upstreams = rinha_rt::join_addrs(&config.upstreams);
+    let splice = config.splice;
     let balancer = Arc::new(Balancer::new(config));
     let result = rinha_rt::launch(
         options,
         listeners,
         move |context| run_worker(context, Arc::clone(&balancer)),
-        |driver| rinha_rt::print_startup_line(NAME, VERSION, driver, workers, &listen, &extra),
+        |driver| {
+            let splice = splice.unwrap_or(SpliceMode::default_for(driver));
+            let extra = format!("upstreams={upstreams} splice={splice}");
+            rinha_rt::print_startup_line(NAME, VERSION, driver, workers, &listen, &extra);
+        },
     );
     if let Err(error) = result {
         eprintln!("{NAME}: {error}");

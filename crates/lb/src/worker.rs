@@ -65,6 +65,7 @@ impl std::error::Error for WorkerError {}
 /// The state private to one worker thread.
 struct Local {
     driver: Driver,
+    splice: SpliceMode,
     active: Cell<usize>,
     pipes: RefCell<Vec<PipeSet>>,
 }
@@ -80,8 +81,13 @@ pub async fn run_worker(
         .next()
         .ok_or(WorkerError::NoListener)?;
     let listener = listener.into_monoio().map_err(WorkerError::Attach)?;
+    let splice = balancer
+        .config
+        .splice
+        .unwrap_or(SpliceMode::default_for(context.driver));
     let local = Rc::new(Local {
         driver: context.driver,
+        splice,
         active: Cell::new(0),
         pipes: RefCell::new(Vec::new()),
     });
@@ -161,12 +167,12 @@ async fn serve(client: Stream, balancer: Arc<Balancer>, guard: ActiveGuard) {
     }
     let pipes = match local.pipes.borrow_mut().pop() {
         Some(pipes) => pipes,
-        None => match PipeSet::new(config.splice) {
+        None => match PipeSet::new(local.splice) {
             Ok(pipes) => pipes,
             Err(_) => return,
         },
     };
-    let poll_first = local.driver == Driver::IoUring || config.splice == SpliceMode::Direct;
+    let poll_first = local.driver == Driver::IoUring;
     if let RelayEnd::Clean(pipes) =
         relay(client, upstream, pipes, poll_first, config.idle_timeout).await
     {

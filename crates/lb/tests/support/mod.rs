@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 /// hanging it.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The driver/splice combinations each behaviour is checked under.
-pub const MODES: &[(&str, &str)] = &[("auto", "ring"), ("epoll", "ring"), ("auto", "direct")];
+/// The driver/splice combinations each behaviour is checked under: the default on io_uring
+/// (direct splice), io_uring splice operations, and epoll forced (monoio's splice operation).
+pub const MODES: &[(&str, &str)] = &[("auto", "auto"), ("auto", "op"), ("epoll", "auto")];
 
 /// A running balancer, killed on drop.
 pub struct Lb {
@@ -96,6 +97,10 @@ impl Lb {
                 panic!("rinha-lb printed no startup line");
             }
         };
+        assert!(
+            startup_line.starts_with("rinha-lb "),
+            "not a startup line: {startup_line}"
+        );
         Lb {
             child,
             listen: listen.to_string(),
