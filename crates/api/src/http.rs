@@ -6,7 +6,9 @@
 //! because a server and a client that disagree on framing is how requests get smuggled.
 
 use crate::json;
-use crate::limits::{BODY_BYTES_MAX, CHUNKED_WIRE_BYTES_MAX, HEADERS_MAX, HEAD_BYTES_MAX};
+use crate::limits::{
+    BODY_BYTES_MAX, CHUNKED_WIRE_BYTES_MAX, CHUNK_LINE_BYTES_MAX, HEADERS_MAX, HEAD_BYTES_MAX,
+};
 
 /// The outcome of parsing bytes that may not hold a whole message yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -309,6 +311,13 @@ pub fn parse_head(buf: &[u8]) -> Result<Progress<Head<'_>>, HttpError> {
     }))
 }
 
+/// Whether `buf` may hold the blank line that ends a head, looking only from about `from` on
+/// (the bytes before were searched already). Any head ends in `\n\n` or `\n\r\n`.
+pub fn may_end_head(buf: &[u8], from: usize) -> bool {
+    let tail = &buf[from.saturating_sub(2).min(buf.len())..];
+    tail.windows(2).any(|pair| pair == b"\n\n") || tail.windows(3).any(|triple| triple == b"\n\r\n")
+}
+
 /// httparse reports any odd third token of the request line as a version error; only a
 /// well-formed line naming another HTTP version deserves 505, the rest is a malformed line.
 fn version_error(buf: &[u8]) -> HttpError {
@@ -400,57 +409,90 @@ fn trim(bytes: &[u8]) -> &[u8] {
     &bytes[start..end]
 }
 
-/// Decodes the chunked body at the start of `wire` into `body` (cleared first). On completion
-/// returns how many wire bytes the body took, trailers included; trailer fields are ignored.
-pub fn decode_chunked(wire: &[u8], body: &mut Vec<u8>) -> Result<Progress<usize>, HttpError> {
-    body.clear();
-    let mut position = 0;
-    loop {
-        let rest = &wire[position..];
+/// How far the decoding of one chunked body got, kept between reads so that each byte of the
+/// wire is looked at about once however finely the body trickles in. A new request starts
+/// from `ChunkedState::default()`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkedState {
+    /// Wire bytes already consumed: whole chunks, then whole trailer lines.
+    position: usize,
+    /// Whether the last (empty) chunk was seen and only trailer lines remain.
+    in_trailers: bool,
+}
+
+/// Decodes the chunked body at the start of `wire` into `body`, resuming from `state` (and
+/// clearing `body` when starting afresh). `wire` must only grow between calls for one body. On
+/// completion returns how many wire bytes the body took, trailers included; trailer fields are
+/// ignored.
+pub fn decode_chunked(
+    wire: &[u8],
+    body: &mut Vec<u8>,
+    state: &mut ChunkedState,
+) -> Result<Progress<usize>, HttpError> {
+    if *state == ChunkedState::default() {
+        body.clear();
+    }
+    while !state.in_trailers {
+        let rest = &wire[state.position..];
         // httparse takes an empty size line as zero; a size must have at least one digit.
         if rest.first().is_some_and(|byte| !byte.is_ascii_hexdigit()) {
             return Err(HttpError::InvalidChunk);
         }
         let (line_bytes, size) = match httparse::parse_chunk_size(rest) {
             Ok(httparse::Status::Complete(parsed)) => parsed,
-            Ok(httparse::Status::Partial) => return partial_chunked(wire),
+            Ok(httparse::Status::Partial) => return partial_line(wire, rest),
             Err(httparse::InvalidChunkSize) => return Err(HttpError::InvalidChunk),
         };
-        position += line_bytes;
+        if line_bytes > CHUNK_LINE_BYTES_MAX {
+            return Err(HttpError::InvalidChunk);
+        }
         if size == 0 {
+            state.position += line_bytes;
+            state.in_trailers = true;
             break;
         }
         if size > (BODY_BYTES_MAX - body.len()) as u64 {
             return Err(HttpError::BodyTooLarge);
         }
-        let data_end = position + size as usize;
+        let data_start = state.position + line_bytes;
+        let data_end = data_start + size as usize;
         if wire.len() < data_end + 2 {
             return partial_chunked(wire);
         }
         if &wire[data_end..data_end + 2] != b"\r\n" {
             return Err(HttpError::InvalidChunk);
         }
-        body.extend_from_slice(&wire[position..data_end]);
-        position = data_end + 2;
+        body.extend_from_slice(&wire[data_start..data_end]);
+        state.position = data_end + 2;
     }
     // The trailer section: header lines up to an empty line.
     loop {
-        let Some(line_bytes) = wire[position..].windows(2).position(|pair| pair == b"\r\n") else {
-            return partial_chunked(wire);
+        let rest = &wire[state.position..];
+        let Some(line_bytes) = rest.windows(2).position(|pair| pair == b"\r\n") else {
+            return partial_line(wire, rest);
         };
-        let line = &wire[position..position + line_bytes];
-        position += line_bytes + 2;
+        let line = &rest[..line_bytes];
+        if line_bytes > CHUNK_LINE_BYTES_MAX || !(line.is_empty() || line.contains(&b':')) {
+            return Err(HttpError::InvalidChunk);
+        }
+        state.position += line_bytes + 2;
         if line.is_empty() {
             break;
         }
-        if !line.contains(&b':') {
-            return Err(HttpError::InvalidChunk);
-        }
     }
-    if position > CHUNKED_WIRE_BYTES_MAX {
+    if state.position > CHUNKED_WIRE_BYTES_MAX {
         return Err(HttpError::BodyTooLarge);
     }
-    Ok(Progress::Complete(position))
+    Ok(Progress::Complete(state.position))
+}
+
+/// An unfinished size or trailer line: its length is bounded, since it is scanned again on
+/// every read until it ends.
+fn partial_line(wire: &[u8], line: &[u8]) -> Result<Progress<usize>, HttpError> {
+    if line.len() > CHUNK_LINE_BYTES_MAX {
+        return Err(HttpError::InvalidChunk);
+    }
+    partial_chunked(wire)
 }
 
 /// An unfinished chunked body is worth waiting for only while it fits its wire limit.
@@ -896,7 +938,7 @@ mod tests {
     /// `expected` is the decoded body and the wire bytes it took.
     fn check_chunked(wire: &[u8], expected: Result<Progress<(&[u8], usize)>, HttpError>) {
         let mut body = Vec::new();
-        let decoded = decode_chunked(wire, &mut body);
+        let decoded = decode_chunked(wire, &mut body, &mut ChunkedState::default());
         let decoded = decoded.map(|progress| match progress {
             Progress::Complete(wire_bytes) => Progress::Complete((&body[..], wire_bytes)),
             Progress::Partial => Progress::Partial,
@@ -963,9 +1005,19 @@ mod tests {
         two_halves.extend_from_slice(&[b'x'; 0x800]);
         two_halves.extend_from_slice(b"\r\n801\r\n");
         check_chunked(&two_halves, too_large);
+        // Size and trailer lines are bounded, complete or not.
         let mut extension = b"1;".to_vec();
-        extension.resize(CHUNKED_WIRE_BYTES_MAX, b'e');
-        check_chunked(&extension, too_large);
+        extension.resize(CHUNK_LINE_BYTES_MAX + 1, b'e');
+        check_chunked(&extension, invalid);
+        extension.extend_from_slice(b"\r\nx\r\n0\r\n\r\n");
+        check_chunked(&extension, invalid);
+        let mut trailer = b"0\r\nX-T: ".to_vec();
+        trailer.resize(3 + CHUNK_LINE_BYTES_MAX + 1, b't');
+        check_chunked(&trailer, invalid);
+        let mut extension = b"1;".to_vec();
+        extension.resize(CHUNK_LINE_BYTES_MAX - 2, b'e');
+        extension.extend_from_slice(b"\r\nx\r\n0\r\n\r\n");
+        check_chunked(&extension, Ok(Progress::Complete((b"x", extension.len()))));
     }
 
     #[test]
@@ -1013,6 +1065,32 @@ mod tests {
         check_response(Status::Ok, Persistence::KeepAlive, None, b"", "HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: application/json\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n");
         check_response(Status::MethodNotAllowed, Persistence::Close, Some("GET"), b"{}", "HTTP/1.1 405 Method Not Allowed\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\nAllow: GET\r\n\r\n{}");
         check_response(Status::UnprocessableContent, Persistence::Default, None, b"{}", "HTTP/1.1 422 Unprocessable Content\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}");
+    }
+
+    fn check_end(buf: &[u8], from: usize, expected: bool) {
+        assert_eq!(
+            may_end_head(buf, from),
+            expected,
+            "{:?} from {from}",
+            String::from_utf8_lossy(buf)
+        );
+    }
+
+    #[test]
+    fn head_ends() {
+        check_end(b"", 0, false);
+        check_end(b"GET / HTTP/1.1\r\n", 0, false);
+        check_end(b"GET / HTTP/1.1\r\n\r\n", 0, true);
+        check_end(b"GET / HTTP/1.1\n\n", 0, true);
+        check_end(b"GET / HTTP/1.1\r\nA: b\r\n\r\n", 20, true);
+        // The marker may straddle the bytes searched before and the new ones.
+        check_end(b"GET / HTTP/1.1\r\n\r\n", 17, true);
+        check_end(b"GET / HTTP/1.1\r\n\r\n", 16, true);
+        check_end(b"GET / HTTP/1.1\n\n", 15, true);
+        // Beyond the end of the buffer nothing is found.
+        check_end(b"GET / HTTP/1.1\r\n\r\n", 40, false);
+        // A single line end is not a blank line.
+        check_end(b"GET / HTTP/1.1\r\nA: b\r\n", 0, false);
     }
 
     fn check_date(unix_seconds: i64, expected: &str) {
@@ -1072,7 +1150,7 @@ mod properties {
         fn head_parser_is_total(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = parse_head(&bytes);
             let mut body = Vec::new();
-            let _ = decode_chunked(&bytes, &mut body);
+            let _ = decode_chunked(&bytes, &mut body, &mut ChunkedState::default());
         }
 
         /// Any body, cut into any chunks, decodes back to itself, and every proper prefix of
@@ -1101,11 +1179,19 @@ mod properties {
             }
             wire.extend_from_slice(b"0\r\n\r\n");
             let mut decoded = Vec::new();
-            prop_assert_eq!(decode_chunked(&wire, &mut decoded), Ok(Progress::Complete(wire.len())));
+            let whole = decode_chunked(&wire, &mut decoded, &mut ChunkedState::default());
+            prop_assert_eq!(whole, Ok(Progress::Complete(wire.len())));
             prop_assert_eq!(&decoded, &body);
+            // Fed byte by byte, resuming each time, the verdicts are the same.
+            let mut state = ChunkedState::default();
+            decoded.clear();
             for end in 0..wire.len() {
-                prop_assert_eq!(decode_chunked(&wire[..end], &mut decoded), Ok(Progress::Partial));
+                let partial = decode_chunked(&wire[..end], &mut decoded, &mut state);
+                prop_assert_eq!(partial, Ok(Progress::Partial));
             }
+            let last = decode_chunked(&wire, &mut decoded, &mut state);
+            prop_assert_eq!(last, Ok(Progress::Complete(wire.len())));
+            prop_assert_eq!(&decoded, &body);
         }
 
         /// A valid request head is recognised whole, and each proper prefix waits for more.

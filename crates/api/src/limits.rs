@@ -15,6 +15,11 @@ pub const BODY_BYTES_MAX: usize = 4 * 1024;
 /// any honest client while bounding the read buffer.
 pub const CHUNKED_WIRE_BYTES_MAX: usize = 8 * BODY_BYTES_MAX;
 
+/// Longest chunk-size line (size and extensions) or trailer line of a chunked body. A line is
+/// scanned again on each read until it ends, so its bound is what keeps a body trickling in
+/// byte by byte from costing more than linear time.
+pub const CHUNK_LINE_BYTES_MAX: usize = 256;
+
 /// Most header fields in one request; more answer 431.
 pub const HEADERS_MAX: usize = 64;
 

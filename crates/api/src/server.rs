@@ -17,12 +17,12 @@ use rinha_rt::{AsyncListener, Shutdown, Stream};
 
 use crate::body::{parse_transaction, BodyError};
 use crate::http::{
-    self, Framing, HttpError, Method, Persistence, Progress, Status, HTTP_DATE_BYTES,
+    self, ChunkedState, Framing, HttpError, Method, Persistence, Progress, Status, HTTP_DATE_BYTES,
 };
 use crate::json;
 use crate::ledger::{AppendError, ReadError, Statement, Worker};
 use crate::limits::{
-    CONNECTIONS_MAX, DRAIN_TIMEOUT, IDLE_TIMEOUT, LINGER_BYTES_MAX, LINGER_TIMEOUT,
+    CONNECTIONS_MAX, DRAIN_TIMEOUT, HEAD_BYTES_MAX, IDLE_TIMEOUT, LINGER_BYTES_MAX, LINGER_TIMEOUT,
     POOLED_BUFFERS_MAX, READ_BUFFER_BYTES_MAX, READ_BUFFER_BYTES_MIN, REQUEST_TIMEOUT,
     WRITE_BUFFER_FLUSH_BYTES,
 };
@@ -197,6 +197,31 @@ struct RequestLine {
     keep_alive: bool,
 }
 
+/// What is known of the request at `start` while it is incomplete, so that each read only
+/// looks at the new bytes; reset once the request is answered.
+#[derive(Default)]
+struct PendingRequest {
+    /// The parsed head, once complete.
+    head: Option<HeadInfo>,
+    /// Bytes of an incomplete head already searched for its blank line.
+    head_scanned: usize,
+    /// Progress of a chunked body.
+    chunked: ChunkedState,
+    /// Whether `100 Continue` was sent.
+    continue_sent: bool,
+    /// When the request must be complete; set when it is first seen incomplete.
+    deadline: Option<Instant>,
+}
+
+/// The facts of a complete head.
+#[derive(Clone, Copy)]
+struct HeadInfo {
+    line: RequestLine,
+    head_bytes: usize,
+    expect_continue: bool,
+    framing: Framing,
+}
+
 /// What the read buffer holds at `start`.
 enum Framed {
     /// A whole request.
@@ -225,10 +250,8 @@ struct Connection {
     buffers: Buffers,
     /// INVARIANT: `start <= buffers.read.len()`; bytes before it are consumed.
     start: usize,
-    /// Whether `100 Continue` was sent for the request at `start`.
-    continue_sent: bool,
-    /// When the request at `start` must be complete; set when it is first seen incomplete.
-    deadline: Option<Instant>,
+    /// What is known of the incomplete request at `start`.
+    pending: PendingRequest,
     /// Whether this connection counts in `Service::busy`.
     busy: bool,
     service: Rc<Service>,
@@ -241,8 +264,7 @@ impl Connection {
             stream,
             buffers,
             start: 0,
-            continue_sent: false,
-            deadline: None,
+            pending: PendingRequest::default(),
             busy: false,
             service,
         };
@@ -278,6 +300,7 @@ impl Connection {
                 Instant::now() + IDLE_TIMEOUT
             } else {
                 *self
+                    .pending
                     .deadline
                     .get_or_insert_with(|| Instant::now() + REQUEST_TIMEOUT)
             };
@@ -319,8 +342,7 @@ impl Connection {
             let end = request.end;
             let close = self.answer_one(request).await;
             self.start = end;
-            self.continue_sent = false;
-            self.deadline = None;
+            self.pending = PendingRequest::default();
             if close {
                 return if self.start == self.buffers.read.len() {
                     Next::Close
@@ -336,27 +358,24 @@ impl Connection {
 
     /// Finds the extent of the request at `start`, decoding a chunked body on the way.
     fn frame_next(&mut self) -> Framed {
-        let pending = &self.buffers.read[self.start..];
-        let head = match http::parse_head(pending) {
-            Ok(Progress::Complete(head)) => head,
-            Ok(Progress::Partial) => {
-                return Framed::Incomplete {
-                    expect_continue: false,
+        let head = match self.pending.head {
+            Some(head) => head,
+            None => match self.parse_pending_head() {
+                Ok(Some(head)) => *self.pending.head.insert(head),
+                Ok(None) => {
+                    return Framed::Incomplete {
+                        expect_continue: false,
+                    }
                 }
-            }
-            Err(error) => return Framed::Invalid(error),
-        };
-        let line = RequestLine {
-            method: head.method,
-            resource: route(head.path),
-            http_1_0: head.http_1_0,
-            keep_alive: head.keep_alive,
+                Err(error) => return Framed::Invalid(error),
+            },
         };
         let incomplete = Framed::Incomplete {
             expect_continue: head.expect_continue,
         };
         let body_start = self.start + head.head_bytes;
         let wire = &self.buffers.read[body_start..];
+        let line = head.line;
         match head.framing {
             Framing::Length(length) if wire.len() >= length => Framed::Request(FramedRequest {
                 line,
@@ -364,16 +383,50 @@ impl Connection {
                 end: body_start + length,
             }),
             Framing::Length(_) => incomplete,
-            Framing::Chunked => match http::decode_chunked(wire, &mut self.buffers.body) {
-                Ok(Progress::Complete(wire_bytes)) => Framed::Request(FramedRequest {
-                    line,
-                    body: None,
-                    end: body_start + wire_bytes,
-                }),
-                Ok(Progress::Partial) => incomplete,
-                Err(error) => Framed::Invalid(error),
-            },
+            Framing::Chunked => {
+                let chunked = &mut self.pending.chunked;
+                match http::decode_chunked(wire, &mut self.buffers.body, chunked) {
+                    Ok(Progress::Complete(wire_bytes)) => Framed::Request(FramedRequest {
+                        line,
+                        body: None,
+                        end: body_start + wire_bytes,
+                    }),
+                    Ok(Progress::Partial) => incomplete,
+                    Err(error) => Framed::Invalid(error),
+                }
+            }
         }
+    }
+
+    /// Parses the head of the request at `start`, if it has arrived whole.
+    fn parse_pending_head(&mut self) -> Result<Option<HeadInfo>, HttpError> {
+        let pending = &self.buffers.read[self.start..];
+        // Once a first look found the head incomplete (and not invalid so far), it is parsed
+        // again only when its blank line may have arrived: a head trickling in byte by byte
+        // then costs linear time, not quadratic.
+        let scanned = self.pending.head_scanned;
+        if scanned > 0 && pending.len() < HEAD_BYTES_MAX && !http::may_end_head(pending, scanned) {
+            self.pending.head_scanned = pending.len();
+            return Ok(None);
+        }
+        let head = match http::parse_head(pending)? {
+            Progress::Complete(head) => head,
+            Progress::Partial => {
+                self.pending.head_scanned = pending.len();
+                return Ok(None);
+            }
+        };
+        Ok(Some(HeadInfo {
+            line: RequestLine {
+                method: head.method,
+                resource: route(head.path),
+                http_1_0: head.http_1_0,
+                keep_alive: head.keep_alive,
+            },
+            head_bytes: head.head_bytes,
+            expect_continue: head.expect_continue,
+            framing: head.framing,
+        }))
     }
 
     /// Answers one framed request into the write buffer; returns whether to close after it.
@@ -411,8 +464,8 @@ impl Connection {
 
     /// The body of the request at `start` is incomplete: send `100 Continue` if it is awaited.
     fn await_body(&mut self, expect_continue: bool) -> Next {
-        if expect_continue && !self.continue_sent {
-            self.continue_sent = true;
+        if expect_continue && !self.pending.continue_sent {
+            self.pending.continue_sent = true;
             self.buffers.write.extend_from_slice(http::CONTINUE);
         }
         Next::Read

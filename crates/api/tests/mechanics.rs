@@ -144,6 +144,19 @@ fn chunked(target: &Target) {
     let statement = reader.response(&mut conn).json();
     assert_eq!(statement["ultimas_transacoes"][0]["descricao"], "chunk2");
     assert_eq!(statement["ultimas_transacoes"][1]["descricao"], "chunk");
+    // A chunked body trickling in byte by byte, with an extension and a trailer.
+    let whole = r#"{"valor":1,"tipo":"c","descricao":"trickle"}"#;
+    let (first, second) = whole.split_at(9);
+    let trickle = format!(
+        "{head}{:x};a=b\r\n{first}\r\n{:x}\r\n{second}\r\n0\r\nX-T: 1\r\n\r\n",
+        first.len(),
+        second.len()
+    );
+    for byte in trickle.as_bytes() {
+        conn.send(std::slice::from_ref(byte));
+    }
+    let response = reader.response(&mut conn);
+    assert_eq!(response.status, 200, "{response:?}");
     // A malformed chunk is 400 and the connection closes.
     conn.send(format!("{head}zz\r\n").as_bytes());
     let rest = rest_until_close(&mut conn);
