@@ -46,7 +46,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// After SIGTERM, connections still busy after this time are abandoned and the worker exits.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// It stays below the 5 s that rinha-rt grants workers to stop.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// After an error response, unread input is drained for at most this long before closing, so
 /// the kernel does not reset the connection before the client has read the response.

@@ -306,7 +306,7 @@ impl Connection {
             };
             match self.read_more(deadline).await {
                 ReadOutcome::Data => self.set_busy(true),
-                ReadOutcome::Closed => return false,
+                ReadOutcome::Closed => return true,
                 ReadOutcome::TimedOut if idle => return false,
                 ReadOutcome::TimedOut => {
                     // The read buffer went with the cancelled read; lingering needs one.
