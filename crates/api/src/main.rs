@@ -45,8 +45,8 @@ Usage:
   rinha-api --healthcheck ADDR
 
 Flags (each falls back to the environment variable in brackets; the flag wins):
-  --data-dir DIR      directory of the account files, created with the five seeded accounts
-                      on first start [RINHA_DATA_DIR]
+  --data-dir DIR      directory of the account files, created (with the five seeded
+                      accounts) on first start [RINHA_DATA_DIR]
   --listen ADDR       address to serve, HOST:PORT or unix:/path/to.sock; repeatable
                       [RINHA_LISTEN, comma-separated]
   --workers N         worker threads, each with its own runtime; default: the CPUs this
@@ -93,6 +93,14 @@ fn main() {
         None => rinha_rt::cpus_available(),
     };
     let driver = DriverPref::from_env().unwrap_or_else(|error| usage(&error));
+    // A missing directory is created (with its parents), as `espora init` does; anything that
+    // still cannot be a data directory fails startup with one line.
+    if let Err(error) = std::fs::create_dir_all(&data_dir) {
+        fail(&format!(
+            "cannot create data directory {}: {error}",
+            data_dir.display()
+        ));
+    }
     let db = Db::open(&data_dir, storage_options())
         .unwrap_or_else(|error| fail(&format!("cannot open data directory: {error}")));
     let db = Arc::new(db);

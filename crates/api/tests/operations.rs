@@ -64,10 +64,13 @@ fn startup_errors() {
     std::fs::write(&file, b"not a directory").unwrap();
     let data_arg = data.to_str().unwrap();
     let listen = format!("127.0.0.1:{}", common::free_port());
+    // A missing directory is created, but not below a regular file.
+    let below_file = file.join("data");
+    let below_file = below_file.to_str().unwrap();
     check_fails(
-        &["--data-dir", "/nonexistent/rinha", "--listen", &listen],
+        &["--data-dir", below_file, "--listen", &listen],
         &[],
-        "/nonexistent/rinha",
+        below_file,
     );
     check_fails(
         &["--data-dir", file.to_str().unwrap(), "--listen", &listen],
@@ -137,14 +140,11 @@ fn startup_errors() {
         "file",
     );
     assert_eq!(std::fs::read(&file).unwrap(), b"not a directory");
-    // The environment is read when flags are absent: here it names a missing directory.
+    // The environment is read when flags are absent: here it names an impossible directory.
     check_fails(
         &[],
-        &[
-            ("RINHA_DATA_DIR", "/nonexistent/env"),
-            ("RINHA_LISTEN", &listen),
-        ],
-        "/nonexistent/env",
+        &[("RINHA_DATA_DIR", below_file), ("RINHA_LISTEN", &listen)],
+        below_file,
     );
 }
 
@@ -173,8 +173,8 @@ fn help_and_version() {
 #[test]
 fn stale_socket_environment_and_healthcheck() {
     let dir = TempDir::new("ops");
-    let data = dir.0.join("data");
-    std::fs::create_dir_all(&data).unwrap();
+    // The data directory does not exist yet: it is created on first start.
+    let data = dir.0.join("fresh").join("data");
     let socket = dir.0.join("api.sock");
     // A socket file left behind by a killed instance.
     drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
