@@ -519,8 +519,12 @@ impl Connection {
         }
         if read.len() == read.capacity() {
             // The parser rejects anything that would not fit `READ_BUFFER_BYTES_MAX`, so a full
-            // buffer below that size only needs to grow.
-            assert!(read.capacity() < READ_BUFFER_BYTES_MAX);
+            // buffer below that size only needs to grow. A full buffer at that size would be a
+            // bug in the limits; the connection is dropped rather than the process aborted.
+            if read.capacity() >= READ_BUFFER_BYTES_MAX {
+                debug_assert!(false, "a pending request outgrew READ_BUFFER_BYTES_MAX");
+                return ReadOutcome::Closed;
+            }
             let grown = (read.capacity() * 2).clamp(READ_BUFFER_BYTES_MIN, READ_BUFFER_BYTES_MAX);
             read.reserve_exact(grown - read.len());
         }
