@@ -128,6 +128,22 @@ check_limits() {
         { echo "e2e: the limits exceed 1.5 CPUs / 550MB" >&2; return 1; }
 }
 
+# Prints each container's peak memory as its cgroup counted it, page cache of the mapped account
+# files included (docker stats leaves the cache out), when the cgroup files are readable here.
+cgroup_peaks() {
+    local service id file
+    for service in api01 api02 lb; do
+        id=$(docker inspect --format '{{.Id}}' "$("${compose[@]}" -p "$project" ps -q "$service")")
+        for file in "/sys/fs/cgroup/memory/docker/$id/memory.max_usage_in_bytes" \
+            "/sys/fs/cgroup/system.slice/docker-$id.scope/memory.peak"; do
+            if [ -r "$file" ]; then
+                echo "  $service: cgroup peak $(($(cat "$file") / 1048576)) MiB (page cache included)"
+                break
+            fi
+        done
+    done
+}
+
 teardown_compose() {
     local status=$?
     if [ -n "${stats_pid:-}" ]; then
@@ -196,6 +212,7 @@ part_docker() {
            f = (unit == "GiB") ? 1024 : (unit == "KiB") ? 1 / 1024 : (unit == "B") ? 1 / 1048576 : 1;
            mib = v[1] * f; if (mib > peak[$1]) peak[$1] = mib }
          END { for (name in peak) printf "  %s %.1f MiB\n", name, peak[name] }' "$stats_file" | sort
+    cgroup_peaks
 
     banner "espora verify on the volume"
     "${compose[@]}" -p "$project" stop
