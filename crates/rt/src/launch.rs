@@ -164,6 +164,10 @@ pub struct Workers {
 /// calls `on_started` with the driver once every runtime is built, waits for SIGTERM or SIGINT,
 /// then shuts the workers down within the grace period. Returns an error when startup fails or a
 /// worker failed; the caller prints it and exits non-zero.
+///
+/// Call it from the main thread before starting any other thread: a thread started earlier
+/// would not have the signals blocked, and the kernel could deliver SIGTERM to it, killing the
+/// process with the default action instead of a clean stop.
 pub fn launch<F, Fut, E>(
     options: LaunchOptions,
     listeners: Vec<Vec<Listener>>,
