@@ -5,5 +5,5 @@
 
 pub use espora::{
     AppendError, Appended, Db, Faults, Kind, OpenError, Options, ReadError, Record, Statement,
-    Transaction, Worker, STATEMENT_RECORDS_MAX,
+    SyncVia, Transaction, Worker, STATEMENT_RECORDS_MAX,
 };

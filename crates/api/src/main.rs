@@ -5,10 +5,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use rinha_api::healthcheck;
-use rinha_api::ledger::{Db, Faults, Options};
+use rinha_api::ledger::{Db, Faults, Options, SyncVia};
 use rinha_api::server::Service;
 use rinha_rt::flags::{FlagKind, FlagSpec};
-use rinha_rt::{Addr, DriverPref, LaunchOptions, WorkerContext};
+use rinha_rt::{Addr, Driver, DriverPref, LaunchOptions, WorkerContext};
 
 const PROGRAM: &str = "rinha-api";
 const FAULT_ENV: &str = "RINHA_FAULT_SYNC_FAILS_AFTER";
@@ -134,8 +134,14 @@ fn storage_options() -> Options {
 
 /// One worker: its storage handle, an accept loop per address, then the drain at shutdown.
 async fn run_worker(context: WorkerContext, db: Arc<Db>) -> Result<(), String> {
+    // On epoll, monoio's fdatasync would block the whole worker; espora then syncs on helper
+    // threads instead.
+    let sync = match context.driver {
+        Driver::IoUring => SyncVia::IoUring,
+        Driver::Epoll => SyncVia::Thread,
+    };
     let worker = db
-        .worker()
+        .worker(sync)
         .map_err(|error| format!("cannot open the account files: {error}"))?;
     let service = Rc::new(Service::new(worker));
     let mut accept_loops = Vec::with_capacity(context.listeners.len());

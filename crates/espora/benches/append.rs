@@ -93,12 +93,12 @@ fn run(dir: &std::path::Path, threads: usize, tasks: usize, appends: u64) -> (u6
         .map(|_| {
             let db = Arc::clone(&db);
             std::thread::spawn(move || {
-                let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+                let mut rt = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
                     .enable_timer()
                     .build()
                     .unwrap();
                 rt.block_on(async move {
-                    let worker = Rc::new(db.worker().unwrap());
+                    let worker = Rc::new(db.worker(espora::SyncVia::IoUring).unwrap());
                     let joins: Vec<_> = (0..tasks)
                         .map(|task| {
                             let worker = Rc::clone(&worker);

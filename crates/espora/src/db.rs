@@ -273,30 +273,30 @@ impl Db {
 
     /// A handle for the calling thread, with its own open file descriptions so that its flocks
     /// exclude other threads exactly as they exclude other processes. Call it on the thread
-    /// that will use it, inside its monoio runtime.
-    pub fn worker(self: &Arc<Db>) -> Result<Worker, OpenError> {
+    /// that will use it, inside its monoio runtime; `sync` says how that runtime can wait for
+    /// an fdatasync without blocking the thread.
+    pub fn worker(self: &Arc<Db>, sync: SyncVia) -> Result<Worker, OpenError> {
         let mut files = Vec::with_capacity(self.accounts.len());
         for account in &self.accounts {
             let path = account.mapping.path();
-            let handle = file::open_rw(path).map_err(|source| FileError::Io {
+            let io_error = |operation, source| FileError::Io {
                 path: path.into(),
-                operation: "open",
+                operation,
                 source,
-            })?;
-            let std_copy = handle.try_clone().map_err(|source| FileError::Io {
-                path: path.into(),
-                operation: "dup",
-                source,
-            })?;
-            let sync_file =
-                monoio::fs::File::from_std(std_copy).map_err(|source| FileError::Io {
-                    path: path.into(),
-                    operation: "open",
-                    source,
-                })?;
+            };
+            let handle = file::open_rw(path).map_err(|e| io_error("open", e))?;
+            let copy = handle.try_clone().map_err(|e| io_error("dup", e))?;
+            let syncer = match sync {
+                SyncVia::IoUring => {
+                    Syncer::Ring(monoio::fs::File::from_std(copy).map_err(|e| io_error("open", e))?)
+                }
+                SyncVia::Thread => Syncer::Thread(
+                    SyncThread::start(copy, account.id).map_err(|e| io_error("sync thread", e))?,
+                ),
+            };
             files.push(WorkerFile {
                 lock: handle,
-                sync_file,
+                syncer,
                 sync: SyncState::default(),
             });
         }
@@ -340,12 +340,108 @@ fn recover(handle: &std::fs::File, mapping: &Mapping) -> Result<(), OpenError> {
     result
 }
 
+/// How a worker's runtime waits for fdatasync.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncVia {
+    /// Submit fdatasync to the io_uring of the runtime (monoio's `File::sync_data`).
+    IoUring,
+    /// Run fdatasync on a helper thread per file and wait for its answer on a socket. For the
+    /// epoll driver, where `File::sync_data` would block the whole worker thread.
+    Thread,
+}
+
 struct WorkerFile {
     /// This thread's own open file description, for flock.
     lock: std::fs::File,
-    /// The same file for fdatasync through the runtime.
-    sync_file: monoio::fs::File,
+    /// The same file for fdatasync.
+    syncer: Syncer,
     sync: SyncState,
+}
+
+enum Syncer {
+    Ring(monoio::fs::File),
+    Thread(SyncThread),
+}
+
+/// A thread that runs fdatasync on one file when asked. The worker writes one byte to its end
+/// of a socket pair; the thread syncs and answers with the errno as 4 little-endian bytes (0 on
+/// success). Closing the worker's end (dropping the Worker) ends the thread.
+struct SyncThread {
+    /// The worker's end of the socket pair; taken out while a request is in progress.
+    channel: Cell<Option<monoio::net::UnixStream>>,
+    /// A request was sent and its answer not read yet (the waiting task was dropped).
+    /// INVARIANT: at most one request is outstanding.
+    answer_pending: Cell<bool>,
+}
+
+impl SyncThread {
+    fn start(file: std::fs::File, account_id: u32) -> io::Result<SyncThread> {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+        std::thread::Builder::new()
+            .name(format!("espora-sync-{account_id}"))
+            .stack_size(64 * 1024)
+            .spawn(move || Self::serve(file, theirs))?;
+        ours.set_nonblocking(true)?;
+        Ok(SyncThread {
+            channel: Cell::new(Some(monoio::net::UnixStream::from_std(ours)?)),
+            answer_pending: Cell::new(false),
+        })
+    }
+
+    fn serve(file: std::fs::File, mut channel: std::os::unix::net::UnixStream) {
+        use std::io::{Read, Write};
+        let mut request = [0u8; 1];
+        while let Ok(1) = channel.read(&mut request) {
+            let errno = match file.sync_data() {
+                Ok(()) => 0,
+                Err(e) => e.raw_os_error().unwrap_or(libc_eio()),
+            };
+            if channel.write_all(&errno.to_le_bytes()).is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn sync(&self) -> io::Result<()> {
+        use monoio::io::{AsyncReadRentExt, AsyncWriteRentExt};
+        // Only one sync per file is in flight on a worker (see `InFlight`), so the channel is
+        // always here; the guard puts it back even if this future is dropped.
+        let mut channel = ChannelGuard {
+            home: &self.channel,
+            stream: self.channel.take(),
+        };
+        let stream = channel
+            .stream
+            .as_mut()
+            .expect("one sync in flight per file");
+        if self.answer_pending.get() {
+            // The previous waiter went away: its sync is still running; its answer comes first.
+            let (result, _) = stream.read_exact(vec![0u8; 4]).await;
+            result?;
+            self.answer_pending.set(false);
+        }
+        let (result, _) = stream.write_all(vec![1u8]).await;
+        result?;
+        self.answer_pending.set(true);
+        let (result, answer) = stream.read_exact(vec![0u8; 4]).await;
+        result?;
+        self.answer_pending.set(false);
+        match i32::from_le_bytes(answer[..4].try_into().expect("4 bytes")) {
+            0 => Ok(()),
+            errno => Err(io::Error::from_raw_os_error(errno)),
+        }
+    }
+}
+
+struct ChannelGuard<'a> {
+    home: &'a Cell<Option<monoio::net::UnixStream>>,
+    stream: Option<monoio::net::UnixStream>,
+}
+
+impl Drop for ChannelGuard<'_> {
+    fn drop(&mut self) {
+        self.home.set(self.stream.take());
+    }
 }
 
 /// Group commit state of one file on one worker thread.
@@ -466,16 +562,13 @@ impl Worker {
                 .await;
                 continue;
             }
-            state.in_flight.set(true);
             // Everything written up to the current head is in the page cache now, so a sync
             // that starts after this load covers it.
             let target = mapping.head();
-            let result = self.sync_file(index).await;
-            state.in_flight.set(false);
-            state.generation.set(state.generation.get() + 1);
-            for waker in state.waiters.borrow_mut().drain(..) {
-                waker.wake();
-            }
+            let result = {
+                let _in_flight = InFlight::start(state);
+                self.sync_file(index).await
+            };
             match result {
                 Ok(()) => mapping.advance_durable(target),
                 Err(e) => {
@@ -491,12 +584,38 @@ impl Worker {
         if self.db.options.faults.sync_should_fail() {
             return Err(io::Error::from_raw_os_error(libc_eio()));
         }
-        self.files[index].sync_file.sync_data().await
+        match &self.files[index].syncer {
+            Syncer::Ring(file) => file.sync_data().await,
+            Syncer::Thread(thread) => thread.sync().await,
+        }
     }
 }
 
 fn libc_eio() -> i32 {
     rustix::io::Errno::IO.raw_os_error()
+}
+
+/// Marks a sync in flight; ending it (also when the waiting task is dropped mid-sync) clears
+/// the mark and wakes the waiters, so that one of them starts the next sync.
+struct InFlight<'a>(&'a SyncState);
+
+impl<'a> InFlight<'a> {
+    fn start(state: &'a SyncState) -> InFlight<'a> {
+        assert!(!state.in_flight.get());
+        state.in_flight.set(true);
+        InFlight(state)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let state = self.0;
+        state.in_flight.set(false);
+        state.generation.set(state.generation.get() + 1);
+        for waker in state.waiters.borrow_mut().drain(..) {
+            waker.wake();
+        }
+    }
 }
 
 /// Resolves when the in-flight sync of a file finishes.

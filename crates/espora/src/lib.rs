@@ -18,7 +18,7 @@ pub mod verify;
 mod db;
 
 pub use db::{
-    AppendError, Appended, Db, Faults, OpenError, Options, ReadError, Statement, Stats,
+    AppendError, Appended, Db, Faults, OpenError, Options, ReadError, Statement, Stats, SyncVia,
     Unavailable, Worker, STATEMENT_RECORDS_MAX,
 };
 pub use file::{Transaction, ACCOUNTS};

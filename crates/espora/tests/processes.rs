@@ -37,7 +37,7 @@ fn child_appender() {
             let tag = format!("{tag}{thread}");
             std::thread::spawn(move || {
                 block_on(async move {
-                    let worker = std::rc::Rc::new(db.worker().expect("worker"));
+                    let worker = std::rc::Rc::new(db.worker(common::sync_via()).expect("worker"));
                     let mut joins = Vec::new();
                     for task in 0..tasks {
                         let worker = std::rc::Rc::clone(&worker);
@@ -113,11 +113,15 @@ struct Run {
     done_lines: Vec<String>,
 }
 
-fn run_children(dir: &std::path::Path, children: usize, env: &[(&str, String)]) -> Run {
+/// Runs one appender child per entry of `drivers` (`auto` or `epoll`), all starting at once.
+fn run_children(dir: &std::path::Path, drivers: &[&str], env: &[(&str, String)]) -> Run {
     let start_at = epoch_ms() + 300;
-    let mut spawned: Vec<_> = (0..children)
-        .map(|i| {
+    let mut spawned: Vec<_> = drivers
+        .iter()
+        .enumerate()
+        .map(|(i, driver)| {
             let mut env = env.to_vec();
+            env.push(("RINHA_DRIVER", driver.to_string()));
             env.push(("DIR", dir.display().to_string()));
             env.push(("TAG", ((b'a' + i as u8) as char).to_string()));
             env.push(("START_AT_MS", start_at.to_string()));
@@ -143,7 +147,7 @@ fn run_children(dir: &std::path::Path, children: usize, env: &[(&str, String)]) 
     run
 }
 
-fn race(account: u32, debit_max: u64) {
+fn race(account: u32, debit_max: u64, drivers: &[&str]) {
     let dir = common::temp_dir();
     let env = [
         ("ACCOUNT", account.to_string()),
@@ -152,8 +156,8 @@ fn race(account: u32, debit_max: u64) {
         ("APPENDS", "150".to_string()),
         ("DEBIT_MAX", debit_max.to_string()),
     ];
-    let run = run_children(dir.path(), 2, &env);
-    assert_eq!(run.done_lines.len(), 2);
+    let run = run_children(dir.path(), drivers, &env);
+    assert_eq!(run.done_lines.len(), drivers.len());
     let (scan, records, mapping) = read_history(dir.path(), account);
     assert!(run.acks.len() > 1000, "only {} acks", run.acks.len());
     assert_eq!(
@@ -176,7 +180,16 @@ fn two_processes_two_threads_race_on_one_account() {
     if is_child() {
         return;
     }
-    race(1, 2_000);
+    race(1, 2_000, &["auto", "auto"]);
+}
+
+#[test]
+fn processes_on_io_uring_and_on_epoll_race_on_one_account() {
+    if is_child() {
+        return;
+    }
+    race(4, 2_000, &["auto", "epoll"]);
+    race(5, 2_000, &["epoll", "epoll"]);
 }
 
 #[test]
@@ -186,7 +199,7 @@ fn racing_debits_stop_exactly_at_the_limit() {
     }
     // Account 2 has a limit of 80,000: debits of up to 20,000 against credits of up to 10,000
     // drive the balance to the limit over and over.
-    race(2, 20_000);
+    race(2, 20_000, &["auto", "auto"]);
     let dir = common::temp_dir();
     let env = [
         ("ACCOUNT", "2".to_string()),
@@ -195,7 +208,7 @@ fn racing_debits_stop_exactly_at_the_limit() {
         ("APPENDS", "40".to_string()),
         ("DEBIT_MAX", "100000000".to_string()),
     ];
-    let run = run_children(dir.path(), 2, &env);
+    let run = run_children(dir.path(), &["auto", "epoll"], &env);
     let (scan, records, _) = read_history(dir.path(), 2);
     assert_acks_in_history(&run.acks, &records);
     assert!(scan.balance_min >= -80_000);
@@ -262,7 +275,7 @@ fn child_creator() {
     let db = Arc::new(Db::open(&dir, Options::default()).expect("open"));
     let tag = std::env::var("TAG").unwrap();
     block_on(async {
-        let worker = db.worker().unwrap();
+        let worker = db.worker(common::sync_via()).unwrap();
         let description = format!("{tag}#");
         let tx = Transaction {
             value: 1,

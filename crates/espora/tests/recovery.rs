@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::future::Future;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::Command;
@@ -28,7 +29,7 @@ fn history(durable: u64, pending: u64) -> tempfile::TempDir {
     };
     let db = Arc::new(Db::open(dir.path(), options).unwrap());
     block_on(async {
-        let worker = db.worker().unwrap();
+        let worker = db.worker(common::sync_via()).unwrap();
         for i in 0..durable {
             let description = format!("d{i}");
             let tx = Transaction {
@@ -75,7 +76,13 @@ fn write_at(dir: &Path, offset: u64, bytes: &[u8]) {
 fn statement(dir: &Path) -> Result<Statement, OpenError> {
     let db = Arc::new(Db::open(dir, Options::default())?);
     let mut out = Statement::default();
-    block_on(async { db.worker().unwrap().statement(1, &mut out).await.unwrap() });
+    block_on(async {
+        db.worker(common::sync_via())
+            .unwrap()
+            .statement(1, &mut out)
+            .await
+            .unwrap()
+    });
     Ok(out)
 }
 
@@ -109,7 +116,12 @@ fn torn_unacknowledged_newest_record_is_recovered_silently() {
             kind: Kind::Credit,
             description: "after",
         };
-        let done = db.worker().unwrap().append(1, &tx).await.unwrap();
+        let done = db
+            .worker(common::sync_via())
+            .unwrap()
+            .append(1, &tx)
+            .await
+            .unwrap();
         assert_eq!((done.seq, done.balance), (6, 51));
     });
     assert!(espora_verify(dir.path()).0);
@@ -140,7 +152,7 @@ fn records_beyond_a_gap_left_by_a_machine_crash_are_erased_and_reported() {
     // A later writer must not adopt an erased orphan as its successor.
     block_on(async {
         let db = Arc::new(Db::open(dir.path(), Options::default()).unwrap());
-        let worker = db.worker().unwrap();
+        let worker = db.worker(common::sync_via()).unwrap();
         for expected in [4, 5, 6, 7] {
             let tx = Transaction {
                 value: 1,
@@ -255,7 +267,7 @@ fn a_failed_fdatasync_stops_every_acknowledgement() {
     };
     let db = Arc::new(Db::open(dir.path(), options).unwrap());
     block_on(async {
-        let worker = db.worker().unwrap();
+        let worker = db.worker(common::sync_via()).unwrap();
         let tx = Transaction {
             value: 5,
             kind: Kind::Credit,
@@ -293,7 +305,7 @@ fn a_lock_held_too_long_fails_the_append_without_blocking_the_thread() {
     let holder = file::open_rw(&account_path(dir.path())).unwrap();
     file::lock_exclusive_blocking(&holder).unwrap();
     block_on(async {
-        let worker = db.worker().unwrap();
+        let worker = db.worker(common::sync_via()).unwrap();
         // Another task of the same thread keeps running while the append waits for the lock.
         let ticks = std::rc::Rc::new(std::cell::Cell::new(0u32));
         let counter = std::rc::Rc::clone(&ticks);
@@ -340,7 +352,7 @@ fn the_tool_initialises_dumps_and_verifies() {
     }
     block_on(async {
         let db = Arc::new(Db::open(&data, Options::default()).unwrap());
-        let worker = db.worker().unwrap();
+        let worker = db.worker(common::sync_via()).unwrap();
         for (kind, description) in [
             (Kind::Credit, "toma"),
             (Kind::Debit, "devolve"),
@@ -406,4 +418,52 @@ fn the_tool_initialises_dumps_and_verifies() {
     assert_eq!(size, (HEADER_SIZE + 128 * RECORD_SIZE) as u64);
     let usage = Command::new(tool).arg("frobnicate").output().unwrap();
     assert_eq!(usage.status.code(), Some(2));
+}
+
+/// Story: a request future can be dropped while it waits for an fdatasync (a client that
+/// disconnects, a timeout around the handler). The first version kept the file marked "sync in
+/// flight" forever after that, and every later append on the worker hung. Both sync paths must
+/// recover: the next append must complete.
+#[test]
+fn an_append_dropped_while_its_sync_is_in_flight_does_not_wedge_the_worker() {
+    let dir = common::temp_dir();
+    let db = Arc::new(Db::open(dir.path(), Options::default()).unwrap());
+    for epoll in [false, true] {
+        common::block_on_with(epoll, async {
+            let worker = db.worker(common::sync_via()).unwrap();
+            for round in 0..50u64 {
+                let description = format!("r{round}");
+                let tx = Transaction {
+                    value: 1,
+                    kind: Kind::Credit,
+                    description: &description,
+                };
+                // Poll the append a few times, then drop it, possibly mid-sync.
+                let mut append = Box::pin(worker.append(1, &tx));
+                for _ in 0..(round % 4) {
+                    let ready = std::future::poll_fn(|cx| {
+                        std::task::Poll::Ready(append.as_mut().poll(cx).is_ready())
+                    })
+                    .await;
+                    if ready {
+                        break;
+                    }
+                    monoio::time::sleep(std::time::Duration::from_micros(200)).await;
+                }
+                drop(append);
+                let tx = Transaction {
+                    value: 1,
+                    kind: Kind::Credit,
+                    description: "after",
+                };
+                let after = worker.append(1, &tx);
+                let done = monoio::time::timeout(std::time::Duration::from_secs(5), after)
+                    .await
+                    .expect("append after a dropped one must not hang");
+                done.unwrap();
+            }
+        });
+    }
+    let (scan, _, _) = read_history(dir.path(), 1);
+    assert!(scan.newest >= 100);
 }

@@ -8,22 +8,43 @@ use std::process::{Child, Command, Stdio};
 use espora::file::{self, Mapping};
 use espora::layout::Record;
 use espora::verify::{self, Scan};
+use espora::SyncVia;
 
-/// Runs a future on a fresh monoio runtime (io_uring when available, else epoll), with the
-/// timer enabled as espora's lock wait needs it.
+thread_local! {
+    static SYNC_VIA: std::cell::Cell<SyncVia> = const { std::cell::Cell::new(SyncVia::IoUring) };
+}
+
+/// Runs a future on a fresh monoio runtime with the timer enabled (espora's lock wait needs
+/// it): io_uring, or epoll when `RINHA_DRIVER=epoll` or io_uring cannot be set up.
 pub fn block_on<F: Future>(future: F) -> F::Output {
-    if std::env::var("RINHA_DRIVER").as_deref() == Ok("epoll") {
-        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+    block_on_with(
+        std::env::var("RINHA_DRIVER").as_deref() == Ok("epoll"),
+        future,
+    )
+}
+
+/// Like [`block_on`], choosing the driver explicitly.
+pub fn block_on_with<F: Future>(epoll: bool, future: F) -> F::Output {
+    if !epoll {
+        let built = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
             .enable_timer()
-            .build()
-            .expect("epoll runtime");
-        return rt.block_on(future);
+            .build();
+        if let Ok(mut rt) = built {
+            SYNC_VIA.with(|via| via.set(SyncVia::IoUring));
+            return rt.block_on(future);
+        }
     }
-    let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+    SYNC_VIA.with(|via| via.set(SyncVia::Thread));
+    let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
         .enable_timer()
         .build()
-        .expect("runtime");
+        .expect("epoll runtime");
     rt.block_on(future)
+}
+
+/// How workers created inside the current `block_on` must sync.
+pub fn sync_via() -> SyncVia {
+    SYNC_VIA.with(|via| via.get())
 }
 
 pub fn temp_dir() -> tempfile::TempDir {
