@@ -19,8 +19,9 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
 /// How often a worker at its connection cap checks whether a slot freed up.
 const CAP_RECHECK: Duration = Duration::from_millis(1);
 
-/// Clean pipe sets kept per worker for reuse by later connections.
-const PIPE_SETS_POOLED_MAX: usize = 256;
+/// Clean pipe sets kept per worker for reuse by later connections. Each holds four
+/// descriptors, so the pool stays small next to common open-files limits (1024).
+const PIPE_SETS_POOLED_MAX: usize = 64;
 
 /// How long a stopping worker waits for its open connections to finish.
 const DRAIN_MAX: Duration = Duration::from_secs(3);
