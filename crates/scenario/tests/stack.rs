@@ -38,21 +38,7 @@ fn reference_scenario_passes_against_the_real_stack() {
     let data = dir.path.join("data");
     std::fs::create_dir(&data).expect("create the data directory");
     let lb_addr = free_loopback_addr();
-    let mut stack = Stack::default();
-    for name in ["api01", "api02"] {
-        let socket = format!("unix:{}", dir.path.join(format!("{name}.sock")).display());
-        let mut command = Command::new(bin_dir.join("rinha-api"));
-        command.arg("--data-dir").arg(&data);
-        command.args(["--listen", &socket, "--workers", "1"]);
-        stack.start(name, command);
-    }
-    let mut lb = Command::new(bin_dir.join("rinha-lb"));
-    lb.args(["--listen", &lb_addr, "--workers", "1"]);
-    for name in ["api01", "api02"] {
-        let socket = format!("unix:{}", dir.path.join(format!("{name}.sock")).display());
-        lb.args(["--upstream", &socket]);
-    }
-    stack.start("lb", lb);
+    let mut stack = start_stack(&bin_dir, &dir.path, &data, &lb_addr);
 
     let config = Config {
         target: Target::parse(&format!("http://{lb_addr}")).expect("loopback target"),
@@ -101,6 +87,27 @@ fn reference_scenario_passes_against_the_real_stack() {
         "espora verify failed: {summary}{}",
         String::from_utf8_lossy(&verify.stderr)
     );
+}
+
+/// Starts two instances on `data`, listening on Unix sockets in `dir`, and the balancer on
+/// `lb_addr` in front of them.
+fn start_stack(bin_dir: &Path, dir: &Path, data: &Path, lb_addr: &str) -> Stack {
+    let mut stack = Stack::default();
+    for name in ["api01", "api02"] {
+        let socket = format!("unix:{}", dir.join(format!("{name}.sock")).display());
+        let mut command = Command::new(bin_dir.join("rinha-api"));
+        command.arg("--data-dir").arg(data);
+        command.args(["--listen", &socket, "--workers", "1"]);
+        stack.start(name, command);
+    }
+    let mut lb = Command::new(bin_dir.join("rinha-lb"));
+    lb.args(["--listen", lb_addr, "--workers", "1"]);
+    for name in ["api01", "api02"] {
+        let socket = format!("unix:{}", dir.join(format!("{name}.sock")).display());
+        lb.args(["--upstream", &socket]);
+    }
+    stack.start("lb", lb);
+    stack
 }
 
 /// The profile directory of this test (`target/<profile>`), with the three binaries built.
