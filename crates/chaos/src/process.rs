@@ -154,3 +154,43 @@ pub fn run(mut command: Command, wait: Duration) -> (i32, String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
     )
 }
+
+/// How a server start ended: serving, or exited with a code (`None`: killed by a signal) and
+/// its stderr.
+pub enum Start {
+    Serving(Server),
+    Exited(Option<i32>, String),
+}
+
+/// Starts one `rinha-api` (one worker) on `data` listening on `endpoint`, with extra
+/// environment, and waits until it serves a statement or exits (at most `wait`; then it is
+/// killed and the test fails).
+pub fn start_api(
+    name: &str,
+    data: &Path,
+    endpoint: &crate::client::Endpoint,
+    log_dir: &Path,
+    env: &[(&str, &str)],
+    wait: Duration,
+) -> Start {
+    let mut command = Command::new(&crate::bins::bins().api);
+    command.arg("--data-dir").arg(data);
+    command.args(["--listen", &endpoint.flag(), "--workers", "1"]);
+    command.envs(env.iter().copied());
+    let mut server = Server::start(name, command, log_dir);
+    let deadline = Instant::now() + wait;
+    loop {
+        if let Some(status) = server.try_wait() {
+            return Start::Exited(status.code(), server.log());
+        }
+        if crate::client::is_ready(endpoint) {
+            return Start::Serving(server);
+        }
+        if Instant::now() >= deadline {
+            let log = server.log();
+            server.kill();
+            panic!("{name} neither served nor exited within {wait:?}: {log}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
