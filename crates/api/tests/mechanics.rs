@@ -258,9 +258,10 @@ fn smuggling(target: &Target) {
         assert!(rest.starts_with("HTTP/1.1 400 "), "{head:?}: {rest}");
         assert_eq!(rest.matches("HTTP/1.1").count(), 1, "{head:?}: {rest}");
     }
-    // An unknown transfer coding: 501 and close.
+    // An unknown transfer coding before chunked: 501 and close. (Without a final chunked the
+    // body's end is unknown: 400, see the transfer_encoding table of http.rs.)
     let mut conn = Conn::open(target);
-    conn.send(b"POST /clientes/1/transacoes HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n");
+    conn.send(b"POST /clientes/1/transacoes HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
     let rest = rest_until_close(&mut conn);
     assert!(rest.starts_with("HTTP/1.1 501 "), "{rest}");
     // Versions and request lines.
