@@ -7,3 +7,6 @@ pub use espora::{
     AppendError, Appended, Db, Faults, Kind, OpenError, Options, ReadError, Record, Statement,
     SyncVia, Transaction, Worker, STATEMENT_RECORDS_MAX,
 };
+
+/// The wall clock in microseconds since the Unix epoch, as espora stamps records.
+pub use espora::file::now_us;

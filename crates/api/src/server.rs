@@ -8,7 +8,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::time::SystemTime;
 
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
@@ -20,7 +19,7 @@ use crate::http::{
     self, ChunkedState, Framing, HttpError, Method, Persistence, Progress, Status, HTTP_DATE_BYTES,
 };
 use crate::json;
-use crate::ledger::{AppendError, ReadError, Statement, Worker};
+use crate::ledger::{now_us, AppendError, ReadError, Statement, Worker};
 use crate::limits::{
     CONNECTIONS_MAX, DRAIN_TIMEOUT, HEAD_BYTES_MAX, IDLE_TIMEOUT, LINGER_BYTES_MAX, LINGER_TIMEOUT,
     POOLED_BUFFERS_MAX, READ_BUFFER_BYTES_MAX, READ_BUFFER_BYTES_MIN, REQUEST_TIMEOUT,
@@ -681,12 +680,4 @@ async fn read_statement(
         Err(ReadError::UnknownAccount) => not_found(json, "account not found"),
         Err(ReadError::Unavailable(error)) => unavailable(service, json, &error),
     }
-}
-
-/// The wall clock in microseconds since the Unix epoch.
-fn now_us() -> i64 {
-    let since_epoch = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .expect("the clock is after 1970");
-    i64::try_from(since_epoch.as_micros()).expect("the clock is before year 294,000")
 }
