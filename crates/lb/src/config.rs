@@ -45,6 +45,11 @@ pub const FLAGS: &[FlagSpec] = &[
         kind: FlagKind::Value,
     },
     FlagSpec {
+        name: "healthcheck",
+        env: None,
+        kind: FlagKind::Value,
+    },
+    FlagSpec {
         name: "splice",
         env: Some("RINHA_LB_SPLICE"),
         kind: FlagKind::Value,
@@ -56,6 +61,7 @@ pub const USAGE: &str = "\
 rinha-lb: layer-4 round-robin TCP balancer (zero-copy splice, io_uring or epoll)
 
 usage: rinha-lb --listen ADDR --upstream ADDR [--upstream ADDR ...] [options]
+       rinha-lb --healthcheck ADDR
 
 ADDR is HOST:PORT (TCP) or unix:/path/to.sock. Every flag falls back to the environment
 variable in brackets; the flag wins. List variables are comma-separated.
@@ -75,6 +81,8 @@ variable in brackets; the flag wins. List variables are comma-separated.
                              readiness + splice(2) on epoll); direct: readiness from the
                              runtime, then splice(2). auto (default): direct on io_uring,
                              op on epoll                          [RINHA_LB_SPLICE]
+  --healthcheck ADDR         connect to ADDR (the balancer's own listen address) and exit 0
+                             when it accepts within 2 s, 1 otherwise (for container probes)
   -h, --help                 this text
   --version                  version
 

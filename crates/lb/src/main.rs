@@ -12,6 +12,16 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 fn main() {
     let parsed = flags::parse_or_exit(FLAGS, NAME, USAGE, &format!("{NAME} {VERSION}"));
+    if let Some(target) = parsed.value("healthcheck") {
+        let addr = rinha_rt::Addr::parse(target).unwrap_or_else(|e| flags::exit_usage(NAME, &e));
+        match probe(&addr) {
+            Ok(()) => std::process::exit(0),
+            Err(error) => {
+                eprintln!("{NAME}: {addr}: {error}");
+                std::process::exit(1);
+            }
+        }
+    }
     let config = Config::from_flags(&parsed).unwrap_or_else(|e| flags::exit_usage(NAME, &e));
     let driver = rinha_rt::DriverPref::from_env().unwrap_or_else(|e| flags::exit_usage(NAME, &e));
     let workers = config.workers.unwrap_or_else(rinha_rt::cpus_available);
@@ -42,5 +52,19 @@ fn main() {
     if let Err(error) = result {
         eprintln!("{NAME}: {error}");
         std::process::exit(1);
+    }
+}
+
+/// How long `--healthcheck` waits for the connection.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A layer-4 probe: the balancer is healthy when its listener accepts a connection. It says
+/// nothing about the upstreams, which the balancer itself fails over between.
+fn probe(addr: &rinha_rt::Addr) -> std::io::Result<()> {
+    match addr {
+        rinha_rt::Addr::Tcp(socket_addr) => {
+            std::net::TcpStream::connect_timeout(socket_addr, PROBE_TIMEOUT).map(drop)
+        }
+        rinha_rt::Addr::Unix(path) => std::os::unix::net::UnixStream::connect(path).map(drop),
     }
 }

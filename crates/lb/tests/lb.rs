@@ -437,3 +437,33 @@ fn descriptor_exhaustion_pauses_accepting_without_spinning() {
         }
     }
 }
+
+#[test]
+fn healthcheck_says_whether_the_listener_accepts() {
+    fn probe(target: &str) -> Option<i32> {
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_rinha-lb"))
+            .args(["--healthcheck", target])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        status.code()
+    }
+    // A killed process's io_uring is torn down by the kernel in the background, and an accept
+    // still in flight keeps the listener open until then, so the failure may take a moment.
+    fn check(target: &str, expected: i32) {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while probe(target) != Some(expected) {
+            assert!(
+                Instant::now() < deadline,
+                "healthcheck {target} never gave {expected}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let upstream = Upstream::tcp("127.0.0.1:0", Behaviour::Echo);
+    let listen = free_tcp_addr();
+    let lb = Lb::start("auto", "auto", &listen, &addrs(&[&upstream]), &[]);
+    check(&lb.listen, 0);
+    drop(lb);
+    check(&listen, 1);
+}
