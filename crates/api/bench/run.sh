@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Benchmarks one rinha-api instance directly (no balancer) with wrk and the reference mix:
+# Benchmarks one rinha-api instance directly (no balancer) with wrk and the reference mix
+# (bench/mix.lua, shared with bench/run.sh, which compares the whole stack side by side):
 # keep-alive, then one connection per request. Needs the Debian package `wrk`.
 #   crates/api/bench/run.sh [CONNECTIONS] [DURATION]     (defaults: 64 20s)
 # Environment: RINHA_DRIVER (auto|io_uring|epoll), RINHA_WORKERS, PORT (default 9999).
@@ -24,7 +25,7 @@ done
 head -1 "$data/stderr"
 echo "machine: $(nproc) CPUs, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== keep-alive, $connections connections, $duration"
-wrk -t2 -c"$connections" -d"$duration" --latency -s crates/api/bench/mix.lua "http://127.0.0.1:$port"
+wrk -t2 -c"$connections" -d"$duration" --latency -s bench/mix.lua "http://127.0.0.1:$port"
 echo "== Connection: close, $connections connections, $duration"
 wrk -t2 -c"$connections" -d"$duration" --latency -H 'Connection: close' \
-  -s crates/api/bench/mix.lua "http://127.0.0.1:$port"
+  -s bench/mix.lua "http://127.0.0.1:$port"

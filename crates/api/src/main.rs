@@ -12,6 +12,7 @@ use rinha_rt::{Addr, Driver, DriverPref, LaunchOptions, WorkerContext};
 
 const PROGRAM: &str = "rinha-api";
 const FAULT_ENV: &str = "RINHA_FAULT_SYNC_FAILS_AFTER";
+const STATS_ENV: &str = "RINHA_API_STATS";
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 const SPECS: &[FlagSpec] = &[
@@ -58,6 +59,8 @@ Flags (each falls back to the environment variable in brackets; the flag wins):
 Environment:
   RINHA_DRIVER        auto (default: io_uring, epoll when io_uring is refused), io_uring or
                       epoll
+  RINHA_API_STATS=1   print the storage counters (appends, fdatasyncs) on stderr at a clean
+                      exit, for benchmarks (bench/run.sh reads them)
   RINHA_FAULT_SYNC_FAILS_AFTER=N
                       testing only: every fdatasync after the first N fails, to check that
                       the server stops acknowledging (503) once durability is lost
@@ -104,6 +107,7 @@ fn main() {
     let db = Db::open(&data_dir, storage_options())
         .unwrap_or_else(|error| fail(&format!("cannot open data directory: {error}")));
     let db = Arc::new(db);
+    let counted = Arc::clone(&db);
     let listeners = rinha_rt::bind_listeners(&listen, workers).unwrap_or_else(|error| fail(&error));
     let mut options = LaunchOptions::new(PROGRAM, workers);
     options.driver = driver;
@@ -116,6 +120,21 @@ fn main() {
     );
     if let Err(error) = launched {
         fail(&error);
+    }
+    print_stats(&counted);
+}
+
+/// With `RINHA_API_STATS=1`, one line of storage counters at a clean exit: fdatasyncs per
+/// append is how well group commit shares syncs, which only the process itself can count
+/// (io_uring fsyncs are not system calls that strace or perf could see). Off by default, so
+/// that a server stays quiet unless something goes wrong.
+fn print_stats(db: &Db) {
+    if std::env::var(STATS_ENV).is_ok_and(|value| value == "1") {
+        let stats = db.stats();
+        eprintln!(
+            "{PROGRAM}: stopped: appends={} fdatasyncs={}",
+            stats.appends, stats.syncs
+        );
     }
 }
 
