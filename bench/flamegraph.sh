@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Flame graphs of the running stack under the benchmark load, one SVG per process:
+#
+#   bench/flamegraph.sh [keepalive|close] [seconds]      (defaults: keepalive 10)
+#
+# Builds rinha-api and rinha-lb with the `profiling` cargo profile (release code, debug
+# symbols) and frame pointers (RUSTFLAGS=-C force-frame-pointers=yes), starts the stack as
+# bench/run.sh does (rinha-lb in front of two rinha-api over Unix sockets, on loopback), drives
+# it with the reference mix (wrk and bench/mix.lua, closed loop), records all three processes
+# with `perf record -g` at 999 Hz while the load runs, and renders with inferno:
+#   bench/flamegraphs/<mode>-rinha-lb.svg, <mode>-rinha-api-1.svg, <mode>-rinha-api-2.svg
+# Installs what is missing: linux-perf, wrk, nginx, jq (Debian), inferno and oha (crates.io).
+# Must run as root (or with kernel.perf_event_paranoid <= 1) to see kernel frames, which is
+# where most of the time goes. Environment: BENCH_CONNECTIONS [32], BENCH_API_WORKERS [1],
+# BENCH_LB_WORKERS [1], as in bench/run.sh.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+cd "$root"
+
+mode=${1:-keepalive}
+seconds=${2:-10}
+connections=${BENCH_CONNECTIONS:-32}
+api_workers=${BENCH_API_WORKERS:-1}
+lb_workers=${BENCH_LB_WORKERS:-1}
+bin=$root/target/profiling
+# shellcheck source=bench/lib.sh
+source "$here/lib.sh"
+
+case $mode in keepalive | close) ;; *) echo "usage: bench/flamegraph.sh [keepalive|close] [seconds]" >&2; exit 2 ;; esac
+bench_install_tools linux-perf
+if ! command -v inferno-flamegraph >/dev/null; then
+    echo "bench: installing inferno (cargo install)" >&2
+    cargo install --locked inferno >&2
+fi
+echo "bench: building with the profiling profile and frame pointers" >&2
+RUSTFLAGS="-C force-frame-pointers=yes" cargo build --quiet --locked --profile profiling \
+    --bin rinha-api --bin rinha-lb
+
+work=$(mktemp -d /tmp/rinha-flame.XXXXXX)
+chmod 755 "$work"
+trap 'stop_stack; rm -rf "$work"' EXIT
+mkdir -p "$work/data" "$here/flamegraphs"
+port=$(free_port 19200)
+start_api rinha-api-1 "unix:$work/api01.sock"
+start_api rinha-api-2 "unix:$work/api02.sock"
+start_lb "$port" "unix:$work/api01.sock" "unix:$work/api02.sock"
+wait_ready "$port"
+
+header=()
+[ "$mode" = close ] && header=(-H "Connection: close")
+pids=$( (stack_pids rinha-lb; stack_pids rinha-api) | paste -sd,)
+echo "bench: recording $pids for $seconds s under wrk -t1 -c$connections ($mode)" >&2
+wrk -t1 -c"$connections" -d"$((seconds + 2))s" "${header[@]}" -s "$here/mix.lua" \
+    "http://127.0.0.1:$port" >"$work/wrk.out" &
+wrk_pid=$!
+sleep 1
+perf record --quiet -F 999 -g -p "$pids" -o "$work/perf.data" -- sleep "$seconds" 2>"$work/perf.err"
+wait "$wrk_pid"
+grep '^mix: ' "$work/wrk.out" >&2
+
+for name in rinha-lb rinha-api-1 rinha-api-2; do
+    pid=$(stack_pids "$name")
+    svg=$here/flamegraphs/$mode-$name.svg
+    perf script --no-inline -i "$work/perf.data" --pid "$pid" 2>/dev/null |
+        inferno-collapse-perf --all >"$work/$name.folded"
+    inferno-flamegraph --title "$name, reference mix, $mode, $(date -u +%Y-%m-%d)" \
+        --width 1600 <"$work/$name.folded" >"$svg"
+    echo "bench: $svg ($(awk '{ n += $NF } END { print n }' "$work/$name.folded") samples)" >&2
+done

@@ -1,0 +1,169 @@
+# Shared by bench/run.sh and bench/flamegraph.sh (sourced, not run): tool installation, starting
+# and stopping the processes under test on loopback, and reading their CPU time and memory from
+# /proc. Expects `root` (the repository) and `work` (a scratch directory) to be set.
+
+# Installs what is missing: wrk, nginx with its stream module and jq from Debian, oha from
+# crates.io. Extra Debian packages may be named as arguments (flamegraph.sh adds linux-perf).
+bench_install_tools() {
+    local missing=() package
+    command -v wrk >/dev/null || missing+=(wrk)
+    command -v nginx >/dev/null || missing+=(nginx-light)
+    [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || missing+=(libnginx-mod-stream)
+    command -v jq >/dev/null || missing+=(jq)
+    command -v ss >/dev/null || missing+=(iproute2)
+    for package in "$@"; do
+        dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        echo "bench: installing ${missing[*]} (apt-get)" >&2
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+    fi
+    export PATH="$HOME/.cargo/bin:$PATH"
+    # oha without TLS: only plain HTTP on loopback is measured, and the TLS stacks are most of
+    # its build time.
+    if [ "${open_loop:-1}" = 1 ] && ! command -v oha >/dev/null; then
+        echo "bench: installing oha (cargo install, a few minutes)" >&2
+        cargo install --locked --no-default-features oha >&2
+    fi
+}
+
+# Prints the machine in one line: CPUs, model, memory, kernel, load average.
+bench_machine() {
+    local model memory
+    model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+    memory=$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
+    echo "$(nproc) CPUs ($model), $memory, Linux $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
+now_ns() { date +%s%N; }
+
+# Prints a free loopback TCP port, from $1 upwards.
+free_port() {
+    local port=$1
+    while ss -Htln "sport = :$port" 2>/dev/null | grep -q .; do
+        port=$((port + 1))
+    done
+    echo "$port"
+}
+
+# Processes started by these helpers, as "name pid" lines of the current stack.
+stack=()
+
+# Starts a rinha-api instance: name, listen address. Its stderr goes to $work/name.err; with
+# RINHA_API_STATS=1 its last line there carries the append and fdatasync counts.
+start_api() {
+    RINHA_API_STATS=1 "$bin/rinha-api" --data-dir "$work/data" --listen "$2" \
+        --workers "$api_workers" 2>"$work/$1.err" &
+    stack+=("$1 $!")
+}
+
+# Starts rinha-lb on 127.0.0.1:port in front of the given upstreams.
+start_lb() {
+    local port=$1 args=() upstream
+    shift
+    for upstream in "$@"; do args+=(--upstream "$upstream"); done
+    "$bin/rinha-lb" --listen "127.0.0.1:$port" --workers "$lb_workers" "${args[@]}" \
+        2>"$work/lb.err" &
+    stack+=("rinha-lb $!")
+}
+
+# The nginx configurations run as the invoking user, so that the workers may reach the Unix
+# sockets in $work.
+nginx_user() {
+    [ "$(id -u)" = 0 ] && echo "user root root;"
+}
+
+# Starts nginx as a plain TCP proxy (the `stream` module) in front of the given upstreams
+# (unix:/path or HOST:PORT), with as many workers as rinha-lb has.
+start_nginx_stream() {
+    local port=$1 servers="" upstream
+    shift
+    # An upstream that refuses is skipped for 1 s, as rinha-lb's default --down-backoff-ms
+    # (nginx's default is 10 s, which a stack started a few milliseconds before its instances
+    # would pay in full).
+    for upstream in "$@"; do servers="$servers server $upstream fail_timeout=1s;"; done
+    cat >"$work/stream.conf" <<CONF
+load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+$(nginx_user)
+worker_processes $lb_workers; daemon off; pid $work/stream.pid; error_log $work/stream.err;
+events { worker_connections 16384; }
+stream {
+  upstream api { $servers }
+  server { listen 127.0.0.1:$port reuseport backlog=4096; proxy_pass api;
+           proxy_connect_timeout 1s; tcp_nodelay on; }
+}
+CONF
+    nginx -e "$work/stream.err" -p "$work" -c "$work/stream.conf" &
+    stack+=("nginx-stream $!")
+}
+
+# Starts the ceiling: nginx with one worker answering every request from memory with a fixed
+# JSON body of the size of a transaction's answer.
+start_nginx_ceiling() {
+    local port=$1
+    cat >"$work/ceiling.conf" <<CONF
+$(nginx_user)
+worker_processes 1; daemon off; pid $work/ceiling.pid; error_log $work/ceiling.err;
+events { worker_connections 16384; }
+http {
+  access_log off; keepalive_requests 100000000;
+  server { listen 127.0.0.1:$port reuseport backlog=4096;
+    location / { default_type application/json; return 200 '{"limite":100000,"saldo":-9098}'; } }
+}
+CONF
+    nginx -e "$work/ceiling.err" -p "$work" -c "$work/ceiling.conf" &
+    stack+=("nginx-ceiling $!")
+}
+
+# Waits until GET /clientes/1/extrato answers 200 on 127.0.0.1:$1 (at most 20 s); the probe is
+# rinha-api's own health check, which costs one process start per attempt (about 1 ms).
+wait_ready() {
+    local deadline=$((SECONDS + 20))
+    until "$bin/rinha-api" --healthcheck "127.0.0.1:$1" 2>/dev/null; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            echo "bench: nothing answers on 127.0.0.1:$1; logs:" >&2
+            tail -n 5 "$work"/*.err >&2 || true
+            return 1
+        fi
+    done
+}
+
+# Stops the current stack with SIGTERM and waits for it.
+stop_stack() {
+    local entry
+    for entry in "${stack[@]}"; do kill -TERM "${entry#* }" 2>/dev/null || true; done
+    for entry in "${stack[@]}"; do wait "${entry#* }" 2>/dev/null || true; done
+    stack=()
+}
+
+# The pids of the current stack's processes whose name starts with $1.
+stack_pids() {
+    local entry
+    for entry in "${stack[@]}"; do
+        case "$entry" in "$1"*) echo "${entry#* }" ;; esac
+    done
+}
+
+# CPU time (clock ticks) used so far by the given processes, their threads (io_uring's io-wq
+# workers included) and their direct children (nginx workers).
+cpu_ticks() {
+    local total=0 pid child
+    for pid in "$@"; do
+        for child in "$pid" $(pgrep -P "$pid" || true); do
+            total=$((total + $(awk '{ print $14 + $15 }' "/proc/$child/stat" 2>/dev/null || echo 0)))
+        done
+    done
+    echo "$total"
+}
+
+# Sum of a /proc/PID/status field (kB) over the given processes and their direct children.
+status_kb() {
+    local field=$1 total=0 pid child
+    shift
+    for pid in "$@"; do
+        for child in "$pid" $(pgrep -P "$pid" || true); do
+            total=$((total + $(awk -v f="$field:" '$1 == f { print $2 }' "/proc/$child/status" 2>/dev/null || echo 0)))
+        done
+    done
+    echo "$total"
+}

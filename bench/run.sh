@@ -1,0 +1,229 @@
+#!/usr/bin/env bash
+# The side-by-side benchmark (issue 6), one command on a fresh machine:
+#
+#   bench/run.sh
+#
+# Builds the release binaries, installs what is missing (wrk, nginx-light, libnginx-mod-stream,
+# jq from Debian; oha from crates.io), then, on loopback and for each repetition, runs the
+# reference mix (bench/mix.lua: 220 debits : 110 credits : 10 statements) against:
+#   ceiling       nginx, one worker, a fixed JSON answer from memory (a server that does nothing)
+#   direct        one rinha-api instance over TCP
+#   rinha-lb      rinha-lb in front of two rinha-api instances over Unix sockets (the deployment)
+#   nginx-stream  the same with nginx's TCP `stream` proxy instead of rinha-lb
+# each with keep-alive and with one connection per request (wrk, closed loop: as fast as the
+# stack answers), then each with keep-alive at one fixed rate (oha -q with latency correction,
+# open loop: p99 at a given load, free of coordinated omission). Every row starts its processes
+# anew on the same data directory. It prints two markdown tables (medians of the repetitions)
+# and the machine, and keeps the raw numbers in bench/results/.
+#
+# Environment (defaults in brackets):
+#   BENCH_REPS [3]           repetitions, interleaved (every row once, then again)
+#   BENCH_SECONDS [10]       seconds of load per row
+#   BENCH_CONNECTIONS [32]   wrk connections (one wrk thread)
+#   BENCH_RATE               fixed rate of the open-loop rows in req/s [half of the ceiling's
+#                            keep-alive req/s measured in the same repetition]
+#   BENCH_OPEN_LOOP [1]      0 skips the fixed-rate rows (and oha)
+#   BENCH_API_WORKERS [1]    workers per rinha-api instance (the compose stack gives each one)
+#   BENCH_LB_WORKERS [1]     workers of rinha-lb and of nginx stream
+#   BENCH_OUT [bench/results] where raw.tsv and table.md go
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+cd "$root"
+
+reps=${BENCH_REPS:-3}
+seconds=${BENCH_SECONDS:-10}
+connections=${BENCH_CONNECTIONS:-32}
+fixed_rate=${BENCH_RATE:-}
+open_loop=${BENCH_OPEN_LOOP:-1}
+api_workers=${BENCH_API_WORKERS:-1}
+lb_workers=${BENCH_LB_WORKERS:-1}
+out=${BENCH_OUT:-$here/results}
+bin=$root/target/release
+# shellcheck source=bench/lib.sh
+source "$here/lib.sh"
+
+bench_install_tools
+echo "bench: building release binaries" >&2
+cargo build --quiet --release --locked --bin rinha-api --bin rinha-lb --bin espora
+
+work=$(mktemp -d /tmp/rinha-bench.XXXXXX)
+chmod 755 "$work"
+trap 'stop_stack; rm -rf "$work"' EXIT
+mkdir -p "$out"
+raw=$out/raw.tsv
+"$bin/espora" init "$work/data" >/dev/null
+
+declare -A port
+port[ceiling]=$(free_port 19100)
+port[direct]=$(free_port $((port[ceiling] + 1)))
+port[rinha-lb]=$(free_port $((port[direct] + 1)))
+port[nginx-stream]=$(free_port $((port[rinha-lb] + 1)))
+
+# Bodies for oha, which picks one line at random per request: credits and debits 1:2 as in the
+# mix, random values and descriptions.
+awk 'BEGIN { srand(42); a = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  for (i = 0; i < 30000; i++) { d = ""; for (j = 0; j < 10; j++) d = d substr(a, int(rand() * 62) + 1, 1);
+    printf "{\"valor\": %d, \"tipo\": \"%s\", \"descricao\": \"%s\"}\n", int(rand() * 10000) + 1,
+      (i % 3 == 0) ? "c" : "d", d } }' >"$work/bodies.txt"
+
+start_target() {
+    case $1 in
+        ceiling) start_nginx_ceiling "${port[ceiling]}" ;;
+        direct) start_api api "127.0.0.1:${port[direct]}" ;;
+        rinha-lb | nginx-stream)
+            start_api api01 "unix:$work/api01.sock"
+            start_api api02 "unix:$work/api02.sock"
+            if [ "$1" = rinha-lb ]; then
+                start_lb "${port[rinha-lb]}" "unix:$work/api01.sock" "unix:$work/api02.sock"
+            else
+                start_nginx_stream "${port[nginx-stream]}" "unix:$work/api01.sock" "unix:$work/api02.sock"
+            fi
+            ;;
+    esac
+}
+
+# The value of key=value in a line.
+field() { grep -o "\b$1=[0-9.]*" <<<"$2" | head -1 | cut -d= -f2; }
+
+# Closed loop: wrk with the mix. Sets requests, rps, p50, p99, max (ms) and errors.
+load_closed() {
+    local url=$1 mode=$2 header=() line
+    [ "$mode" = close ] && header=(-H "Connection: close")
+    line=$(wrk -t1 -c"$connections" -d"${seconds}s" "${header[@]}" -s "$here/mix.lua" "$url" | grep '^mix: ')
+    requests=$(field requests "$line")
+    rps=$(awk -v n="$requests" -v us="$(field duration_us "$line")" 'BEGIN { printf "%.0f", n / (us / 1e6) }')
+    p50=$(awk -v v="$(field p50_us "$line")" 'BEGIN { printf "%.2f", v / 1000 }')
+    p99=$(awk -v v="$(field p99_us "$line")" 'BEGIN { printf "%.2f", v / 1000 }')
+    max=$(awk -v v="$(field max_us "$line")" 'BEGIN { printf "%.2f", v / 1000 }')
+    errors=$(($(field unexpected "$line") + $(field connect "$line") + $(field read "$line") +
+        $(field write "$line") + $(field timeout "$line")))
+}
+
+# Open loop: two oha processes at once, transactions at 330/340 of the rate and statements at
+# 10/340, keep-alive, latency corrected for coordinated omission. The mix's p50, p99 and max are
+# reported as the larger of the two streams' (an upper bound of the mix's own percentile).
+load_rate() {
+    local base=$1 rate=$2 post_rate get_rate
+    post_rate=$((rate * 330 / 340))
+    get_rate=$((rate - post_rate))
+    oha --no-tui -z "${seconds}s" -q "$post_rate" -c 64 --latency-correction -m POST \
+        -T application/json -Z "$work/bodies.txt" --rand-regex-url "$base/clientes/[1-5]/transacoes" \
+        --output-format json -o "$work/post.json" >/dev/null 2>"$work/oha.err" &
+    local post_pid=$!
+    oha --no-tui -z "${seconds}s" -q "$get_rate" -c 4 --latency-correction \
+        --rand-regex-url "$base/clientes/[1-5]/extrato" \
+        --output-format json -o "$work/get.json" >/dev/null 2>>"$work/oha.err"
+    wait "$post_pid"
+    # shellcheck disable=SC2016
+    local summary='[(.statusCodeDistribution | to_entries | map(.value) | add // 0),
+        (.errorDistribution | to_entries | map(.value) | add // 0),
+        (.statusCodeDistribution | to_entries | map(select(.key != "200" and .key != "422") | .value) | add // 0),
+        .latencyPercentiles.p50, .latencyPercentiles.p99, .summary.slowest] | @tsv'
+    local a b
+    a=$(jq -r "$summary" "$work/post.json")
+    b=$(jq -r "$summary" "$work/get.json")
+    read -r requests errors rps p50 p99 max < <(awk -v s="$seconds" -F'\t' '
+        { n += $1 + $2; e += $2 + $3; for (i = 4; i <= 6; i++) if ($i > m[i]) m[i] = $i }
+        END { printf "%d %d %.0f %.2f %.2f %.2f\n", n, e, n / s, m[4] * 1000, m[5] * 1000, m[6] * 1000 }' \
+        <<<"$a"$'\n'"$b")
+}
+
+# Memory of a group of processes in kB: field, then pids. For several rinha-api instances the
+# largest one counts (each is reported), for nginx the master and its workers add up.
+memory_kb() {
+    local field=$1 best=0 pid value
+    shift
+    for pid in "$@"; do
+        value=$(status_kb "$field" "$pid")
+        [ "$value" -gt "$best" ] && best=$value
+    done
+    echo "$best"
+}
+
+# One row: target, mode (keepalive|close), load (closed|rate). Appends a line to $raw.
+run_row() {
+    local target=$1 mode=$2 load=$3 rep=$4 started ready front apis
+    local url="http://127.0.0.1:${port[$target]}"
+    started=$(now_ns)
+    start_target "$target"
+    wait_ready "${port[$target]}"
+    ready=$(now_ns)
+    sleep 1
+    front=$(stack_pids rinha-lb; stack_pids nginx)
+    apis=$(stack_pids api)
+    local front_rest api_rest api_rest_file front_ticks api_ticks
+    # shellcheck disable=SC2086
+    front_rest=$(memory_kb VmRSS $front)
+    # shellcheck disable=SC2086
+    api_rest=$(memory_kb VmRSS $apis)
+    # shellcheck disable=SC2086
+    api_rest_file=$(memory_kb RssFile $apis)
+    # shellcheck disable=SC2086
+    front_ticks=$(cpu_ticks $front)
+    # shellcheck disable=SC2086
+    api_ticks=$(cpu_ticks $apis)
+    if [ "$load" = closed ]; then
+        load_closed "$url" "$mode"
+    else
+        load_rate "$url" "$rate"
+    fi
+    local front_peak api_peak front_us api_us appends=0 syncs=0 name tick_us value
+    tick_us=$((1000000 / $(getconf CLK_TCK)))
+    # shellcheck disable=SC2086
+    front_us=$(awk -v t="$(($(cpu_ticks $front) - front_ticks))" -v n="$requests" -v u="$tick_us" \
+        'BEGIN { printf "%.1f", n ? t * u / n : 0 }')
+    # shellcheck disable=SC2086
+    api_us=$(awk -v t="$(($(cpu_ticks $apis) - api_ticks))" -v n="$requests" -v u="$tick_us" \
+        'BEGIN { printf "%.1f", n ? t * u / n : 0 }')
+    # shellcheck disable=SC2086
+    front_peak=$(memory_kb VmHWM $front)
+    # shellcheck disable=SC2086
+    api_peak=$(memory_kb VmHWM $apis)
+    stop_stack
+    for name in api api01 api02; do
+        [ -e "$work/$name.err" ] || continue
+        local line
+        line=$(grep 'stopped: appends=' "$work/$name.err" || true)
+        value=$(field appends "$line")
+        appends=$((appends + ${value:-0}))
+        value=$(field fdatasyncs "$line")
+        syncs=$((syncs + ${value:-0}))
+        rm -f "$work/$name.err"
+    done
+    [ -n "$front" ] || front_us=-
+    [ -n "$apis" ] || api_us=-
+    printf '%s\n' "$rep $target $mode $load $rps $p50 $p99 $max $errors $appends $syncs $front_us $api_us" \
+        "$(((ready - started) / 1000000)) $front_rest $front_peak $api_rest $api_rest_file $api_peak" |
+        paste -sd' ' | tr ' ' '\t' >>"$raw"
+    printf 'bench: rep %s %-12s %-9s %-6s %7s req/s p50 %6s p99 %6s max %7s ms errors %s\n' \
+        "$rep" "$target" "$mode" "$load" "$rps" "$p50" "$p99" "$max" "$errors" >&2
+}
+
+echo "bench: machine: $(bench_machine)" >&2
+echo "bench: $reps repetitions of $seconds s, wrk -t1 -c$connections, rinha-api workers $api_workers, rinha-lb and nginx stream workers $lb_workers" >&2
+printf 'rep\ttarget\tmode\tload\trps\tp50\tp99\tmax\terrors\tappends\tsyncs\tfront_us\tapi_us\tstart_ms\tfront_rest_kb\tfront_peak_kb\tapi_rest_kb\tapi_rest_file_kb\tapi_peak_kb\n' >"$raw"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+for rep in $(seq "$reps"); do
+    ceiling_rps=
+    for target in ceiling direct rinha-lb nginx-stream; do
+        for mode in keepalive close; do
+            run_row "$target" "$mode" closed "$rep"
+            if [ "$target" = ceiling ] && [ "$mode" = keepalive ]; then ceiling_rps=$rps; fi
+        done
+    done
+    rate=${fixed_rate:-$((ceiling_rps / 2))}
+    [ "$open_loop" = 1 ] || continue
+    for target in ceiling direct rinha-lb nginx-stream; do
+        run_row "$target" keepalive rate "$rep"
+    done
+done
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
+"$here/table.sh" "$raw" >"$out/table.md"
+{
+    echo "Machine: $(bench_machine | sed 's/, load average.*//'); load average $load_before before, $load_after after."
+    echo "Command: \`bench/run.sh\` with BENCH_REPS=$reps BENCH_SECONDS=$seconds BENCH_CONNECTIONS=$connections BENCH_API_WORKERS=$api_workers BENCH_LB_WORKERS=$lb_workers${fixed_rate:+ BENCH_RATE=$fixed_rate}; $(date -u '+%Y-%m-%d %H:%M UTC')."
+    echo
+    cat "$out/table.md"
+} | tee "$out/latest.md"

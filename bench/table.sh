@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Turns bench/run.sh's raw.tsv into its two markdown tables, medians of the repetitions (errors
+# are summed instead). Usage: bench/table.sh bench/results/raw.tsv
+set -euo pipefail
+awk -F'\t' '
+function median(list,    n, v, i, j, t) {
+    n = split(list, v, " ")
+    if (n == 0) return "-"
+    for (i = 2; i <= n; i++) { t = v[i]; for (j = i - 1; j >= 1 && v[j] + 0 > t + 0; j--) v[j + 1] = v[j]; v[j + 1] = t }
+    return (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+}
+function add(key, value) { if (value != "-") values[key] = values[key] " " value }
+function mb(kb) { return (kb == "-") ? "-" : sprintf("%.1f", kb / 1024) }
+NR == 1 { next }
+{
+    rep = $1; row = $2 SUBSEP $3 SUBSEP $4; reps[rep] = 1
+    add(row SUBSEP "rps", $5); add(row SUBSEP "p50", $6); add(row SUBSEP "p99", $7)
+    add(row SUBSEP "max", $8); errors[row] += $9
+    if ($10 > 0) add(row SUBSEP "sync", $11 / $10)
+    add(row SUBSEP "front", $12); add(row SUBSEP "api", $13)
+    add($2 SUBSEP "start", $14)
+    if ($3 == "keepalive" && $4 == "closed") {
+        add($2 SUBSEP "front_rest", $15); add($2 SUBSEP "api_rest", $17); add($2 SUBSEP "api_file", $18)
+    }
+    if ($16 > peak_front[$2, rep]) peak_front[$2, rep] = $16
+    if ($19 > peak_api[$2, rep]) peak_api[$2, rep] = $19
+    seen[row] = 1
+}
+END {
+    for (key in peak_front) { split(key, k, SUBSEP); add(k[1] SUBSEP "front_peak", peak_front[key]) }
+    for (key in peak_api) { split(key, k, SUBSEP); add(k[1] SUBSEP "api_peak", peak_api[key]) }
+    n = 0; for (r in reps) n++
+    print "| target | connections | load | req/s | p50 ms | p99 ms | max ms | errors | fdatasyncs/tx | proxy CPU µs/req | API CPU µs/req |"
+    print "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    split("closed keepalive,closed close,rate keepalive", orders, ",")
+    split("ceiling direct rinha-lb nginx-stream", targets, " ")
+    for (o = 1; o <= 3; o++) {
+        split(orders[o], lm, " ")
+        for (t = 1; t <= 4; t++) {
+            row = targets[t] SUBSEP lm[2] SUBSEP lm[1]
+            if (!(row in seen)) continue
+            sync = median(values[row SUBSEP "sync"])
+            printf "| %s | %s | %s | %s | %s | %s | %s | %d | %s | %s | %s |\n", targets[t],
+                (lm[2] == "close") ? "one per request" : "keep-alive",
+                (lm[1] == "rate") ? "fixed rate (oha)" : "closed loop (wrk)",
+                median(values[row SUBSEP "rps"]), median(values[row SUBSEP "p50"]),
+                median(values[row SUBSEP "p99"]), median(values[row SUBSEP "max"]), errors[row],
+                (sync == "-") ? "-" : sprintf("%.3f", sync),
+                median(values[row SUBSEP "front"]), median(values[row SUBSEP "api"])
+        }
+    }
+    printf "\nMedians of %d repetitions; errors summed over all of them.\n\n", n
+    print "| process | RSS at rest MB | peak RSS under load MB | start to first answer ms |"
+    print "|---|---:|---:|---:|"
+    printf "| nginx ceiling (1 worker) | %s | %s | %s |\n", mb(median(values["ceiling" SUBSEP "front_rest"])),
+        mb(median(values["ceiling" SUBSEP "front_peak"])), median(values["ceiling" SUBSEP "start"])
+    printf "| rinha-api alone | %s (%s file-backed) | %s | %s |\n", mb(median(values["direct" SUBSEP "api_rest"])),
+        mb(median(values["direct" SUBSEP "api_file"])), mb(median(values["direct" SUBSEP "api_peak"])),
+        median(values["direct" SUBSEP "start"])
+    printf "| rinha-api behind rinha-lb (larger of 2) | %s (%s file-backed) | %s | - |\n",
+        mb(median(values["rinha-lb" SUBSEP "api_rest"])), mb(median(values["rinha-lb" SUBSEP "api_file"])),
+        mb(median(values["rinha-lb" SUBSEP "api_peak"]))
+    printf "| rinha-lb | %s | %s | %s (whole stack) |\n", mb(median(values["rinha-lb" SUBSEP "front_rest"])),
+        mb(median(values["rinha-lb" SUBSEP "front_peak"])), median(values["rinha-lb" SUBSEP "start"])
+    printf "| nginx stream (master + workers) | %s | %s | %s (whole stack) |\n",
+        mb(median(values["nginx-stream" SUBSEP "front_rest"])),
+        mb(median(values["nginx-stream" SUBSEP "front_peak"])), median(values["nginx-stream" SUBSEP "start"])
+}' "$1"
