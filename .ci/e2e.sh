@@ -201,17 +201,21 @@ part_docker() {
     local containers
     containers=$("${compose[@]}" -p "$project" ps -q | tr '\n' ' ')
     # shellcheck disable=SC2086
-    (while docker stats --no-stream --format '{{.Name}} {{.MemUsage}}' $containers; do :; done) \
+    (while docker stats --no-stream --format '{{.Name}} {{.CPUPerc}} {{.MemUsage}}' $containers; do :; done) \
         >"$stats_file" 2>/dev/null &
     stats_pid=$!
     "$bin/rinha-scenario" --target "http://127.0.0.1:$RINHA_PORT" --ramp "$ramp" --hold "$hold"
     kill "$stats_pid" 2>/dev/null || true
     stats_pid=
-    echo "e2e: peak memory per container during the scenario (docker stats):"
-    awk '{ split($2, v, /[A-Za-z]+/); unit = substr($2, length(v[1]) + 1);
+    # CPU is in percent of one core (the limits are 60%, 60% and 30%), sampled about once a
+    # second; BENCHMARKS.md reports them for the reference scenario.
+    echo "e2e: CPU and memory per container during the scenario (docker stats):"
+    awk '{ split($3, v, /[A-Za-z]+/); unit = substr($3, length(v[1]) + 1);
            f = (unit == "GiB") ? 1024 : (unit == "KiB") ? 1 / 1024 : (unit == "B") ? 1 / 1048576 : 1;
-           mib = v[1] * f; if (mib > peak[$1]) peak[$1] = mib }
-         END { for (name in peak) printf "  %s %.1f MiB\n", name, peak[name] }' "$stats_file" | sort
+           mib = v[1] * f; if (mib > peak[$1]) peak[$1] = mib
+           cpu = $2 + 0; if (cpu > cpu_peak[$1]) cpu_peak[$1] = cpu; cpu_sum[$1] += cpu; samples[$1]++ }
+         END { for (name in peak) printf "  %s CPU peak %.1f%% mean %.1f%% (%d samples), memory peak %.1f MiB\n",
+                   name, cpu_peak[name], cpu_sum[name] / samples[name], samples[name], peak[name] }' "$stats_file" | sort
     cgroup_peaks
 
     banner "espora verify on the volume"
