@@ -69,6 +69,11 @@ Stops on SIGTERM or SIGINT after finishing the requests in flight.
 ";
 
 fn main() {
+    // Every client connection is a descriptor: be bounded by the operator's hard limit, not by
+    // a small default soft limit (1024 under many shells and init systems). The reliability
+    // tests (crates/chaos/tests/idle.rs) found this instance stuck at 1024 while the balancer,
+    // which raised its own, kept handing it connections.
+    rinha_rt::raise_nofile_limit();
     let version_line = format!("{PROGRAM} {VERSION}");
     let flags = rinha_rt::flags::parse_or_exit(SPECS, PROGRAM, USAGE, &version_line);
     if let Some(target) = flags.value("healthcheck") {
