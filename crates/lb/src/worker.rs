@@ -152,6 +152,9 @@ async fn serve(client: Stream, balancer: Arc<Balancer>, guard: ActiveGuard) {
     let local = &guard.0;
     let config = &balancer.config;
     let _ = client.set_nodelay(true);
+    if !first_bytes(&client, config.idle_timeout).await {
+        return;
+    }
     let Some(upstream) = connect_upstream(&balancer).await else {
         // No upstream answered: dropping the client closes it at once.
         return;
@@ -182,6 +185,30 @@ async fn serve(client: Stream, balancer: Arc<Balancer>, guard: ActiveGuard) {
             pool.push(pipes);
         }
     }
+}
+
+/// Waits until the client has sent its first bytes or hung up, at most `wait`; false when it
+/// stayed silent that long or the socket failed.
+///
+/// The upstream is connected only after this, so an idle client holds no connection of an
+/// instance. The story: the reliability tests (crates/chaos/tests/idle.rs) opened 10,000 idle
+/// connections through the balancer; it connected an upstream for each at once, the two
+/// instances (one worker each, at most 4,096 connections per worker) filled up, and every later
+/// client was refused by the instances until the idle ones timed out. A client that sends its
+/// request with the connect (every real one) costs one non-blocking peek more.
+async fn first_bytes(client: &Stream, wait: Duration) -> bool {
+    use rustix::net::RecvFlags;
+    let mut byte = [0u8; 1];
+    match rustix::net::recv(client, &mut byte, RecvFlags::PEEK | RecvFlags::DONTWAIT) {
+        // Data, or end of file (which the relay then passes on).
+        Ok(_) => return true,
+        Err(errno) if errno == rustix::io::Errno::AGAIN || errno == rustix::io::Errno::INTR => {}
+        Err(_) => return false,
+    }
+    matches!(
+        monoio::time::timeout(wait, client.readable()).await,
+        Ok(Ok(()))
+    )
 }
 
 /// Tries the upstreams in round-robin order, skipping those in back-off, each at most once.

@@ -15,6 +15,8 @@ fn addrs(upstreams: &[&Upstream]) -> Vec<String> {
 
 fn read_marker(lb: &Lb) -> Option<String> {
     let mut stream = lb.connect();
+    // The balancer connects an upstream once the client has spoken (see worker::first_bytes).
+    stream.write_all(b"?").ok()?;
     let mut text = String::new();
     match stream.read_to_string(&mut text) {
         Ok(_) if !text.is_empty() => Some(text.trim_end().to_string()),
@@ -159,6 +161,7 @@ fn no_upstream_answering_closes_the_client_promptly() {
         for _ in 0..3 {
             let started = Instant::now();
             let mut stream = lb.connect();
+            stream.write_all(b"?").unwrap();
             let mut buf = [0u8; 16];
             let read = stream.read(&mut buf);
             assert!(
@@ -192,6 +195,7 @@ fn thousands_of_resets_leave_the_balancer_healthy() {
         let baseline = lb.open_fds();
         for round in 0..2000 {
             let mut stream = lb.connect();
+            let _ = stream.write_all(b"?");
             if round % 2 == 0 {
                 // Mid-stream: data is flowing towards this client when it resets.
                 let mut buf = [0u8; 4096];
@@ -202,6 +206,7 @@ fn thousands_of_resets_leave_the_balancer_healthy() {
         assert!(lb.alive(), "{driver}/{splice}: balancer died");
         // Still serving: a fresh client receives a full megabyte.
         let mut stream = lb.connect();
+        stream.write_all(b"?").unwrap();
         let mut got = vec![0u8; 1 << 20];
         stream.read_exact(&mut got).unwrap();
         assert!(got.iter().all(|&b| b == b'x'));
