@@ -19,11 +19,14 @@ bench_install_tools() {
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
     fi
     export PATH="$HOME/.cargo/bin:$PATH"
-    # oha without TLS: only plain HTTP on loopback is measured, and the TLS stacks are most of
-    # its build time.
+    # oha with the system's OpenSSL (native-tls) instead of its default rustls and aws-lc,
+    # whose C build is most of oha's build time; only plain HTTP is measured here, but oha does
+    # not build without a TLS backend.
     if [ "${open_loop:-1}" = 1 ] && ! command -v oha >/dev/null; then
-        echo "bench: installing oha (cargo install, a few minutes)" >&2
-        cargo install --locked --no-default-features oha >&2
+        dpkg -s libssl-dev pkg-config >/dev/null 2>&1 ||
+            { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libssl-dev pkg-config >&2; }
+        echo "bench: installing oha (cargo install, several minutes)" >&2
+        cargo install --locked --no-default-features --features native-tls oha >&2
     fi
 }
 
