@@ -26,9 +26,10 @@ const ATTACKERS: usize = 400;
 const ATTACK: Duration = Duration::from_secs(7);
 /// Pause between two bytes of a hostile client.
 const TRICKLE: Duration = Duration::from_millis(500);
-/// The most a normal request may take while under attack; the reference SLA is 250 ms, and
-/// this machine is shared, so the bound is looser than the figures printed.
-const LATENCY_P99_MAX: Duration = Duration::from_millis(500);
+/// The most the 99th percentile of a normal request may take while under attack. A server
+/// stopped by the attack would show the 5-second request timeout or failures; the bound is far
+/// looser than the figures printed (a few ms) because CI machines are shared and noisy.
+const LATENCY_P99_MAX: Duration = Duration::from_secs(1);
 
 struct Stack {
     _dir: TempDir,
@@ -94,43 +95,7 @@ fn hostile_clients_through_the_balancer() {
 fn smuggling(front: &Endpoint) {
     let hidden = "GET /clientes/2/extrato HTTP/1.1\r\nHost: x\r\n\r\n";
     let post = "POST /clientes/1/transacoes HTTP/1.1\r\nHost: x\r\n";
-    let chunked_body = "5\r\nhello\r\n0\r\n\r\n";
-    let attempts: Vec<String> = vec![
-        // CL.TE and TE.CL: both framings given.
-        format!("{post}Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n{chunked_body}"),
-        format!("{post}Transfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n{chunked_body}"),
-        // Two lengths that differ, in two fields or one list.
-        format!("{post}Content-Length: 5\r\nContent-Length: 50\r\n\r\nhello"),
-        format!("{post}Content-Length: 5, 50\r\n\r\nhello"),
-        // Lengths that some parsers read differently.
-        format!("{post}Content-Length: +5\r\n\r\nhello"),
-        format!("{post}Content-Length: 0x5\r\n\r\nhello"),
-        format!("{post}Content-Length: -1\r\n\r\nhello"),
-        format!("{post}Content-Length: 5 5\r\n\r\nhello"),
-        // Obfuscated field names and folded values.
-        format!("{post}Content-Length : 5\r\n\r\nhello"),
-        format!("{post}Transfer-Encoding : chunked\r\n\r\n{chunked_body}"),
-        format!("{post}Transfer-Encoding:\r\n chunked\r\n\r\n{chunked_body}"),
-        format!("{post} Transfer-Encoding: chunked\r\n\r\n{chunked_body}"),
-        // Transfer codings whose last coding is not chunked: the length cannot be known
-        // (RFC 9112, section 6.3: 400, then close).
-        format!("{post}Transfer-Encoding: chunked, identity\r\n\r\n{chunked_body}"),
-        format!("{post}Transfer-Encoding: identity\r\n\r\nhello"),
-        format!("{post}Transfer-Encoding: xchunked\r\n\r\n{chunked_body}"),
-        format!("{post}Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n{chunked_body}"),
-        // Chunked applied twice, and chunked in HTTP/1.0.
-        format!("{post}Transfer-Encoding: chunked, chunked\r\n\r\n{chunked_body}"),
-        format!(
-            "POST /clientes/1/transacoes HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n{chunked_body}"
-        ),
-        // Broken chunk framing.
-        format!("{post}Transfer-Encoding: chunked\r\n\r\nfffffffffffffffff\r\nhello\r\n0\r\n\r\n"),
-        format!("{post}Transfer-Encoding: chunked\r\n\r\n5\r\nhello!!\r\n0\r\n\r\n"),
-        format!("{post}Transfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n"),
-        // Bytes that do not belong in a head.
-        format!("{post}X-Null: a\0b\r\nContent-Length: 5\r\n\r\nhello"),
-        format!("POST /clientes/1/transacoes HTTP/1.1\rContent-Length: 5\r\n\r\nhello"),
-    ];
+    let attempts = smuggling_attempts(post);
     let mut wrong = Vec::new();
     for attempt in &attempts {
         let mut conn = Conn::open(front, TIMEOUT).expect("connect to the balancer");
@@ -172,6 +137,48 @@ fn smuggling(front: &Endpoint) {
         "smuggling: {} attempts answered 400 and closed, one huge length 413 and closed",
         attempts.len()
     );
+}
+
+/// Requests whose framing some parser along the way could read differently; `post` is the
+/// start of a head.
+fn smuggling_attempts(post: &str) -> Vec<String> {
+    let chunked_body = "5\r\nhello\r\n0\r\n\r\n";
+    vec![
+        // CL.TE and TE.CL: both framings given.
+        format!("{post}Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n{chunked_body}"),
+        format!("{post}Transfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n{chunked_body}"),
+        // Two lengths that differ, in two fields or one list.
+        format!("{post}Content-Length: 5\r\nContent-Length: 50\r\n\r\nhello"),
+        format!("{post}Content-Length: 5, 50\r\n\r\nhello"),
+        // Lengths that some parsers read differently.
+        format!("{post}Content-Length: +5\r\n\r\nhello"),
+        format!("{post}Content-Length: 0x5\r\n\r\nhello"),
+        format!("{post}Content-Length: -1\r\n\r\nhello"),
+        format!("{post}Content-Length: 5 5\r\n\r\nhello"),
+        // Obfuscated field names and folded values.
+        format!("{post}Content-Length : 5\r\n\r\nhello"),
+        format!("{post}Transfer-Encoding : chunked\r\n\r\n{chunked_body}"),
+        format!("{post}Transfer-Encoding:\r\n chunked\r\n\r\n{chunked_body}"),
+        format!("{post} Transfer-Encoding: chunked\r\n\r\n{chunked_body}"),
+        // Transfer codings whose last coding is not chunked: the length cannot be known
+        // (RFC 9112, section 6.3: 400, then close).
+        format!("{post}Transfer-Encoding: chunked, identity\r\n\r\n{chunked_body}"),
+        format!("{post}Transfer-Encoding: identity\r\n\r\nhello"),
+        format!("{post}Transfer-Encoding: xchunked\r\n\r\n{chunked_body}"),
+        format!("{post}Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n{chunked_body}"),
+        // Chunked applied twice, and chunked in HTTP/1.0.
+        format!("{post}Transfer-Encoding: chunked, chunked\r\n\r\n{chunked_body}"),
+        format!(
+            "POST /clientes/1/transacoes HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n{chunked_body}"
+        ),
+        // Broken chunk framing.
+        format!("{post}Transfer-Encoding: chunked\r\n\r\nfffffffffffffffff\r\nhello\r\n0\r\n\r\n"),
+        format!("{post}Transfer-Encoding: chunked\r\n\r\n5\r\nhello!!\r\n0\r\n\r\n"),
+        format!("{post}Transfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n"),
+        // Bytes that do not belong in a head.
+        format!("{post}X-Null: a\0b\r\nContent-Length: 5\r\n\r\nhello"),
+        format!("POST /clientes/1/transacoes HTTP/1.1\rContent-Length: 5\r\n\r\nhello"),
+    ]
 }
 
 /// Normal requests, one after another on new connections, for `period`; returns the latency

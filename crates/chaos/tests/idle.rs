@@ -54,8 +54,64 @@ fn ten_thousand_idle_connections_do_not_stop_service() {
         );
         return;
     }
-    let bins = bins();
     let dir = TempDir::new("idle");
+    let (mut servers, front) = start_servers(&dir);
+    let Endpoint::Tcp(addr) = front else {
+        unreachable!("the balancer listens on TCP")
+    };
+    let started = Instant::now();
+    let mut idle = Vec::with_capacity(IDLE_CONNECTIONS);
+    while idle.len() < IDLE_CONNECTIONS {
+        match TcpStream::connect_timeout(&addr, TIMEOUT) {
+            Ok(stream) => idle.push(stream),
+            Err(error) => panic!("idle connection {} failed: {error}", idle.len() + 1),
+        }
+    }
+    eprintln!(
+        "{IDLE_CONNECTIONS} idle connections opened in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    // Let the balancer connect its upstream side of each.
+    std::thread::sleep(Duration::from_secs(1));
+
+    let (mut latencies, failures) = measure(&front);
+    latencies.sort();
+    let still_open = idle.iter().filter(|stream| is_open(stream)).count();
+    eprintln!(
+        "with {IDLE_CONNECTIONS} idle connections: {} normal requests ok, {} failed, p50 {:.2} ms, \
+         p99 {:.2} ms; {still_open} idle connections still open",
+        latencies.len(),
+        failures.len(),
+        percentile(&latencies, 50.0).as_secs_f64() * 1e3,
+        percentile(&latencies, 99.0).as_secs_f64() * 1e3,
+    );
+    for server in &mut servers {
+        eprintln!("{}: RSS {} KiB", server.name, server.rss_kib().unwrap_or(0));
+        assert!(
+            server.is_running(),
+            "{} died: {}",
+            server.name,
+            server.log()
+        );
+    }
+    assert!(
+        failures.is_empty(),
+        "normal requests failed: {:?}",
+        &failures[..failures.len().min(10)]
+    );
+    // A stopped service shows failures or the 5-second timeout; the figures printed are a few
+    // ms, the bound is loose for shared CI machines.
+    assert!(percentile(&latencies, 99.0) < Duration::from_secs(1));
+    drop(idle);
+    for server in &mut servers {
+        assert!(server.terminate(WAIT).success(), "{}", server.log());
+    }
+}
+
+/// Starts two instances and the balancer, each with the small soft open-files limit, and
+/// checks that each raised it.
+fn start_servers(dir: &TempDir) -> (Vec<Server>, Endpoint) {
+    let bins = bins();
     let data = dir.path().join("data");
     let mut servers = Vec::new();
     let mut upstreams = Vec::new();
@@ -88,24 +144,12 @@ fn ten_thousand_idle_connections_do_not_stop_service() {
         );
     }
 
-    let Endpoint::Tcp(addr) = front else {
-        unreachable!("the balancer listens on TCP")
-    };
-    let started = Instant::now();
-    let mut idle = Vec::with_capacity(IDLE_CONNECTIONS);
-    while idle.len() < IDLE_CONNECTIONS {
-        match TcpStream::connect_timeout(&addr, TIMEOUT) {
-            Ok(stream) => idle.push(stream),
-            Err(error) => panic!("idle connection {} failed: {error}", idle.len() + 1),
-        }
-    }
-    eprintln!(
-        "{IDLE_CONNECTIONS} idle connections opened in {:.2} s",
-        started.elapsed().as_secs_f64()
-    );
-    // Let the balancer connect its upstream side of each.
-    std::thread::sleep(Duration::from_secs(1));
+    (servers, front)
+}
 
+/// Normal requests on new connections for 3 s: the latencies of the answered ones, and the
+/// failures.
+fn measure(front: &Endpoint) -> (Vec<Duration>, Vec<String>) {
     let mut latencies = Vec::new();
     let mut failures = Vec::new();
     let measuring = Instant::now();
@@ -114,9 +158,9 @@ fn ten_thousand_idle_connections_do_not_stop_service() {
         index += 1;
         let sent = Instant::now();
         let response = if index % 3 == 0 {
-            client::statement(&front, 4, TIMEOUT)
+            client::statement(front, 4, TIMEOUT)
         } else {
-            client::post(&front, 4, 1, 'c', "idle", TIMEOUT)
+            client::post(front, 4, 1, 'c', "idle", TIMEOUT)
         };
         match response {
             Ok(response) if response.status == 200 => latencies.push(sent.elapsed()),
@@ -125,35 +169,7 @@ fn ten_thousand_idle_connections_do_not_stop_service() {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    latencies.sort();
-    let still_open = idle.iter().filter(|stream| is_open(stream)).count();
-    eprintln!(
-        "with {IDLE_CONNECTIONS} idle connections: {} normal requests ok, {} failed, p50 {:.2} ms, \
-         p99 {:.2} ms; {still_open} idle connections still open",
-        latencies.len(),
-        failures.len(),
-        percentile(&latencies, 50.0).as_secs_f64() * 1e3,
-        percentile(&latencies, 99.0).as_secs_f64() * 1e3,
-    );
-    for server in &mut servers {
-        eprintln!("{}: RSS {} KiB", server.name, server.rss_kib().unwrap_or(0));
-        assert!(
-            server.is_running(),
-            "{} died: {}",
-            server.name,
-            server.log()
-        );
-    }
-    assert!(
-        failures.is_empty(),
-        "normal requests failed: {:?}",
-        &failures[..failures.len().min(10)]
-    );
-    assert!(percentile(&latencies, 99.0) < Duration::from_millis(500));
-    drop(idle);
-    for server in &mut servers {
-        assert!(server.terminate(WAIT).success(), "{}", server.log());
-    }
+    (latencies, failures)
 }
 
 /// The soft open-files limit of a running process.

@@ -9,6 +9,7 @@
 //! must serve the balances that the files hold.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -60,34 +61,120 @@ struct Log {
     below_limit: Vec<String>,
 }
 
+/// `rinha-lb` in front of two `rinha-api` (one worker each) over Unix sockets.
+struct Stack {
+    dir: TempDir,
+    data: PathBuf,
+    upstreams: [Endpoint; 2],
+    apis: Vec<Server>,
+    lb: Server,
+    front: Endpoint,
+}
+
+impl Stack {
+    fn start() -> Stack {
+        let dir = TempDir::new("kill");
+        let data = dir.path().join("data");
+        let upstreams = [1, 2].map(|n| Endpoint::Unix(dir.path().join(format!("api{n}.sock"))));
+        let front = Endpoint::free_tcp();
+        let mut lb_command = Command::new(&bins().lb);
+        lb_command.args(["--listen", &front.flag(), "--workers", "1"]);
+        // A short back-off lets a restarted instance receive clients again soon.
+        lb_command.args(["--down-backoff-ms", "200"]);
+        for upstream in &upstreams {
+            lb_command.args(["--upstream", &upstream.flag()]);
+        }
+        let lb = Server::start("lb", lb_command, dir.path());
+        let mut stack = Stack {
+            dir,
+            data,
+            upstreams,
+            apis: Vec::new(),
+            lb,
+            front,
+        };
+        for index in 0..2 {
+            let api = stack.start_api(index);
+            stack.apis.push(api);
+        }
+        assert!(wait_until(READY_WAIT_MAX, || client::is_ready(
+            &stack.front
+        )));
+        stack
+    }
+
+    /// Starts instance `index` and waits until it serves.
+    fn start_api(&self, index: usize) -> Server {
+        let mut command = Command::new(&bins().api);
+        command.arg("--data-dir").arg(&self.data);
+        command.args(["--listen", &self.upstreams[index].flag(), "--workers", "1"]);
+        let api = Server::start(&format!("api{}", index + 1), command, self.dir.path());
+        assert!(
+            wait_until(READY_WAIT_MAX, || client::is_ready(&self.upstreams[index])),
+            "api{} did not start: {}",
+            index + 1,
+            api.log()
+        );
+        api
+    }
+
+    /// Kills one instance, then restarts it, then the same for the other, with `STEP` of load
+    /// between events. Returns the events and when they happened.
+    fn kill_and_restart_each(&mut self, started: Instant) -> Vec<(String, Duration)> {
+        let mut events = Vec::new();
+        for index in 0..2 {
+            std::thread::sleep(STEP);
+            events.push((format!("SIGKILL api{}", index + 1), started.elapsed()));
+            self.apis[index].kill();
+            std::thread::sleep(STEP);
+            events.push((format!("restart api{}", index + 1), started.elapsed()));
+            self.apis[index] = self.start_api(index);
+            events.push((format!("api{} ready", index + 1), started.elapsed()));
+        }
+        std::thread::sleep(STEP);
+        events
+    }
+
+    /// The balance each instance serves for each account; both must agree.
+    fn served_balances(&self) -> Vec<i64> {
+        (1..=5)
+            .map(|account| {
+                let balances: Vec<i64> = self
+                    .upstreams
+                    .iter()
+                    .map(|upstream| {
+                        let response = client::statement(upstream, account, REQUEST_TIMEOUT)
+                            .expect("a statement from a restarted instance");
+                        assert_eq!(response.status, 200);
+                        response.json()["saldo"]["total"]
+                            .as_i64()
+                            .expect("saldo.total")
+                    })
+                    .collect();
+                assert_eq!(balances[0], balances[1], "account {account}");
+                balances[0]
+            })
+            .collect()
+    }
+
+    /// SIGTERM to every process; each must exit 0.
+    fn stop(&mut self) {
+        assert!(self.lb.terminate(Duration::from_secs(10)).success());
+        for api in &mut self.apis {
+            let status = api.terminate(Duration::from_secs(10));
+            assert!(
+                status.success(),
+                "{} exited {status}: {}",
+                api.name,
+                api.log()
+            );
+        }
+    }
+}
+
 #[test]
 fn acknowledged_transactions_survive_sigkill_of_each_instance() {
-    let bins = bins();
-    let dir = TempDir::new("kill");
-    let data = dir.path().join("data");
-    let sockets = [dir.path().join("api1.sock"), dir.path().join("api2.sock")];
-    let upstreams = sockets.clone().map(Endpoint::Unix);
-    let api = |index: usize| {
-        let mut command = Command::new(&bins.api);
-        command.arg("--data-dir").arg(&data);
-        command.args(["--listen", &upstreams[index].flag(), "--workers", "1"]);
-        Server::start(&format!("api{}", index + 1), command, dir.path())
-    };
-    let mut apis = [api(0), api(1)];
-    let front = Endpoint::free_tcp();
-    let mut lb_command = Command::new(&bins.lb);
-    lb_command.args(["--listen", &front.flag(), "--workers", "1"]);
-    // A short back-off lets a restarted instance receive clients again soon.
-    lb_command.args(["--down-backoff-ms", "200"]);
-    for upstream in &upstreams {
-        lb_command.args(["--upstream", &upstream.flag()]);
-    }
-    let mut lb = Server::start("lb", lb_command, dir.path());
-    for upstream in &upstreams {
-        assert!(wait_until(READY_WAIT_MAX, || client::is_ready(upstream)));
-    }
-    assert!(wait_until(READY_WAIT_MAX, || client::is_ready(&front)));
-
+    let mut stack = Stack::start();
     let started = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let log = Arc::new(Mutex::new(Log::default()));
@@ -95,7 +182,7 @@ fn acknowledged_transactions_survive_sigkill_of_each_instance() {
     let clients: Vec<_> = (0..CLIENTS)
         .map(|index| {
             let (front, stop, log, counter) = (
-                front.clone(),
+                stack.front.clone(),
                 Arc::clone(&stop),
                 Arc::clone(&log),
                 Arc::clone(&counter),
@@ -105,25 +192,7 @@ fn acknowledged_transactions_survive_sigkill_of_each_instance() {
             })
         })
         .collect();
-
-    // The events: kill one instance, restart it, then the same for the other.
-    let mut events = Vec::new();
-    for index in 0..2 {
-        std::thread::sleep(STEP);
-        events.push((format!("SIGKILL api{}", index + 1), started.elapsed()));
-        apis[index].kill();
-        std::thread::sleep(STEP);
-        events.push((format!("restart api{}", index + 1), started.elapsed()));
-        apis[index] = api(index);
-        assert!(
-            wait_until(READY_WAIT_MAX, || client::is_ready(&upstreams[index])),
-            "api{} did not come back: {}",
-            index + 1,
-            apis[index].log()
-        );
-        events.push((format!("api{} ready", index + 1), started.elapsed()));
-    }
-    std::thread::sleep(STEP);
+    let events = stack.kill_and_restart_each(started);
     stop.store(true, Ordering::Relaxed);
     for client in clients {
         client.join().expect("a client thread panicked");
@@ -133,44 +202,14 @@ fn acknowledged_transactions_survive_sigkill_of_each_instance() {
     assert!(log.below_limit.is_empty(), "{:?}", log.below_limit);
 
     // The restarted instances serve the same balances, which are the files' (checked below).
-    let mut served = Vec::new();
-    for account in 1..=5 {
-        let balances: Vec<i64> = upstreams
-            .iter()
-            .map(|upstream| {
-                let response = client::statement(upstream, account, REQUEST_TIMEOUT)
-                    .expect("a statement from a restarted instance");
-                assert_eq!(response.status, 200);
-                response.json()["saldo"]["total"]
-                    .as_i64()
-                    .expect("saldo.total")
-            })
-            .collect();
-        assert_eq!(balances[0], balances[1], "account {account}");
-        served.push(balances[0]);
-    }
-    assert!(lb.terminate(Duration::from_secs(10)).success());
-    for api in &mut apis {
-        let status = api.terminate(Duration::from_secs(10));
-        assert!(
-            status.success(),
-            "{} exited {status}: {}",
-            api.name,
-            api.log()
-        );
-    }
-
-    let (code, stderr, stdout) = process::run(
-        {
-            let mut verify = Command::new(&bins.espora);
-            verify.arg("verify").arg(&data);
-            verify
-        },
-        Duration::from_secs(30),
-    );
+    let served = stack.served_balances();
+    stack.stop();
+    let mut verify = Command::new(&bins().espora);
+    verify.arg("verify").arg(&stack.data);
+    let (code, stderr, stdout) = process::run(verify, Duration::from_secs(30));
     eprintln!("{stdout}");
     assert_eq!(code, 0, "espora verify failed: {stdout}{stderr}");
-    check_files(&bins.espora, &data, &log.transactions, &served);
+    check_files(&bins().espora, &stack.data, &log.transactions, &served);
 }
 
 /// One client thread: the reference mix (2 debits, 1 credit, about 1 statement in 34) at its
