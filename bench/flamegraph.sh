@@ -9,7 +9,7 @@
 # it with the reference mix (wrk and bench/mix.lua, closed loop), records all three processes
 # with `perf record -g` at 999 Hz while the load runs, and renders with inferno:
 #   bench/flamegraphs/<mode>-rinha-lb.svg, <mode>-rinha-api-1.svg, <mode>-rinha-api-2.svg
-# Installs what is missing: linux-perf, wrk, nginx, jq (Debian), inferno and oha (crates.io).
+# Installs what is missing: linux-perf, wrk, nginx, jq (Debian) and inferno (crates.io).
 # Must run as root (or with kernel.perf_event_paranoid <= 1) to see kernel frames, which is
 # where most of the time goes. Environment: BENCH_CONNECTIONS [32], BENCH_API_WORKERS [1],
 # BENCH_LB_WORKERS [1], as in bench/run.sh.
@@ -24,6 +24,7 @@ connections=${BENCH_CONNECTIONS:-32}
 api_workers=${BENCH_API_WORKERS:-1}
 lb_workers=${BENCH_LB_WORKERS:-1}
 bin=$root/target/profiling
+open_loop=0 # no oha needed here
 # shellcheck source=bench/lib.sh
 source "$here/lib.sh"
 
@@ -46,6 +47,8 @@ start_api rinha-api-1 "unix:$work/api01.sock"
 start_api rinha-api-2 "unix:$work/api02.sock"
 start_lb "$port" "unix:$work/api01.sock" "unix:$work/api02.sock"
 wait_ready "$port"
+wait_ready "unix:$work/api01.sock"
+wait_ready "unix:$work/api02.sock"
 
 header=()
 [ "$mode" = close ] && header=(-H "Connection: close")
@@ -62,9 +65,11 @@ grep '^mix: ' "$work/wrk.out" >&2
 for name in rinha-lb rinha-api-1 rinha-api-2; do
     pid=$(stack_pids "$name")
     svg=$here/flamegraphs/$mode-$name.svg
+    # The folded stacks (one line per distinct stack, with its weight) stay next to the SVG
+    # for grep and inferno-diff-folded.
     perf script --no-inline -i "$work/perf.data" --pid "$pid" 2>/dev/null |
-        inferno-collapse-perf --all >"$work/$name.folded"
+        inferno-collapse-perf --all >"${svg%.svg}.folded"
     inferno-flamegraph --title "$name, reference mix, $mode, $(date -u +%Y-%m-%d)" \
-        --width 1600 <"$work/$name.folded" >"$svg"
-    echo "bench: $svg ($(awk '{ n += $NF } END { print n }' "$work/$name.folded") samples)" >&2
+        --width 1600 <"${svg%.svg}.folded" >"$svg"
+    echo "bench: $svg" >&2
 done

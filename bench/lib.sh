@@ -118,13 +118,15 @@ CONF
     stack+=("nginx-ceiling $!")
 }
 
-# Waits until GET /clientes/1/extrato answers 200 on 127.0.0.1:$1 (at most 20 s); the probe is
-# rinha-api's own health check, which costs one process start per attempt (about 1 ms).
+# Waits until GET /clientes/1/extrato answers 200 on an address, 127.0.0.1:PORT or unix:/path
+# (at most 20 s); the probe is rinha-api's own health check, which costs one process start per
+# attempt (about 1 ms).
 wait_ready() {
-    local deadline=$((SECONDS + 20))
-    until "$bin/rinha-api" --healthcheck "127.0.0.1:$1" 2>/dev/null; do
+    local deadline=$((SECONDS + 20)) addr=$1
+    case $addr in unix:*) ;; *) addr=127.0.0.1:$addr ;; esac
+    until "$bin/rinha-api" --healthcheck "$addr" 2>/dev/null; do
         if [ "$SECONDS" -ge "$deadline" ]; then
-            echo "bench: nothing answers on 127.0.0.1:$1; logs:" >&2
+            echo "bench: nothing answers on $addr; logs:" >&2
             tail -n 5 "$work"/*.err >&2 || true
             return 1
         fi

@@ -11,8 +11,9 @@
 #   rinha-lb      rinha-lb in front of two rinha-api instances over Unix sockets (the deployment)
 #   nginx-stream  the same with nginx's TCP `stream` proxy instead of rinha-lb
 # each with keep-alive and with one connection per request (wrk, closed loop: as fast as the
-# stack answers), then each with keep-alive at one fixed rate (oha -q with latency correction,
-# open loop: p99 at a given load, free of coordinated omission). Every row starts its processes
+# stack answers), then each with keep-alive at a fixed rate of half the ceiling's req/s, and
+# rinha-lb and nginx stream at the reference test's peak (340 req/s) (oha -q with latency
+# correction, open loop: p99 at a given load, free of coordinated omission). Every row starts its processes
 # anew on the same data directory. It prints two markdown tables (medians of the repetitions)
 # and the machine, and keeps the raw numbers in bench/results/.
 #
@@ -141,7 +142,8 @@ memory_kb() {
     echo "$best"
 }
 
-# One row: target, mode (keepalive|close), load (closed|rate). Appends a line to $raw.
+# One row: target, mode (keepalive|close), load (closed: wrk; half: oha at half the ceiling;
+# reference: oha at 340 req/s, the reference test's peak). Appends a line to $raw.
 run_row() {
     local target=$1 mode=$2 load=$3 rep=$4 started ready front apis
     local url="http://127.0.0.1:${port[$target]}"
@@ -149,6 +151,12 @@ run_row() {
     start_target "$target"
     wait_ready "${port[$target]}"
     ready=$(now_ns)
+    # The first answer may come from one instance while the other is still opening the files;
+    # a balancer would then send every keep-alive connection to the first. Both must be up.
+    if [ -e "$work/api02.err" ]; then
+        wait_ready "unix:$work/api01.sock"
+        wait_ready "unix:$work/api02.sock"
+    fi
     sleep 1
     front=$(stack_pids rinha-lb; stack_pids nginx)
     apis=$(stack_pids api)
@@ -163,11 +171,11 @@ run_row() {
     front_ticks=$(cpu_ticks $front)
     # shellcheck disable=SC2086
     api_ticks=$(cpu_ticks $apis)
-    if [ "$load" = closed ]; then
-        load_closed "$url" "$mode"
-    else
-        load_rate "$url" "$rate"
-    fi
+    case $load in
+        closed) load_closed "$url" "$mode" ;;
+        half) load_rate "$url" "$rate" ;;
+        reference) load_rate "$url" 340 ;;
+    esac
     local front_peak api_peak front_us api_us appends=0 syncs=0 name tick_us value
     tick_us=$((1000000 / $(getconf CLK_TCK)))
     # shellcheck disable=SC2086
@@ -200,7 +208,13 @@ run_row() {
         "$rep" "$target" "$mode" "$load" "$rps" "$p50" "$p99" "$max" "$errors" >&2
 }
 
-echo "bench: machine: $(bench_machine)" >&2
+# Every acknowledged transaction waits for an fdatasync, so the data directory's disk bounds
+# the durable rows: measure its synchronous write latency (128-byte overwrites with O_DSYNC).
+head -c 65536 /dev/zero >"$work/probe"
+disk_ms=$(dd if=/dev/zero of="$work/probe" bs=128 count=500 oflag=dsync conv=notrunc 2>&1 |
+    awk '/copied/ { for (i = 1; i <= NF; i++) if ($i == "s,") printf "%.2f", $(i - 1) * 1000 / 500 }')
+rm -f "$work/probe"
+echo "bench: machine: $(bench_machine); disk: $disk_ms ms per synchronous write" >&2
 echo "bench: $reps repetitions of $seconds s, wrk -t1 -c$connections, rinha-api workers $api_workers, rinha-lb and nginx stream workers $lb_workers" >&2
 printf 'rep\ttarget\tmode\tload\trps\tp50\tp99\tmax\terrors\tappends\tsyncs\tfront_us\tapi_us\tstart_ms\tfront_rest_kb\tfront_peak_kb\tapi_rest_kb\tapi_rest_file_kb\tapi_peak_kb\n' >"$raw"
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -215,14 +229,17 @@ for rep in $(seq "$reps"); do
     rate=${fixed_rate:-$((ceiling_rps / 2))}
     [ "$open_loop" = 1 ] || continue
     for target in ceiling direct rinha-lb nginx-stream; do
-        run_row "$target" keepalive rate "$rep"
+        run_row "$target" keepalive half "$rep"
+    done
+    for target in rinha-lb nginx-stream; do
+        run_row "$target" keepalive reference "$rep"
     done
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 "$here/table.sh" "$raw" >"$out/table.md"
 {
-    echo "Machine: $(bench_machine | sed 's/, load average.*//'); load average $load_before before, $load_after after."
+    echo "Machine: $(bench_machine | sed 's/, load average.*//'); $disk_ms ms per synchronous 128-byte write (mean of 500, data directory's disk); load average $load_before before, $load_after after."
     echo "Command: \`bench/run.sh\` with BENCH_REPS=$reps BENCH_SECONDS=$seconds BENCH_CONNECTIONS=$connections BENCH_API_WORKERS=$api_workers BENCH_LB_WORKERS=$lb_workers${fixed_rate:+ BENCH_RATE=$fixed_rate}; $(date -u '+%Y-%m-%d %H:%M UTC')."
     echo
     cat "$out/table.md"

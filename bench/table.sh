@@ -32,9 +32,11 @@ END {
     n = 0; for (r in reps) n++
     print "| target | connections | load | req/s | p50 ms | p99 ms | max ms | errors | fdatasyncs/tx | proxy CPU µs/req | API CPU µs/req |"
     print "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
-    split("closed keepalive,closed close,rate keepalive", orders, ",")
+    split("closed keepalive,closed close,half keepalive,reference keepalive", orders, ",")
+    label["closed"] = "closed loop (wrk)"; label["half"] = "fixed rate, half the ceiling (oha)"
+    label["reference"] = "fixed rate 340/s, the reference peak (oha)"
     split("ceiling direct rinha-lb nginx-stream", targets, " ")
-    for (o = 1; o <= 3; o++) {
+    for (o = 1; o <= 4; o++) {
         split(orders[o], lm, " ")
         for (t = 1; t <= 4; t++) {
             row = targets[t] SUBSEP lm[2] SUBSEP lm[1]
@@ -42,7 +44,7 @@ END {
             sync = median(values[row SUBSEP "sync"])
             printf "| %s | %s | %s | %s | %s | %s | %s | %d | %s | %s | %s |\n", targets[t],
                 (lm[2] == "close") ? "one per request" : "keep-alive",
-                (lm[1] == "rate") ? "fixed rate (oha)" : "closed loop (wrk)",
+                label[lm[1]],
                 median(values[row SUBSEP "rps"]), median(values[row SUBSEP "p50"]),
                 median(values[row SUBSEP "p99"]), median(values[row SUBSEP "max"]), errors[row],
                 (sync == "-") ? "-" : sprintf("%.3f", sync),
