@@ -49,6 +49,9 @@ start_lb "$port" "unix:$work/api01.sock" "unix:$work/api02.sock"
 wait_ready "$port"
 wait_ready "unix:$work/api01.sock"
 wait_ready "unix:$work/api02.sock"
+# The first probe may have reached rinha-lb before the second instance listened, which then
+# skips it for its 1 s back-off: let that pass so that the load is shared.
+sleep 1.5
 
 header=()
 [ "$mode" = close ] && header=(-H "Connection: close")
@@ -62,6 +65,24 @@ perf record --quiet -F 999 -g -p "$pids" -o "$work/perf.data" -- sleep "$seconds
 wait "$wrk_pid"
 grep '^mix: ' "$work/wrk.out" >&2
 
+# A rough first reading of a folded file: the share of samples in a few families of frames,
+# each stack counted once, in the first family it matches (so the order matters).
+summarise() {
+    awk '{ w = $NF; total += w; c = "other"
+        if ($0 ~ /io_fsync|ext4_sync_file|file_write_and_wait/) c = "fdatasync and page writeback"
+        else if ($0 ~ /splice/) c = "splice (socket and pipe data path)"
+        else if ($0 ~ /page_fault/) c = "page faults (write faults on the mapped files)"
+        else if ($0 ~ /tcp_|unix_stream|sock_sendmsg|sock_recvmsg|inet_/) c = "socket send and receive"
+        else if ($0 ~ /__do_sys_flock/) c = "flock"
+        else if ($0 ~ /io_cqring_wait|schedule/) c = "io_uring wait and scheduler"
+        else if ($0 ~ /io_uring|io_submit|io_issue/) c = "other io_uring"
+        else if ($0 ~ /serde_json|httparse|rinha_api::(http|json|body|route)/) c = "HTTP parsing and JSON"
+        else if ($0 ~ /espora::/) c = "espora (user space)"
+        else if ($0 ~ /monoio::/) c = "monoio and handlers (user space)"
+        share[c] += w }
+        END { for (c in share) printf "    %5.1f%%  %s\n", 100 * share[c] / total, c }' "$1" | sort -rn
+}
+
 for name in rinha-lb rinha-api-1 rinha-api-2; do
     pid=$(stack_pids "$name")
     svg=$here/flamegraphs/$mode-$name.svg
@@ -72,4 +93,5 @@ for name in rinha-lb rinha-api-1 rinha-api-2; do
     inferno-flamegraph --title "$name, reference mix, $mode, $(date -u +%Y-%m-%d)" \
         --width 1600 <"${svg%.svg}.folded" >"$svg"
     echo "bench: $svg" >&2
+    summarise "${svg%.svg}.folded" >&2
 done

@@ -102,17 +102,18 @@ load_closed() {
 }
 
 # Open loop: two oha processes at once, transactions at 330/340 of the rate and statements at
-# 10/340, keep-alive, latency corrected for coordinated omission. The mix's p50, p99 and max are
+# 10/340, keep-alive, latency corrected for coordinated omission; requests in flight at the
+# end are awaited (-w), not counted as errors. The mix's p50, p99 and max are
 # reported as the larger of the two streams' (an upper bound of the mix's own percentile).
 load_rate() {
     local base=$1 rate=$2 post_rate get_rate
     post_rate=$((rate * 330 / 340))
     get_rate=$((rate - post_rate))
-    oha --no-tui -z "${seconds}s" -q "$post_rate" -c 64 --latency-correction -m POST \
+    oha --no-tui -z "${seconds}s" -w -q "$post_rate" -c 64 --latency-correction -m POST \
         -T application/json -Z "$work/bodies.txt" --rand-regex-url "$base/clientes/[1-5]/transacoes" \
         --output-format json -o "$work/post.json" >/dev/null 2>"$work/oha.err" &
     local post_pid=$!
-    oha --no-tui -z "${seconds}s" -q "$get_rate" -c 4 --latency-correction \
+    oha --no-tui -z "${seconds}s" -w -q "$get_rate" -c 4 --latency-correction \
         --rand-regex-url "$base/clientes/[1-5]/extrato" \
         --output-format json -o "$work/get.json" >/dev/null 2>>"$work/oha.err"
     wait "$post_pid"
@@ -151,13 +152,14 @@ run_row() {
     start_target "$target"
     wait_ready "${port[$target]}"
     ready=$(now_ns)
-    # The first answer may come from one instance while the other is still opening the files;
-    # a balancer would then send every keep-alive connection to the first. Both must be up.
+    # The first answer may come before the second instance listens; the balancer then skips
+    # that instance for its back-off (1 s, rinha-lb and nginx alike) and would send every
+    # keep-alive connection opened meanwhile to the first. Both must be up, and the back-off over.
     if [ -e "$work/api02.err" ]; then
         wait_ready "unix:$work/api01.sock"
         wait_ready "unix:$work/api02.sock"
     fi
-    sleep 1
+    sleep 1.5
     front=$(stack_pids rinha-lb; stack_pids nginx)
     apis=$(stack_pids api)
     local front_rest api_rest api_rest_file front_ticks api_ticks
@@ -176,7 +178,7 @@ run_row() {
         half) load_rate "$url" "$rate" ;;
         reference) load_rate "$url" 340 ;;
     esac
-    local front_peak api_peak front_us api_us appends=0 syncs=0 name tick_us value
+    local front_peak api_peak front_us api_us appends=0 syncs=0 name tick_us value split=""
     tick_us=$((1000000 / $(getconf CLK_TCK)))
     # shellcheck disable=SC2086
     front_us=$(awk -v t="$(($(cpu_ticks $front) - front_ticks))" -v n="$requests" -v u="$tick_us" \
@@ -195,6 +197,7 @@ run_row() {
         line=$(grep 'stopped: appends=' "$work/$name.err" || true)
         value=$(field appends "$line")
         appends=$((appends + ${value:-0}))
+        split="$split${split:+/}${value:-0}"
         value=$(field fdatasyncs "$line")
         syncs=$((syncs + ${value:-0}))
         rm -f "$work/$name.err"
@@ -204,8 +207,8 @@ run_row() {
     printf '%s\n' "$rep $target $mode $load $rps $p50 $p99 $max $errors $appends $syncs $front_us $api_us" \
         "$(((ready - started) / 1000000)) $front_rest $front_peak $api_rest $api_rest_file $api_peak" |
         paste -sd' ' | tr ' ' '\t' >>"$raw"
-    printf 'bench: rep %s %-12s %-9s %-6s %7s req/s p50 %6s p99 %6s max %7s ms errors %s\n' \
-        "$rep" "$target" "$mode" "$load" "$rps" "$p50" "$p99" "$max" "$errors" >&2
+    printf 'bench: rep %s %-12s %-9s %-9s %7s req/s p50 %6s p99 %6s max %7s ms errors %s appends %s\n' \
+        "$rep" "$target" "$mode" "$load" "$rps" "$p50" "$p99" "$max" "$errors" "${split:--}" >&2
 }
 
 # Every acknowledged transaction waits for an fdatasync, so the data directory's disk bounds
