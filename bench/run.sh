@@ -243,6 +243,7 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 "$here/table.sh" "$raw" >"$out/table.md"
 {
     echo "Machine: $(bench_machine | sed 's/, load average.*//'); $disk_ms ms per synchronous 128-byte write (mean of 500, data directory's disk); load average $load_before before, $load_after after."
+    echo
     echo "Command: \`bench/run.sh\` with BENCH_REPS=$reps BENCH_SECONDS=$seconds BENCH_CONNECTIONS=$connections BENCH_API_WORKERS=$api_workers BENCH_LB_WORKERS=$lb_workers${fixed_rate:+ BENCH_RATE=$fixed_rate}; $(date -u '+%Y-%m-%d %H:%M UTC')."
     echo
     cat "$out/table.md"
