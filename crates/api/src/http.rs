@@ -6,6 +6,7 @@
 //! because a server and a client that disagree on framing is how requests get smuggled.
 
 use crate::json;
+use crate::ledger::civil_from_days;
 use crate::limits::{
     BODY_BYTES_MAX, CHUNKED_WIRE_BYTES_MAX, CHUNK_LINE_BYTES_MAX, HEADERS_MAX, HEAD_BYTES_MAX,
 };
@@ -188,7 +189,7 @@ pub fn http_date(unix_seconds: i64) -> [u8; HTTP_DATE_BYTES] {
     ];
     let days = unix_seconds.div_euclid(86_400);
     let second_of_day = unix_seconds.rem_euclid(86_400);
-    let (year, month, day) = json::civil_from_days(days);
+    let (year, month, day) = civil_from_days(days);
     // 1970-01-01 was a Thursday, the first entry of WEEKDAYS.
     let weekday = WEEKDAYS[days.rem_euclid(7) as usize];
     let two = |value: i64| [b'0' + (value / 10 % 10) as u8, b'0' + (value % 10) as u8];

@@ -10,3 +10,6 @@ pub use espora::{
 
 /// The wall clock in microseconds since the Unix epoch, as espora stamps records.
 pub use espora::file::now_us;
+
+/// Calendar and RFC 3339 rendering of timestamps, shared with espora's tool.
+pub use espora::time::{civil_from_days, rfc3339_us};

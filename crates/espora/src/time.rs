@@ -35,7 +35,7 @@ fn put_digits(out: &mut [u8], mut value: u32) {
 
 /// Converts days since 1970-01-01 to a proleptic Gregorian (year, month, day), using the
 /// 400-year era decomposition (eras of 146,097 days starting on March 1st).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z.rem_euclid(146_097);
