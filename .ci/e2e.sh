@@ -25,26 +25,8 @@ banner() { printf '\n== e2e: %s\n' "$*"; }
 now() { date +%s.%N; }
 seconds_since() { awk -v start="$1" -v end="$(now)" 'BEGIN { printf "%.2f", end - start }'; }
 
-# Prints a free loopback TCP port, starting at $1.
-free_port() {
-    local port=$1
-    while ss -Htln "sport = :$port" 2>/dev/null | grep -q .; do
-        port=$((port + 1))
-    done
-    echo "$port"
-}
-
-# Waits until GET /clientes/1/extrato answers 200 on 127.0.0.1:$1, at most $2 seconds.
-wait_ready() {
-    local deadline
-    deadline=$(awk -v now="$(now)" -v wait="$2" 'BEGIN { printf "%d", now + wait }')
-    until "$bin/rinha-api" --healthcheck "127.0.0.1:$1" 2>/dev/null; do
-        if [ "$(date +%s)" -ge "$deadline" ]; then
-            return 1
-        fi
-        sleep 0.05
-    done
-}
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 ensure_tools() {
     local missing=()

@@ -46,9 +46,9 @@ port=$(free_port 19200)
 start_api rinha-api-1 "unix:$work/api01.sock"
 start_api rinha-api-2 "unix:$work/api02.sock"
 start_lb "$port" "unix:$work/api01.sock" "unix:$work/api02.sock"
-wait_ready "$port"
-wait_ready "unix:$work/api01.sock"
-wait_ready "unix:$work/api02.sock"
+bench_wait_ready "$port"
+bench_wait_ready "unix:$work/api01.sock"
+bench_wait_ready "unix:$work/api02.sock"
 # The first probe may have reached rinha-lb before the second instance listened, which then
 # skips it for its 1 s back-off: let that pass so that the load is shared.
 sleep 1.5

@@ -40,14 +40,8 @@ bench_machine() {
 
 now_ns() { date +%s%N; }
 
-# Prints a free loopback TCP port, from $1 upwards.
-free_port() {
-    local port=$1
-    while ss -Htln "sport = :$port" 2>/dev/null | grep -q .; do
-        port=$((port + 1))
-    done
-    echo "$port"
-}
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 
 # Processes started by these helpers, as "name pid" lines of the current stack.
 stack=()
@@ -118,19 +112,14 @@ CONF
     stack+=("nginx-ceiling $!")
 }
 
-# Waits until GET /clientes/1/extrato answers 200 on an address, 127.0.0.1:PORT or unix:/path
-# (at most 20 s); the probe is rinha-api's own health check, which costs one process start per
-# attempt (about 1 ms).
-wait_ready() {
-    local deadline=$((SECONDS + 20)) addr=$1
-    case $addr in unix:*) ;; *) addr=127.0.0.1:$addr ;; esac
-    until "$bin/rinha-api" --healthcheck "$addr" 2>/dev/null; do
-        if [ "$SECONDS" -ge "$deadline" ]; then
-            echo "bench: nothing answers on $addr; logs:" >&2
-            tail -n 5 "$work"/*.err >&2 || true
-            return 1
-        fi
-    done
+# Waits at most 20 s for the stack to answer on $1 (a port or unix:/path), printing the logs if
+# it never does.
+bench_wait_ready() {
+    if ! wait_ready "$1" 20; then
+        echo "bench: nothing answers on $1; logs:" >&2
+        tail -n 5 "$work"/*.err >&2 || true
+        return 1
+    fi
 }
 
 # Stops the current stack with SIGTERM and waits for it.

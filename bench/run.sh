@@ -150,14 +150,14 @@ run_row() {
     local url="http://127.0.0.1:${port[$target]}"
     started=$(now_ns)
     start_target "$target"
-    wait_ready "${port[$target]}"
+    bench_wait_ready "${port[$target]}"
     ready=$(now_ns)
     # The first answer may come before the second instance listens; the balancer then skips
     # that instance for its back-off (1 s, rinha-lb and nginx alike) and would send every
     # keep-alive connection opened meanwhile to the first. Both must be up, and the back-off over.
     if [ -e "$work/api02.err" ]; then
-        wait_ready "unix:$work/api01.sock"
-        wait_ready "unix:$work/api02.sock"
+        bench_wait_ready "unix:$work/api01.sock"
+        bench_wait_ready "unix:$work/api02.sock"
     fi
     sleep 1.5
     front=$(stack_pids rinha-lb; stack_pids nginx)

@@ -42,21 +42,8 @@ fi
 
 say() { printf 'soak: %s\n' "$*"; }
 
-free_port() {
-    local port=$1
-    while ss -Htln "sport = :$port" 2>/dev/null | grep -q .; do
-        port=$((port + 1))
-    done
-    echo "$port"
-}
-
-wait_ready() {
-    local deadline=$(($(date +%s) + $2))
-    until "$bin/rinha-api" --healthcheck "127.0.0.1:$1" 2>/dev/null; do
-        [ "$(date +%s)" -lt "$deadline" ] || return 1
-        sleep 0.1
-    done
-}
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 # Prints "name=RSS_KiB" for every server process, on one line.
 rss_line() {
