@@ -4,6 +4,7 @@
 //! - [`bins`]: the workspace's `rinha-api`, `rinha-lb` and `espora`, built for the test profile;
 //! - [`process`]: started servers that are killed when a test ends, however it ends;
 //! - [`client`]: a small HTTP/1.1 client over TCP or Unix sockets that can also misbehave;
+//! - [`stack`]: two instances behind the balancer, as deployed;
 //! - [`TempDir`]: a scratch directory removed at the end.
 //!
 //! Every test bounds its time and cleans up its processes; the whole suite runs in
@@ -12,6 +13,7 @@
 pub mod bins;
 pub mod client;
 pub mod process;
+pub mod stack;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -8,17 +8,15 @@
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rinha_chaos::bins::bins;
 use rinha_chaos::client::{self, Conn, Endpoint};
 use rinha_chaos::process::Server;
-use rinha_chaos::{percentile, wait_until, TempDir};
+use rinha_chaos::stack::start_stack;
+use rinha_chaos::{percentile, TempDir};
 
-const WAIT: Duration = Duration::from_secs(20);
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// Hostile connections per attack, well below every connection cap.
 const ATTACKERS: usize = 400;
@@ -38,29 +36,8 @@ struct Stack {
 }
 
 fn stack() -> Stack {
-    let bins = bins();
     let dir = TempDir::new("hostile");
-    let data = dir.path().join("data");
-    let mut servers = Vec::new();
-    let mut upstreams = Vec::new();
-    for index in 1..=2 {
-        let socket = Endpoint::Unix(dir.path().join(format!("api{index}.sock")));
-        let mut command = Command::new(&bins.api);
-        command.arg("--data-dir").arg(&data);
-        command.args(["--listen", &socket.flag(), "--workers", "1"]);
-        servers.push(Server::start(&format!("api{index}"), command, dir.path()));
-        upstreams.push(socket);
-    }
-    let front = Endpoint::free_tcp();
-    let mut command = Command::new(&bins.lb);
-    command.args(["--listen", &front.flag(), "--workers", "1"]);
-    for upstream in &upstreams {
-        command.args(["--upstream", &upstream.flag()]);
-    }
-    servers.push(Server::start("lb", command, dir.path()));
-    for endpoint in upstreams.iter().chain([&front]) {
-        assert!(wait_until(WAIT, || client::is_ready(endpoint)));
-    }
+    let (servers, front) = start_stack(&dir, |command| command);
     Stack {
         _dir: dir,
         _servers: servers,

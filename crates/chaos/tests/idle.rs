@@ -18,10 +18,10 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rinha_chaos::bins::bins;
 use rinha_chaos::client::{self, Endpoint};
 use rinha_chaos::process::Server;
-use rinha_chaos::{percentile, raise_nofile, wait_until, TempDir};
+use rinha_chaos::stack::start_stack;
+use rinha_chaos::{percentile, raise_nofile, TempDir};
 
 const IDLE_CONNECTIONS: usize = 10_000;
 const WAIT: Duration = Duration::from_secs(20);
@@ -111,29 +111,7 @@ fn ten_thousand_idle_connections_do_not_stop_service() {
 /// Starts two instances and the balancer, each with the small soft open-files limit, and
 /// checks that each raised it.
 fn start_servers(dir: &TempDir) -> (Vec<Server>, Endpoint) {
-    let bins = bins();
-    let data = dir.path().join("data");
-    let mut servers = Vec::new();
-    let mut upstreams = Vec::new();
-    for index in 1..=2 {
-        let socket = Endpoint::Unix(dir.path().join(format!("api{index}.sock")));
-        let mut command = Command::new(&bins.api);
-        command.arg("--data-dir").arg(&data);
-        command.args(["--listen", &socket.flag(), "--workers", "1"]);
-        let command = with_small_nofile(command);
-        servers.push(Server::start(&format!("api{index}"), command, dir.path()));
-        upstreams.push(socket);
-    }
-    let front = Endpoint::free_tcp();
-    let mut command = Command::new(&bins.lb);
-    command.args(["--listen", &front.flag(), "--workers", "1"]);
-    for upstream in &upstreams {
-        command.args(["--upstream", &upstream.flag()]);
-    }
-    servers.push(Server::start("lb", with_small_nofile(command), dir.path()));
-    for endpoint in upstreams.iter().chain([&front]) {
-        assert!(wait_until(WAIT, || client::is_ready(endpoint)));
-    }
+    let (servers, front) = start_stack(dir, with_small_nofile);
     for server in &servers {
         let limit = nofile_of(server.pid());
         eprintln!("{}: open-files limit {limit}", server.name);
