@@ -114,6 +114,66 @@ impl PipeSet {
     }
 }
 
+/// Moves the client's first bytes into the client-to-upstream pipe, waiting at most `wait`
+/// for them. Returns how many bytes the pipe now holds (0 when the client closed without
+/// sending anything, which the relay then passes on), or `None` when the client stayed silent
+/// that long or the socket failed.
+///
+/// This read is how the balancer learns that a client has spoken before it connects an
+/// upstream, so it costs nothing beyond the read the relay needs anyway. `pipes` must be empty
+/// and `client` nonblocking (the io_uring worker accepts with
+/// [`rinha_rt::AsyncListener::accept_nonblocking`]; monoio's epoll driver makes every socket
+/// nonblocking). `poll_first` as for [`relay`].
+pub async fn read_first(
+    client: &mut Stream,
+    pipes: &mut PipeSet,
+    poll_first: bool,
+    wait: Duration,
+) -> Option<usize> {
+    let deadline = Instant::now() + wait;
+    match pipes {
+        PipeSet::Direct { up, .. } => loop {
+            let flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
+            match rustix::pipe::splice(client.as_fd(), None, up.1.as_fd(), None, chunk(), flags) {
+                Ok(moved) => return Some(moved),
+                Err(errno)
+                    if errno == rustix::io::Errno::AGAIN || errno == rustix::io::Errno::INTR => {}
+                Err(_) => return None,
+            }
+            match monoio::time::timeout_at(deadline, client.readable()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return None,
+            }
+        },
+        PipeSet::Op { up, .. } => loop {
+            let moved = if poll_first {
+                match monoio::time::timeout_at(deadline, client.readable()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) | Err(_) => return None,
+                }
+                // Readable by now, so the operation completes without waiting; it is never
+                // dropped half-way, which could lose count of bytes already in the pipe.
+                client
+                    .splice_to_pipe(&mut up.1, SPLICE_CHUNK_BYTES_MAX)
+                    .await
+            } else {
+                // On epoll the operation is a readiness wait, then splice(2) in one poll, so
+                // the timeout can only drop it before it moved anything.
+                let read = client.splice_to_pipe(&mut up.1, SPLICE_CHUNK_BYTES_MAX);
+                match monoio::time::timeout_at(deadline, read).await {
+                    Ok(moved) => moved,
+                    Err(_) => return None,
+                }
+            };
+            match moved {
+                Ok(moved) => return Some(moved as usize),
+                Err(error) if is_transient(&error) => {}
+                Err(_) => return None,
+            }
+        },
+    }
+}
+
 /// How a relay ended.
 pub enum RelayEnd {
     /// Both directions reached end of stream; the pipes are empty and may be reused.
@@ -124,12 +184,15 @@ pub enum RelayEnd {
     Failed(io::Error),
 }
 
-/// Relays until both directions end, one fails, or the connection idles out. `poll_first`
-/// makes operation-mode reads wait for readiness first (wanted on io_uring, not on epoll).
+/// Relays until both directions end, one fails, or the connection idles out. The client's
+/// first `pending` bytes are already in the client-to-upstream pipe ([`read_first`]).
+/// `poll_first` makes operation-mode reads wait for readiness first (wanted on io_uring, not on
+/// epoll).
 pub async fn relay(
     client: Stream,
     upstream: Stream,
     mut pipes: PipeSet,
+    pending: usize,
     poll_first: bool,
     idle: Duration,
 ) -> RelayEnd {
@@ -152,6 +215,7 @@ pub async fn relay(
                 &mut client_read,
                 &mut upstream_write,
                 up,
+                pending,
                 poll_first,
                 &activity,
             );
@@ -159,14 +223,15 @@ pub async fn relay(
                 &mut upstream_read,
                 &mut client_write,
                 down,
+                0,
                 poll_first,
                 &activity,
             );
             ends.drive(to_upstream, to_client).await
         }
         PipeSet::Direct { up, down } => {
-            let to_upstream = pump_direct(&client_read, &upstream_write, up, &activity);
-            let to_client = pump_direct(&upstream_read, &client_write, down, &activity);
+            let to_upstream = pump_direct(&client_read, &upstream_write, up, pending, &activity);
+            let to_client = pump_direct(&upstream_read, &client_write, down, 0, &activity);
             ends.drive(to_upstream, to_client).await
         }
     };
@@ -222,9 +287,11 @@ struct Ends<'a> {
 }
 
 impl Ends<'_> {
-    /// Runs both directions to their ends. A direction that ends cleanly shuts down the write
-    /// side of its destination, so the peer sees end of stream while the other direction goes
-    /// on. The first error, or idleness, ends the whole relay.
+    /// Runs both directions to their ends. A direction that ends cleanly while the other goes
+    /// on shuts down the write side of its destination, so that peer sees end of stream; when
+    /// it is the last to end, closing both sockets right after says the same with one system
+    /// call less (both receive queues are drained to end of stream, so the close sends a FIN,
+    /// not a reset). The first error, or idleness, ends the whole relay.
     async fn drive<A, B>(&self, to_upstream: A, to_client: B) -> Result<(), RelayEnd>
     where
         A: Future<Output = io::Result<()>>,
@@ -240,12 +307,16 @@ impl Ends<'_> {
                 result = &mut to_upstream, if !up_done => {
                     result.map_err(RelayEnd::Failed)?;
                     up_done = true;
-                    shutdown(self.upstream_fd, rustix::net::Shutdown::Write);
+                    if !down_done {
+                        shutdown(self.upstream_fd, rustix::net::Shutdown::Write);
+                    }
                 }
                 result = &mut to_client, if !down_done => {
                     result.map_err(RelayEnd::Failed)?;
                     down_done = true;
-                    shutdown(self.client_fd, rustix::net::Shutdown::Write);
+                    if !up_done {
+                        shutdown(self.client_fd, rustix::net::Shutdown::Write);
+                    }
                 }
                 _ = monoio::time::sleep_until(deadline) => {
                     if self.activity.get() + self.idle <= Instant::now() {
@@ -272,30 +343,19 @@ fn is_transient(error: &io::Error) -> bool {
     )
 }
 
-/// One direction through monoio's splice operation.
+/// One direction through monoio's splice operation: first the `pending` bytes already in the
+/// pipe go out, then each chunk read from the source.
 async fn pump_op(
     source: &mut Side,
     destination: &mut Side,
     pipe: &mut (Pipe, Pipe),
+    pending: usize,
     poll_first: bool,
     activity: &Cell<Instant>,
 ) -> io::Result<()> {
     let (pipe_read, pipe_write) = pipe;
+    let mut left = u32::try_from(pending).expect("at most one chunk pending");
     loop {
-        if poll_first {
-            source.stream().readable().await?;
-        }
-        let moved = match source
-            .splice_to_pipe(pipe_write, SPLICE_CHUNK_BYTES_MAX)
-            .await
-        {
-            Ok(0) => return Ok(()),
-            Ok(moved) => moved,
-            Err(error) if is_transient(&error) => continue,
-            Err(error) => return Err(error),
-        };
-        activity.set(Instant::now());
-        let mut left = moved;
         while left > 0 {
             match destination.splice_from_pipe(pipe_read, left).await {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -307,36 +367,38 @@ async fn pump_op(
                 Err(error) => return Err(error),
             }
         }
+        if poll_first {
+            source.stream().readable().await?;
+        }
+        left = match source
+            .splice_to_pipe(pipe_write, SPLICE_CHUNK_BYTES_MAX)
+            .await
+        {
+            Ok(0) => return Ok(()),
+            Ok(moved) => moved,
+            Err(error) if is_transient(&error) => continue,
+            Err(error) => return Err(error),
+        };
+        activity.set(Instant::now());
     }
 }
 
-/// One direction with readiness from the runtime and splice(2) called directly.
+/// One direction with readiness from the runtime and splice(2) called directly: first the
+/// `pending` bytes already in the pipe go out, then each chunk read from the source. Reads
+/// always wait for readiness first: the client's first bytes were read by [`read_first`], and
+/// after that a peer has rarely sent more by the time the previous chunk is passed on (a
+/// request waits for its answer), so trying first would mostly cost an EAGAIN.
 async fn pump_direct(
     source: &Side,
     destination: &Side,
     pipe: &(OwnedFd, OwnedFd),
+    pending: usize,
     activity: &Cell<Instant>,
 ) -> io::Result<()> {
     let (pipe_read, pipe_write) = (pipe.0.as_fd(), pipe.1.as_fd());
     let flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
-    // The first read is tried at once: a new client has usually sent its request already.
-    let mut wait_first = false;
+    let mut left = pending;
     loop {
-        if wait_first {
-            source.stream().readable().await?;
-        }
-        wait_first = true;
-        let source_fd = source.stream().as_fd();
-        let moved = match rustix::pipe::splice(source_fd, None, pipe_write, None, chunk(), flags) {
-            Ok(0) => return Ok(()),
-            Ok(moved) => moved,
-            Err(errno) if errno == rustix::io::Errno::AGAIN || errno == rustix::io::Errno::INTR => {
-                continue
-            }
-            Err(errno) => return Err(errno.into()),
-        };
-        activity.set(Instant::now());
-        let mut left = moved;
         while left > 0 {
             let destination_fd = destination.stream().as_fd();
             match rustix::pipe::splice(pipe_read, None, destination_fd, None, left, flags) {
@@ -349,6 +411,17 @@ async fn pump_direct(
                 Err(errno) => return Err(errno.into()),
             }
         }
+        source.stream().readable().await?;
+        let source_fd = source.stream().as_fd();
+        left = match rustix::pipe::splice(source_fd, None, pipe_write, None, chunk(), flags) {
+            Ok(0) => return Ok(()),
+            Ok(moved) => moved,
+            Err(errno) if errno == rustix::io::Errno::AGAIN || errno == rustix::io::Errno::INTR => {
+                continue
+            }
+            Err(errno) => return Err(errno.into()),
+        };
+        activity.set(Instant::now());
     }
 }
 

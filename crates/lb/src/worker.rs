@@ -10,7 +10,7 @@ use monoio::time::Instant;
 use rinha_rt::{AsyncListener, Driver, Stream, WorkerContext};
 
 use crate::config::Config;
-use crate::relay::{relay, PipeSet, RelayEnd, SpliceMode};
+use crate::relay::{read_first, relay, PipeSet, RelayEnd, SpliceMode};
 use crate::upstreams::Upstreams;
 
 /// How long accepting pauses after running out of descriptors or memory.
@@ -110,7 +110,13 @@ async fn accept_loop(listener: &AsyncListener, balancer: &Arc<Balancer>, local: 
         while local.active.get() >= connections_max {
             monoio::time::sleep(CAP_RECHECK).await;
         }
-        match listener.accept().await {
+        // The relay drives sockets with readiness waits and nonblocking splice(2). monoio's
+        // epoll driver makes every socket nonblocking; on io_uring it would leave them blocking.
+        let accepted = match local.driver {
+            Driver::IoUring => listener.accept_nonblocking().await,
+            Driver::Epoll => listener.accept().await,
+        };
+        match accepted {
             Ok(client) => {
                 local.active.set(local.active.get() + 1);
                 let guard = ActiveGuard(Rc::clone(local));
@@ -148,67 +154,64 @@ impl Drop for ActiveGuard {
     }
 }
 
-async fn serve(client: Stream, balancer: Arc<Balancer>, guard: ActiveGuard) {
+async fn serve(mut client: Stream, balancer: Arc<Balancer>, guard: ActiveGuard) {
     let local = &guard.0;
     let config = &balancer.config;
     let _ = client.set_nodelay(true);
-    if !first_bytes(&client, config.idle_timeout).await {
-        return;
-    }
-    let Some(upstream) = connect_upstream(&balancer).await else {
-        // No upstream answered: dropping the client closes it at once.
-        return;
-    };
-    if local.driver == Driver::IoUring {
-        // On io_uring monoio leaves accepted and connected sockets blocking. The relay needs
-        // them nonblocking: a blocking splice would park a kernel worker thread on an idle
-        // socket, and a readiness wait followed by splice(2) must see EAGAIN, not block.
-        let nonblocking = rustix::io::ioctl_fionbio(&client, true)
-            .and_then(|()| rustix::io::ioctl_fionbio(&upstream, true));
-        if nonblocking.is_err() {
-            return;
-        }
-    }
-    let pipes = match local.pipes.borrow_mut().pop() {
+    let poll_first = local.driver == Driver::IoUring;
+    let mut pipes = match local.pipes.borrow_mut().pop() {
         Some(pipes) => pipes,
         None => match PipeSet::new(local.splice) {
             Ok(pipes) => pipes,
             Err(_) => return,
         },
     };
-    let poll_first = local.driver == Driver::IoUring;
-    if let RelayEnd::Clean(pipes) =
-        relay(client, upstream, pipes, poll_first, config.idle_timeout).await
+    // The upstream is connected only once the client has spoken. The story: the reliability
+    // tests (crates/chaos/tests/idle.rs) opened 10,000 idle connections through the balancer; it
+    // connected an upstream for each at once, the two instances (one worker each, at most 4,096
+    // connections per worker) filled up, and every later client was refused by the instances
+    // until the idle ones timed out.
+    let Some(pending) = read_first(&mut client, &mut pipes, poll_first, config.idle_timeout).await
+    else {
+        // Silent or failed before sending anything: the pipes are still empty.
+        local.give_back(pipes);
+        return;
+    };
+    let Some(upstream) = connect_upstream(&balancer).await else {
+        // No upstream answered: dropping the client closes it at once, and the pipes with the
+        // client's bytes still in them.
+        return;
+    };
+    if local.driver == Driver::IoUring {
+        // On io_uring monoio leaves connected sockets blocking. The relay needs them
+        // nonblocking: a blocking splice would park a kernel worker thread on an idle socket,
+        // and a readiness wait followed by splice(2) must see EAGAIN, not block.
+        if rustix::io::ioctl_fionbio(&upstream, true).is_err() {
+            return;
+        }
+    }
+    if let RelayEnd::Clean(pipes) = relay(
+        client,
+        upstream,
+        pipes,
+        pending,
+        poll_first,
+        config.idle_timeout,
+    )
+    .await
     {
-        let mut pool = local.pipes.borrow_mut();
+        local.give_back(pipes);
+    }
+}
+
+impl Local {
+    /// Keeps an empty pipe set for a later connection, up to the pool's size.
+    fn give_back(&self, pipes: PipeSet) {
+        let mut pool = self.pipes.borrow_mut();
         if pool.len() < PIPE_SETS_POOLED_MAX {
             pool.push(pipes);
         }
     }
-}
-
-/// Waits until the client has sent its first bytes or hung up, at most `wait`; false when it
-/// stayed silent that long or the socket failed.
-///
-/// The upstream is connected only after this, so an idle client holds no connection of an
-/// instance. The story: the reliability tests (crates/chaos/tests/idle.rs) opened 10,000 idle
-/// connections through the balancer; it connected an upstream for each at once, the two
-/// instances (one worker each, at most 4,096 connections per worker) filled up, and every later
-/// client was refused by the instances until the idle ones timed out. A client that sends its
-/// request with the connect (every real one) costs one non-blocking peek more.
-async fn first_bytes(client: &Stream, wait: Duration) -> bool {
-    use rustix::net::RecvFlags;
-    let mut byte = [0u8; 1];
-    match rustix::net::recv(client, &mut byte, RecvFlags::PEEK | RecvFlags::DONTWAIT) {
-        // Data, or end of file (which the relay then passes on).
-        Ok(_) => return true,
-        Err(errno) if errno == rustix::io::Errno::AGAIN || errno == rustix::io::Errno::INTR => {}
-        Err(_) => return false,
-    }
-    matches!(
-        monoio::time::timeout(wait, client.readable()).await,
-        Ok(Ok(()))
-    )
 }
 
 /// Tries the upstreams in round-robin order, skipping those in back-off, each at most once.

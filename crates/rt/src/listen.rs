@@ -8,7 +8,7 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener as StdUnixListener, UnixStream as StdUnixStream};
 use std::path::Path;
@@ -211,6 +211,51 @@ impl AsyncListener {
         match self {
             AsyncListener::Tcp(listener) => listener.accept().await.map(|(s, _)| Stream::Tcp(s)),
             AsyncListener::Unix(listener) => listener.accept().await.map(|(s, _)| Stream::Unix(s)),
+        }
+    }
+
+    /// Accepts one connection as a nonblocking socket: accept4(2) is called directly and the
+    /// runtime is only asked for readiness when the queue is empty, so a busy listener costs one
+    /// system call per connection. For callers that drive the socket themselves with readiness
+    /// waits and nonblocking system calls (the balancer's splice); on io_uring, monoio's own
+    /// operations expect the blocking sockets [`AsyncListener::accept`] returns. Errors as
+    /// [`AsyncListener::accept`].
+    pub async fn accept_nonblocking(&self) -> io::Result<Stream> {
+        loop {
+            let accepted = {
+                // SAFETY: the listener owns the descriptor and outlives this borrow.
+                let fd = unsafe { BorrowedFd::borrow_raw(self.as_raw_fd()) };
+                rustix::net::accept_with(fd, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC)
+            };
+            match accepted {
+                Ok(fd) => {
+                    return match self {
+                        AsyncListener::Tcp(_) => {
+                            monoio::net::TcpStream::from_std(std::net::TcpStream::from(fd))
+                                .map(Stream::Tcp)
+                        }
+                        AsyncListener::Unix(_) => monoio::net::UnixStream::from_std(
+                            std::os::unix::net::UnixStream::from(fd),
+                        )
+                        .map(Stream::Unix),
+                    }
+                }
+                Err(rustix::io::Errno::AGAIN) => match self {
+                    AsyncListener::Tcp(listener) => listener.readable(false).await?,
+                    AsyncListener::Unix(listener) => listener.readable(false).await?,
+                },
+                Err(rustix::io::Errno::INTR) => {}
+                Err(errno) => return Err(errno.into()),
+            }
+        }
+    }
+}
+
+impl AsRawFd for AsyncListener {
+    fn as_raw_fd(&self) -> RawFd {
+        match self {
+            AsyncListener::Tcp(listener) => listener.as_raw_fd(),
+            AsyncListener::Unix(listener) => listener.as_raw_fd(),
         }
     }
 }
