@@ -6,10 +6,16 @@
 # Upstreams are two nginx instances (one worker each) answering a fixed 3-byte body on
 # 127.0.0.1:8081 and :8082, or, with UPSTREAM=api, two rinha-api instances on the same ports
 # serving GET /clientes/1/extrato (needs target/release/rinha-api).
+# Environment: WORKERS [1] worker threads of rinha-lb and worker processes of nginx stream (1 is
+# what the deployment's 0.3-CPU quota gives rinha-lb); RATES ["20000:keepalive 5000:close"]
+# fixed-rate rows measured with oha (open loop, latency corrected for coordinated omission;
+# empty skips them and oha).
 set -euo pipefail
 SECONDS_PER_RUN=${1:-6}
 REPS=${2:-3}
 CONNS=${3:-32}
+WORKERS=${WORKERS:-1}
+RATES=${RATES-20000:keepalive 5000:close}
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 LB=$ROOT/target/release/rinha-lb
 WORK=$(mktemp -d /tmp/lbbench.XXXXXX)
@@ -36,7 +42,7 @@ nginx_stream() { # port upstream-ports...
   local servers=""; for p in "$@"; do servers="$servers server 127.0.0.1:$p;"; done
   cat > "$WORK/ng$port.conf" <<CONF
 load_module /usr/lib/nginx/modules/ngx_stream_module.so;
-worker_processes 2; daemon off; pid $WORK/ng$port.pid; error_log $WORK/ng$port.err;
+worker_processes $WORKERS; daemon off; pid $WORK/ng$port.pid; error_log $WORK/ng$port.err;
 events { worker_connections 16384; }
 stream { upstream api { $servers } server { listen 127.0.0.1:$port reuseport backlog=4096;
   proxy_pass api; proxy_connect_timeout 1s; tcp_nodelay on; } }
@@ -46,7 +52,7 @@ CONF
 rinha_lb() { # port driver splice upstream-ports...
   local port=$1 driver=$2 splice=$3; shift 3
   local args=(); for p in "$@"; do args+=(--upstream "127.0.0.1:$p"); done
-  RINHA_DRIVER=$driver "$LB" --listen 127.0.0.1:$port --workers 2 --splice "$splice" "${args[@]}" 2>>"$WORK/lb.err" & PIDS+=($!); PROXY_PID[$port]=$!
+  RINHA_DRIVER=$driver "$LB" --listen 127.0.0.1:$port --workers "$WORKERS" --splice "$splice" "${args[@]}" 2>>"$WORK/lb.err" & PIDS+=($!); PROXY_PID[$port]=$!
 }
 # CPU ticks (1/100 s) used so far by a process, its threads (io-wq workers included) and its
 # children (nginx workers).
@@ -84,6 +90,32 @@ for mode in keepalive close; do
       total=$(awk '/requests in/ {print $1}' <<<"$out")
       cost=-; [ -n "$pid" ] && cost=$(( ($(cpu_ticks "$pid") - before) * 10000 / (total > 0 ? total : 1) ))
       printf "%-9s %-15s %9s %9s %9s %8s %s\n" $mode "$name" "$rps" "$p50" "$p99" "$cost" "$errs"
+    done
+  done
+done
+
+# Open loop: the same offered rate against each target, so latency differences are what each
+# proxy adds rather than a consequence of different throughput.
+[ -z "$RATES" ] && exit 0
+echo
+printf "%-9s %-15s %7s %9s %9s %9s %8s\n" mode target rate/s p50 p99 errors us/req
+for entry_rate in $RATES; do
+  rate=${entry_rate%%:*}; mode=${entry_rate##*:}
+  flags=(); [ "$mode" = close ] && flags=(--disable-keepalive)
+  for rep in $(seq "$REPS"); do
+    for entry in "${TARGETS[@]}"; do
+      name=${entry%%:*}; port=${entry##*:}
+      case $name in *-op-*) continue ;; esac
+      pid=${PROXY_PID[$port]:-}
+      before=0; [ -n "$pid" ] && before=$(cpu_ticks "$pid")
+      oha --no-tui -z "${SECONDS_PER_RUN}s" -q "$rate" -c "$CONNS" --latency-correction "${flags[@]}" \
+        --output-format json -o "$WORK/oha.json" "http://127.0.0.1:$port$PATH_" >/dev/null 2>&1
+      total=$(jq '[.statusCodeDistribution[]] | add // 0' "$WORK/oha.json")
+      errors=$(jq '[.errorDistribution | to_entries[] | select(.key != "aborted due to deadline") | .value] | add // 0' "$WORK/oha.json")
+      p50=$(jq '(.latencyPercentiles.p50 // 0) * 1e6 | floor' "$WORK/oha.json")
+      p99=$(jq '(.latencyPercentiles.p99 // 0) * 1e6 | floor' "$WORK/oha.json")
+      cost=-; [ -n "$pid" ] && cost=$(( ($(cpu_ticks "$pid") - before) * 10000 / (total > 0 ? total : 1) ))
+      printf "%-9s %-15s %7s %7sus %7sus %9s %8s\n" "$mode" "$name" "$rate" "$p50" "$p99" "$errors" "$cost"
     done
   done
 done

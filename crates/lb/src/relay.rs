@@ -2,16 +2,18 @@
 //!
 //! Each direction owns one pipe for the connection's whole life: bytes are spliced from the
 //! source socket into the pipe, then from the pipe into the destination socket, and the pipe is
-//! empty again before the next read. When a source reaches end of stream, the destination's
-//! write side is shut down (half-close) and the other direction keeps going until it ends too.
+//! empty again before the next read. The client's first bytes are spliced into its pipe by
+//! [`read_first`] before the upstream is connected. When a source reaches end of stream, the
+//! destination's write side is shut down (half-close) and the other direction keeps going until
+//! it ends too.
 //!
 //! Two ways to issue a splice are offered:
 //! - [`SpliceMode::Op`] submits monoio's splice operation: IORING_OP_SPLICE on io_uring, or
 //!   splice(2) when epoll says the socket is ready. The kernel runs every io_uring splice on an
 //!   io-wq worker thread (the opcode is always forced async) and would park that thread on an
 //!   idle socket, so sockets are kept nonblocking and, on io_uring, each read first waits for
-//!   readiness with a PollAdd. The two hops to an io-wq thread per chunk make this about twice
-//!   as costly in CPU per request as the direct mode (see the crate README).
+//!   readiness with a PollAdd. The two hops to an io-wq thread per chunk make this about 50%
+//!   dearer in CPU per request than the direct mode (see the crate README).
 //! - [`SpliceMode::Direct`] waits for readiness through the runtime (a PollAdd on io_uring) and
 //!   then calls splice(2) itself with SPLICE_F_NONBLOCK. The default on io_uring.
 //!
