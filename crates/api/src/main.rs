@@ -103,6 +103,12 @@ fn main() {
     let driver = DriverPref::from_env().unwrap_or_else(|error| usage(&error));
     // A missing directory is created (with its parents), as `espora init` does; anything that
     // still cannot be a data directory fails startup with one line.
+    if data_dir.exists() && !data_dir.is_dir() {
+        fail(&format!(
+            "data directory {} exists and is not a directory",
+            data_dir.display()
+        ));
+    }
     if let Err(error) = std::fs::create_dir_all(&data_dir) {
         fail(&format!(
             "cannot create data directory {}: {error}",

@@ -75,7 +75,7 @@ fn startup_errors() {
     check_fails(
         &["--data-dir", file.to_str().unwrap(), "--listen", &listen],
         &[],
-        "file",
+        "is not a directory",
     );
     check_fails(
         &["--data-dir", data_arg, "--listen", "localhost"],

@@ -65,6 +65,9 @@ fn main() -> ExitCode {
 }
 
 fn init(dir: &Path, options: Options) -> Result<(), String> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(format!("{}: exists and is not a directory", dir.display()));
+    }
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: cannot create: {e}", dir.display()))?;
     Db::open(dir, options).map_err(|e| e.to_string())?;
     println!("{}: {} accounts ready", dir.display(), ACCOUNTS.len());
