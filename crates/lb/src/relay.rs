@@ -2,10 +2,10 @@
 //!
 //! Each direction owns one pipe for the connection's whole life: bytes are spliced from the
 //! source socket into the pipe, then from the pipe into the destination socket, and the pipe is
-//! empty again before the next read. The client's first bytes are spliced into its pipe by
-//! [`read_first`] before the upstream is connected. When a source reaches end of stream, the
-//! destination's write side is shut down (half-close) and the other direction keeps going until
-//! it ends too.
+//! empty again before the next read. In direct mode the client's first bytes are spliced into
+//! its pipe by [`try_read_first`] before the upstream is connected. When a source reaches end
+//! of stream, the destination's write side is shut down (half-close) and the other direction
+//! keeps going until it ends too.
 //!
 //! Two ways to issue a splice are offered:
 //! - [`SpliceMode::Op`] submits monoio's splice operation: IORING_OP_SPLICE on io_uring, or
@@ -116,63 +116,33 @@ impl PipeSet {
     }
 }
 
-/// Moves the client's first bytes into the client-to-upstream pipe, waiting at most `wait`
-/// for them. Returns how many bytes the pipe now holds (0 when the client closed without
-/// sending anything, which the relay then passes on), or `None` when the client stayed silent
-/// that long or the socket failed.
+/// One nonblocking attempt at the client's first bytes. In direct mode they are spliced into
+/// the client-to-upstream pipe; monoio's pipes do not expose their descriptors, so operation
+/// mode only peeks and leaves them in the socket for the relay's first read. Returns how many
+/// bytes the pipe now holds (0 also when the client closed without sending anything, which the
+/// relay then passes on), `None` when nothing has arrived yet (the pipes are still empty).
 ///
-/// This read is how the balancer learns that a client has spoken before it connects an
-/// upstream, so it costs nothing beyond the read the relay needs anyway. `pipes` must be empty
-/// and `client` nonblocking (the io_uring worker accepts with
+/// `pipes` must be empty and `client` nonblocking (the io_uring worker accepts with
 /// [`rinha_rt::AsyncListener::accept_nonblocking`]; monoio's epoll driver makes every socket
-/// nonblocking). `poll_first` as for [`relay`].
-pub async fn read_first(
-    client: &mut Stream,
-    pipes: &mut PipeSet,
-    poll_first: bool,
-    wait: Duration,
-) -> Option<usize> {
-    let deadline = Instant::now() + wait;
-    match pipes {
-        PipeSet::Direct { up, .. } => loop {
+/// nonblocking).
+pub fn try_read_first(client: &Stream, pipes: &PipeSet) -> io::Result<Option<usize>> {
+    let attempt = match pipes {
+        PipeSet::Direct { up, .. } => {
             let flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
-            match rustix::pipe::splice(client.as_fd(), None, up.1.as_fd(), None, chunk(), flags) {
-                Ok(moved) => return Some(moved),
-                Err(errno)
-                    if errno == rustix::io::Errno::AGAIN || errno == rustix::io::Errno::INTR => {}
-                Err(_) => return None,
-            }
-            match monoio::time::timeout_at(deadline, client.readable()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) | Err(_) => return None,
-            }
-        },
-        PipeSet::Op { up, .. } => loop {
-            let moved = if poll_first {
-                match monoio::time::timeout_at(deadline, client.readable()).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) | Err(_) => return None,
-                }
-                // Readable by now, so the operation completes without waiting; it is never
-                // dropped half-way, which could lose count of bytes already in the pipe.
-                client
-                    .splice_to_pipe(&mut up.1, SPLICE_CHUNK_BYTES_MAX)
-                    .await
-            } else {
-                // On epoll the operation is a readiness wait, then splice(2) in one poll, so
-                // the timeout can only drop it before it moved anything.
-                let read = client.splice_to_pipe(&mut up.1, SPLICE_CHUNK_BYTES_MAX);
-                match monoio::time::timeout_at(deadline, read).await {
-                    Ok(moved) => moved,
-                    Err(_) => return None,
-                }
-            };
-            match moved {
-                Ok(moved) => return Some(moved as usize),
-                Err(error) if is_transient(&error) => {}
-                Err(_) => return None,
-            }
-        },
+            rustix::pipe::splice(client.as_fd(), None, up.1.as_fd(), None, chunk(), flags)
+        }
+        PipeSet::Op { .. } => {
+            use rustix::net::RecvFlags;
+            let mut byte = [0u8; 1];
+            rustix::net::recv(client, &mut byte, RecvFlags::PEEK | RecvFlags::DONTWAIT).map(|_| 0)
+        }
+    };
+    match attempt {
+        Ok(moved) => Ok(Some(moved)),
+        Err(errno) if errno == rustix::io::Errno::AGAIN || errno == rustix::io::Errno::INTR => {
+            Ok(None)
+        }
+        Err(errno) => Err(errno.into()),
     }
 }
 
@@ -187,7 +157,7 @@ pub enum RelayEnd {
 }
 
 /// Relays until both directions end, one fails, or the connection idles out. The client's
-/// first `pending` bytes are already in the client-to-upstream pipe ([`read_first`]).
+/// first `pending` bytes are already in the client-to-upstream pipe ([`try_read_first`]).
 /// `poll_first` makes operation-mode reads wait for readiness first (wanted on io_uring, not on
 /// epoll).
 pub async fn relay(
@@ -387,8 +357,8 @@ async fn pump_op(
 
 /// One direction with readiness from the runtime and splice(2) called directly: first the
 /// `pending` bytes already in the pipe go out, then each chunk read from the source. Reads
-/// always wait for readiness first: the client's first bytes were read by [`read_first`], and
-/// after that a peer has rarely sent more by the time the previous chunk is passed on (a
+/// always wait for readiness first: the client's first bytes were read by [`try_read_first`],
+/// and after that a peer has rarely sent more by the time the previous chunk is passed on (a
 /// request waits for its answer), so trying first would mostly cost an EAGAIN.
 async fn pump_direct(
     source: &Side,

@@ -10,7 +10,7 @@ use monoio::time::Instant;
 use rinha_rt::{AsyncListener, Driver, Stream, WorkerContext};
 
 use crate::config::Config;
-use crate::relay::{read_first, relay, PipeSet, RelayEnd, SpliceMode};
+use crate::relay::{relay, try_read_first, PipeSet, RelayEnd, SpliceMode};
 use crate::upstreams::Upstreams;
 
 /// How long accepting pauses after running out of descriptors or memory.
@@ -154,32 +154,16 @@ impl Drop for ActiveGuard {
     }
 }
 
-async fn serve(mut client: Stream, balancer: Arc<Balancer>, guard: ActiveGuard) {
+async fn serve(client: Stream, balancer: Arc<Balancer>, guard: ActiveGuard) {
     let local = &guard.0;
     let config = &balancer.config;
     let _ = client.set_nodelay(true);
-    let poll_first = local.driver == Driver::IoUring;
-    let mut pipes = match local.pipes.borrow_mut().pop() {
-        Some(pipes) => pipes,
-        None => match PipeSet::new(local.splice) {
-            Ok(pipes) => pipes,
-            Err(_) => return,
-        },
-    };
-    // The upstream is connected only once the client has spoken. The story: the reliability
-    // tests (crates/chaos/tests/idle.rs) opened 10,000 idle connections through the balancer; it
-    // connected an upstream for each at once, the two instances (one worker each, at most 4,096
-    // connections per worker) filled up, and every later client was refused by the instances
-    // until the idle ones timed out.
-    let Some(pending) = read_first(&mut client, &mut pipes, poll_first, config.idle_timeout).await
-    else {
-        // Silent or failed before sending anything: the pipes are still empty.
-        local.give_back(pipes);
+    let Some((pipes, pending)) = first_bytes(&client, local, config.idle_timeout).await else {
         return;
     };
     let Some(upstream) = connect_upstream(&balancer).await else {
-        // No upstream answered: dropping the client closes it at once, and the pipes with the
-        // client's bytes still in them.
+        // No upstream answered: dropping the client closes it at once, and the pipes with
+        // whatever the client sent still in them.
         return;
     };
     if local.driver == Driver::IoUring {
@@ -190,6 +174,7 @@ async fn serve(mut client: Stream, balancer: Arc<Balancer>, guard: ActiveGuard) 
             return;
         }
     }
+    let poll_first = local.driver == Driver::IoUring;
     if let RelayEnd::Clean(pipes) = relay(
         client,
         upstream,
@@ -201,6 +186,40 @@ async fn serve(mut client: Stream, balancer: Arc<Balancer>, guard: ActiveGuard) 
     .await
     {
         local.give_back(pipes);
+    }
+}
+
+/// Waits until the client has sent its first bytes or hung up, at most `wait`, and returns the
+/// connection's pipes with the number of bytes already moved into them; `None` when the client
+/// stayed silent that long, the socket failed, or no pipe could be made.
+///
+/// The upstream is connected only after this, so an idle client holds no connection of an
+/// instance, and it holds no pipes either: they go back to the pool while it waits. The story:
+/// the reliability tests (crates/chaos/tests/idle.rs) opened 10,000 idle connections through
+/// the balancer; it connected an upstream for each at once, the two instances (one worker each,
+/// at most 4,096 connections per worker) filled up, and every later client was refused by the
+/// instances until the idle ones timed out. Later, pipes taken at accept made the same 10,000
+/// clients need 50,000 descriptors. A client that sends its request with the connect (every
+/// real one) costs no readiness wait: the first attempt finds the bytes.
+async fn first_bytes(client: &Stream, local: &Local, wait: Duration) -> Option<(PipeSet, usize)> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let pipes = match local.pipes.borrow_mut().pop() {
+            Some(pipes) => pipes,
+            None => PipeSet::new(local.splice).ok()?,
+        };
+        match try_read_first(client, &pipes) {
+            Ok(Some(pending)) => return Some((pipes, pending)),
+            Ok(None) => local.give_back(pipes),
+            Err(_) => {
+                local.give_back(pipes);
+                return None;
+            }
+        }
+        match monoio::time::timeout_at(deadline, client.readable()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => return None,
+        }
     }
 }
 
