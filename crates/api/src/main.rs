@@ -74,6 +74,7 @@ fn main() {
     // tests (crates/chaos/tests/idle.rs) found this instance stuck at 1024 while the balancer,
     // which raised its own, kept handing it connections.
     rinha_rt::raise_nofile_limit();
+    rinha_rt::reserve_descriptor_table(rinha_rt::DESCRIPTOR_TABLE_RESERVED);
     let version_line = format!("{PROGRAM} {VERSION}");
     let flags = rinha_rt::flags::parse_or_exit(SPECS, PROGRAM, USAGE, &version_line);
     if let Some(target) = flags.value("healthcheck") {

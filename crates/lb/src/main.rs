@@ -26,6 +26,7 @@ fn main() {
     let driver = rinha_rt::DriverPref::from_env().unwrap_or_else(|e| flags::exit_usage(NAME, &e));
     let workers = config.workers.unwrap_or_else(rinha_rt::cpus_available);
     rinha_rt::raise_nofile_limit();
+    rinha_rt::reserve_descriptor_table(rinha_rt::DESCRIPTOR_TABLE_RESERVED);
     let listeners = match rinha_rt::bind_listeners(std::slice::from_ref(&config.listen), workers) {
         Ok(listeners) => listeners,
         Err(error) => {

@@ -32,7 +32,7 @@ pub use driver::{
 pub use launch::{
     launch, spawn_workers, LaunchError, LaunchOptions, Shutdown, WorkerContext, Workers,
 };
-pub use limits::raise_nofile_limit;
+pub use limits::{raise_nofile_limit, reserve_descriptor_table, DESCRIPTOR_TABLE_RESERVED};
 pub use listen::{
     bind_listeners, bind_tcp, AsyncListener, BindError, Listener, LISTEN_BACKLOG_MAX,
 };
