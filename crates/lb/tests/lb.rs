@@ -350,6 +350,44 @@ fn startup_line_and_sigterm() {
 }
 
 #[test]
+fn draining_balancer_refuses_new_clients_and_finishes_open_ones() {
+    let upstream = Upstream::tcp("127.0.0.1:0", Behaviour::Echo);
+    for &(driver, splice) in MODES {
+        let mut lb = Lb::start(
+            driver,
+            splice,
+            &free_tcp_addr(),
+            &addrs(&[&upstream]),
+            &["--workers", "2"],
+        );
+        let mut open = lb.connect();
+        open.write_all(b"before").unwrap();
+        let mut answer = [0u8; 6];
+        open.read_exact(&mut answer).unwrap();
+        lb.signal_term();
+        std::thread::sleep(Duration::from_millis(300));
+        // Every worker's listening socket is out of service, though the process still runs
+        // to let the open connection finish.
+        for _ in 0..8 {
+            let refused = std::net::TcpStream::connect(&lb.listen);
+            assert!(
+                refused.is_err(),
+                "{driver}/{splice}: a draining balancer accepted a new client"
+            );
+        }
+        assert!(lb.alive(), "{driver}/{splice}: exited before the drain");
+        open.write_all(b"after!").unwrap();
+        open.read_exact(&mut answer).unwrap();
+        assert_eq!(
+            &answer, b"after!",
+            "{driver}/{splice}: open connection broken"
+        );
+        drop(open);
+        assert_eq!(lb.terminate(), Some(0), "{driver}/{splice}: exit code");
+    }
+}
+
+#[test]
 fn usage_errors_exit_with_code_2() {
     fn check(args: &[&str], env: &[(&str, &str)]) {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_rinha-lb"));

@@ -138,10 +138,15 @@ impl Lb {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// Sends SIGTERM and waits (bounded) for the exit code.
-    pub fn terminate(&mut self) -> Option<i32> {
+    /// Sends SIGTERM without waiting.
+    pub fn signal_term(&self) {
         let pid = rustix::process::Pid::from_child(&self.child);
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        self.signal_term();
         let deadline = Instant::now() + IO_TIMEOUT;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
