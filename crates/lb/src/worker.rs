@@ -2,7 +2,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::io;
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,15 +82,6 @@ pub async fn run_worker(
         .next()
         .ok_or(WorkerError::NoListener)?;
     let listener = listener.into_monoio().map_err(WorkerError::Attach)?;
-    // A descriptor table of its own. While threads share one table, every system call that
-    // takes a descriptor (four splices and two readiness polls per request) must count a
-    // reference on it; the kernel skips that for a table nobody shares. Measured on 2 vCPUs
-    // (crates/lb/README.md): 3% less CPU per request with one worker, 10% with two.
-    // SAFETY: from here on no descriptor crosses between this worker and another thread: the
-    // listener was moved in before the thread started (it is in the copied table), and every
-    // descriptor opened later (connections, pipes, io_uring's) stays in this worker. On failure
-    // (a seccomp profile refusing unshare) the table stays shared, which is only slower.
-    let _ = unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::FILES) };
     let splice = balancer
         .config
         .splice
@@ -106,12 +96,6 @@ pub async fn run_worker(
         () = accept_loop(&listener, &balancer, &local) => {}
         () = context.shutdown.wait() => {}
     }
-    // The other threads' tables still hold copies of the listening socket; shutting it down
-    // takes it out of service for all of them, so new clients are refused at once instead of
-    // queueing on a socket nobody accepts from during the drain.
-    // SAFETY: the listener owns the descriptor and outlives this borrow.
-    let listening = unsafe { std::os::fd::BorrowedFd::borrow_raw(listener.as_raw_fd()) };
-    let _ = rustix::net::shutdown(listening, rustix::net::Shutdown::Read);
     drop(listener);
     let deadline = Instant::now() + DRAIN_MAX;
     while local.active.get() > 0 && Instant::now() < deadline {
