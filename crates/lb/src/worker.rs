@@ -2,6 +2,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::io;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,6 +97,13 @@ pub async fn run_worker(
         () = accept_loop(&listener, &balancer, &local) => {}
         () = context.shutdown.wait() => {}
     }
+    // Dropping the listener does not close it while monoio still holds the descriptor for the
+    // readiness poll the accept loop left in flight, and until then the kernel keeps queueing
+    // new clients on it. Shutting it down takes it out of service at once, so new clients are
+    // refused during the drain instead of hanging until the process exits.
+    // SAFETY: the listener owns the descriptor and outlives this borrow.
+    let listening = unsafe { std::os::fd::BorrowedFd::borrow_raw(listener.as_raw_fd()) };
+    let _ = rustix::net::shutdown(listening, rustix::net::Shutdown::Read);
     drop(listener);
     let deadline = Instant::now() + DRAIN_MAX;
     while local.active.get() > 0 && Instant::now() < deadline {
