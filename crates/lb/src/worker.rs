@@ -2,7 +2,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::io;
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -101,9 +100,7 @@ pub async fn run_worker(
     // readiness poll the accept loop left in flight, and until then the kernel keeps queueing
     // new clients on it. Shutting it down takes it out of service at once, so new clients are
     // refused during the drain instead of hanging until the process exits.
-    // SAFETY: the listener owns the descriptor and outlives this borrow.
-    let listening = unsafe { std::os::fd::BorrowedFd::borrow_raw(listener.as_raw_fd()) };
-    let _ = rustix::net::shutdown(listening, rustix::net::Shutdown::Read);
+    let _ = rustix::net::shutdown(&listener, rustix::net::Shutdown::Read);
     drop(listener);
     let deadline = Instant::now() + DRAIN_MAX;
     while local.active.get() > 0 && Instant::now() < deadline {

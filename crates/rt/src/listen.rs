@@ -8,7 +8,7 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener as StdUnixListener, UnixStream as StdUnixStream};
 use std::path::Path;
@@ -222,12 +222,7 @@ impl AsyncListener {
     /// [`AsyncListener::accept`].
     pub async fn accept_nonblocking(&self) -> io::Result<Stream> {
         loop {
-            let accepted = {
-                // SAFETY: the listener owns the descriptor and outlives this borrow.
-                let fd = unsafe { BorrowedFd::borrow_raw(self.as_raw_fd()) };
-                rustix::net::accept_with(fd, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC)
-            };
-            match accepted {
+            match rustix::net::accept_with(self, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC) {
                 Ok(fd) => {
                     return match self {
                         AsyncListener::Tcp(_) => {
@@ -251,12 +246,15 @@ impl AsyncListener {
     }
 }
 
-impl AsRawFd for AsyncListener {
-    fn as_raw_fd(&self) -> RawFd {
-        match self {
+impl AsFd for AsyncListener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        let raw = match self {
             AsyncListener::Tcp(listener) => listener.as_raw_fd(),
             AsyncListener::Unix(listener) => listener.as_raw_fd(),
-        }
+        };
+        // SAFETY: the monoio listener owns the descriptor for as long as `self` lives, which
+        // bounds the borrow (monoio offers only `AsRawFd`).
+        unsafe { BorrowedFd::borrow_raw(raw) }
     }
 }
 
