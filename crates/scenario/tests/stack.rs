@@ -6,10 +6,8 @@
 //! inconsistencies. Afterwards the stack is stopped with SIGTERM (each process must exit 0) and
 //! `espora verify` must find every account file sound.
 //!
-//! The binaries are the workspace's own, next to this test's profile directory
-//! (`target/<profile>/`). `cargo test --workspace` builds a package's binaries only when that
-//! package has integration tests, so the test asks cargo to build the three it needs (a no-op
-//! when they are fresh) before it starts them.
+//! The binaries are the workspace's own, found and built for this test's profile by the
+//! reliability harness (`rinha_chaos::bins`).
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -17,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use rinha_chaos::bins::Bins;
 use rinha_scenario::{scenario, Config, Target};
 
 /// Compressed load phase: 15 s of ramp, 15 s at the reference peak rates.
@@ -29,16 +28,14 @@ const READY_WAIT_MAX: Duration = Duration::from_secs(20);
 /// How long a process may take to stop after SIGTERM.
 const STOP_WAIT_MAX: Duration = Duration::from_secs(10);
 
-const BINARIES: [&str; 3] = ["rinha-api", "rinha-lb", "espora"];
-
 #[test]
 fn reference_scenario_passes_against_the_real_stack() {
-    let bin_dir = workspace_binaries();
+    let bins = rinha_chaos::bins::bins();
     let dir = TempDir::new();
     let data = dir.path.join("data");
     std::fs::create_dir(&data).expect("create the data directory");
     let lb_addr = free_loopback_addr();
-    let mut stack = start_stack(&bin_dir, &dir.path, &data, &lb_addr);
+    let mut stack = start_stack(bins, &dir.path, &data, &lb_addr);
 
     let config = Config {
         target: Target::parse(&format!("http://{lb_addr}")).expect("loopback target"),
@@ -75,7 +72,7 @@ fn reference_scenario_passes_against_the_real_stack() {
             "{name} did not exit 0 after SIGTERM: {status}"
         );
     }
-    let verify = Command::new(bin_dir.join("espora"))
+    let verify = Command::new(&bins.espora)
         .arg("verify")
         .arg(&data)
         .output()
@@ -91,16 +88,16 @@ fn reference_scenario_passes_against_the_real_stack() {
 
 /// Starts two instances on `data`, listening on Unix sockets in `dir`, and the balancer on
 /// `lb_addr` in front of them.
-fn start_stack(bin_dir: &Path, dir: &Path, data: &Path, lb_addr: &str) -> Stack {
+fn start_stack(bins: &Bins, dir: &Path, data: &Path, lb_addr: &str) -> Stack {
     let mut stack = Stack::default();
     for name in ["api01", "api02"] {
         let socket = format!("unix:{}", dir.join(format!("{name}.sock")).display());
-        let mut command = Command::new(bin_dir.join("rinha-api"));
+        let mut command = Command::new(&bins.api);
         command.arg("--data-dir").arg(data);
         command.args(["--listen", &socket, "--workers", "1"]);
         stack.start(name, command);
     }
-    let mut lb = Command::new(bin_dir.join("rinha-lb"));
+    let mut lb = Command::new(&bins.lb);
     lb.args(["--listen", lb_addr, "--workers", "1"]);
     for name in ["api01", "api02"] {
         let socket = format!("unix:{}", dir.join(format!("{name}.sock")).display());
@@ -108,62 +105,6 @@ fn start_stack(bin_dir: &Path, dir: &Path, data: &Path, lb_addr: &str) -> Stack 
     }
     stack.start("lb", lb);
     stack
-}
-
-/// The profile directory of this test (`target/<profile>`), with the three binaries built.
-fn workspace_binaries() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test executable's path");
-    // The test runs from target/<profile>/deps/.
-    let bin_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test executable lives in target/<profile>/deps")
-        .to_path_buf();
-    if let Ok(cargo) = std::env::var("CARGO") {
-        build_binaries(&cargo, &bin_dir);
-    }
-    for name in BINARIES {
-        let path = bin_dir.join(name);
-        assert!(
-            path.is_file(),
-            "{} is missing: build the workspace binaries for this profile first \
-             (`cargo build --workspace`, or run the tests through `cargo test --workspace`)",
-            path.display()
-        );
-    }
-    bin_dir
-}
-
-/// Asks cargo to build the binaries into `bin_dir`'s profile (fresh ones are not rebuilt).
-fn build_binaries(cargo: &str, bin_dir: &Path) {
-    let profile_name = bin_dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("debug");
-    let mut parent = bin_dir.parent().expect("target dir").to_path_buf();
-    let mut command = Command::new(cargo);
-    command.args(["build", "--workspace"]);
-    // target/<triple>/<profile> when the tests were built with --target.
-    let parent_name = parent.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    if parent_name.contains("-linux-") {
-        command.args(["--target", parent_name]);
-        parent = parent.parent().expect("target dir").to_path_buf();
-    }
-    command.arg("--target-dir").arg(&parent);
-    match profile_name {
-        "debug" => command.args(["--profile", "dev"]),
-        other => command.args(["--profile", other]),
-    };
-    for name in BINARIES {
-        command.args(["--bin", name]);
-    }
-    let status = command
-        .status()
-        .expect("run cargo to build the workspace binaries");
-    assert!(
-        status.success(),
-        "cargo could not build {BINARIES:?}: {status}"
-    );
 }
 
 fn free_loopback_addr() -> String {
