@@ -223,18 +223,9 @@ proptest! {
         edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..6),
     ) {
         let mut bytes = render_head("POST", false, &fields);
-        for (at, byte, how) in edits {
-            let index = at.index(bytes.len());
-            match how {
-                0 => bytes[index] = byte,
-                1 => bytes.insert(index, byte),
-                _ => {
-                    bytes.remove(index);
-                }
-            }
-            if bytes.is_empty() {
-                return Ok(());
-            }
+        apply_edits(&mut bytes, edits);
+        if bytes.is_empty() {
+            return Ok(());
         }
         if let Ok(Progress::Complete(head)) = parse_head(&bytes) {
             check_unambiguous(&bytes[..head.head_bytes], head.framing)?;
@@ -641,24 +632,30 @@ proptest! {
             b"{}[]\":,.-+eE0123456789 \\u\x00\xffcdtipovalordescricao".to_vec()), 0u8..3), 1..5),
     ) {
         let mut body = render_object(&fields, false).into_bytes();
-        for (at, byte, how) in edits {
-            let index = at.index(body.len());
-            match how {
-                0 => body[index] = byte,
-                1 => body.insert(index, byte),
-                _ => {
-                    body.remove(index);
-                }
-            }
-            if body.is_empty() {
-                break;
-            }
-        }
+        apply_edits(&mut body, edits);
         prop_assert_eq!(
             accepted(&body),
             reference_bytes(&body),
             "{:?}",
             String::from_utf8_lossy(&body)
         );
+    }
+}
+
+/// Applies generated edits in order, each at a position chosen within the current length:
+/// 0 overwrites a byte, 1 inserts one, anything else removes one. Stops once nothing is left.
+fn apply_edits(bytes: &mut Vec<u8>, edits: Vec<(prop::sample::Index, u8, u8)>) {
+    for (at, byte, how) in edits {
+        let index = at.index(bytes.len());
+        match how {
+            0 => bytes[index] = byte,
+            1 => bytes.insert(index, byte),
+            _ => {
+                bytes.remove(index);
+            }
+        }
+        if bytes.is_empty() {
+            return;
+        }
     }
 }
