@@ -4,8 +4,8 @@
 //! not depend on how espora spells its paths.
 
 pub use espora::{
-    AppendError, Appended, Db, Faults, Kind, OpenError, Options, ReadError, Record, Statement,
-    SyncVia, Transaction, Worker, STATEMENT_RECORDS_MAX,
+    AppendError, Appended, Backend, Db, Faults, Invalid, Kind, OpenError, Options, ReadError,
+    Record, Statement, Transaction, Worker, STATEMENT_RECORDS_MAX,
 };
 
 /// The wall clock in microseconds since the Unix epoch, as espora stamps records.

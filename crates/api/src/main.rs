@@ -5,10 +5,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use rinha_api::healthcheck;
-use rinha_api::ledger::{Db, Faults, Options, SyncVia};
+use rinha_api::ledger::{Backend, Db, Faults, Options};
 use rinha_api::server::Service;
 use rinha_rt::flags::{FlagKind, FlagSpec};
-use rinha_rt::{Addr, Driver, DriverPref, LaunchOptions, WorkerContext};
+use rinha_rt::{Addr, DriverPref, LaunchOptions, WorkerContext};
 
 const PROGRAM: &str = "rinha-api";
 const FAULT_ENV: &str = "RINHA_FAULT_SYNC_FAILS_AFTER";
@@ -165,14 +165,10 @@ fn storage_options() -> Options {
 
 /// One worker: its storage handle, an accept loop per address, then the drain at shutdown.
 async fn run_worker(context: WorkerContext, db: Arc<Db>) -> Result<(), String> {
-    // On epoll, monoio's fdatasync would block the whole worker; espora then syncs on helper
-    // threads instead.
-    let sync = match context.driver {
-        Driver::IoUring => SyncVia::IoUring,
-        Driver::Epoll => SyncVia::Thread,
-    };
+    // espora waits for the disk and for the other instances on its own io_uring, polled by
+    // whichever driver the runtime has, or on helper threads where io_uring is refused.
     let worker = db
-        .worker(sync)
+        .worker(Backend::Auto)
         .map_err(|error| format!("cannot open the account files: {error}"))?;
     let service = Rc::new(Service::new(worker));
     let mut accept_loops = Vec::with_capacity(context.listeners.len());

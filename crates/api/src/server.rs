@@ -19,7 +19,7 @@ use crate::http::{
     self, ChunkedState, Framing, HttpError, Method, Persistence, Progress, Status, HTTP_DATE_BYTES,
 };
 use crate::json;
-use crate::ledger::{now_us, AppendError, ReadError, Statement, Worker};
+use crate::ledger::{now_us, AppendError, Invalid, ReadError, Statement, Worker};
 use crate::limits::{
     CONNECTIONS_MAX, DRAIN_TIMEOUT, HEAD_BYTES_MAX, IDLE_TIMEOUT, LINGER_BYTES_MAX, LINGER_TIMEOUT,
     POOLED_BUFFERS_MAX, READ_BUFFER_BYTES_MAX, READ_BUFFER_BYTES_MIN, REQUEST_TIMEOUT,
@@ -646,7 +646,12 @@ async fn append(service: &Service, account_id: u32, body: &[u8], json: &mut Vec<
         Err(AppendError::UnknownAccount) => not_found(json, "account not found"),
         Err(AppendError::LimitExceeded) => rejected(json, "limit exceeded"),
         Err(AppendError::Overflow) => rejected(json, "balance overflow"),
-        Err(AppendError::Invalid(reason)) => rejected(json, reason),
+        Err(AppendError::Invalid(Invalid::Value)) => {
+            rejected(json, "valor must be a positive integer")
+        }
+        Err(AppendError::Invalid(Invalid::Description)) => {
+            rejected(json, "descricao must have 1 to 10 characters")
+        }
         Err(AppendError::Unavailable(error)) => unavailable(service, json, &error),
     }
 }

@@ -127,7 +127,8 @@ fn check_alternating(driver: Driver) {
         .join("data")
         .join(espora::file::account_file_name(ACCOUNT));
     let (_file, mapping) = espora::file::open_existing(&path).unwrap();
-    assert_eq!(mapping.head(), TRANSACTIONS as u64);
+    let scan = espora::verify::scan(&mapping, 0).expect("sound history");
+    assert_eq!(scan.newest, TRANSACTIONS as u64);
     let mut chained = 0i64;
     for (index, (value, kind, description)) in expected.iter().enumerate() {
         let record = mapping

@@ -72,6 +72,7 @@ fn record(seq: u64, value: i64, balance: i64, description: &str) -> [u8; RECORD_
         balance,
         kind: Kind::Credit,
         description: Description::new(description).expect("a valid description"),
+        anchor: seq - 1,
     }
     .encode()
 }
@@ -187,17 +188,17 @@ fn wrong_format_version_refuses_to_start() {
     let dir = TempDir::new("version");
     let data = seeded(&dir);
     let path = account_file(&data, 4);
-    // A file of a later format: version 2 with a matching header checksum.
+    // A file of a later format: version 3 with a matching header checksum.
     let mut header = std::fs::read(&path).unwrap()[..header_offset::IMMUTABLE_END].to_vec();
-    header[header_offset::VERSION..header_offset::VERSION + 4].copy_from_slice(&2u32.to_le_bytes());
+    header[header_offset::VERSION..header_offset::VERSION + 4].copy_from_slice(&3u32.to_le_bytes());
     let checksum = crc32c::crc32c(&header[..header_offset::CHECKSUM]);
     header[header_offset::CHECKSUM..header_offset::CHECKSUM + 4]
         .copy_from_slice(&checksum.to_le_bytes());
     patch(&path, 0, &header);
-    check_refused(&data, dir.path(), &["account-4.espora", "version 2"]);
+    check_refused(&data, dir.path(), &["account-4.espora", "version 3"]);
     let (code, report) = espora(&["verify".as_ref(), data.as_os_str()]);
     assert_ne!(code, 0, "{report}");
-    assert!(report.contains("version 2"), "{report}");
+    assert!(report.contains("version 3"), "{report}");
 }
 
 #[test]

@@ -98,7 +98,7 @@ fn run(dir: &std::path::Path, threads: usize, tasks: usize, appends: u64) -> (u6
                     .build()
                     .unwrap();
                 rt.block_on(async move {
-                    let worker = Rc::new(db.worker(espora::SyncVia::IoUring).unwrap());
+                    let worker = Rc::new(db.worker(espora::Backend::IoUring).unwrap());
                     let joins: Vec<_> = (0..tasks)
                         .map(|task| {
                             let worker = Rc::clone(&worker);

@@ -1,21 +1,25 @@
-//! One account file: creation without races, the shared mapping, the lock, and the operations
-//! that run under it. Runtime-neutral: nothing here knows about monoio or waits on a disk.
+//! One account file: creation without races, the read-only shared mapping, the lock, and the
+//! operations that run under it. Runtime-neutral: nothing here knows about monoio or waits on a
+//! disk. Bytes reach the file only through `pwrite` (never through the mapping), so that neither
+//! writeback nor the next write takes a page fault; the mapping is the lock-free read path, and
+//! the page cache keeps the two coherent.
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use memmap2::MmapRaw;
 use rustix::fs::FlockOperation;
 
-use crate::layout::{header_offset, Description, Header, Kind, Record, HEADER_SIZE, RECORD_SIZE};
-
-// The shared counters are native atomics in the mapping; the format says little-endian.
-#[cfg(not(target_endian = "little"))]
-compile_error!("espora's shared counters assume a little-endian host");
+use crate::error::{FileError, FormatProblem, Invalid};
+use crate::faults::Faults;
+use crate::layout::{
+    header_offset, Description, Header, Kind, Record, FORMAT_VERSION, FORMAT_VERSION_LEGACY,
+    HEADER_SIZE, RECORD_SIZE,
+};
+use crate::shared::Shared;
 
 /// The five accounts that exist from the first start, with their credit limits in cents.
 pub const ACCOUNTS: [(u32, i64); 5] = [
@@ -26,9 +30,18 @@ pub const ACCOUNTS: [(u32, i64); 5] = [
     (5, 500_000),
 ];
 
+/// Bytes written per call when a file system without `fallocate` makes creation write the whole
+/// file out.
+const ZERO_FILL_CHUNK_BYTES: usize = 1 << 20;
+
 /// The file name of an account inside the data directory.
 pub fn account_file_name(account_id: u32) -> String {
     format!("account-{account_id}.espora")
+}
+
+/// The file name of an account's shared-state file (see `shared.rs`).
+pub fn shared_file_name(account_id: u32) -> String {
+    format!("account-{account_id}.espora-shm")
 }
 
 /// Current time in microseconds since the Unix epoch, UTC.
@@ -49,31 +62,54 @@ pub struct Transaction<'a> {
     pub description: &'a str,
 }
 
+/// A transaction whose fields passed their rules, ready to be appended.
+#[derive(Clone, Copy, Debug)]
+pub struct Entry {
+    value: i64,
+    kind: Kind,
+    description: Description,
+}
+
+impl Transaction<'_> {
+    /// Checks the field rules; nothing that fails them reaches the lock.
+    pub fn validate(&self) -> Result<Entry, Invalid> {
+        if self.value <= 0 {
+            return Err(Invalid::Value);
+        }
+        let description = Description::new(self.description).ok_or(Invalid::Description)?;
+        Ok(Entry {
+            value: self.value,
+            kind: self.kind,
+            description,
+        })
+    }
+}
+
 /// Why an append under the lock did not write a record.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Rejection {
     /// The debit would take the balance below `-limit`.
     LimitExceeded,
     /// The new balance would not fit in a signed 64-bit integer.
     Overflow,
-    /// The transaction breaks a field rule.
-    Invalid(&'static str),
     /// The newest record is unreadable: the file is damaged.
     Corrupt { seq: u64 },
+    /// Too many records are waiting for a sync: the next one must wait until `head` is durable
+    /// (see [`Mapping::in_flight_max`]).
+    Window { head: u64 },
+    /// A version-1 process still writes the file.
+    LegacyWriter,
+    /// `pwrite` failed.
+    Write(io::Error),
 }
 
-/// A memory-mapped account file, shared by every thread of the process.
+/// A memory-mapped account file, shared by every thread of the process, read-only.
 pub struct Mapping {
-    /// INVARIANT: maps the whole file, `header.file_size()` bytes, read-write and shared.
+    /// INVARIANT: maps the whole file, `header.file_size()` bytes, read-only and shared.
     map: MmapRaw,
     header: Header,
     path: PathBuf,
 }
-
-// SAFETY: the mapping is only read and written through volatile word copies and atomics, and
-// cross-thread and cross-process exclusion of writers is done with flock; `MmapRaw` is a raw
-// pointer plus a length, safe to move and share between threads.
-unsafe impl Sync for Mapping {}
 
 impl Mapping {
     pub fn header(&self) -> &Header {
@@ -84,53 +120,30 @@ impl Mapping {
         &self.path
     }
 
-    fn counter(&self, offset: usize) -> &AtomicU64 {
-        assert!(offset % 8 == 0 && offset + 8 <= HEADER_SIZE);
-        // SAFETY: the offset is inside the mapping and 8-byte aligned (the mapping is page
-        // aligned); the counters are only ever accessed atomically, by every process.
-        unsafe { &*(self.map.as_mut_ptr().add(offset) as *const AtomicU64) }
+    /// Most records that may be written but not yet durable. Recovery can then always tell the
+    /// history from the leftovers of a crash: the anchor's record is never overwritten by an
+    /// unsynced write, and a gap below the history longer than this is damage, not a crash.
+    pub fn in_flight_max(&self) -> u64 {
+        self.header.capacity / 4
     }
 
-    /// Sequence number of the newest record written (0: no record yet).
-    pub fn head(&self) -> u64 {
-        self.counter(header_offset::HEAD_SEQ)
-            .load(Ordering::Acquire)
-    }
-
-    pub(crate) fn publish_head(&self, seq: u64) {
-        self.counter(header_offset::HEAD_SEQ)
-            .store(seq, Ordering::Release);
-    }
-
-    /// Highest sequence number known to be on disk.
-    pub fn durable(&self) -> u64 {
-        self.counter(header_offset::DURABLE_SEQ)
-            .load(Ordering::Acquire)
-    }
-
-    /// Records that a sync which started when `seq` was the head has completed.
-    pub fn advance_durable(&self, seq: u64) {
-        self.counter(header_offset::DURABLE_SEQ)
-            .fetch_max(seq, Ordering::AcqRel);
+    fn read_words<const N: usize>(&self, offset: usize) -> [u8; N] {
+        assert!(offset % 8 == 0 && N % 8 == 0 && offset + N <= self.header.file_size() as usize);
+        let mut bytes = [0u8; N];
+        // SAFETY: the range lies inside the mapping and is 8-byte aligned; volatile reads
+        // because other processes write the same pages (through the page cache).
+        unsafe {
+            let source = self.map.as_ptr().add(offset) as *const u64;
+            for (i, chunk) in bytes.chunks_exact_mut(8).enumerate() {
+                chunk.copy_from_slice(&std::ptr::read_volatile(source.add(i)).to_ne_bytes());
+            }
+        }
+        bytes
     }
 
     /// Copies the raw bytes of the slot for `seq`.
     pub fn read_slot(&self, seq: u64) -> [u8; RECORD_SIZE] {
-        let offset = self.header.slot_offset(seq);
-        let mut words = [0u64; RECORD_SIZE / 8];
-        // SAFETY: the slot lies inside the mapping (slot_offset is below file_size) and is
-        // 8-byte aligned; volatile reads because other processes write the same memory.
-        unsafe {
-            let source = self.map.as_ptr().add(offset) as *const u64;
-            for (i, word) in words.iter_mut().enumerate() {
-                *word = std::ptr::read_volatile(source.add(i));
-            }
-        }
-        let mut bytes = [0u8; RECORD_SIZE];
-        for (chunk, word) in bytes.chunks_exact_mut(8).zip(words) {
-            chunk.copy_from_slice(&word.to_ne_bytes());
-        }
-        bytes
+        self.read_words(self.header.slot_offset(seq))
     }
 
     /// Decodes the record for `seq`, if the slot holds exactly that record.
@@ -140,62 +153,79 @@ impl Mapping {
             .filter(|r| r.seq == seq)
     }
 
-    /// Overwrites the slot for `seq`. The caller holds the account's lock.
-    pub fn write_slot(&self, seq: u64, bytes: &[u8; RECORD_SIZE]) {
-        let offset = self.header.slot_offset(seq);
-        // SAFETY: as in `read_slot`; the lock guarantees no other writer touches this slot, and
-        // readers check the checksum of whatever they copy.
-        unsafe {
-            let target = self.map.as_mut_ptr().add(offset) as *mut u64;
-            for (i, chunk) in bytes.chunks_exact(8).enumerate() {
-                let word = u64::from_ne_bytes(chunk.try_into().expect("8 bytes"));
-                std::ptr::write_volatile(target.add(i), word);
-            }
-        }
+    /// The anchor of the records written before an upgrade from version 1 (their own anchor
+    /// fields are zero), or a version-1 file's durable watermark; 0 in files created as
+    /// version 2. Recovery starts from the highest of it and the records' anchors.
+    pub fn upgrade_anchor(&self) -> u64 {
+        u64::from_le_bytes(self.read_words(header_offset::UPGRADE_ANCHOR))
     }
 
-    /// Appends `tx` after the newest record. The caller holds the account's exclusive lock; no
-    /// disk wait happens here, only memory copies into the shared page cache.
-    pub fn append_locked(&self, tx: &Transaction<'_>, now_us: i64) -> Result<Record, Rejection> {
-        if tx.value <= 0 {
-            return Err(Rejection::Invalid("valor must be a positive integer"));
+    /// The version-1 head counter, zero in a version-2 file unless a version-1 process writes.
+    pub fn legacy_head(&self) -> u64 {
+        u64::from_le_bytes(self.read_words(header_offset::LEGACY_HEAD_SEQ))
+    }
+
+    /// Appends `entry` after the newest record. The caller holds the account's exclusive lock;
+    /// no disk wait happens here, only reads of the page cache and one `pwrite` into it. The
+    /// caller publishes the new head after unlocking.
+    pub fn append_locked(
+        &self,
+        file: &File,
+        shared: &Shared,
+        entry: &Entry,
+        now_us: i64,
+    ) -> Result<Record, Rejection> {
+        if self.header.version != FORMAT_VERSION || self.legacy_head() != 0 {
+            return Err(Rejection::LegacyWriter);
         }
-        let description = Description::new(tx.description)
-            .ok_or(Rejection::Invalid("descricao must have 1 to 10 characters"))?;
-        let (head, previous) = self.newest_locked()?;
+        let (head, previous) = self.newest_locked(shared)?;
+        if head + 1 > shared.durable() + self.in_flight_max() {
+            return Err(Rejection::Window { head });
+        }
         let balance_before = previous.map_or(0, |r| r.balance);
-        let balance = match tx.kind {
-            Kind::Credit => balance_before.checked_add(tx.value),
-            Kind::Debit => balance_before.checked_sub(tx.value),
+        let balance = match entry.kind {
+            Kind::Credit => balance_before.checked_add(entry.value),
+            Kind::Debit => balance_before.checked_sub(entry.value),
         }
         .ok_or(Rejection::Overflow)?;
         if balance < -self.header.limit {
             return Err(Rejection::LimitExceeded);
         }
         let record = Record {
+            // The durable watermark never passes the head; recovery starts from it.
+            anchor: shared.durable().min(head),
             seq: head + 1,
             // Timestamps never go backwards within an account, even if the clock does.
             timestamp_us: now_us.max(previous.map_or(i64::MIN, |r| r.timestamp_us)),
-            value: tx.value,
+            value: entry.value,
             balance,
-            kind: tx.kind,
-            description,
+            kind: entry.kind,
+            description: entry.description,
         };
-        self.write_slot(record.seq, &record.encode());
-        self.publish_head(record.seq);
+        assert!(record.seq == head + 1 && record.balance >= -self.header.limit);
+        let bytes = record.encode();
+        write_slot(file, &self.header, record.seq, &bytes).map_err(Rejection::Write)?;
+        // The mapping shares the page that was just written: read it back before anyone can
+        // acknowledge it. A mismatch means the file system broke coherence; stop.
+        assert!(
+            self.read_slot(record.seq) == bytes,
+            "{}: record {} reads back different through the mapping",
+            self.path.display(),
+            record.seq
+        );
         Ok(record)
     }
 
-    /// Finds the newest record under the lock. The head counter is a hint written after the
-    /// record: a writer killed between the two leaves a complete record beyond the head, which
-    /// is adopted here (its balance was computed under the lock from the record before it).
-    fn newest_locked(&self) -> Result<(u64, Option<Record>), Rejection> {
-        let mut head = self.head();
+    /// Finds the newest record under the lock. The head hint is published after the record is
+    /// written and the lock released, so it may lag: the complete records beyond it are adopted
+    /// here (their balance was computed under the lock from the record before them).
+    fn newest_locked(&self, shared: &Shared) -> Result<(u64, Option<Record>), Rejection> {
+        let start = shared.head();
+        let mut head = start;
         let mut previous = match head {
             0 => None,
             seq => Some(self.read_record(seq).ok_or(Rejection::Corrupt { seq })?),
         };
-        let start = head;
         while head - start < self.header.capacity {
             let Some(next) = self.read_record(head + 1) else {
                 break;
@@ -206,25 +236,37 @@ impl Mapping {
             head += 1;
             previous = Some(next);
         }
-        if head != start {
-            self.publish_head(head);
-        }
         Ok((head, previous))
     }
 
     /// Copies the newest `count` records up to `head`, newest first, into `out`, without the
     /// lock. Writers only ever write the slot after the head, so these records are immutable
     /// unless the ring laps the reader; the checksum and sequence checks detect that and the
-    /// caller retries with a fresh head.
+    /// caller retries with a fresh head. Returns the balance, or the sequence that failed.
     pub fn snapshot(&self, head: u64, count: usize, out: &mut Vec<Record>) -> Result<i64, u64> {
         assert!((count as u64) < self.header.capacity);
         out.clear();
         let oldest = head.saturating_sub(count as u64) + 1;
         for seq in (oldest..=head).rev() {
-            out.push(self.read_record(seq).ok_or(seq)?);
+            let record = self.read_record(seq).ok_or(seq)?;
+            // The balance chain holds between neighbours of a snapshot.
+            if let Some(newer) = out.last() {
+                assert_eq!(newer.balance_before(), Some(record.balance), "seq {seq}");
+            }
+            out.push(record);
         }
         Ok(out.first().map_or(0, |r| r.balance))
     }
+}
+
+/// Writes the slot for `seq`. The caller holds the account's lock.
+pub fn write_slot(
+    file: &File,
+    header: &Header,
+    seq: u64,
+    bytes: &[u8; RECORD_SIZE],
+) -> io::Result<()> {
+    file.write_all_at(bytes, header.slot_offset(seq) as u64)
 }
 
 /// Opens or creates the file of a seeded account, race-free against other processes doing the
@@ -234,22 +276,24 @@ pub fn open_account(
     account_id: u32,
     limit: i64,
     capacity: u64,
+    faults: &Faults,
 ) -> Result<(File, Mapping), FileError> {
     let path = dir.join(account_file_name(account_id));
     let file = match open_rw(&path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            create_account(dir, &path, account_id, limit, capacity)?;
+            create_account(dir, &path, account_id, limit, capacity, faults)?;
             open_rw(&path).map_err(|e| FileError::io(&path, "open", e))?
         }
         Err(e) => return Err(FileError::io(&path, "open", e)),
     };
     let mapping = map_file(&file, &path)?;
     if mapping.header.account_id != account_id {
-        return Err(FileError::Format {
-            path,
-            problem: "account id does not match file name".into(),
-        });
+        let problem = FormatProblem::AccountId {
+            expected: account_id,
+            found: mapping.header.account_id,
+        };
+        return Err(FileError::format(&path, problem));
     }
     Ok((file, mapping))
 }
@@ -266,12 +310,8 @@ pub fn open_rw(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
         .write(true)
-        .custom_flags(libc_o_cloexec())
+        .custom_flags(rustix::fs::OFlags::CLOEXEC.bits() as i32)
         .open(path)
-}
-
-fn libc_o_cloexec() -> i32 {
-    rustix::fs::OFlags::CLOEXEC.bits() as i32
 }
 
 fn map_file(file: &File, path: &Path) -> Result<Mapping, FileError> {
@@ -280,33 +320,48 @@ fn map_file(file: &File, path: &Path) -> Result<Mapping, FileError> {
         .map_err(|e| FileError::io(path, "stat", e))?
         .len();
     if length < HEADER_SIZE as u64 {
-        return Err(FileError::Format {
-            path: path.into(),
-            problem: "file shorter than its header".into(),
-        });
+        return Err(FileError::format(path, FormatProblem::Truncated));
     }
     let mut first = [0u8; header_offset::IMMUTABLE_END];
-    std::os::unix::fs::FileExt::read_exact_at(file, &mut first, 0)
+    file.read_exact_at(&mut first, 0)
         .map_err(|e| FileError::io(path, "read header", e))?;
-    let header = Header::decode(&first).map_err(|e| FileError::Format {
-        path: path.into(),
-        problem: e.to_string(),
-    })?;
+    let header =
+        Header::decode(&first).map_err(|e| FileError::format(path, FormatProblem::Header(e)))?;
     if length != header.file_size() {
-        return Err(FileError::Format {
-            path: path.into(),
-            problem: format!("file is {length} bytes, header says {}", header.file_size()),
-        });
+        let problem = FormatProblem::Size {
+            actual: length,
+            expected: header.file_size(),
+        };
+        return Err(FileError::format(path, problem));
     }
     let map = memmap2::MmapOptions::new()
         .len(header.file_size() as usize)
-        .map_raw(file)
+        .map_raw_read_only(file)
         .map_err(|e| FileError::io(path, "mmap", e))?;
     Ok(Mapping {
         map,
         header,
         path: path.into(),
     })
+}
+
+/// Rewrites the header of a version-1 file as version 2: the version-1 head counter zeroed and
+/// `anchor` (the newest record, already durable) kept as the anchor of the records written so
+/// far. The caller holds the exclusive lock and has checked the history up to `anchor`; the
+/// header reaches the disk with the sync that follows.
+pub fn upgrade_header(file: &File, mapping: &Mapping, anchor: u64) -> Result<Mapping, FileError> {
+    assert_eq!(mapping.header.version, FORMAT_VERSION_LEGACY);
+    let header = Header {
+        version: FORMAT_VERSION,
+        ..mapping.header
+    };
+    let mut bytes = header.encode();
+    let at = header_offset::UPGRADE_ANCHOR;
+    bytes[at..at + 8].copy_from_slice(&anchor.to_le_bytes());
+    // One write of the whole header page: everything but the two fields stays as it was.
+    file.write_all_at(&bytes, 0)
+        .map_err(|e| FileError::io(&mapping.path, "upgrade header", e))?;
+    map_file(file, &mapping.path)
 }
 
 /// Builds the file under a temporary name, makes it durable, then links it into place. `link`
@@ -317,8 +372,10 @@ fn create_account(
     account_id: u32,
     limit: i64,
     capacity: u64,
+    faults: &Faults,
 ) -> Result<(), FileError> {
     let header = Header {
+        version: FORMAT_VERSION,
         account_id,
         limit,
         capacity,
@@ -330,37 +387,55 @@ fn create_account(
         std::process::id(),
         now_us()
     ));
-    let result =
-        write_new_file(&temp, &header).and_then(|()| match std::fs::hard_link(&temp, path) {
+    let result = write_new_file(&temp, &header, faults).and_then(|()| {
+        match std::fs::hard_link(&temp, path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
             Err(e) => Err(FileError::io(path, "link", e)),
-        });
+        }
+    });
     let _ = std::fs::remove_file(&temp);
     result?;
     sync_dir(dir)
 }
 
-fn write_new_file(temp: &Path, header: &Header) -> Result<(), FileError> {
+fn write_new_file(temp: &Path, header: &Header, faults: &Faults) -> Result<(), FileError> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create_new(true)
-        .custom_flags(libc_o_cloexec())
+        .custom_flags(rustix::fs::OFlags::CLOEXEC.bits() as i32)
         .open(temp)
         .map_err(|e| FileError::io(temp, "create", e))?;
-    // Reserve every block now: writing into a hole of a shared mapping on a full disk would
-    // kill the process with SIGBUS later, instead of failing cleanly here.
-    rustix::fs::fallocate(
-        &file,
-        rustix::fs::FallocateFlags::empty(),
-        0,
-        header.file_size(),
-    )
-    .map_err(|e| FileError::io(temp, "allocate", e.into()))?;
-    std::os::unix::fs::FileExt::write_all_at(&file, &header.encode(), 0)
+    reserve_blocks(&file, temp, header.file_size(), faults)?;
+    file.write_all_at(&header.encode(), 0)
         .map_err(|e| FileError::io(temp, "write header", e))?;
     file.sync_all().map_err(|e| FileError::io(temp, "fsync", e))
+}
+
+/// Reserves every block of the file now, so that no later write can fail for lack of space.
+/// `fallocate` does it in one call; file systems without it (FUSE, some network file systems)
+/// get the file written out with zeros instead, which reserves the same blocks.
+fn reserve_blocks(file: &File, path: &Path, size: u64, faults: &Faults) -> Result<(), FileError> {
+    let allocated = if faults.fallocate_refused() {
+        Err(rustix::io::Errno::OPNOTSUPP)
+    } else {
+        rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, size)
+    };
+    match allocated {
+        Ok(()) => return Ok(()),
+        Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::NOSYS) => {}
+        Err(e) => return Err(FileError::io(path, "allocate", e.into())),
+    }
+    let zeros = vec![0u8; ZERO_FILL_CHUNK_BYTES];
+    let mut offset = 0;
+    while offset < size {
+        let length = (size - offset).min(ZERO_FILL_CHUNK_BYTES as u64) as usize;
+        file.write_all_at(&zeros[..length], offset)
+            .map_err(|e| FileError::io(path, "write out (no fallocate here)", e))?;
+        offset += length as u64;
+    }
+    Ok(())
 }
 
 /// Makes a directory entry change durable.
@@ -406,43 +481,3 @@ pub fn unlock(file: &File) {
     // the lock state is unknown and continuing could interleave writers.
     rustix::fs::flock(file, FlockOperation::Unlock).expect("flock unlock");
 }
-
-/// Why an account file cannot be opened or created.
-#[derive(Debug)]
-pub enum FileError {
-    /// A system call failed.
-    Io {
-        path: PathBuf,
-        operation: &'static str,
-        source: io::Error,
-    },
-    /// The file exists but is not a usable account file.
-    Format { path: PathBuf, problem: String },
-}
-
-impl FileError {
-    fn io(path: &Path, operation: &'static str, source: io::Error) -> FileError {
-        FileError::Io {
-            path: path.into(),
-            operation,
-            source,
-        }
-    }
-}
-
-impl std::fmt::Display for FileError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            FileError::Io {
-                path,
-                operation,
-                source,
-            } => {
-                write!(f, "{}: {operation} failed: {source}", path.display())
-            }
-            FileError::Format { path, problem } => write!(f, "{}: {problem}", path.display()),
-        }
-    }
-}
-
-impl std::error::Error for FileError {}

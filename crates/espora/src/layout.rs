@@ -7,8 +7,12 @@ use std::fmt;
 
 /// The first eight bytes of every account file.
 pub const MAGIC: [u8; 8] = *b"ESPORA\x00\x1a";
-/// The format version this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this build writes.
+pub const FORMAT_VERSION: u32 = 2;
+/// The first format: the same bytes, except that records carry no anchor and the head and durable
+/// counters live in the header, stored through the mapping. This build reads it and upgrades it
+/// in place at open (see `db.rs`).
+pub const FORMAT_VERSION_LEGACY: u32 = 1;
 /// Size of the header region; records start right after it.
 pub const HEADER_SIZE: usize = 4096;
 /// Size of one record slot.
@@ -40,10 +44,13 @@ pub mod header_offset {
     pub const CHECKSUM: usize = 60;
     /// The immutable, checksummed part ends here.
     pub const IMMUTABLE_END: usize = 64;
-    /// `u64` hint: sequence number of the newest record written (updated under the lock).
-    pub const HEAD_SEQ: usize = 128;
-    /// `u64` watermark: highest sequence number known to be durable (fdatasync completed).
-    pub const DURABLE_SEQ: usize = 192;
+    /// `u64`, version 1: the head counter, stored through the mapping by every append. Version 2
+    /// keeps it zero, so a non-zero value means that a version-1 process still writes the file.
+    pub const LEGACY_HEAD_SEQ: usize = 128;
+    /// `u64`, version 1: the durable watermark, the start of recovery in that format. An upgrade
+    /// leaves the last one here, as the anchor of the records written before it (which carry
+    /// none); version-2 files created as such keep it zero.
+    pub const UPGRADE_ANCHOR: usize = 192;
 }
 
 /// Byte offsets inside a record.
@@ -55,6 +62,8 @@ pub mod record_offset {
     pub const KIND: usize = 32;
     pub const DESCRIPTION_LEN: usize = 33;
     pub const DESCRIPTION: usize = 34;
+    /// `u64`: a sequence number that was durable when this record was written (version 2).
+    pub const ANCHOR: usize = 74;
     /// CRC32C of bytes `0..CHECKSUM`.
     pub const CHECKSUM: usize = 124;
 }
@@ -67,11 +76,12 @@ const _: () = assert!(
     record_offset::DESCRIPTION + DESCRIPTION_BYTES_MAX <= record_offset::CHECKSUM,
     "the description must fit before the checksum"
 );
+const _: () = assert!(record_offset::DESCRIPTION + DESCRIPTION_BYTES_MAX == record_offset::ANCHOR);
+const _: () = assert!(record_offset::ANCHOR + 8 <= record_offset::CHECKSUM);
 const _: () = assert!(record_offset::CHECKSUM + 4 == RECORD_SIZE);
 const _: () = assert!(header_offset::CHECKSUM + 4 == header_offset::IMMUTABLE_END);
-// The two shared counters live on their own cache lines, 8-byte aligned for atomic access.
-const _: () = assert!(header_offset::HEAD_SEQ % 64 == 0 && header_offset::DURABLE_SEQ % 64 == 0);
-const _: () = assert!(header_offset::DURABLE_SEQ + 8 <= HEADER_SIZE);
+const _: () = assert!(header_offset::IMMUTABLE_END <= header_offset::LEGACY_HEAD_SEQ);
+const _: () = assert!(header_offset::UPGRADE_ANCHOR + 8 <= HEADER_SIZE);
 
 /// Transaction type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -104,9 +114,12 @@ impl Kind {
     }
 }
 
-/// Immutable facts about an account file, fixed at creation.
+/// Immutable facts about an account file, fixed at creation (the version changes once, when a
+/// version-1 file is upgraded).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
+    /// [`FORMAT_VERSION`], or [`FORMAT_VERSION_LEGACY`] for a file not upgraded yet.
+    pub version: u32,
     pub account_id: u32,
     pub limit: i64,
     pub capacity: u64,
@@ -132,7 +145,8 @@ impl fmt::Display for HeaderError {
             HeaderError::Magic => write!(f, "not an espora file (bad magic)"),
             HeaderError::Version(v) => write!(
                 f,
-                "unsupported format version {v} (this build reads version {FORMAT_VERSION})"
+                "unsupported format version {v} (this build reads versions \
+                 {FORMAT_VERSION_LEGACY} and {FORMAT_VERSION})"
             ),
             HeaderError::Checksum => write!(f, "header checksum mismatch"),
             HeaderError::Field(name) => write!(f, "header field {name} is out of range"),
@@ -156,7 +170,8 @@ impl Header {
         use header_offset as o;
         let mut bytes = [0u8; HEADER_SIZE];
         bytes[o::MAGIC..o::MAGIC + 8].copy_from_slice(&MAGIC);
-        put_u32(&mut bytes, o::VERSION, FORMAT_VERSION);
+        assert!(self.version == FORMAT_VERSION || self.version == FORMAT_VERSION_LEGACY);
+        put_u32(&mut bytes, o::VERSION, self.version);
         put_u32(&mut bytes, o::HEADER_SIZE, HEADER_SIZE as u32);
         put_u32(&mut bytes, o::RECORD_SIZE, RECORD_SIZE as u32);
         put_u32(&mut bytes, o::ACCOUNT_ID, self.account_id);
@@ -176,7 +191,7 @@ impl Header {
             return Err(HeaderError::Magic);
         }
         let version = get_u32(bytes, o::VERSION);
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != FORMAT_VERSION_LEGACY {
             return Err(HeaderError::Version(version));
         }
         if crc32c::crc32c(&bytes[..o::CHECKSUM]) != get_u32(bytes, o::CHECKSUM) {
@@ -189,6 +204,7 @@ impl Header {
             return Err(HeaderError::Field("record_size"));
         }
         let header = Header {
+            version,
             account_id: get_u32(bytes, o::ACCOUNT_ID),
             limit: get_u64(bytes, o::LIMIT) as i64,
             capacity: get_u64(bytes, o::CAPACITY),
@@ -202,6 +218,72 @@ impl Header {
         }
         Ok(header)
     }
+}
+
+/// The shared-state file that sits next to each account file, `account-<id>.espora-shm`: the
+/// words that processes coordinate through (see `shared.rs`). It is mapped by every process and
+/// never synced; everything in it is re-derived from the account file at open, so losing it
+/// (power loss) loses nothing.
+pub const SHARED_SIZE: usize = 4096;
+/// The first eight bytes of a shared-state file.
+pub const SHARED_MAGIC: [u8; 8] = *b"ESPORASH";
+/// The layout version of the shared-state file.
+pub const SHARED_VERSION: u32 = 1;
+
+/// Byte offsets inside the shared-state file. The identity binds it to one account file: when
+/// it does not match (a new account file, a zeroed file after power loss), the open rebuilds it.
+pub mod shared_offset {
+    /// Identity: magic, version, then the account file's id, creation time and capacity.
+    pub const MAGIC: usize = 0;
+    pub const VERSION: usize = 8;
+    pub const ACCOUNT_ID: usize = 12;
+    pub const CREATED_US: usize = 16;
+    pub const CAPACITY: usize = 24;
+    /// CRC32C of bytes `0..CHECKSUM`.
+    pub const CHECKSUM: usize = 32;
+    pub const IDENTITY_END: usize = 36;
+    /// `u64` written with `pwrite` and read back through the mapping at every open, to prove
+    /// that the file system keeps the two coherent.
+    pub const PROBE: usize = 40;
+    /// `u64`: sequence number of the newest record written (a hint; records are the truth).
+    pub const HEAD: usize = 64;
+    /// `u64`: highest sequence number known to be durable.
+    pub const DURABLE: usize = 128;
+    /// `u64`: the sync in flight, 0 when none (see `commit.rs`).
+    pub const SYNC_CLAIM: usize = 192;
+    /// `u32` futex word, bumped when a sync ends.
+    pub const SYNC_EVENTS: usize = 200;
+    /// `u32`: how many threads sleep on `SYNC_EVENTS` (a hint that lets a finishing sync skip
+    /// the wake system call).
+    pub const SYNC_SLEEPERS: usize = 204;
+    /// `u32` futex word, bumped when the account lock is released.
+    pub const LOCK_EVENTS: usize = 256;
+    /// `u32`: how many threads sleep on `LOCK_EVENTS`.
+    pub const LOCK_SLEEPERS: usize = 260;
+}
+
+// Each group of words that different parties write lives on its own cache line; the 64-bit
+// words are 8-byte aligned and the futex words 4-byte aligned.
+const _: () = assert!(shared_offset::HEAD % 64 == 0 && shared_offset::DURABLE % 64 == 0);
+const _: () = assert!(shared_offset::SYNC_CLAIM % 64 == 0 && shared_offset::LOCK_EVENTS % 64 == 0);
+const _: () = assert!(shared_offset::SYNC_EVENTS % 4 == 0 && shared_offset::SYNC_SLEEPERS % 4 == 0);
+const _: () = assert!(shared_offset::LOCK_SLEEPERS + 4 <= SHARED_SIZE);
+const _: () = assert!(shared_offset::IDENTITY_END <= shared_offset::PROBE);
+const _: () =
+    assert!(shared_offset::PROBE % 8 == 0 && shared_offset::PROBE + 8 <= shared_offset::HEAD);
+
+/// The identity bytes of the shared-state file that belongs to an account file.
+pub fn shared_identity(header: &Header) -> [u8; shared_offset::IDENTITY_END] {
+    use shared_offset as o;
+    let mut bytes = [0u8; o::IDENTITY_END];
+    bytes[o::MAGIC..o::MAGIC + 8].copy_from_slice(&SHARED_MAGIC);
+    put_u32(&mut bytes, o::VERSION, SHARED_VERSION);
+    put_u32(&mut bytes, o::ACCOUNT_ID, header.account_id);
+    put_u64(&mut bytes, o::CREATED_US, header.created_us as u64);
+    put_u64(&mut bytes, o::CAPACITY, header.capacity);
+    let checksum = crc32c::crc32c(&bytes[..o::CHECKSUM]);
+    put_u32(&mut bytes, o::CHECKSUM, checksum);
+    bytes
 }
 
 /// A transaction description: 1 to 10 Unicode scalar values, stored inline.
@@ -253,6 +335,10 @@ pub struct Record {
     pub balance: i64,
     pub kind: Kind,
     pub description: Description,
+    /// A sequence number that was durable when the record was written, always below `seq`
+    /// (0 in records of version-1 files). Recovery starts from the highest anchor it finds:
+    /// that record and every one before it reached the disk, so the history must reach it.
+    pub anchor: u64,
 }
 
 /// Why a slot does not hold a usable record.
@@ -291,7 +377,7 @@ impl Record {
 
     pub fn encode(&self) -> [u8; RECORD_SIZE] {
         use record_offset as o;
-        assert!(self.seq >= 1 && self.value > 0);
+        assert!(self.seq >= 1 && self.value > 0 && self.anchor < self.seq);
         let mut bytes = [0u8; RECORD_SIZE];
         put_u64(&mut bytes, o::SEQ, self.seq);
         put_u64(&mut bytes, o::TIMESTAMP_US, self.timestamp_us as u64);
@@ -301,6 +387,7 @@ impl Record {
         bytes[o::DESCRIPTION_LEN] = self.description.len;
         bytes[o::DESCRIPTION..o::DESCRIPTION + DESCRIPTION_BYTES_MAX]
             .copy_from_slice(&self.description.bytes);
+        put_u64(&mut bytes, o::ANCHOR, self.anchor);
         let checksum = crc32c::crc32c(&bytes[..o::CHECKSUM]);
         put_u32(&mut bytes, o::CHECKSUM, checksum);
         bytes
@@ -329,9 +416,13 @@ impl Record {
             balance: get_u64(bytes, o::BALANCE) as i64,
             kind,
             description,
+            anchor: get_u64(bytes, o::ANCHOR),
         };
         if record.seq == 0 {
             return Err(RecordError::Field("seq"));
+        }
+        if record.anchor >= record.seq {
+            return Err(RecordError::Field("anchor"));
         }
         if record.value <= 0 {
             return Err(RecordError::Field("value"));
@@ -368,6 +459,7 @@ mod tests {
             balance: -9098,
             kind: Kind::Debit,
             description: Description::new(description).unwrap(),
+            anchor: seq - 1,
         }
     }
 
@@ -377,6 +469,7 @@ mod tests {
         let bytes = r.encode();
         assert_eq!(bytes[0..2], [0x02, 0x01]);
         assert_eq!(bytes[record_offset::KIND], b'd');
+        assert_eq!(bytes[record_offset::ANCHOR..][..2], [0x01, 0x01]);
         assert_eq!(Record::decode(&bytes), Ok(r));
     }
 
@@ -412,8 +505,26 @@ mod tests {
     }
 
     #[test]
+    fn shared_identity_names_the_account_file() {
+        let h = Header {
+            version: FORMAT_VERSION,
+            account_id: 3,
+            limit: 1_000_000,
+            capacity: 65_536,
+            created_us: 5,
+        };
+        let identity = shared_identity(&h);
+        assert_eq!(identity[..8], SHARED_MAGIC);
+        assert_ne!(identity, shared_identity(&Header { created_us: 6, ..h }));
+        assert_ne!(identity, shared_identity(&Header { account_id: 4, ..h }));
+        // The limit is not part of the identity: it lives in the account file alone.
+        assert_eq!(identity, shared_identity(&Header { limit: 7, ..h }));
+    }
+
+    #[test]
     fn header_round_trips_and_rejects_damage() {
         let h = Header {
+            version: FORMAT_VERSION,
             account_id: 3,
             limit: 1_000_000,
             capacity: 65_536,
@@ -430,6 +541,11 @@ mod tests {
         let mut bad = bytes;
         bad[header_offset::VERSION] = 9;
         assert_eq!(Header::decode(&bad), Err(HeaderError::Version(9)));
+        let legacy = Header {
+            version: FORMAT_VERSION_LEGACY,
+            ..h
+        };
+        assert_eq!(Header::decode(&legacy.encode()), Ok(legacy));
         assert_eq!(h.slot_offset(1), HEADER_SIZE);
         assert_eq!(h.slot_offset(65_537), HEADER_SIZE);
         assert_eq!(h.slot_offset(2), HEADER_SIZE + RECORD_SIZE);

@@ -4,8 +4,9 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use espora::file::{self, ACCOUNTS};
+use espora::file::{self, Mapping, ACCOUNTS};
 use espora::layout::Record;
+use espora::shared;
 use espora::verify::{self, Scan};
 use espora::{Db, Options};
 
@@ -109,15 +110,26 @@ fn verify_target(target: &Path) -> Result<(), String> {
     }
 }
 
-fn verify_file(path: &Path) -> Result<String, String> {
+/// Checks one file under a shared lock, with the durable watermark of its shared-state file when
+/// that belongs to it.
+fn scan_file(path: &Path) -> Result<(Mapping, Result<Scan, verify::Corruption>), String> {
     let (handle, mapping) = file::open_existing(path).map_err(|e| e.to_string())?;
     file::lock_shared_blocking(&handle).map_err(|e| format!("flock: {e}"))?;
-    let scan = verify::scan(&mapping);
+    let shared_path = path.with_extension("espora-shm");
+    let scan = verify::scan(
+        &mapping,
+        shared::peek_durable(&shared_path, mapping.header()),
+    );
     file::unlock(&handle);
+    Ok((mapping, scan))
+}
+
+fn verify_file(path: &Path) -> Result<String, String> {
+    let (mapping, scan) = scan_file(path)?;
     let scan = scan.map_err(|c| c.to_string())?;
     let header = mapping.header();
     Ok(format!(
-        "{}: ok: account {} limit {} records {} (seq {}..={}) balance {} lowest {} durable {}{}",
+        "{}: ok: account {} limit {} records {} (seq {}..={}) balance {} lowest {} anchor {}{}",
         path.display(),
         header.account_id,
         header.limit,
@@ -126,7 +138,7 @@ fn verify_file(path: &Path) -> Result<String, String> {
         scan.newest,
         scan.balance,
         scan.balance_min,
-        scan.durable,
+        scan.anchor,
         notes(&scan)
     ))
 }
@@ -154,16 +166,13 @@ fn notes(scan: &Scan) -> String {
 }
 
 fn dump(path: &Path, json: bool) -> Result<(), String> {
-    let (handle, mapping) = file::open_existing(path).map_err(|e| e.to_string())?;
-    file::lock_shared_blocking(&handle).map_err(|e| format!("flock: {e}"))?;
-    let scan = verify::scan(&mapping);
+    let (mapping, scan) = scan_file(path)?;
     let records: Vec<Record> = match &scan {
         Ok(scan) if scan.newest > 0 => (scan.oldest..=scan.newest)
             .filter_map(|seq| mapping.read_record(seq))
             .collect(),
         _ => Vec::new(),
     };
-    file::unlock(&handle);
     let scan = scan.map_err(|c| format!("{}: {c}", path.display()))?;
     let header = mapping.header();
     let stdout = io::stdout();

@@ -2,8 +2,10 @@
 //! by a crash. Used by recovery at open time and by `espora verify`.
 
 use std::fmt;
+use std::fs::File;
+use std::io;
 
-use crate::file::Mapping;
+use crate::file::{self, Mapping};
 use crate::layout::{Record, RecordError, RECORD_SIZE};
 
 /// What a sound ring holds.
@@ -17,8 +19,9 @@ pub struct Scan {
     pub balance: i64,
     /// Lowest balance seen in the retained history.
     pub balance_min: i64,
-    /// The durable watermark found in the header.
-    pub durable: u64,
+    /// Where recovery started: the highest anchor found in the records (or left by an upgrade),
+    /// a record that was known durable when a later record was written.
+    pub anchor: u64,
     /// The slot after the newest record holds a torn write: a transaction that was never
     /// acknowledged. It is harmless and will be overwritten.
     pub torn_tail: bool,
@@ -51,8 +54,10 @@ impl fmt::Display for Corruption {
 impl std::error::Error for Corruption {}
 
 /// Reads every slot and checks the history: checksums, sequence continuity, the balance chain,
-/// the limit and timestamp order. The caller holds at least a shared lock so no writer moves.
-pub fn scan(mapping: &Mapping) -> Result<Scan, Corruption> {
+/// the limit and timestamp order. `known_durable` is a sequence number the caller knows was
+/// durable (the shared-state file's watermark), or 0. The caller holds at least a shared lock
+/// so no writer moves.
+pub fn scan(mapping: &Mapping, known_durable: u64) -> Result<Scan, Corruption> {
     let header = *mapping.header();
     let capacity = header.capacity;
     let slot_of = |seq: u64| (seq - 1) % capacity;
@@ -62,36 +67,57 @@ pub fn scan(mapping: &Mapping) -> Result<Scan, Corruption> {
         problem,
     };
 
-    // Every record up to the durable watermark survived a completed fdatasync, so that record
-    // must be readable; the history then continues as far as records follow without a gap.
-    let durable = mapping.durable();
-    if durable > 0 {
-        if let Err(problem) = expect_record(mapping, durable) {
+    // Every record carries a sequence number that was durable when it was written, so the
+    // highest one found, and every record before it, survived a completed fdatasync: that
+    // record must be readable, and the history continues from it as far as records follow
+    // without a gap. Records beyond a gap can only be newer than every sync, so their anchors
+    // are no higher than the truth either. The newest records' own anchors lag behind them;
+    // the shared-state file's watermark, when the caller has it, covers those too.
+    let anchor = (0..capacity)
+        .filter_map(|slot| Record::decode(&mapping.read_slot(slot + 1)).ok())
+        .map(|r| r.anchor)
+        .fold(mapping.upgrade_anchor().max(known_durable), u64::max);
+    if anchor > 0 {
+        if let Err(problem) = expect_record(mapping, anchor) {
             return Err(corrupt(
-                durable,
-                format!("durable record unreadable: {problem}"),
+                anchor,
+                format!("anchor record unreadable: {problem}"),
             ));
         }
     }
-    let mut newest = durable;
-    while newest - durable < capacity && mapping.read_record(newest + 1).is_some() {
+    let mut newest = anchor;
+    while newest - anchor < capacity && mapping.read_record(newest + 1).is_some() {
         newest += 1;
     }
 
-    let oldest = match newest {
-        0 => 0,
-        n if n >= capacity && mapping.read_record(n - capacity + 1).is_some() => n - capacity + 1,
-        // When the ring has wrapped, the slot after the newest record may hold a torn write
-        // over the oldest record; history then starts one later.
-        n if n >= capacity => n - capacity + 2,
-        _ => 1,
-    };
+    // Backwards from the newest record, the history goes on as long as the records do, at most
+    // a whole ring. Writes after the newest record overwrite the oldest slots, so a crash that
+    // cut them leaves the oldest records of the ring missing or torn; but never more of them
+    // than may be in flight, and never while the ring still had room.
+    let mut oldest = newest;
+    while oldest > 1 && newest - oldest + 1 < capacity && mapping.read_record(oldest - 1).is_some()
+    {
+        oldest -= 1;
+    }
+    let oldest_possible = (newest + mapping.in_flight_max() + 1)
+        .saturating_sub(capacity)
+        .max(1);
+    if newest > 0 && oldest > oldest_possible {
+        let seq = oldest - 1;
+        let problem = match Record::decode(&mapping.read_slot(seq)) {
+            Ok(r) => format!("missing inside the history, slot holds seq {}", r.seq),
+            Err(e) => format!("missing inside the history: {e}"),
+        };
+        return Err(corrupt(seq, problem));
+    }
+    let oldest = if newest == 0 { 0 } else { oldest };
 
     let (balance, balance_min) = check_history(mapping, oldest, newest)?;
 
     // Outside the retained window a slot is either empty or a leftover of a crash: the torn
-    // write right after the newest record, or records beyond a gap that a machine crash left
-    // half on disk. None of them was ever acknowledged.
+    // write right after the newest record, records beyond a gap that a machine crash left half
+    // on disk, or older records whose overwrite the crash cut. None of the newer ones was ever
+    // acknowledged, and the older ones are out of the ring's window.
     let window = |seq: u64| oldest > 0 && (oldest..=newest).contains(&seq);
     let tail_slot = slot_of(newest + 1);
     let mut orphans = Vec::new();
@@ -115,7 +141,7 @@ pub fn scan(mapping: &Mapping) -> Result<Scan, Corruption> {
         newest,
         balance,
         balance_min,
-        durable,
+        anchor,
         torn_tail,
         orphans,
     })
@@ -178,8 +204,9 @@ fn expect_record(mapping: &Mapping, seq: u64) -> Result<Record, String> {
 
 /// Erases orphaned slots so that no later writer mistakes one for the next record of the
 /// history. The caller holds the exclusive lock.
-pub fn erase(mapping: &Mapping, orphan_slots: &[u64]) {
+pub fn erase(file: &File, mapping: &Mapping, orphan_slots: &[u64]) -> io::Result<()> {
     for &slot in orphan_slots {
-        mapping.write_slot(slot + 1, &[0u8; RECORD_SIZE]);
+        file::write_slot(file, mapping.header(), slot + 1, &[0u8; RECORD_SIZE])?;
     }
+    Ok(())
 }

@@ -116,7 +116,7 @@ fn run(ops: Vec<Op>) {
     let mut model = Model::new();
     block_on(async {
         let mut db = Arc::new(Db::open(dir.path(), options.clone()).unwrap());
-        let mut worker = db.worker(common::sync_via()).unwrap();
+        let mut worker = db.worker(common::backend()).unwrap();
         let mut statement = Statement::default();
         for op in ops {
             match op {
@@ -168,7 +168,7 @@ fn run(ops: Vec<Op>) {
                     drop(worker);
                     drop(db);
                     db = Arc::new(Db::open(dir.path(), options.clone()).unwrap());
-                    worker = db.worker(common::sync_via()).unwrap();
+                    worker = db.worker(common::backend()).unwrap();
                 }
             }
         }
@@ -204,7 +204,7 @@ fn descriptions_and_values_outside_the_rules_are_rejected_and_change_nothing() {
     let dir = common::temp_dir();
     block_on(async {
         let db = Arc::new(Db::open(dir.path(), Options::default()).unwrap());
-        let worker = db.worker(common::sync_via()).unwrap();
+        let worker = db.worker(common::backend()).unwrap();
         let cases: [(i64, &str); 5] = [
             (0, "ok"),
             (-5, "ok"),

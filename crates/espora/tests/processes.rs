@@ -37,7 +37,7 @@ fn child_appender() {
             let tag = format!("{tag}{thread}");
             std::thread::spawn(move || {
                 block_on(async move {
-                    let worker = std::rc::Rc::new(db.worker(common::sync_via()).expect("worker"));
+                    let worker = std::rc::Rc::new(db.worker(common::backend()).expect("worker"));
                     let mut joins = Vec::new();
                     for task in 0..tasks {
                         let worker = std::rc::Rc::clone(&worker);
@@ -275,7 +275,7 @@ fn child_creator() {
     let db = Arc::new(Db::open(&dir, Options::default()).expect("open"));
     let tag = std::env::var("TAG").unwrap();
     block_on(async {
-        let worker = db.worker(common::sync_via()).unwrap();
+        let worker = db.worker(common::backend()).unwrap();
         let description = format!("{tag}#");
         let tx = Transaction {
             value: 1,
@@ -332,10 +332,18 @@ fn processes_creating_a_fresh_directory_at_once_agree() {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         names.sort();
-        let expected: Vec<String> = (1..=5).map(espora::file::account_file_name).collect();
+        let mut expected: Vec<String> = (1..=5)
+            .flat_map(|id| {
+                [
+                    espora::file::account_file_name(id),
+                    espora::file::shared_file_name(id),
+                ]
+            })
+            .collect();
+        expected.sort();
         assert_eq!(
             names, expected,
-            "exactly the five account files, no leftovers"
+            "exactly the five account files and their shared state, no leftovers"
         );
         let (scan, records, _) = read_history(dir.path(), 1);
         assert_eq!(scan.newest, 6);

@@ -13,6 +13,7 @@ use std::time::Instant;
 use common::{block_on, read_history};
 use espora::file::{self, account_file_name, Transaction};
 use espora::layout::{Description, Record, HEADER_SIZE, RECORD_SIZE};
+use espora::shared::Shared;
 use espora::{
     AppendError, Db, Faults, Kind, OpenError, Options, ReadError, Statement, Unavailable,
 };
@@ -29,7 +30,7 @@ fn history(durable: u64, pending: u64) -> tempfile::TempDir {
     };
     let db = Arc::new(Db::open(dir.path(), options).unwrap());
     block_on(async {
-        let worker = db.worker(common::sync_via()).unwrap();
+        let worker = db.worker(common::backend()).unwrap();
         for i in 0..durable {
             let description = format!("d{i}");
             let tx = Transaction {
@@ -42,6 +43,7 @@ fn history(durable: u64, pending: u64) -> tempfile::TempDir {
     });
     drop(db);
     let (handle, mapping) = file::open_existing(&dir.path().join(account_file_name(1))).unwrap();
+    let shared = Shared::open(&dir.path().join(file::shared_file_name(1))).unwrap();
     file::lock_exclusive_blocking(&handle).unwrap();
     for i in 0..pending {
         let description = format!("p{i}");
@@ -50,10 +52,14 @@ fn history(durable: u64, pending: u64) -> tempfile::TempDir {
             kind: Kind::Debit,
             description: &description,
         };
-        mapping.append_locked(&tx, file::now_us()).unwrap();
+        let entry = tx.validate().unwrap();
+        let record = mapping
+            .append_locked(&handle, &shared, &entry, file::now_us())
+            .unwrap();
+        shared.publish_head(record.seq);
     }
     file::unlock(&handle);
-    assert_eq!(mapping.durable(), durable);
+    assert_eq!(shared.durable(), durable);
     dir
 }
 
@@ -77,7 +83,7 @@ fn statement(dir: &Path) -> Result<Statement, OpenError> {
     let db = Arc::new(Db::open(dir, Options::default())?);
     let mut out = Statement::default();
     block_on(async {
-        db.worker(common::sync_via())
+        db.worker(common::backend())
             .unwrap()
             .statement(1, &mut out)
             .await
@@ -117,7 +123,7 @@ fn torn_unacknowledged_newest_record_is_recovered_silently() {
             description: "after",
         };
         let done = db
-            .worker(common::sync_via())
+            .worker(common::backend())
             .unwrap()
             .append(1, &tx)
             .await
@@ -152,7 +158,7 @@ fn records_beyond_a_gap_left_by_a_machine_crash_are_erased_and_reported() {
     // A later writer must not adopt an erased orphan as its successor.
     block_on(async {
         let db = Arc::new(Db::open(dir.path(), Options::default()).unwrap());
-        let worker = db.worker(common::sync_via()).unwrap();
+        let worker = db.worker(common::backend()).unwrap();
         for expected in [4, 5, 6, 7] {
             let tx = Transaction {
                 value: 1,
@@ -218,6 +224,7 @@ fn a_balance_chain_that_does_not_add_up_is_corruption() {
         balance: 999,
         kind: Kind::Credit,
         description: Description::new("forged").unwrap(),
+        anchor: 2,
     };
     write_at(dir.path(), slot_offset(3), &forged.encode());
     let error = Db::open(dir.path(), Options::default())
@@ -267,7 +274,7 @@ fn a_failed_fdatasync_stops_every_acknowledgement() {
     };
     let db = Arc::new(Db::open(dir.path(), options).unwrap());
     block_on(async {
-        let worker = db.worker(common::sync_via()).unwrap();
+        let worker = db.worker(common::backend()).unwrap();
         let tx = Transaction {
             value: 5,
             kind: Kind::Credit,
@@ -305,7 +312,7 @@ fn a_lock_held_too_long_fails_the_append_without_blocking_the_thread() {
     let holder = file::open_rw(&account_path(dir.path())).unwrap();
     file::lock_exclusive_blocking(&holder).unwrap();
     block_on(async {
-        let worker = db.worker(common::sync_via()).unwrap();
+        let worker = db.worker(common::backend()).unwrap();
         // Another task of the same thread keeps running while the append waits for the lock.
         let ticks = std::rc::Rc::new(std::cell::Cell::new(0u32));
         let counter = std::rc::Rc::clone(&ticks);
@@ -352,7 +359,7 @@ fn the_tool_initialises_dumps_and_verifies() {
     }
     block_on(async {
         let db = Arc::new(Db::open(&data, Options::default()).unwrap());
-        let worker = db.worker(common::sync_via()).unwrap();
+        let worker = db.worker(common::backend()).unwrap();
         for (kind, description) in [
             (Kind::Credit, "toma"),
             (Kind::Debit, "devolve"),
@@ -430,7 +437,7 @@ fn an_append_dropped_while_its_sync_is_in_flight_does_not_wedge_the_worker() {
     let db = Arc::new(Db::open(dir.path(), Options::default()).unwrap());
     for epoll in [false, true] {
         common::block_on_with(epoll, async {
-            let worker = db.worker(common::sync_via()).unwrap();
+            let worker = db.worker(common::backend()).unwrap();
             for round in 0..50u64 {
                 let description = format!("r{round}");
                 let tx = Transaction {

@@ -8,14 +8,16 @@ use std::process::{Child, Command, Stdio};
 use espora::file::{self, Mapping};
 use espora::layout::Record;
 use espora::verify::{self, Scan};
-use espora::SyncVia;
+use espora::{shared, Backend};
 
 thread_local! {
-    static SYNC_VIA: std::cell::Cell<SyncVia> = const { std::cell::Cell::new(SyncVia::IoUring) };
+    static BACKEND: std::cell::Cell<Backend> = const { std::cell::Cell::new(Backend::IoUring) };
 }
 
-/// Runs a future on a fresh monoio runtime with the timer enabled (espora's lock wait needs
-/// it): io_uring, or epoll when `RINHA_DRIVER=epoll` or io_uring cannot be set up.
+/// Runs a future on a fresh monoio runtime with the timer enabled: io_uring, or epoll when
+/// `RINHA_DRIVER=epoll` or io_uring cannot be set up. Workers made inside it use espora's ring
+/// back end on io_uring and its helper threads on epoll (see [`backend`]), so that the tests
+/// that run on both drivers cover both back ends.
 pub fn block_on<F: Future>(future: F) -> F::Output {
     block_on_with(
         std::env::var("RINHA_DRIVER").as_deref() == Ok("epoll"),
@@ -30,11 +32,11 @@ pub fn block_on_with<F: Future>(epoll: bool, future: F) -> F::Output {
             .enable_timer()
             .build();
         if let Ok(mut rt) = built {
-            SYNC_VIA.with(|via| via.set(SyncVia::IoUring));
+            BACKEND.with(|backend| backend.set(Backend::IoUring));
             return rt.block_on(future);
         }
     }
-    SYNC_VIA.with(|via| via.set(SyncVia::Thread));
+    BACKEND.with(|backend| backend.set(Backend::Threads));
     let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
         .enable_timer()
         .build()
@@ -42,9 +44,9 @@ pub fn block_on_with<F: Future>(epoll: bool, future: F) -> F::Output {
     rt.block_on(future)
 }
 
-/// How workers created inside the current `block_on` must sync.
-pub fn sync_via() -> SyncVia {
-    SYNC_VIA.with(|via| via.get())
+/// The back end of workers created inside the current `block_on`.
+pub fn backend() -> Backend {
+    BACKEND.with(|backend| backend.get())
 }
 
 pub fn temp_dir() -> tempfile::TempDir {
@@ -134,7 +136,8 @@ pub fn read_history(dir: &Path, account: u32) -> (Scan, Vec<Record>, Mapping) {
     let path = dir.join(file::account_file_name(account));
     let (handle, mapping) = file::open_existing(&path).expect("open account file");
     file::lock_shared_blocking(&handle).expect("lock");
-    let scan = verify::scan(&mapping);
+    let known = shared::peek_durable(&dir.join(file::shared_file_name(account)), mapping.header());
+    let scan = verify::scan(&mapping, known);
     file::unlock(&handle);
     let scan = scan.unwrap_or_else(|c| panic!("{}: {c}", path.display()));
     let records = if scan.newest == 0 {

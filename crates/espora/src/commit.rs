@@ -1,0 +1,382 @@
+//! Cross-process group commit and the account lock wait: how the writers of one account, on any
+//! thread of any process, share fdatasyncs and hand the lock over, without sleeping on timers.
+//!
+//! Everything goes through the account's shared-state file (`shared.rs`):
+//!
+//! - **Lock.** `flock` on the account file excludes writers (the kernel drops it when a process
+//!   dies). A writer that finds it taken yields to its runtime a few times (the lock is held for
+//!   microseconds), then sleeps on the `lock_events` futex word; the releaser bumps the word and
+//!   wakes the sleepers. A sleep is bounded, because a holder killed with the lock releases it
+//!   without bumping the word.
+//! - **Sync.** At most one fdatasync of the file is in flight across all processes: its owner
+//!   holds the `sync_claim` word (a random token). A writer whose record is not durable yet
+//!   waits while a claim is held (a sync that started after its write covers it; one that
+//!   started before does not, and the writer claims the next), sleeping on `sync_events`, which
+//!   the owner bumps when it ends. A claim that stays unchanged for [`SYNC_CLAIM_STALE`] is
+//!   taken over: its owner died, or is so slow that a second sync costs nothing.
+//! - **Within a worker thread** at most one task sleeps on each futex word of a file and at most
+//!   one syncs it; the others wait for that task on the thread's own waker list (`Local`).
+//!
+//! Wake-ups are lost nowhere: a sleeper announces itself (`*_sleepers`) and reads the word
+//! before checking the condition, and the futex sleep returns at once if the word moved since;
+//! whoever changes the condition bumps the word after, and wakes if anyone announced itself.
+
+use std::cell::{Cell, RefCell};
+use std::fs::File;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use crate::error::Unavailable;
+use crate::faults::Faults;
+use crate::file;
+use crate::shared::Shared;
+use crate::sync::{Event, FileIo};
+
+/// Lock attempts that only yield to the runtime before sleeping on the lock word: the lock is
+/// held for a few microseconds, about what a few dozen turns of the runtime take.
+const LOCK_SPINS_MAX: u32 = 32;
+/// How long an append waits for the lock in all before it fails; only a stopped process holds
+/// it that long.
+const LOCK_WAIT_MAX: Duration = Duration::from_secs(2);
+/// Longest single sleep on the lock word: a holder killed with the lock releases it without
+/// waking anyone, so sleepers look again this often.
+const LOCK_SLEEP_MAX: Duration = Duration::from_millis(2);
+/// How long a sync claim may stay unchanged before a waiter takes it over. Syncs on the disks
+/// measured took at most tens of milliseconds; a killed owner costs its waiters this much once.
+pub(crate) const SYNC_CLAIM_STALE: Duration = Duration::from_millis(50);
+
+/// Activity counters of a process (relaxed atomics; read by operators and benchmarks).
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub appends: AtomicU64,
+    pub syncs: AtomicU64,
+    pub synced_records: AtomicU64,
+    pub lock_sleeps: AtomicU64,
+    pub sync_sleeps: AtomicU64,
+    pub takeovers: AtomicU64,
+}
+
+impl Counters {
+    fn bump(counter: &AtomicU64, by: u64) {
+        counter.fetch_add(by, Ordering::Relaxed);
+    }
+}
+
+/// What the tasks of one worker thread know about one file.
+#[derive(Default)]
+pub(crate) struct Local {
+    /// A task of this thread owns the file's sync claim.
+    syncing: Cell<bool>,
+    /// A task of this thread sleeps on the file's sync word.
+    sync_watching: Cell<bool>,
+    /// A task of this thread sleeps on the file's lock word.
+    lock_watching: Cell<bool>,
+    /// Bumped whenever one of the flags above goes down.
+    events: Cell<u64>,
+    wakers: RefCell<Vec<Waker>>,
+    /// The sync claim seen in flight, and since when it has not changed.
+    claim_seen: Cell<(u64, Option<Instant>)>,
+}
+
+impl Local {
+    fn notify(&self) {
+        self.events.set(self.events.get() + 1);
+        for waker in self.wakers.borrow_mut().drain(..) {
+            waker.wake();
+        }
+    }
+
+    /// Resolves when one of the flags goes down.
+    fn changed(&self) -> Changed<'_> {
+        Changed {
+            local: self,
+            events: self.events.get(),
+        }
+    }
+}
+
+struct Changed<'a> {
+    local: &'a Local,
+    events: u64,
+}
+
+impl Future for Changed<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.local.events.get() != self.events {
+            return Poll::Ready(());
+        }
+        self.local.wakers.borrow_mut().push(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// Raises a flag of `Local`; lowering it (also when the task is dropped) wakes the thread's
+/// other tasks, one of which takes over the role.
+struct Raised<'a> {
+    local: &'a Local,
+    flag: &'a Cell<bool>,
+}
+
+impl<'a> Raised<'a> {
+    fn new(local: &'a Local, flag: &'a Cell<bool>) -> Raised<'a> {
+        assert!(!flag.get(), "one task per role and file on a worker");
+        flag.set(true);
+        Raised { local, flag }
+    }
+}
+
+impl Drop for Raised<'_> {
+    fn drop(&mut self) {
+        self.flag.set(false);
+        self.local.notify();
+    }
+}
+
+/// Counts a sleeper on a futex word for as long as it lives.
+struct Sleeper<'a>(&'a AtomicU32);
+
+impl<'a> Sleeper<'a> {
+    fn new(sleepers: &'a AtomicU32) -> Sleeper<'a> {
+        sleepers.fetch_add(1, Ordering::SeqCst);
+        Sleeper(sleepers)
+    }
+}
+
+impl Drop for Sleeper<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Bumps `events` and wakes its sleepers, if any announced themselves.
+fn bump_and_wake(events: &AtomicU32, sleepers: &AtomicU32) {
+    events.fetch_add(1, Ordering::SeqCst);
+    if sleepers.load(Ordering::SeqCst) > 0 {
+        // A failed wake can only be a bad address, which a mapped word is not.
+        let _ = rustix::thread::futex::wake(
+            events,
+            rustix::thread::futex::Flags::empty(),
+            i32::MAX as u32,
+        );
+    }
+}
+
+/// Everything a task needs to lock and commit one file.
+pub(crate) struct Commit<'a> {
+    pub shared: &'a Shared,
+    /// The worker's own open file description: its flocks exclude other threads too.
+    pub file: &'a File,
+    pub io: &'a FileIo,
+    pub local: &'a Local,
+    pub poisoned: &'a AtomicBool,
+    pub counters: &'a Counters,
+    pub faults: &'a Faults,
+    /// The worker's source of claim tokens.
+    pub tokens: &'a Cell<u64>,
+}
+
+/// The account lock, held; released (and sleepers woken) on drop.
+pub(crate) struct Locked<'a> {
+    commit: &'a Commit<'a>,
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        let shared = self.commit.shared;
+        file::unlock(self.commit.file);
+        bump_and_wake(shared.lock_events(), shared.lock_sleepers());
+    }
+}
+
+impl Commit<'_> {
+    /// Takes the file's exclusive lock without blocking the thread.
+    pub(crate) async fn lock(&self) -> Result<Locked<'_>, Unavailable> {
+        let started = Instant::now();
+        let mut spins = 0;
+        loop {
+            if self.try_lock()? {
+                return Ok(Locked { commit: self });
+            }
+            if spins < LOCK_SPINS_MAX {
+                spins += 1;
+                yield_now().await;
+                continue;
+            }
+            if started.elapsed() > LOCK_WAIT_MAX {
+                return Err(Unavailable::Lock(None));
+            }
+            if self.local.lock_watching.get() {
+                self.local.changed().await;
+                continue;
+            }
+            let _watching = Raised::new(self.local, &self.local.lock_watching);
+            let _sleeper = Sleeper::new(self.shared.lock_sleepers());
+            let seen = self.shared.lock_events().load(Ordering::SeqCst);
+            if self.try_lock()? {
+                return Ok(Locked { commit: self });
+            }
+            Counters::bump(&self.counters.lock_sleeps, 1);
+            self.io
+                .wait(Event::Lock, seen, LOCK_SLEEP_MAX)
+                .await
+                .map_err(Unavailable::Wait)?;
+        }
+    }
+
+    fn try_lock(&self) -> Result<bool, Unavailable> {
+        file::try_lock_exclusive(self.file).map_err(|e| Unavailable::Lock(Some(e)))
+    }
+
+    /// Waits until `seq` is durable: covered by a sync of this file that started after it was
+    /// written, whichever thread or process ran it.
+    pub(crate) async fn wait_durable(&self, seq: u64) -> Result<(), Unavailable> {
+        loop {
+            if self.poisoned.load(Ordering::Acquire) {
+                return Err(Unavailable::Poisoned);
+            }
+            let seen = self.shared.sync_events().load(Ordering::SeqCst);
+            if self.shared.durable() >= seq {
+                return Ok(());
+            }
+            if self.local.syncing.get() || self.local.sync_watching.get() {
+                self.local.changed().await;
+                continue;
+            }
+            let claim = self.shared.sync_claim().load(Ordering::SeqCst);
+            if let Some(patience) = self.patience(claim) {
+                let _watching = Raised::new(self.local, &self.local.sync_watching);
+                let _sleeper = Sleeper::new(self.shared.sync_sleepers());
+                Counters::bump(&self.counters.sync_sleeps, 1);
+                self.io
+                    .wait(Event::Sync, seen, patience)
+                    .await
+                    .map_err(Unavailable::Wait)?;
+                continue;
+            }
+            let token = self.next_token();
+            let claimed = self.shared.sync_claim().compare_exchange(
+                claim,
+                token,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            );
+            if claimed.is_ok() {
+                if claim != 0 {
+                    Counters::bump(&self.counters.takeovers, 1);
+                }
+                self.sync_claimed(token).await?;
+            }
+        }
+    }
+
+    /// How much longer to wait for the sync of `claim`: `None` when there is none in flight, or
+    /// when it has not changed for [`SYNC_CLAIM_STALE`] and may be taken over.
+    fn patience(&self, claim: u64) -> Option<Duration> {
+        if claim == 0 {
+            return None;
+        }
+        let now = Instant::now();
+        let since = match self.local.claim_seen.get() {
+            (seen, Some(since)) if seen == claim => since,
+            _ => {
+                self.local.claim_seen.set((claim, Some(now)));
+                now
+            }
+        };
+        SYNC_CLAIM_STALE.checked_sub(now.duration_since(since))
+    }
+
+    /// Runs the sync of the claim `token` holds, and releases it.
+    async fn sync_claimed(&self, token: u64) -> Result<(), Unavailable> {
+        let _syncing = Raised::new(self.local, &self.local.syncing);
+        let _claim = Claim {
+            shared: self.shared,
+            token,
+        };
+        let durable = self.shared.durable();
+        // Every record up to the head is in the page cache now, so a sync that starts after
+        // this load covers it, whoever wrote it.
+        let target = self.shared.head();
+        assert!(
+            durable <= target,
+            "durable {durable} passed the head {target}"
+        );
+        if let Some(delay) = self.faults.sync_delay() {
+            monoio::time::sleep(delay).await;
+        }
+        Counters::bump(&self.counters.syncs, 1);
+        let result = if self.faults.sync_should_fail() {
+            Err(std::io::Error::from_raw_os_error(
+                rustix::io::Errno::IO.raw_os_error(),
+            ))
+        } else {
+            self.io.fdatasync().await
+        };
+        match result {
+            Ok(()) => {
+                self.shared.advance_durable(target);
+                Counters::bump(&self.counters.synced_records, target - durable);
+                Ok(())
+            }
+            Err(e) => {
+                self.poisoned.store(true, Ordering::Release);
+                Err(Unavailable::Sync(e))
+            }
+        }
+    }
+
+    /// A fresh claim token: never 0, and unlikely to repeat across threads and processes.
+    fn next_token(&self) -> u64 {
+        let mut x = self.tokens.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.tokens.set(x);
+        x | 1
+    }
+}
+
+/// A seed for a worker's claim tokens: the clock, the process and the thread's stack address.
+pub(crate) fn token_seed() -> u64 {
+    let marker = 0u8;
+    let address = std::ptr::addr_of!(marker) as u64;
+    let time = file::now_us() as u64;
+    (time ^ address.rotate_left(29) ^ u64::from(std::process::id()).rotate_left(47)) | 1
+}
+
+/// The sync claim, held; released (and sleepers woken) on drop, also when its task is dropped
+/// mid-sync. If it was taken over meanwhile, the new owner's claim stays.
+struct Claim<'a> {
+    shared: &'a Shared,
+    token: u64,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        let _ = self.shared.sync_claim().compare_exchange(
+            self.token,
+            0,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
+        bump_and_wake(self.shared.sync_events(), self.shared.sync_sleepers());
+    }
+}
+
+/// Gives other tasks of this thread a turn.
+fn yield_now() -> impl Future<Output = ()> {
+    let mut yielded = false;
+    std::future::poll_fn(move |cx| {
+        if yielded {
+            return Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+}

@@ -1,0 +1,276 @@
+//! Every error espora reports, typed per layer: a file that cannot be used, a database that
+//! cannot open, an append or a statement that did not happen. The embedding server words them
+//! for its own clients; the `Display` texts here are for operators and logs.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::layout::HeaderError;
+use crate::verify::Corruption;
+
+/// Why an account file cannot be opened or created.
+#[derive(Debug)]
+pub enum FileError {
+    /// A system call failed.
+    Io {
+        path: PathBuf,
+        operation: &'static str,
+        source: io::Error,
+    },
+    /// The file exists but is not a usable account file.
+    Format {
+        path: PathBuf,
+        problem: FormatProblem,
+    },
+}
+
+/// What is wrong with an existing account file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FormatProblem {
+    /// Shorter than its header.
+    Truncated,
+    /// The header cannot be used.
+    Header(HeaderError),
+    /// The file's size does not match its header.
+    Size { actual: u64, expected: u64 },
+    /// The header names another account than the file name.
+    AccountId { expected: u32, found: u32 },
+}
+
+impl fmt::Display for FormatProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FormatProblem::Truncated => write!(f, "file shorter than its header"),
+            FormatProblem::Header(e) => write!(f, "{e}"),
+            FormatProblem::Size { actual, expected } => {
+                write!(f, "file is {actual} bytes, header says {expected}")
+            }
+            FormatProblem::AccountId { expected, found } => {
+                write!(
+                    f,
+                    "header is for account {found}, file name says {expected}"
+                )
+            }
+        }
+    }
+}
+
+impl FileError {
+    pub(crate) fn io(path: &Path, operation: &'static str, source: io::Error) -> FileError {
+        FileError::Io {
+            path: path.into(),
+            operation,
+            source,
+        }
+    }
+
+    pub(crate) fn format(path: &Path, problem: FormatProblem) -> FileError {
+        FileError::Format {
+            path: path.into(),
+            problem,
+        }
+    }
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FileError::Io {
+                path,
+                operation,
+                source,
+            } => write!(f, "{}: {operation} failed: {source}", path.display()),
+            FileError::Format { path, problem } => write!(f, "{}: {problem}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for FileError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            FileError::Io { source, .. } => Some(source),
+            FileError::Format { .. } => None,
+        }
+    }
+}
+
+/// Why the database cannot be opened.
+#[derive(Debug)]
+pub enum OpenError {
+    /// The data directory is missing or not a directory.
+    NoDirectory(PathBuf),
+    /// The ring capacity asked for is outside what the format allows.
+    RingRecords { asked: u64, min: u64, max: u64 },
+    /// A file could not be created, opened or read.
+    File(FileError),
+    /// Acknowledged history is damaged; the process must not serve it.
+    Corrupt {
+        path: PathBuf,
+        corruption: Corruption,
+    },
+    /// A write through the file did not show in its mapping: the file system does not keep the
+    /// two coherent (some FUSE file systems with direct I/O), and espora reads through the
+    /// mapping.
+    Incoherent(PathBuf),
+    /// The I/O back end asked for cannot be set up here.
+    Backend(io::Error),
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenError::NoDirectory(dir) => write!(
+                f,
+                "data directory {} does not exist or is not a directory",
+                dir.display()
+            ),
+            OpenError::RingRecords { asked, min, max } => {
+                write!(f, "ring of {asked} records is outside {min}..={max}")
+            }
+            OpenError::File(e) => write!(f, "{e}"),
+            OpenError::Corrupt { path, corruption } => write!(
+                f,
+                "{}: damaged history, {corruption}; refusing to serve (run `espora verify`)",
+                path.display()
+            ),
+            OpenError::Incoherent(path) => write!(
+                f,
+                "{}: the file system does not show written bytes in the file's memory mapping; \
+                 espora cannot run on it",
+                path.display()
+            ),
+            OpenError::Backend(e) => write!(f, "cannot set up the I/O back end: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            OpenError::File(e) => Some(e),
+            OpenError::Corrupt { corruption, .. } => Some(corruption),
+            OpenError::Backend(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<FileError> for OpenError {
+    fn from(e: FileError) -> OpenError {
+        OpenError::File(e)
+    }
+}
+
+/// A field of a transaction that breaks its rule. Nothing was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Invalid {
+    /// The amount is not positive.
+    Value,
+    /// The description is empty or longer than 10 characters.
+    Description,
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Invalid::Value => write!(f, "the value must be positive"),
+            Invalid::Description => write!(f, "the description must have 1 to 10 characters"),
+        }
+    }
+}
+
+/// Why an append did not happen, or is not known to be durable.
+#[derive(Debug)]
+pub enum AppendError {
+    /// No such account.
+    UnknownAccount,
+    /// The debit would take the balance below `-limit`. Nothing was written.
+    LimitExceeded,
+    /// The new balance would overflow a signed 64-bit integer. Nothing was written.
+    Overflow,
+    /// The transaction breaks a field rule. Nothing was written.
+    Invalid(Invalid),
+    /// The store cannot acknowledge: a sync or write failed, the lock could not be taken, or the
+    /// file is damaged. The transaction may or may not be in the file.
+    Unavailable(Unavailable),
+}
+
+impl fmt::Display for AppendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AppendError::UnknownAccount => write!(f, "no such account"),
+            AppendError::LimitExceeded => write!(f, "the debit exceeds the limit"),
+            AppendError::Overflow => write!(f, "the balance would overflow"),
+            AppendError::Invalid(why) => write!(f, "{why}"),
+            AppendError::Unavailable(why) => write!(f, "storage unavailable: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for AppendError {}
+
+/// Why a statement cannot be read.
+#[derive(Debug)]
+pub enum ReadError {
+    /// No such account.
+    UnknownAccount,
+    /// The store cannot prove the snapshot durable, or the file is damaged.
+    Unavailable(Unavailable),
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadError::UnknownAccount => write!(f, "no such account"),
+            ReadError::Unavailable(why) => write!(f, "storage unavailable: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+/// A failure of the store itself, as opposed to a rejected request.
+#[derive(Debug)]
+pub enum Unavailable {
+    /// An fdatasync failed earlier: from then on nothing is acknowledged (the page cache may have
+    /// dropped the data, so retrying could report success for lost writes).
+    Poisoned,
+    /// fdatasync failed now.
+    Sync(io::Error),
+    /// Writing the record into the file failed; nothing was acknowledged.
+    Write(io::Error),
+    /// flock failed, or stayed taken for too long.
+    Lock(Option<io::Error>),
+    /// Waiting for the lock or for a sync failed in the I/O back end.
+    Wait(io::Error),
+    /// The newest record of the account is unreadable.
+    Corrupt { seq: u64 },
+    /// The ring lapped a statement reader repeatedly.
+    Contended,
+    /// A process of the first format version still writes the file (it keeps its counters in
+    /// the file's header, which this version leaves zero): mixing the two could hide
+    /// acknowledged transactions from statements, so this process stops writing.
+    LegacyWriter,
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unavailable::Poisoned => write!(f, "storage stopped after a failed fdatasync"),
+            Unavailable::Sync(e) => write!(f, "fdatasync failed: {e}"),
+            Unavailable::Write(e) => write!(f, "write failed: {e}"),
+            Unavailable::Lock(Some(e)) => write!(f, "flock failed: {e}"),
+            Unavailable::Lock(None) => write!(f, "account lock held too long by another writer"),
+            Unavailable::Wait(e) => write!(f, "waiting failed: {e}"),
+            Unavailable::Corrupt { seq } => write!(f, "record {seq} is damaged"),
+            Unavailable::Contended => write!(f, "statement kept being overtaken by writers"),
+            Unavailable::LegacyWriter => write!(
+                f,
+                "a process of an older espora version writes this file; stop it"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Unavailable {}
