@@ -1,7 +1,15 @@
 //! One request of a virtual user and the checks made on its answer.
 //!
-//! A `Call` holds the response and collects every failed check; `finish` records the request as
-//! OK only when nothing failed, as Gatling marks a request KO when any of its checks fails.
+//! A `Call` holds the response and collects every failed check in the order the checks ran;
+//! `finish` records the request as OK only when nothing failed, as Gatling marks a request KO when
+//! any of its checks fails.
+//!
+//! The checks the official scoring of the challenge counts carry the official names. That scoring
+//! reads Gatling's `simulation.log`, where a KO request is written with the message of its first
+//! failed check, and counts one inconsistency per line holding `ConsistenciaSaldoLimite` (the
+//! balance-within-limit checks, [`NAMED_CHECKS`]) or [`EXACT_TOTAL`] (an exact `saldo.total`).
+//! `finish` counts inconsistencies the same way: a request whose first failed check is one of
+//! those.
 
 use std::time::{Duration, Instant};
 
@@ -10,15 +18,47 @@ use serde_json::Value;
 use crate::client::{self, Method, Response, Target};
 use crate::stats::Recorder;
 
+/// The balance-within-limit check on a transaction answer (`saldo >= -limite`), named as the
+/// official simulation names it.
+pub const TRANSACTION_WITHIN_LIMIT: &str = "ConsistenciaSaldoLimite - Transação";
+
+/// The balance-within-limit check on a statement (`saldo.total >= -saldo.limite`), named as the
+/// official simulation names it.
+pub const STATEMENT_WITHIN_LIMIT: &str = "ConsistenciaSaldoLimite - Extrato";
+
+/// Every named check of the scenario: the names the Gatling twin gives its `validate` checks.
+pub const NAMED_CHECKS: [&str; 2] = [TRANSACTION_WITHIN_LIMIT, STATEMENT_WITHIN_LIMIT];
+
+/// How Gatling 3.10 opens the message of a failed exact check of a statement's total, written
+/// `jmesPath("saldo.total").ofType[Int].is(expected)`; the official scoring counts these messages.
+pub const EXACT_TOTAL: &str = "jmesPath(saldo.total).find.is";
+
 /// A request sent, with what its checks found.
 #[derive(Debug)]
 pub struct Call {
+    scenario: &'static str,
     name: &'static str,
     what: String,
     latency: Duration,
     response: Option<Response>,
-    problems: Vec<String>,
-    inconsistencies: Vec<String>,
+    problems: Vec<Problem>,
+}
+
+/// One failed check.
+#[derive(Debug)]
+struct Problem {
+    message: String,
+    /// Whether the official scoring counts this check's failure as an inconsistency.
+    scored: bool,
+}
+
+impl Problem {
+    fn plain(message: String) -> Problem {
+        Problem {
+            message,
+            scored: false,
+        }
+    }
 }
 
 /// The parts of a transaction answer the checks read.
@@ -53,9 +93,11 @@ pub struct Statement {
 }
 
 /// Sends one request on a new connection and times it from before `connect` to the last byte.
+/// `scenario` labels the failure messages; `name` groups the request in the report.
 pub fn send(
     target: &Target,
     timeout: Duration,
+    scenario: &'static str,
     name: &'static str,
     method: Method,
     path: &str,
@@ -70,16 +112,16 @@ pub fn send(
         None => format!("{verb} {path}"),
     };
     let mut call = Call {
+        scenario,
         name,
         what,
         latency,
         response: None,
         problems: Vec::new(),
-        inconsistencies: Vec::new(),
     };
     match result {
         Ok(response) => call.response = Some(response),
-        Err(error) => call.problems.push(format!("no answer: {error}")),
+        Err(error) => call.fail(format!("no answer: {error}")),
     }
     call
 }
@@ -95,7 +137,7 @@ impl Call {
         }
         let status = response.status;
         let body = String::from_utf8_lossy(&response.body).into_owned();
-        self.problems.push(format!(
+        self.fail(format!(
             "status {status}, expected one of {allowed:?} (body {body:?})"
         ));
         false
@@ -109,18 +151,31 @@ impl Call {
     /// Records a failed check when `ok` is false.
     pub fn ensure(&mut self, ok: bool, message: impl FnOnce() -> String) {
         if !ok {
-            self.problems.push(message());
+            self.fail(message());
         }
     }
 
-    /// Checks a balance is not below `-limit`; a violation is a failed check and an
-    /// inconsistency.
-    pub fn consistent(&mut self, balance: i64, limit: i64) {
+    /// The balance-within-limit check named `check` ([`TRANSACTION_WITHIN_LIMIT`] or
+    /// [`STATEMENT_WITHIN_LIMIT`]): `balance` must not be below `-limit`. Its failure is one the
+    /// official scoring counts.
+    pub fn consistent(&mut self, check: &'static str, balance: i64, limit: i64) {
         if balance < -limit {
-            let message = format!("balance {balance} is below the limit -{limit}");
-            self.problems.push(message.clone());
-            self.inconsistencies
-                .push(format!("{}: {message}", self.what));
+            self.problems.push(Problem {
+                message: format!("{check}: saldo {balance} is below -limite (-{limit})"),
+                scored: true,
+            });
+        }
+    }
+
+    /// The exact check of a statement's total: `total` must be `expected`. Its failure message is
+    /// the one Gatling writes for the twin check ([`EXACT_TOTAL`]), and the official scoring
+    /// counts it.
+    pub fn exact_total(&mut self, total: i64, expected: i64) {
+        if total != expected {
+            self.problems.push(Problem {
+                message: format!("{EXACT_TOTAL}({expected}), but actually found {total}"),
+                scored: true,
+            });
         }
     }
 
@@ -141,8 +196,7 @@ impl Call {
             .pointer("/ultimas_transacoes")
             .and_then(Value::as_array)
         else {
-            self.problems
-                .push("ultimas_transacoes is missing or not an array".to_string());
+            self.fail("ultimas_transacoes is missing or not an array".to_string());
             return None;
         };
         let mut latest = Vec::with_capacity(list.len());
@@ -155,8 +209,7 @@ impl Call {
                 })
             };
             let Some(entry) = entry() else {
-                self.problems
-                    .push(format!("malformed entry in ultimas_transacoes: {item}"));
+                self.fail(format!("malformed entry in ultimas_transacoes: {item}"));
                 return None;
             };
             latest.push(entry);
@@ -168,16 +221,23 @@ impl Call {
         })
     }
 
-    /// Records the request and its failed checks.
+    /// Records the request and its failed checks, and an inconsistency when the first failed
+    /// check is one the official scoring counts (Gatling logs only the first failure of a
+    /// request).
     pub fn finish(self, recorder: &mut Recorder) {
         let ok = self.response.is_some() && self.problems.is_empty();
         recorder.request(self.name, self.latency, ok);
-        for problem in self.problems {
-            recorder.failure(format!("{} {}: {problem}", self.name, self.what));
+        let label = |message: &str| format!("[{}] {}: {message}", self.scenario, self.what);
+        if let Some(first) = self.problems.first().filter(|problem| problem.scored) {
+            recorder.inconsistency(label(&first.message));
         }
-        for inconsistency in self.inconsistencies {
-            recorder.inconsistency(inconsistency);
+        for problem in &self.problems {
+            recorder.failure(label(&problem.message));
         }
+    }
+
+    fn fail(&mut self, message: String) {
+        self.problems.push(Problem::plain(message));
     }
 
     fn json(&mut self) -> Option<Value> {
@@ -186,8 +246,7 @@ impl Call {
             Ok(json) => Some(json),
             Err(error) => {
                 let body = String::from_utf8_lossy(&response.body).into_owned();
-                self.problems
-                    .push(format!("body is not JSON ({error}): {body:?}"));
+                self.fail(format!("body is not JSON ({error}): {body:?}"));
                 None
             }
         }
@@ -196,8 +255,7 @@ impl Call {
     fn int_at(&mut self, json: &Value, pointer: &str) -> Option<i64> {
         let value = json.pointer(pointer).and_then(Value::as_i64);
         if value.is_none() {
-            self.problems
-                .push(format!("{pointer} is missing or not an integer in {json}"));
+            self.fail(format!("{pointer} is missing or not an integer in {json}"));
         }
         value
     }
@@ -209,6 +267,7 @@ mod tests {
 
     fn call_with(status: u16, body: &str) -> Call {
         Call {
+            scenario: "test scenario",
             name: "test",
             what: "GET /x".to_string(),
             latency: Duration::from_millis(1),
@@ -217,7 +276,6 @@ mod tests {
                 body: body.as_bytes().to_vec(),
             }),
             problems: Vec::new(),
-            inconsistencies: Vec::new(),
         }
     }
 
@@ -276,11 +334,50 @@ mod tests {
         let mut call = call_with(200, r#"{"limite":100,"saldo":-101}"#);
         assert!(call.status_in(&[200, 422]));
         let outcome = call.outcome().unwrap();
-        call.consistent(outcome.balance, outcome.limit);
+        call.consistent(TRANSACTION_WITHIN_LIMIT, outcome.balance, outcome.limit);
         let mut recorder = Recorder::default();
         call.finish(&mut recorder);
         let report = recorder.report();
         assert_eq!(report.inconsistencies_total, 1);
         assert!(!report.passed());
+        assert_eq!(
+            report.inconsistencies,
+            [
+                "[test scenario] GET /x: ConsistenciaSaldoLimite - Transação: saldo -101 is below \
+              -limite (-100)"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_exact_total_fails_with_gatlings_message_and_counts() {
+        let mut call = call_with(200, "{}");
+        call.exact_total(-24, -25);
+        call.exact_total(7, 7);
+        assert_eq!(call.problems.len(), 1);
+        assert_eq!(
+            call.problems[0].message,
+            "jmesPath(saldo.total).find.is(-25), but actually found -24"
+        );
+        let mut recorder = Recorder::default();
+        call.finish(&mut recorder);
+        assert_eq!(recorder.report().inconsistencies_total, 1);
+    }
+
+    #[test]
+    fn only_a_scored_first_failure_counts_as_an_inconsistency() {
+        // The official scoring sees only the first failed check of a request, as Gatling logs it.
+        let mut call = call_with(200, "{}");
+        call.ensure(false, || "saldo.limite is 1, expected 2".to_string());
+        call.exact_total(1, 0);
+        call.consistent(STATEMENT_WITHIN_LIMIT, -3, 2);
+        let mut recorder = Recorder::default();
+        call.finish(&mut recorder);
+        let report = recorder.report();
+        assert_eq!(
+            (report.failures_total, report.inconsistencies_total),
+            (3, 0)
+        );
+        assert_eq!(report.all.ko, 1);
     }
 }

@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::call::{STATEMENT_WITHIN_LIMIT, TRANSACTION_WITHIN_LIMIT};
 use crate::rng::Rng;
-use crate::scenario::{self, Config, ACCOUNTS};
+use crate::scenario::{self, Config, ACCOUNTS, CREDITS, DEBITS, STATEMENTS};
 use crate::schedule::Injection;
 use crate::stats::Recorder;
 
@@ -134,15 +135,15 @@ fn transaction(config: &Config, rng: &mut Rng, kind: &str, recorder: &mut Record
     let value = rng.between(1, 10_000);
     let description = rng.alphanumeric(10);
     let body = format!(r#"{{"valor": {value}, "tipo": "{kind}", "descricao": "{description}"}}"#);
-    let (name, allowed): (&str, &[u16]) = if kind == "d" {
-        ("debits", &[200, 422])
+    let (name, allowed): (&'static str, &[u16]) = if kind == "d" {
+        (DEBITS, &[200, 422])
     } else {
-        ("credits", &[200])
+        (CREDITS, &[200])
     };
-    let mut call = scenario::post(config, name, account, &body);
+    let mut call = scenario::post(config, name, name, account, &body);
     if call.status_in(allowed) && call.status() == Some(200) {
         if let Some(outcome) = call.outcome() {
-            call.consistent(outcome.balance, outcome.limit);
+            call.consistent(TRANSACTION_WITHIN_LIMIT, outcome.balance, outcome.limit);
         }
     }
     call.finish(recorder);
@@ -151,10 +152,10 @@ fn transaction(config: &Config, rng: &mut Rng, kind: &str, recorder: &mut Record
 /// A statement of a random account must not show a balance below the limit.
 fn statement(config: &Config, rng: &mut Rng, recorder: &mut Recorder) {
     let account = rng.between(1, ACCOUNTS.len() as u64) as u32;
-    let mut call = scenario::get_statement(config, "statements", account);
+    let mut call = scenario::get_statement(config, STATEMENTS, STATEMENTS, account);
     if call.status_in(&[200]) {
         if let Some(statement) = call.statement() {
-            call.consistent(statement.total, statement.limit);
+            call.consistent(STATEMENT_WITHIN_LIMIT, statement.total, statement.limit);
         }
     }
     call.finish(recorder);

@@ -2,13 +2,15 @@
 //!
 //! Phases 1 and 2 (25 concurrent debits, then credits, each followed by an exact total), then in
 //! parallel the validation chain of each account and the 404 check, after which the load phase
-//! starts. The Gatling simulation in `gatling/` describes the same steps; keep the two in step.
+//! starts. The Gatling simulation in `gatling/` describes the same steps as the scenarios listed
+//! in [`SCENARIOS`], under the same names; `tests/gatling_twin.rs` checks that the names and the
+//! named checks of the two agree.
 
 use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::call::{self, Call, Entry};
+use crate::call::{self, Call, Entry, TRANSACTION_WITHIN_LIMIT};
 use crate::client::{Method, Target};
 use crate::load;
 use crate::stats::{Recorder, Report};
@@ -27,6 +29,42 @@ pub const CONCURRENT_USERS: usize = 25;
 
 /// Concurrent statements after the "danada" credit of the validation chain.
 pub const CONCURRENT_STATEMENTS: usize = 4;
+
+/// Phase 1: [`CONCURRENT_USERS`] users at once debit 1 from account 1.
+pub const CONCURRENT_DEBITS: &str = "validations: concurrent debits";
+/// Then one statement of account 1 must show a total of exactly -[`CONCURRENT_USERS`].
+pub const TOTAL_AFTER_DEBITS: &str = "validations: total after debits";
+/// Phase 2: [`CONCURRENT_USERS`] users at once credit 1 to account 1.
+pub const CONCURRENT_CREDITS: &str = "validations: concurrent credits";
+/// Then one statement of account 1 must show a total of exactly 0.
+pub const TOTAL_AFTER_CREDITS: &str = "validations: total after credits";
+/// Phase 3: the validation chain, one user per account.
+pub const VALIDATION_CHAIN: &str = "validations: chain per account";
+/// Phase 3, alongside the chain: the statement of an unknown account answers 404.
+pub const NOT_FOUND: &str = "not found";
+/// Load phase: random debits. Each load scenario names its one request after itself.
+pub const DEBITS: &str = "debits";
+/// Load phase: random credits.
+pub const CREDITS: &str = "credits";
+/// Load phase: statements of random accounts.
+pub const STATEMENTS: &str = "statements";
+
+/// Every scenario of a run, in the order they start; the Gatling twin has one `scenario(...)`
+/// per name. Failure messages name the scenario of the failed request.
+pub const SCENARIOS: [&str; 9] = [
+    CONCURRENT_DEBITS,
+    TOTAL_AFTER_DEBITS,
+    CONCURRENT_CREDITS,
+    TOTAL_AFTER_CREDITS,
+    VALIDATION_CHAIN,
+    NOT_FOUND,
+    DEBITS,
+    CREDITS,
+    STATEMENTS,
+];
+
+/// The report's name for every request of phases 1 to 3 except the 404, as in the simulation.
+pub const VALIDATIONS: &str = "validations";
 
 /// How a run is driven.
 #[derive(Clone, Debug)]
@@ -51,8 +89,11 @@ pub struct Config {
 pub fn run(config: &Config) -> Report {
     let mut recorder = Recorder::default();
     if !config.load_only {
-        concurrent_transactions(config, "d", -25, &mut recorder);
-        concurrent_transactions(config, "c", 0, &mut recorder);
+        let users = CONCURRENT_USERS as i64;
+        let debits = (CONCURRENT_DEBITS, TOTAL_AFTER_DEBITS);
+        concurrent_transactions(config, debits, "d", -users, &mut recorder);
+        let credits = (CONCURRENT_CREDITS, TOTAL_AFTER_CREDITS);
+        concurrent_transactions(config, credits, "c", 0, &mut recorder);
     }
     thread::scope(|scope| {
         let mut chains = Vec::new();
@@ -79,6 +120,7 @@ pub fn wait_ready(target: &Target, wait: Duration) -> Result<Duration, String> {
             target,
             Duration::from_secs(2),
             "ready",
+            "ready",
             Method::Get,
             "/clientes/1/extrato",
             None,
@@ -103,6 +145,7 @@ pub fn check_fresh(config: &Config) -> Result<(), String> {
         let mut call = call::send(
             &config.target,
             config.timeout,
+            "fresh",
             "fresh",
             Method::Get,
             &path,
@@ -129,9 +172,16 @@ pub fn check_fresh(config: &Config) -> Result<(), String> {
     Ok(())
 }
 
-/// Phases 1 and 2: 25 users at once send one transaction of 1 on account 1, then one statement
-/// must show exactly `total`.
-fn concurrent_transactions(config: &Config, kind: &str, total: i64, recorder: &mut Recorder) {
+/// Phases 1 and 2: 25 users at once send one transaction of 1 on account 1 (the first scenario of
+/// `scenarios`), then one statement must show exactly `total` (the second).
+fn concurrent_transactions(
+    config: &Config,
+    scenarios: (&'static str, &'static str),
+    kind: &str,
+    total: i64,
+    recorder: &mut Recorder,
+) {
+    let (concurrent, then_total) = scenarios;
     let body = format!(r#"{{"valor": 1, "tipo": "{kind}", "descricao": "validacao"}}"#);
     let barrier = Barrier::new(CONCURRENT_USERS);
     thread::scope(|scope| {
@@ -139,7 +189,7 @@ fn concurrent_transactions(config: &Config, kind: &str, total: i64, recorder: &m
             .map(|_| {
                 scope.spawn(|| {
                     barrier.wait();
-                    let mut call = post(config, "validations", 1, &body);
+                    let mut call = post(config, concurrent, VALIDATIONS, 1, &body);
                     call.status_in(&[200]);
                     call
                 })
@@ -151,15 +201,10 @@ fn concurrent_transactions(config: &Config, kind: &str, total: i64, recorder: &m
                 .finish(recorder);
         }
     });
-    let mut call = get_statement(config, "validations", 1);
+    let mut call = get_statement(config, then_total, VALIDATIONS, 1);
     if call.status_in(&[200]) {
         if let Some(statement) = call.statement() {
-            call.ensure(statement.total == total, || {
-                format!(
-                    "saldo.total is {}, expected exactly {total}",
-                    statement.total
-                )
-            });
+            call.exact_total(statement.total, total);
         }
     }
     call.finish(recorder);
@@ -167,7 +212,7 @@ fn concurrent_transactions(config: &Config, kind: &str, total: i64, recorder: &m
 
 /// Phase 3(b): an unknown account answers 404.
 fn not_found(config: &Config, recorder: &mut Recorder) {
-    let mut call = get_statement(config, "not found", 6);
+    let mut call = get_statement(config, NOT_FOUND, NOT_FOUND, 6);
     call.status_in(&[404]);
     call.finish(recorder);
 }
@@ -176,26 +221,28 @@ fn not_found(config: &Config, recorder: &mut Recorder) {
 /// statements after "danada".
 fn validation_chain(config: &Config, account: u32, limit: i64) -> Recorder {
     let mut recorder = Recorder::default();
-    let name = "validations";
-    let mut call = get_statement(config, name, account);
+    let mut call = get_statement(config, VALIDATION_CHAIN, VALIDATIONS, account);
     if call.status_in(&[200]) {
         if let Some(statement) = call.statement() {
             call.ensure(statement.limit == limit, || {
                 format!("saldo.limite is {}, expected {limit}", statement.limit)
             });
-            call.ensure(statement.total == 0, || {
-                format!("saldo.total is {}, expected 0", statement.total)
-            });
+            call.exact_total(statement.total, 0);
         }
     }
     call.finish(&mut recorder);
+    // "toma" and "devolve" must both pass, and each answer must keep the balance within the limit.
     for (kind, description) in [("c", "toma"), ("d", "devolve")] {
         let body = format!(r#"{{"valor": 1, "tipo": "{kind}", "descricao": "{description}"}}"#);
-        let mut call = post(config, name, account, &body);
-        call.status_in(&[200]);
+        let mut call = post(config, VALIDATION_CHAIN, VALIDATIONS, account, &body);
+        if call.status_in(&[200]) {
+            if let Some(outcome) = call.outcome() {
+                call.consistent(TRANSACTION_WITHIN_LIMIT, outcome.balance, outcome.limit);
+            }
+        }
         call.finish(&mut recorder);
     }
-    let mut call = get_statement(config, name, account);
+    let mut call = get_statement(config, VALIDATION_CHAIN, VALIDATIONS, account);
     if call.status_in(&[200]) {
         if let Some(statement) = call.statement() {
             expect_entry(&mut call, &statement.latest, 0, "devolve", "d");
@@ -211,9 +258,8 @@ fn validation_chain(config: &Config, account: u32, limit: i64) -> Recorder {
 /// The "danada" credit, then four concurrent statements that must all show it, the limit and
 /// the balance it answered.
 fn danada(config: &Config, account: u32, recorder: &mut Recorder) {
-    let name = "validations";
     let body = r#"{"valor": 1, "tipo": "c", "descricao": "danada"}"#;
-    let mut call = post(config, name, account, body);
+    let mut call = post(config, VALIDATION_CHAIN, VALIDATIONS, account, body);
     let outcome = if call.status_in(&[200]) {
         call.outcome()
     } else {
@@ -225,16 +271,14 @@ fn danada(config: &Config, account: u32, recorder: &mut Recorder) {
         let statements: Vec<_> = (0..CONCURRENT_STATEMENTS)
             .map(|_| {
                 scope.spawn(move || {
-                    let mut call = get_statement(config, name, account);
+                    let mut call = get_statement(config, VALIDATION_CHAIN, VALIDATIONS, account);
                     if call.status_in(&[200]) {
                         if let Some(statement) = call.statement() {
                             expect_entry(&mut call, &statement.latest, 0, "danada", "c");
                             call.ensure(statement.limit == outcome.limit, || {
                                 format!("saldo.limite {} != {}", statement.limit, outcome.limit)
                             });
-                            call.ensure(statement.total == outcome.balance, || {
-                                format!("saldo.total {} != {}", statement.total, outcome.balance)
-                            });
+                            call.exact_total(statement.total, outcome.balance);
                         }
                     }
                     call
@@ -260,7 +304,7 @@ fn invalid_transactions(config: &Config, account: u32, recorder: &mut Recorder) 
         r#"{"valor": 1, "tipo": "c", "descricao": null}"#,
     ];
     for body in bodies {
-        let mut call = post(config, "validations", account, body);
+        let mut call = post(config, VALIDATION_CHAIN, VALIDATIONS, account, body);
         call.status_in(&[422, 400]);
         call.finish(recorder);
     }
@@ -280,12 +324,19 @@ fn expect_entry(call: &mut Call, latest: &[Entry], index: usize, description: &s
     });
 }
 
-/// `POST /clientes/{account}/transacoes` with `body`.
-pub fn post(config: &Config, name: &'static str, account: u32, body: &str) -> Call {
+/// `POST /clientes/{account}/transacoes` with `body`, a request named `name` of `scenario`.
+pub fn post(
+    config: &Config,
+    scenario: &'static str,
+    name: &'static str,
+    account: u32,
+    body: &str,
+) -> Call {
     let path = format!("/clientes/{account}/transacoes");
     call::send(
         &config.target,
         config.timeout,
+        scenario,
         name,
         Method::Post,
         &path,
@@ -293,12 +344,18 @@ pub fn post(config: &Config, name: &'static str, account: u32, body: &str) -> Ca
     )
 }
 
-/// `GET /clientes/{account}/extrato`.
-pub fn get_statement(config: &Config, name: &'static str, account: u32) -> Call {
+/// `GET /clientes/{account}/extrato`, a request named `name` of `scenario`.
+pub fn get_statement(
+    config: &Config,
+    scenario: &'static str,
+    name: &'static str,
+    account: u32,
+) -> Call {
     let path = format!("/clientes/{account}/extrato");
     call::send(
         &config.target,
         config.timeout,
+        scenario,
         name,
         Method::Get,
         &path,

@@ -1,6 +1,7 @@
-//! What a run observed: response times per request name, failed checks, inconsistencies, and how
-//! late the client started users (its own health). Each thread fills its own `Recorder`; they are
-//! merged at the end, so recording takes no lock.
+//! What a run observed: response times per request name, failed checks, inconsistencies (counted
+//! as the official scoring counts them, see `call`), and how late the client started users (its
+//! own health). Each thread fills its own `Recorder`; they are merged at the end, so recording
+//! takes no lock.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -47,7 +48,8 @@ impl Recorder {
         }
     }
 
-    /// Records a balance seen below its limit.
+    /// Records an inconsistency: a request whose first failed check is one the official scoring
+    /// counts (a balance below its limit, a wrong exact total).
     pub fn inconsistency(&mut self, message: String) {
         self.inconsistencies_total += 1;
         if self.inconsistencies.len() < MESSAGES_MAX {
@@ -154,7 +156,8 @@ pub struct Report {
     pub failures_total: u64,
     /// The first failure messages.
     pub failures: Vec<String>,
-    /// Balances seen below their limit.
+    /// Inconsistencies as the official scoring counts them: requests whose first failed check
+    /// is a balance-within-limit check (`ConsistenciaSaldoLimite`) or an exact `saldo.total`.
     pub inconsistencies_total: u64,
     /// The first inconsistency messages.
     pub inconsistencies: Vec<String>,
@@ -210,7 +213,12 @@ impl fmt::Display for Report {
         for message in &self.failures {
             writeln!(f, "  - {message}")?;
         }
-        writeln!(f, "inconsistencies: {}", self.inconsistencies_total)?;
+        writeln!(
+            f,
+            "inconsistencies (balance below the limit or wrong exact total, as the official \
+             scoring counts them): {}",
+            self.inconsistencies_total
+        )?;
         for message in &self.inconsistencies {
             writeln!(f, "  - {message}")?;
         }

@@ -3,11 +3,13 @@ package crebitos
 import scala.concurrent.duration._
 import scala.util.Random
 
+import io.gatling.commons.validation._
 import io.gatling.core.Predef._
 import io.gatling.core.controller.inject.open.OpenInjectionStep
+import io.gatling.core.structure.ScenarioBuilder
 import io.gatling.http.Predef._
 import io.gatling.http.check.HttpCheck
-import io.gatling.http.response.Response
+import io.gatling.http.request.builder.HttpRequestBuilder
 
 /** The reference load test of LOAD.md, written for this project (Gatling 3.10, Scala DSL).
   *
@@ -20,15 +22,42 @@ import io.gatling.http.response.Response
   *      ramping from 1 user/s to its peak over RINHA_RAMP_SECONDS (default 120), then holding the
   *      peak for RINHA_HOLD_SECONDS (default 120).
   *
+  * The checks the challenge's scoring counts have the official forms, so that the scoring, which
+  * reads simulation.log, counts this simulation's inconsistencies as it counts the official one's:
+  * every balance check is a `validate` named "ConsistenciaSaldoLimite - Transação" (on a
+  * transaction answer) or "ConsistenciaSaldoLimite - Extrato" (on a statement), and every exact
+  * total is `jmesPath("saldo.total").ofType[Int].is(...)`, which Gatling reports as
+  * "jmesPath(saldo.total).find.is(...)". Gatling logs only the first failed check of a request, so
+  * the order of the checks of a request matters too.
+  *
   * Every virtual user has its own connections and ends after its requests, so every load request
   * arrives on a new TCP connection. The Rust twin of this file is crates/scenario (rinha-scenario):
-  * keep the two in step.
+  * keep the two in step. Its test tests/gatling_twin.rs reads this file: every scenario must be
+  * named by a string literal, `scenario("...")`, and every named check, `.validate("...", ...)`,
+  * must carry a name the Rust side knows.
   */
 class CrebitosSimulation extends Simulation {
 
+  /** A whole number of seconds, at least 1, from the environment variable `name`, or `default`
+    * when it is unset. Anything else stops the simulation with a message naming the variable:
+    * Gatling itself refuses a 0-second ramp or hold, and "20s" is not a number, both with a less
+    * helpful error. gatling/run.sh checks the same before it starts Gatling.
+    */
+  private def secondsFromEnv(name: String, default: Int): FiniteDuration =
+    sys.env.get(name) match {
+      case None => default.seconds
+      case Some(text) =>
+        text.trim.toIntOption
+          .filter(_ >= 1)
+          .map(_.seconds)
+          .getOrElse(
+            throw new IllegalArgumentException(s"$name must be a whole number of seconds, at least 1 (got '$text')")
+          )
+    }
+
   private val target = sys.env.getOrElse("RINHA_TARGET", "http://localhost:9999")
-  private val ramp = sys.env.getOrElse("RINHA_RAMP_SECONDS", "120").toInt.seconds
-  private val hold = sys.env.getOrElse("RINHA_HOLD_SECONDS", "120").toInt.seconds
+  private val ramp = secondsFromEnv("RINHA_RAMP_SECONDS", 120)
+  private val hold = secondsFromEnv("RINHA_HOLD_SECONDS", 120)
 
   private val httpProtocol = http
     .baseUrl(target)
@@ -37,52 +66,99 @@ class CrebitosSimulation extends Simulation {
   /** The five accounts and their limits (API.md). */
   private val accounts = Seq(1 -> 100000, 2 -> 80000, 3 -> 1000000, 4 -> 10000000, 5 -> 500000)
 
+  /** Users started at once in each of phases 1 and 2. */
+  private val concurrentUsers = 25
+
+  /** Concurrent statements after the "danada" credit of the validation chain. */
+  private val concurrentStatements = 4
+
   private def randomAccount(): Int = 1 + Random.nextInt(accounts.size)
   private def randomValue(): Int = 1 + Random.nextInt(10000)
   private def randomDescription(): String = Random.alphanumeric.take(10).mkString
 
-  private def transaction(name: String, body: String) =
+  private def transaction(name: String, body: String): HttpRequestBuilder =
     http(name)
       .post("/clientes/#{id}/transacoes")
       .header("content-type", "application/json")
       .body(StringBody(body))
 
-  private def statement(name: String) = http(name).get("/clientes/#{id}/extrato")
+  private def statement(name: String): HttpRequestBuilder = http(name).get("/clientes/#{id}/extrato")
 
-  /** The consistency check: the object at `path` has `balanceKey >= -limite`. Balance and limit
-    * are read from the same answer in one check, so it depends on nothing saved before.
+  /** The balance-within-limit validator of the official checks. `balance` is what the check
+    * extracted (`saldo` of a transaction answer, `saldo.total` of a statement); the limit is the
+    * session's "limite", which the check just before it saved from the same answer, so the
+    * comparison depends on nothing but that answer. A balance or limit that is not an integer
+    * fails the check too.
     */
-  private def withinLimit(path: String, balanceKey: String): HttpCheck =
-    jsonPath(path)
-      .ofType[Map[String, Any]]
-      .transform(json => json(balanceKey).toString.toLong >= -json("limite").toString.toLong)
-      .is(true)
+  private val withinLimit: (Option[String], Session) => Validation[Option[String]] = (balance, session) => {
+    val saldo = balance.flatMap(_.toLongOption)
+    val limite = session("limite").validate[Int].toOption
+    (saldo, limite) match {
+      case (Some(value), Some(limit)) if value >= -limit.toLong => Success(balance)
+      case (Some(value), Some(limit)) => Failure(s"saldo $value is below -limite (-$limit)")
+      case _ =>
+        Failure(s"saldo $balance or limite ${session.attributes.get("limite")} is not an integer")
+    }
+  }
+
+  /** The official check of a transaction answer: save its limit, then its balance must not be
+    * below minus that limit.
+    */
+  private def transactionWithinLimit: Seq[HttpCheck] = Seq[HttpCheck](
+    jmesPath("limite").ofType[Int].saveAs("limite"),
+    jmesPath("saldo").validate("ConsistenciaSaldoLimite - Transação", withinLimit)
+  )
+
+  /** The official check of a statement: save its limit, then its total must not be below minus
+    * that limit.
+    */
+  private def statementWithinLimit: Seq[HttpCheck] = Seq[HttpCheck](
+    jmesPath("saldo.limite").ofType[Int].saveAs("limite"),
+    jmesPath("saldo.total").validate("ConsistenciaSaldoLimite - Extrato", withinLimit)
+  )
 
   // Phases 1 and 2.
 
-  private def concurrentTransactions(kind: String) =
-    scenario(s"validations: 25 concurrent '$kind'")
+  private def concurrentTransactions(users: ScenarioBuilder, kind: String): ScenarioBuilder =
+    users
       .exec(session => session.set("id", 1))
       .exec(
         transaction("validations", s"""{"valor": 1, "tipo": "$kind", "descricao": "validacao"}""")
           .check(status.is(200))
       )
 
-  private def totalIs(expected: Int) =
-    scenario(s"validations: total is $expected")
+  private def totalIs(users: ScenarioBuilder, expected: Int): ScenarioBuilder =
+    users
       .exec(session => session.set("id", 1))
-      .exec(statement("validations").check(jsonPath("$.saldo.total").ofType[Int].is(expected)))
+      .exec(statement("validations").check(status.is(200), jmesPath("saldo.total").ofType[Int].is(expected)))
+
+  private val concurrentDebits = concurrentTransactions(scenario("validations: concurrent debits"), "d")
+  private val totalAfterDebits = totalIs(scenario("validations: total after debits"), -concurrentUsers)
+  private val concurrentCredits = concurrentTransactions(scenario("validations: concurrent credits"), "c")
+  private val totalAfterCredits = totalIs(scenario("validations: total after credits"), 0)
 
   // Phase 3.
 
   private val accountFeeder =
     accounts.map { case (id, limit) => Map[String, Any]("id" -> id, "limite" -> limit) }.toArray.queue
 
-  private def latest(index: Int, description: String, kind: String): Seq[HttpCheck] = Seq(
-    jsonPath(s"$$.ultimas_transacoes[$index].descricao").is(description),
-    jsonPath(s"$$.ultimas_transacoes[$index].tipo").is(kind),
-    jsonPath(s"$$.ultimas_transacoes[$index].valor").ofType[Int].is(1)
+  private def latest(index: Int, description: String, kind: String): Seq[HttpCheck] = Seq[HttpCheck](
+    jmesPath(s"ultimas_transacoes[$index].descricao").is(description),
+    jmesPath(s"ultimas_transacoes[$index].tipo").is(kind),
+    jmesPath(s"ultimas_transacoes[$index].valor").ofType[Int].is(1)
   )
+
+  /** One of the statements fetched together after "danada": it must show that credit first, and
+    * the limit and balance the credit answered (saved in the session by the credit's checks).
+    */
+  private def danadaStatement: HttpRequestBuilder =
+    statement("validations")
+      .check(status.is(200))
+      .check(latest(0, "danada", "c"): _*)
+      .check(
+        jmesPath("saldo.limite").ofType[Int].is("#{limite}"),
+        jmesPath("saldo.total").ofType[Int].is("#{saldo}")
+      )
 
   private val invalidBodies = Seq(
     """{"valor": 1.2, "tipo": "d", "descricao": "devolve"}""",
@@ -96,32 +172,36 @@ class CrebitosSimulation extends Simulation {
     .feed(accountFeeder)
     .exec(
       statement("validations").check(
-        jsonPath("$.saldo.limite").ofType[Int].is(session => session("limite").validate[Int]),
-        jsonPath("$.saldo.total").ofType[Int].is(0)
+        status.is(200),
+        jmesPath("saldo.limite").ofType[Int].is("#{limite}"),
+        jmesPath("saldo.total").ofType[Int].is(0)
       )
     )
-    .exec(transaction("validations", """{"valor": 1, "tipo": "c", "descricao": "toma"}""").check(status.is(200)))
-    .exec(transaction("validations", """{"valor": 1, "tipo": "d", "descricao": "devolve"}""").check(status.is(200)))
-    .exec(statement("validations").check(latest(0, "devolve", "d") ++ latest(1, "toma", "c"): _*))
     .exec(
-      // The resources are fetched concurrently once the credit has answered, with the balance
-      // and limit it returned saved in the session.
+      transaction("validations", """{"valor": 1, "tipo": "c", "descricao": "toma"}""")
+        .check(status.is(200))
+        .check(transactionWithinLimit: _*)
+    )
+    .exec(
+      transaction("validations", """{"valor": 1, "tipo": "d", "descricao": "devolve"}""")
+        .check(status.is(200))
+        .check(transactionWithinLimit: _*)
+    )
+    .exec(
+      statement("validations")
+        .check(status.is(200))
+        .check(latest(0, "devolve", "d") ++ latest(1, "toma", "c"): _*)
+    )
+    .exec(
+      // Gatling fetches the resources concurrently once the credit has answered OK, building them
+      // with the session its checks left, which holds the balance and limit it answered.
       transaction("validations", """{"valor": 1, "tipo": "c", "descricao": "danada"}""")
         .check(
           status.is(200),
-          jsonPath("$.saldo").ofType[Int].saveAs("saldo"),
-          jsonPath("$.limite").ofType[Int].saveAs("limite")
+          jmesPath("saldo").ofType[Int].saveAs("saldo"),
+          jmesPath("limite").ofType[Int].saveAs("limite")
         )
-        .resources(
-          (1 to 4).map { _ =>
-            statement("validations").check(
-              latest(0, "danada", "c") ++ Seq[HttpCheck](
-                jsonPath("$.saldo.limite").ofType[Int].is(session => session("limite").validate[Int]),
-                jsonPath("$.saldo.total").ofType[Int].is(session => session("saldo").validate[Int])
-              ): _*
-            )
-          }: _*
-        )
+        .resources((1 to concurrentStatements).map(_ => danadaStatement): _*)
     )
 
   private val validationChain = invalidBodies.foldLeft(validationSteps) { (chain, body) =>
@@ -134,8 +214,11 @@ class CrebitosSimulation extends Simulation {
 
   // Phase 4.
 
-  private def randomTransaction(name: String, kind: String, allowed: Seq[Int]) =
-    scenario(name)
+  /** A random transaction: a debit may be refused for the limit (422), a credit must pass; an
+    * answer 200 gets the official balance check.
+    */
+  private def randomTransaction(users: ScenarioBuilder, name: String, kind: String, allowed: Seq[Int]): ScenarioBuilder =
+    users
       .exec(session => session.set("id", randomAccount()))
       .exec(
         http(name)
@@ -143,17 +226,15 @@ class CrebitosSimulation extends Simulation {
           .header("content-type", "application/json")
           .body(StringBody(_ => s"""{"valor": ${randomValue()}, "tipo": "$kind", "descricao": "${randomDescription()}"}"""))
           .check(status.in(allowed: _*))
-          .checkIf((response: Response, _: Session) => response.status.code == 200)(
-            withinLimit("$", "saldo")
-          )
+          .checkIf((response: Response, _: Session) => response.status.code == 200)(transactionWithinLimit: _*)
       )
 
-  private val debits = randomTransaction("debits", "d", Seq(200, 422))
-  private val credits = randomTransaction("credits", "c", Seq(200))
+  private val debits = randomTransaction(scenario("debits"), "debits", "d", Seq(200, 422))
+  private val credits = randomTransaction(scenario("credits"), "credits", "c", Seq(200))
 
   private val statements = scenario("statements")
     .exec(session => session.set("id", randomAccount()))
-    .exec(statement("statements").check(withinLimit("$.saldo", "total")))
+    .exec(statement("statements").check(status.is(200)).check(statementWithinLimit: _*))
 
   private def load(peak: Int): Seq[OpenInjectionStep] = Seq(
     rampUsersPerSec(1).to(peak).during(ramp),
@@ -161,10 +242,10 @@ class CrebitosSimulation extends Simulation {
   )
 
   setUp(
-    concurrentTransactions("d").inject(atOnceUsers(25)).andThen(
-      totalIs(-25).inject(atOnceUsers(1)).andThen(
-        concurrentTransactions("c").inject(atOnceUsers(25)).andThen(
-          totalIs(0).inject(atOnceUsers(1)).andThen(
+    concurrentDebits.inject(atOnceUsers(concurrentUsers)).andThen(
+      totalAfterDebits.inject(atOnceUsers(1)).andThen(
+        concurrentCredits.inject(atOnceUsers(concurrentUsers)).andThen(
+          totalAfterCredits.inject(atOnceUsers(1)).andThen(
             validationChain.inject(atOnceUsers(accounts.size)),
             notFound.inject(atOnceUsers(1)).andThen(
               debits.inject(load(220)),
