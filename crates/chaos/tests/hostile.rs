@@ -167,7 +167,7 @@ fn measure(front: &Endpoint, period: Duration) -> Vec<Duration> {
     while started.elapsed() < period {
         index += 1;
         let sent = Instant::now();
-        let response = if index % 3 == 0 {
+        let response = if index.is_multiple_of(3) {
             client::statement(front, 3, TIMEOUT)
         } else {
             let kind = if index % 3 == 1 { 'c' } else { 'd' };

@@ -141,7 +141,7 @@ fn measure(front: &Endpoint) -> (Vec<Duration>, Vec<String>) {
     while measuring.elapsed() < Duration::from_secs(3) {
         index += 1;
         let sent = Instant::now();
-        let response = if index % 3 == 0 {
+        let response = if index.is_multiple_of(3) {
             client::statement(front, 4, TIMEOUT)
         } else {
             client::post(front, 4, 1, 'c', "idle", TIMEOUT)

@@ -104,7 +104,7 @@ fn run(dir: &std::path::Path, threads: usize, tasks: usize, appends: u64) -> (u6
                             let worker = Rc::clone(&worker);
                             monoio::spawn(async move {
                                 for i in 0..per_task {
-                                    let kind = if (i + task as u64) % 2 == 0 {
+                                    let kind = if (i + task as u64).is_multiple_of(2) {
                                         Kind::Credit
                                     } else {
                                         Kind::Debit

@@ -128,7 +128,11 @@ impl Mapping {
     }
 
     fn read_words<const N: usize>(&self, offset: usize) -> [u8; N] {
-        assert!(offset % 8 == 0 && N % 8 == 0 && offset + N <= self.header.file_size() as usize);
+        assert!(
+            offset.is_multiple_of(8)
+                && N.is_multiple_of(8)
+                && offset + N <= self.header.file_size() as usize
+        );
         let mut bytes = [0u8; N];
         // SAFETY: the range lies inside the mapping and is 8-byte aligned; volatile reads
         // because other processes write the same pages (through the page cache).

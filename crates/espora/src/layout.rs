@@ -71,7 +71,7 @@ pub mod record_offset {
 const _: () = assert!(HEADER_SIZE.is_power_of_two() && HEADER_SIZE >= 4096);
 const _: () = assert!(RECORD_SIZE.is_power_of_two());
 // Records never straddle a 512-byte sector nor a 4 KiB page.
-const _: () = assert!(512 % RECORD_SIZE == 0 && HEADER_SIZE % RECORD_SIZE == 0);
+const _: () = assert!(512 % RECORD_SIZE == 0 && HEADER_SIZE.is_multiple_of(RECORD_SIZE));
 const _: () = assert!(
     record_offset::DESCRIPTION + DESCRIPTION_BYTES_MAX <= record_offset::CHECKSUM,
     "the description must fit before the checksum"
@@ -264,13 +264,19 @@ pub mod shared_offset {
 
 // Each group of words that different parties write lives on its own cache line; the 64-bit
 // words are 8-byte aligned and the futex words 4-byte aligned.
-const _: () = assert!(shared_offset::HEAD % 64 == 0 && shared_offset::DURABLE % 64 == 0);
-const _: () = assert!(shared_offset::SYNC_CLAIM % 64 == 0 && shared_offset::LOCK_EVENTS % 64 == 0);
-const _: () = assert!(shared_offset::SYNC_EVENTS % 4 == 0 && shared_offset::SYNC_SLEEPERS % 4 == 0);
+const _: () =
+    assert!(shared_offset::HEAD.is_multiple_of(64) && shared_offset::DURABLE.is_multiple_of(64));
+const _: () = assert!(
+    shared_offset::SYNC_CLAIM.is_multiple_of(64) && shared_offset::LOCK_EVENTS.is_multiple_of(64)
+);
+const _: () = assert!(
+    shared_offset::SYNC_EVENTS.is_multiple_of(4) && shared_offset::SYNC_SLEEPERS.is_multiple_of(4)
+);
 const _: () = assert!(shared_offset::LOCK_SLEEPERS + 4 <= SHARED_SIZE);
 const _: () = assert!(shared_offset::IDENTITY_END <= shared_offset::PROBE);
-const _: () =
-    assert!(shared_offset::PROBE % 8 == 0 && shared_offset::PROBE + 8 <= shared_offset::HEAD);
+const _: () = assert!(
+    shared_offset::PROBE.is_multiple_of(8) && shared_offset::PROBE + 8 <= shared_offset::HEAD
+);
 
 /// The identity bytes of the shared-state file that belongs to an account file.
 pub fn shared_identity(header: &Header) -> [u8; shared_offset::IDENTITY_END] {

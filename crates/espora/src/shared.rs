@@ -68,14 +68,14 @@ impl Shared {
     }
 
     fn u64_at(&self, offset: usize) -> &AtomicU64 {
-        assert!(offset % 8 == 0 && offset + 8 <= SHARED_SIZE);
+        assert!(offset.is_multiple_of(8) && offset + 8 <= SHARED_SIZE);
         // SAFETY: inside the mapping and 8-byte aligned (the mapping is page aligned). Every
         // process accesses these words only atomically.
         unsafe { &*(self.map.as_mut_ptr().add(offset) as *const AtomicU64) }
     }
 
     fn u32_at(&self, offset: usize) -> &AtomicU32 {
-        assert!(offset % 4 == 0 && offset + 4 <= SHARED_SIZE);
+        assert!(offset.is_multiple_of(4) && offset + 4 <= SHARED_SIZE);
         // SAFETY: as in `u64_at`, for a 4-byte aligned word.
         unsafe { &*(self.map.as_mut_ptr().add(offset) as *const AtomicU32) }
     }
