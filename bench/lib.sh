@@ -47,9 +47,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 stack=()
 
 # Starts a rinha-api instance: name, listen address. Its stderr goes to $work/name.err; with
-# RINHA_API_STATS=1 its last line there carries the append and fdatasync counts.
+# RINHA_API_STATS=1 its last line there carries the append and fdatasync counts. The data
+# directory is $data, else $work/data.
 start_api() {
-    RINHA_API_STATS=1 "$bin/rinha-api" --data-dir "$work/data" --listen "$2" \
+    RINHA_API_STATS=1 "$bin/rinha-api" --data-dir "${data:-$work/data}" --listen "$2" \
         --workers "$api_workers" 2>"$work/$1.err" &
     stack+=("$1 $!")
 }

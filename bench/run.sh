@@ -1,31 +1,42 @@
 #!/usr/bin/env bash
-# The side-by-side benchmark (issue 6), one command on a fresh machine:
+# The side-by-side benchmark, one command on a fresh machine:
 #
-#   bench/run.sh
+#   bench/run.sh                          the current build against nginx
+#   BENCH_BASELINE=HEAD~1 bench/run.sh    ... and against an earlier build, in the same run
 #
 # Builds the release binaries, installs what is missing (wrk, nginx-light, libnginx-mod-stream,
-# jq from Debian; oha from crates.io), then, on loopback and for each repetition, runs the
-# reference mix (bench/mix.lua: 220 debits : 110 credits : 10 statements) against:
+# jq from Debian; oha from crates.io), measures the data directory's disk (the disk row: paced
+# 128-byte writes, each followed by fdatasync, with `espora probe-disk`), then, on loopback and for
+# each repetition, runs the reference mix (bench/mix.lua: 220 debits : 110 credits : 10
+# statements) against:
 #   ceiling       nginx, one worker, a fixed JSON answer from memory (a server that does nothing)
 #   direct        one rinha-api instance over TCP
+#   lb1           rinha-lb in front of one rinha-api instance over a Unix socket
 #   rinha-lb      rinha-lb in front of two rinha-api instances over Unix sockets (the deployment)
 #   nginx-stream  the same with nginx's TCP `stream` proxy instead of rinha-lb
+#   X@base        target X with the baseline's binaries, when BENCH_BASELINE is set
 # each with keep-alive and with one connection per request (wrk, closed loop: as fast as the
-# stack answers), then each with keep-alive at a fixed rate of half the ceiling's req/s, and
-# rinha-lb and nginx stream at the reference test's peak (340 req/s) (oha -q with latency
-# correction, open loop: p99 at a given load, free of coordinated omission). Every row starts its processes
-# anew on the same data directory. It prints two markdown tables (medians of the repetitions)
-# and the machine, and keeps the raw numbers in bench/results/.
+# stack answers), then each with keep-alive at a fixed rate of half the ceiling's req/s, and the
+# ceiling, the two-instance stacks and nginx stream at the reference test's peak (340 req/s, a
+# new connection per request, as the reference test's users make) (oha -q with latency
+# correction, open loop: latency at a given load, free of coordinated omission). Every row
+# starts its processes anew on the same data directory (one per build: the baseline may use
+# another file format). It prints two markdown tables (medians of the repetitions) and the
+# machine, and keeps the raw numbers in bench/results/.
 #
 # Environment (defaults in brackets):
 #   BENCH_REPS [3]           repetitions, interleaved (every row once, then again)
 #   BENCH_SECONDS [10]       seconds of load per row
 #   BENCH_CONNECTIONS [32]   wrk connections (one wrk thread)
-#   BENCH_RATE               fixed rate of the open-loop rows in req/s [half of the ceiling's
+#   BENCH_RATE               fixed rate of the half rows in req/s [half of the ceiling's
 #                            keep-alive req/s measured in the same repetition]
 #   BENCH_OPEN_LOOP [1]      0 skips the fixed-rate rows (and oha)
+#   BENCH_BASELINE           a git revision to build (into target/bench-baseline/) or a
+#                            directory holding rinha-api and rinha-lb binaries
+#   BENCH_TARGETS            the targets to run, space-separated [all of the above]
 #   BENCH_API_WORKERS [1]    workers per rinha-api instance (the compose stack gives each one)
 #   BENCH_LB_WORKERS [1]     workers of rinha-lb and of nginx stream
+#   BENCH_DISK_COUNT [2000]  flushes of the disk row, one every 3 ms
 #   BENCH_OUT [bench/results] where raw.tsv and table.md go
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -40,7 +51,10 @@ open_loop=${BENCH_OPEN_LOOP:-1}
 api_workers=${BENCH_API_WORKERS:-1}
 lb_workers=${BENCH_LB_WORKERS:-1}
 out=${BENCH_OUT:-$here/results}
-bin=$root/target/release
+baseline=${BENCH_BASELINE:-}
+disk_count=${BENCH_DISK_COUNT:-2000}
+current_bin=$root/target/release
+bin=$current_bin
 # shellcheck source=bench/lib.sh
 source "$here/lib.sh"
 
@@ -48,18 +62,55 @@ bench_install_tools
 echo "bench: building release binaries" >&2
 cargo build --quiet --release --locked --bin rinha-api --bin rinha-lb --bin espora
 
+# Sets base_bin to a directory holding the baseline's binaries: $baseline itself, or the
+# release build of the git revision $baseline (built once per commit, in its own target
+# directory, from a detached worktree of this repository).
+prepare_baseline() {
+    if [ -x "$baseline/rinha-api" ] && [ -x "$baseline/rinha-lb" ]; then
+        base_bin=$(cd "$baseline" && pwd)
+        base_label=$base_bin
+        return
+    fi
+    local commit dir=$root/target/bench-baseline
+    commit=$(git -C "$root" rev-parse --verify "$baseline^{commit}") ||
+        { echo "bench: BENCH_BASELINE=$baseline is neither a directory of binaries nor a revision" >&2; exit 2; }
+    base_label="$(git -C "$root" rev-parse --short "$commit") ($baseline)"
+    base_bin=$dir/bin-$commit
+    [ -x "$base_bin/rinha-api" ] && return
+    echo "bench: building the baseline $base_label" >&2
+    rm -rf "$dir/src"
+    git -C "$root" worktree prune
+    git -C "$root" worktree add --detach --force "$dir/src" "$commit" >&2
+    (cd "$dir/src" && CARGO_TARGET_DIR=$dir/target cargo build --quiet --release --locked \
+        --bin rinha-api --bin rinha-lb)
+    mkdir -p "$base_bin"
+    cp "$dir/target/release/rinha-api" "$dir/target/release/rinha-lb" "$base_bin/"
+    git -C "$root" worktree remove --force "$dir/src"
+}
+
+targets="ceiling direct lb1 rinha-lb nginx-stream"
+base_bin=
+base_label=
+if [ -n "$baseline" ]; then
+    prepare_baseline
+    targets="ceiling direct direct@base lb1 lb1@base rinha-lb rinha-lb@base nginx-stream"
+fi
+targets=${BENCH_TARGETS:-$targets}
+
 work=$(mktemp -d /tmp/rinha-bench.XXXXXX)
 chmod 755 "$work"
 trap 'stop_stack; rm -rf "$work"' EXIT
 mkdir -p "$out"
 raw=$out/raw.tsv
 "$bin/espora" init "$work/data" >/dev/null
+mkdir -p "$work/data-base"
 
 declare -A port
-port[ceiling]=$(free_port 19100)
-port[direct]=$(free_port $((port[ceiling] + 1)))
-port[rinha-lb]=$(free_port $((port[direct] + 1)))
-port[nginx-stream]=$(free_port $((port[rinha-lb] + 1)))
+next_port=19100
+for target in $targets; do
+    port[$target]=$(free_port "$next_port")
+    next_port=$((port[$target] + 1))
+done
 
 # Bodies for oha, which picks one line at random per request: credits and debits 1:2 as in the
 # mix, random values and descriptions.
@@ -68,19 +119,28 @@ awk 'BEGIN { srand(42); a = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXY
     printf "{\"valor\": %d, \"tipo\": \"%s\", \"descricao\": \"%s\"}\n", int(rand() * 10000) + 1,
       (i % 3 == 0) ? "c" : "d", d } }' >"$work/bodies.txt"
 
+# Starts target $1 with the binaries and data directory of its build (`bin`, `data`).
 start_target() {
-    case $1 in
-        ceiling) start_nginx_ceiling "${port[ceiling]}" ;;
-        direct) start_api api "127.0.0.1:${port[direct]}" ;;
+    local target=$1
+    bin=$current_bin data=$work/data
+    case $target in *@base) bin=$base_bin data=$work/data-base ;; esac
+    case ${target%@base} in
+        ceiling) start_nginx_ceiling "${port[$target]}" ;;
+        direct) start_api api "127.0.0.1:${port[$target]}" ;;
+        lb1)
+            start_api api01 "unix:$work/api01.sock"
+            start_lb "${port[$target]}" "unix:$work/api01.sock"
+            ;;
         rinha-lb | nginx-stream)
             start_api api01 "unix:$work/api01.sock"
             start_api api02 "unix:$work/api02.sock"
-            if [ "$1" = rinha-lb ]; then
-                start_lb "${port[rinha-lb]}" "unix:$work/api01.sock" "unix:$work/api02.sock"
+            if [ "${target%@base}" = rinha-lb ]; then
+                start_lb "${port[$target]}" "unix:$work/api01.sock" "unix:$work/api02.sock"
             else
-                start_nginx_stream "${port[nginx-stream]}" "unix:$work/api01.sock" "unix:$work/api02.sock"
+                start_nginx_stream "${port[$target]}" "unix:$work/api01.sock" "unix:$work/api02.sock"
             fi
             ;;
+        *) echo "bench: unknown target $target" >&2; exit 2 ;;
     esac
 }
 
@@ -102,18 +162,20 @@ load_closed() {
 }
 
 # Open loop: two oha processes at once, transactions at 330/340 of the rate and statements at
-# 10/340, keep-alive, latency corrected for coordinated omission; requests in flight at the
-# end are awaited (-w), not counted as errors. The mix's p50, p99 and max are
-# reported as the larger of the two streams' (an upper bound of the mix's own percentile).
+# 10/340, keep-alive or (mode close) a new connection per request, latency corrected for
+# coordinated omission; requests in flight at the end are awaited (-w), not counted as errors.
+# The mix's p50, p99, p99.9 and max are reported as the larger of the two streams' (an upper
+# bound of the mix's own percentile).
 load_rate() {
-    local base=$1 rate=$2 post_rate get_rate
+    local base=$1 rate=$2 mode=$3 post_rate get_rate connection=()
     post_rate=$((rate * 330 / 340))
     get_rate=$((rate - post_rate))
-    oha --no-tui -z "${seconds}s" -w -q "$post_rate" -c 64 --latency-correction -m POST \
+    [ "$mode" = close ] && connection=(--disable-keepalive)
+    oha --no-tui -z "${seconds}s" -w -q "$post_rate" -c 64 --latency-correction "${connection[@]}" -m POST \
         -T application/json -Z "$work/bodies.txt" --rand-regex-url "$base/clientes/[1-5]/transacoes" \
         --output-format json -o "$work/post.json" >/dev/null 2>"$work/oha.err" &
     local post_pid=$!
-    oha --no-tui -z "${seconds}s" -w -q "$get_rate" -c 4 --latency-correction \
+    oha --no-tui -z "${seconds}s" -w -q "$get_rate" -c 4 --latency-correction "${connection[@]}" \
         --rand-regex-url "$base/clientes/[1-5]/extrato" \
         --output-format json -o "$work/get.json" >/dev/null 2>>"$work/oha.err"
     wait "$post_pid"
@@ -121,14 +183,15 @@ load_rate() {
     local summary='[(.statusCodeDistribution | to_entries | map(.value) | add // 0),
         (.errorDistribution | to_entries | map(.value) | add // 0),
         (.statusCodeDistribution | to_entries | map(select(.key != "200" and .key != "422") | .value) | add // 0),
-        .latencyPercentiles.p50, .latencyPercentiles.p99, .summary.slowest] | @tsv'
+        .latencyPercentiles.p50, .latencyPercentiles.p99, .latencyPercentiles["p99.9"],
+        .summary.slowest] | @tsv'
     local a b
     a=$(jq -r "$summary" "$work/post.json")
     b=$(jq -r "$summary" "$work/get.json")
-    read -r requests errors rps p50 p99 max < <(awk -v s="$seconds" -F'\t' '
-        { n += $1 + $2; e += $2 + $3; for (i = 4; i <= 6; i++) if ($i > m[i]) m[i] = $i }
-        END { printf "%d %d %.0f %.2f %.2f %.2f\n", n, e, n / s, m[4] * 1000, m[5] * 1000, m[6] * 1000 }' \
-        <<<"$a"$'\n'"$b")
+    read -r requests errors rps p50 p99 p999 max < <(awk -v s="$seconds" -F'\t' '
+        { n += $1 + $2; e += $2 + $3; for (i = 4; i <= 7; i++) if ($i > m[i]) m[i] = $i }
+        END { printf "%d %d %.0f %.2f %.2f %.2f %.2f\n", n, e, n / s, m[4] * 1000, m[5] * 1000,
+                     m[6] * 1000, m[7] * 1000 }' <<<"$a"$'\n'"$b")
 }
 
 # Memory of a group of processes in kB: field, then pids. For several rinha-api instances the
@@ -155,10 +218,12 @@ run_row() {
     # The first answer may come before the second instance listens; the balancer then skips
     # that instance for its back-off (1 s, rinha-lb and nginx alike) and would send every
     # keep-alive connection opened meanwhile to the first. Both must be up, and the back-off over.
-    if [ -e "$work/api02.err" ]; then
-        bench_wait_ready "unix:$work/api01.sock"
-        bench_wait_ready "unix:$work/api02.sock"
-    fi
+    local instance
+    for instance in api01 api02; do
+        if [ -e "$work/$instance.err" ]; then
+            bench_wait_ready "unix:$work/$instance.sock"
+        fi
+    done
     sleep 1.5
     front=$(stack_pids rinha-lb; stack_pids nginx)
     apis=$(stack_pids api)
@@ -173,10 +238,11 @@ run_row() {
     front_ticks=$(cpu_ticks $front)
     # shellcheck disable=SC2086
     api_ticks=$(cpu_ticks $apis)
+    p999=-
     case $load in
         closed) load_closed "$url" "$mode" ;;
-        half) load_rate "$url" "$rate" ;;
-        reference) load_rate "$url" 340 ;;
+        half) load_rate "$url" "$rate" "$mode" ;;
+        reference) load_rate "$url" 340 "$mode" ;;
     esac
     local front_peak api_peak front_us api_us appends=0 syncs=0 name tick_us value split=""
     tick_us=$((1000000 / $(getconf CLK_TCK)))
@@ -205,46 +271,53 @@ run_row() {
     [ -n "$front" ] || front_us=-
     [ -n "$apis" ] || api_us=-
     printf '%s\n' "$rep $target $mode $load $rps $p50 $p99 $max $errors $appends $syncs $front_us $api_us" \
-        "$(((ready - started) / 1000000)) $front_rest $front_peak $api_rest $api_rest_file $api_peak" |
+        "$(((ready - started) / 1000000)) $front_rest $front_peak $api_rest $api_rest_file $api_peak $p999" |
         paste -sd' ' | tr ' ' '\t' >>"$raw"
-    printf 'bench: rep %s %-12s %-9s %-9s %7s req/s p50 %6s p99 %6s max %7s ms errors %s appends %s\n' \
-        "$rep" "$target" "$mode" "$load" "$rps" "$p50" "$p99" "$max" "$errors" "${split:--}" >&2
+    printf 'bench: rep %s %-14s %-9s %-9s %7s req/s p50 %6s p99 %6s p99.9 %6s max %7s ms errors %s appends %s syncs %s\n' \
+        "$rep" "$target" "$mode" "$load" "$rps" "$p50" "$p99" "$p999" "$max" "$errors" "${split:--}" "$syncs" >&2
 }
 
 # Every acknowledged transaction waits for an fdatasync, so the data directory's disk bounds
-# the durable rows: measure its synchronous write latency (128-byte overwrites with O_DSYNC).
-head -c 65536 /dev/zero >"$work/probe"
-disk_ms=$(dd if=/dev/zero of="$work/probe" bs=128 count=500 oflag=dsync conv=notrunc 2>&1 |
-    awk '/copied/ { for (i = 1; i <= NF; i++) if ($i == "s,") printf "%.2f", $(i - 1) * 1000 / 500 }')
-rm -f "$work/probe"
-echo "bench: machine: $(bench_machine); disk: $disk_ms ms per synchronous write" >&2
+# the durable rows: the disk row is its paced flush latency with nothing else running.
+disk_row() {
+    "$current_bin/espora" probe-disk "$work" --count "$disk_count" --interval-ms 3 |
+        grep -o 'p50 .*'
+}
+disk=$(disk_row)
+echo "bench: machine: $(bench_machine); disk (128-byte write + fdatasync every 3 ms, $disk_count times): $disk" >&2
+[ -n "$base_bin" ] && echo "bench: baseline: $base_label" >&2
 echo "bench: $reps repetitions of $seconds s, wrk -t1 -c$connections, rinha-api workers $api_workers, rinha-lb and nginx stream workers $lb_workers" >&2
-printf 'rep\ttarget\tmode\tload\trps\tp50\tp99\tmax\terrors\tappends\tsyncs\tfront_us\tapi_us\tstart_ms\tfront_rest_kb\tfront_peak_kb\tapi_rest_kb\tapi_rest_file_kb\tapi_peak_kb\n' >"$raw"
+printf 'rep\ttarget\tmode\tload\trps\tp50\tp99\tmax\terrors\tappends\tsyncs\tfront_us\tapi_us\tstart_ms\tfront_rest_kb\tfront_peak_kb\tapi_rest_kb\tapi_rest_file_kb\tapi_peak_kb\tp999\n' >"$raw"
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+has_target() { [[ " $targets " == *" $1 "* ]]; }
 for rep in $(seq "$reps"); do
     ceiling_rps=
-    for target in ceiling direct rinha-lb nginx-stream; do
+    for target in $targets; do
         for mode in keepalive close; do
             run_row "$target" "$mode" closed "$rep"
             if [ "$target" = ceiling ] && [ "$mode" = keepalive ]; then ceiling_rps=$rps; fi
         done
     done
-    rate=${fixed_rate:-$((ceiling_rps / 2))}
+    rate=${fixed_rate:-$((${ceiling_rps:-20000} / 2))}
     [ "$open_loop" = 1 ] || continue
-    for target in ceiling direct rinha-lb nginx-stream; do
+    for target in $targets; do
         run_row "$target" keepalive half "$rep"
     done
-    for target in rinha-lb nginx-stream; do
-        run_row "$target" keepalive reference "$rep"
+    for target in ceiling rinha-lb rinha-lb@base nginx-stream; do
+        has_target "$target" && run_row "$target" close reference "$rep"
     done
 done
+disk_after=$(disk_row)
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
-"$here/table.sh" "$raw" >"$out/table.md"
+BENCH_TARGETS=$targets "$here/table.sh" "$raw" >"$out/table.md"
 {
-    echo "Machine: $(bench_machine | sed 's/, load average.*//'); $disk_ms ms per synchronous 128-byte write (mean of 500, data directory's disk); load average $load_before before, $load_after after."
+    echo "Machine: $(bench_machine | sed 's/, load average.*//'); load average $load_before before, $load_after after."
     echo
-    echo "Command: \`bench/run.sh\` with BENCH_REPS=$reps BENCH_SECONDS=$seconds BENCH_CONNECTIONS=$connections BENCH_API_WORKERS=$api_workers BENCH_LB_WORKERS=$lb_workers${fixed_rate:+ BENCH_RATE=$fixed_rate}; $(date -u '+%Y-%m-%d %H:%M UTC')."
+    echo "Disk row (the data directory's disk, \`espora probe-disk\`: 128-byte write + fdatasync every 3 ms, $disk_count times): before the rows $disk; after them $disk_after."
+    echo
+    [ -n "$base_bin" ] && echo "Baseline (the rows marked @base): $base_label." && echo
+    echo "Command: \`bench/run.sh\` with BENCH_REPS=$reps BENCH_SECONDS=$seconds BENCH_CONNECTIONS=$connections BENCH_API_WORKERS=$api_workers BENCH_LB_WORKERS=$lb_workers${fixed_rate:+ BENCH_RATE=$fixed_rate}${baseline:+ BENCH_BASELINE=$baseline}; $(date -u '+%Y-%m-%d %H:%M UTC')."
     echo
     cat "$out/table.md"
 } | tee "$out/latest.md"

@@ -144,8 +144,14 @@ fn print_stats(db: &Db) {
     if std::env::var(STATS_ENV).is_ok_and(|value| value == "1") {
         let stats = db.stats();
         eprintln!(
-            "{PROGRAM}: stopped: appends={} fdatasyncs={}",
-            stats.appends, stats.syncs
+            "{PROGRAM}: stopped: appends={} fdatasyncs={} synced_records={} lock_sleeps={} \
+             sync_sleeps={} takeovers={}",
+            stats.appends,
+            stats.syncs,
+            stats.synced_records,
+            stats.lock_sleeps,
+            stats.sync_sleeps,
+            stats.takeovers
         );
     }
 }

@@ -253,6 +253,10 @@ pub mod shared_offset {
     pub const SYNC_CLAIM: usize = 192;
     /// `u32` futex word, bumped when a sync ends.
     pub const SYNC_EVENTS: usize = 200;
+    /// `u64`: when the last sync started, in nanoseconds of the monotonic clock.
+    pub const SYNC_STARTED: usize = 208;
+    /// `u64`: how many records the last completed sync made durable.
+    pub const SYNC_GROUP: usize = 216;
     /// `u32`: how many threads sleep on `SYNC_EVENTS` (a hint that lets a finishing sync skip
     /// the wake system call).
     pub const SYNC_SLEEPERS: usize = 204;
@@ -273,6 +277,9 @@ const _: () = assert!(
     shared_offset::SYNC_EVENTS.is_multiple_of(4) && shared_offset::SYNC_SLEEPERS.is_multiple_of(4)
 );
 const _: () = assert!(shared_offset::LOCK_SLEEPERS + 4 <= SHARED_SIZE);
+const _: () = assert!(shared_offset::SYNC_STARTED.is_multiple_of(8));
+const _: () = assert!(shared_offset::SYNC_GROUP.is_multiple_of(8));
+const _: () = assert!(shared_offset::SYNC_GROUP + 8 <= shared_offset::LOCK_EVENTS);
 const _: () = assert!(shared_offset::IDENTITY_END <= shared_offset::PROBE);
 const _: () = assert!(
     shared_offset::PROBE.is_multiple_of(8) && shared_offset::PROBE + 8 <= shared_offset::HEAD

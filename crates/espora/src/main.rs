@@ -20,6 +20,11 @@ USAGE:
     espora verify DIR|FILE     check every record: checksums, sequence, balance chain, limit;
                                prints a summary per account; exit 0 only if all is sound
     espora dump FILE [--json]  print every record, oldest first (JSON lines with --json)
+    espora probe-disk DIR [--count N] [--interval-ms MS]
+                               time the disk's flush as espora's durable path sees it: N
+                               (default 2000) writes of one 128-byte record, each followed by
+                               fdatasync, every MS (default 3) milliseconds, in a temporary
+                               file under DIR; prints p50, p99, p99.9 and max
     espora --help | --version
 ";
 
@@ -41,6 +46,7 @@ fn main() -> ExitCode {
             }
         }
         ["verify", target] => verify_target(Path::new(target)),
+        ["probe-disk", dir, rest @ ..] => probe_disk(Path::new(dir), rest),
         ["dump", path] => dump(Path::new(path), false),
         ["dump", path, "--json"] | ["dump", "--json", path] => dump(Path::new(path), true),
         ["--help" | "-h" | "help"] => {
@@ -224,4 +230,71 @@ fn write_record(out: &mut impl Write, account: u32, record: &Record, json: bool)
             record.description()
         )
     }
+}
+
+/// Paced flushes: the latency an acknowledgement pays for the disk alone, with nothing else
+/// going on (the benchmark's disk row).
+fn probe_disk(dir: &Path, options: &[&str]) -> Result<(), String> {
+    let (mut count, mut interval_ms) = (2_000u32, 3u64);
+    let mut options = options.iter();
+    while let Some(&option) = options.next() {
+        let value = options
+            .next()
+            .ok_or_else(|| format!("{option}: a value is missing"))?;
+        let parsed = value
+            .parse::<u64>()
+            .map_err(|_| format!("{option}: not a number: {value}"))?;
+        match option {
+            "--count" if parsed > 0 => count = u32::try_from(parsed).unwrap_or(u32::MAX),
+            "--interval-ms" => interval_ms = parsed,
+            _ => {
+                return Err(format!(
+                    "probe-disk: unknown or invalid option {option} {value}"
+                ))
+            }
+        }
+    }
+    let path = dir.join(format!(".espora-probe.{}", std::process::id()));
+    let result = time_flushes(&path, count, std::time::Duration::from_millis(interval_ms));
+    let _ = std::fs::remove_file(&path);
+    let mut micros = result.map_err(|e| format!("{}: {e}", path.display()))?;
+    micros.sort_unstable();
+    let at =
+        |q: f64| micros[((micros.len() as f64 * q) as usize).min(micros.len() - 1)] as f64 / 1000.0;
+    println!(
+        "probe-disk {}: {count} writes of 128 bytes + fdatasync every {interval_ms} ms: \
+         p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms",
+        dir.display(),
+        at(0.50),
+        at(0.99),
+        at(0.999),
+        at(1.0)
+    );
+    Ok(())
+}
+
+fn time_flushes(path: &Path, count: u32, interval: std::time::Duration) -> io::Result<Vec<u64>> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    // Allocated and on disk first, so that each flush writes data only, as an append's does.
+    file.write_all_at(&vec![0u8; 64 * 1024], 0)?;
+    file.sync_all()?;
+    let started = std::time::Instant::now();
+    let mut micros = Vec::with_capacity(count as usize);
+    for i in 0..count {
+        let due = started + interval * i;
+        if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let record = [i as u8 | 1; 128];
+        let before = std::time::Instant::now();
+        file.write_all_at(&record, u64::from(i % 512) * 128)?;
+        file.sync_data()?;
+        micros.push(before.elapsed().as_micros() as u64);
+    }
+    Ok(micros)
 }

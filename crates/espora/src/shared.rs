@@ -109,6 +109,16 @@ impl Shared {
         self.u64_at(shared_offset::SYNC_CLAIM)
     }
 
+    /// When the last sync started, in nanoseconds of the monotonic clock (0: never).
+    pub fn sync_started(&self) -> &AtomicU64 {
+        self.u64_at(shared_offset::SYNC_STARTED)
+    }
+
+    /// How many records the last completed sync made durable.
+    pub fn sync_group(&self) -> &AtomicU64 {
+        self.u64_at(shared_offset::SYNC_GROUP)
+    }
+
     /// Futex word bumped whenever a sync ends.
     pub fn sync_events(&self) -> &AtomicU32 {
         self.u32_at(shared_offset::SYNC_EVENTS)

@@ -113,6 +113,14 @@ impl FileIo {
         }
     }
 
+    /// Sleeps for `duration` (sub-millisecond, unlike the runtime's timer).
+    pub(crate) async fn pause(&self, duration: Duration) -> io::Result<()> {
+        match self {
+            FileIo::Ring { ring, .. } => ring.pause(duration).await,
+            FileIo::Threads { sync, .. } => sync.call(Request::Pause(duration)).await,
+        }
+    }
+
     /// Sleeps until `event`'s word differs from `seen` and someone wakes it, or `timeout`
     /// passes. Returns at once if the word already differs.
     pub(crate) async fn wait(&self, event: Event, seen: u32, timeout: Duration) -> io::Result<()> {
@@ -166,6 +174,7 @@ impl Ring {
             opcode::Fsync::CODE,
             opcode::FutexWait::CODE,
             opcode::LinkTimeout::CODE,
+            opcode::Timeout::CODE,
             opcode::Nop::CODE,
         ] {
             if !probe.is_supported(code) {
@@ -235,6 +244,19 @@ impl Ring {
                 Ok(())
             }
             Err(e) => Err(e),
+        }
+    }
+
+    async fn pause(&self, duration: Duration) -> io::Result<()> {
+        let slot = self.slot();
+        // The kernel copies the time when it takes the entry, inside `submit`.
+        let time = types::Timespec::new()
+            .sec(duration.as_secs())
+            .nsec(duration.subsec_nanos());
+        let entry = opcode::Timeout::new(&time).build().user_data(slot as u64);
+        match self.run(slot, &[entry]).await {
+            Err(e) if e.raw_os_error() == Some(libc_errno::ETIME) => Ok(()),
+            other => other.map(drop),
         }
     }
 
@@ -369,6 +391,7 @@ impl Drop for Completion<'_> {
 #[derive(Clone, Copy, Debug)]
 enum Request {
     Fdatasync,
+    Pause(Duration),
     Wait {
         event: Event,
         seen: u32,
@@ -382,6 +405,11 @@ impl Request {
         let mut bytes = [0u8; 16];
         match self {
             Request::Fdatasync => bytes[0] = 1,
+            Request::Pause(duration) => {
+                bytes[0] = 4;
+                let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+                bytes[8..16].copy_from_slice(&micros.to_le_bytes());
+            }
             Request::Wait {
                 event,
                 seen,
@@ -412,6 +440,7 @@ impl Request {
                 seen,
                 timeout,
             },
+            4 => Request::Pause(timeout),
             kind => unreachable!("request kind {kind} from our own worker"),
         }
     }
@@ -484,6 +513,10 @@ fn serve(file: Option<File>, shared: &Shared, mut channel: std::os::unix::net::U
                 .as_ref()
                 .expect("the sync lane has the file")
                 .sync_data(),
+            Request::Pause(duration) => {
+                std::thread::sleep(duration);
+                Ok(())
+            }
             Request::Wait {
                 event,
                 seen,
@@ -532,5 +565,6 @@ impl Drop for ChannelGuard<'_> {
 mod libc_errno {
     pub const EAGAIN: i32 = rustix::io::Errno::AGAIN.raw_os_error();
     pub const ECANCELED: i32 = rustix::io::Errno::CANCELED.raw_os_error();
+    pub const ETIME: i32 = rustix::io::Errno::TIME.raw_os_error();
     pub const EIO: i32 = rustix::io::Errno::IO.raw_os_error();
 }
