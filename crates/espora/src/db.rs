@@ -281,7 +281,7 @@ impl Worker {
         &self.db
     }
 
-    fn commit(&self, index: usize) -> Commit<'_> {
+    pub(crate) fn commit(&self, index: usize) -> Commit<'_> {
         let file = &self.files[index];
         Commit {
             shared: &self.db.accounts[index].shared,

@@ -474,3 +474,324 @@ fn an_append_dropped_while_its_sync_is_in_flight_does_not_wedge_the_worker() {
     let (scan, _, _) = read_history(dir.path(), 1);
     assert!(scan.newest >= 100);
 }
+
+/// Reads `len` bytes of account 1's file at `offset`.
+fn read_at(dir: &Path, offset: u64, len: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8; len];
+    std::fs::File::open(account_path(dir))
+        .unwrap()
+        .read_exact_at(&mut bytes, offset)
+        .unwrap();
+    bytes
+}
+
+/// Story: the first version decided where a wrapped ring's history starts by looking only at
+/// the slot right after the newest record. A power loss that cut several unsynced writes (here
+/// 101 and 102 lost, their slots back to records 37 and 38 of the previous lap, 103 on disk)
+/// made it start the history at 38 and report a broken chain: the machine could not restart.
+#[test]
+fn a_wrapped_ring_whose_newest_writes_a_power_loss_cut_recovers() {
+    let dir = history(100, 0);
+    let before: Vec<Vec<u8>> = [37, 38]
+        .iter()
+        .map(|&seq| read_at(dir.path(), slot_offset(seq), RECORD_SIZE))
+        .collect();
+    {
+        let (handle, mapping) = file::open_existing(&account_path(dir.path())).unwrap();
+        let shared = Shared::open(&dir.path().join(file::shared_file_name(1))).unwrap();
+        file::lock_exclusive_blocking(&handle).unwrap();
+        for i in 0..3 {
+            let description = format!("p{i}");
+            let tx = Transaction {
+                value: 1,
+                kind: Kind::Debit,
+                description: &description,
+            };
+            let entry = tx.validate().unwrap();
+            let record = mapping
+                .append_locked(&handle, &shared, &entry, file::now_us())
+                .unwrap();
+            shared.publish_head(record.seq);
+        }
+        file::unlock(&handle);
+    }
+    // The power loss: the writes of 101 and 102 never reached the disk, and the shared-state
+    // file, never synced, is gone.
+    write_at(dir.path(), slot_offset(101), &before[0]);
+    write_at(dir.path(), slot_offset(102), &before[1]);
+    std::fs::remove_file(dir.path().join(file::shared_file_name(1))).unwrap();
+    let (ok, report) = espora_verify(&account_path(dir.path()));
+    assert!(ok, "{report}");
+    assert!(report.contains("(seq 40..=100)"), "{report}");
+    let statement = statement(dir.path()).unwrap();
+    assert_eq!(statement.records[0].seq, 100);
+    assert_eq!(statement.balance, 1000);
+    let (scan, _, _) = read_history(dir.path(), 1);
+    assert!(scan.orphans.is_empty(), "recovery erased the leftovers");
+    assert_eq!((scan.oldest, scan.newest), (40, 100));
+}
+
+/// Damage inside a wrapped ring's history, far from where cut writes could reach, is still
+/// corruption, not a crash leftover.
+#[test]
+fn records_missing_inside_a_wrapped_history_are_corruption() {
+    let dir = history(100, 0);
+    write_at(dir.path(), slot_offset(70) + 5, &[0xEE]);
+    std::fs::remove_file(dir.path().join(file::shared_file_name(1))).unwrap();
+    match Db::open(dir.path(), Options::default()) {
+        Err(e @ OpenError::Corrupt { .. }) => {
+            assert!(e.to_string().contains("seq 70"), "{e}");
+        }
+        Err(e) => panic!("wrong error {e}"),
+        Ok(_) => panic!("opened a damaged file"),
+    }
+}
+
+#[test]
+fn creation_without_fallocate_writes_the_file_out() {
+    let dir = common::temp_dir();
+    let options = Options {
+        ring_records: 1024,
+        faults: Faults::default().with_fallocate_refused(),
+    };
+    let db = Arc::new(Db::open(dir.path(), options).unwrap());
+    let path = account_path(dir.path());
+    let metadata = std::fs::metadata(&path).unwrap();
+    let size = (HEADER_SIZE + 1024 * RECORD_SIZE) as u64;
+    assert_eq!(metadata.len(), size);
+    // Every block is allocated, as fallocate would have done: no later write can hit a hole.
+    use std::os::unix::fs::MetadataExt;
+    assert!(
+        metadata.blocks() * 512 >= size,
+        "{} blocks",
+        metadata.blocks()
+    );
+    block_on(async {
+        let worker = db.worker(common::backend()).unwrap();
+        let tx = Transaction {
+            value: 3,
+            kind: Kind::Credit,
+            description: "fuse",
+        };
+        assert_eq!(worker.append(1, &tx).await.unwrap().balance, 3);
+    });
+    drop(db);
+    let (ok, report) = espora_verify(dir.path());
+    assert!(ok, "{report}");
+}
+
+/// Child of the test below: creation under a 1 MiB file-size limit, which the write-out of an
+/// 8 MiB file exceeds.
+#[test]
+fn child_creates_under_a_file_size_limit() {
+    if std::env::var_os("ESPORA_CHILD").is_none() {
+        return;
+    }
+    let limit = rustix::process::Rlimit {
+        current: Some(1 << 20),
+        maximum: None,
+    };
+    rustix::process::setrlimit(rustix::process::Resource::Fsize, limit).unwrap();
+    // SAFETY: ignoring SIGXFSZ turns the limit into EFBIG errors instead of a kill; nothing else
+    // in this single-threaded child handles signals.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    let dir = std::path::PathBuf::from(std::env::var("DIR").unwrap());
+    let options = Options {
+        faults: Faults::default().with_fallocate_refused(),
+        ..Options::default()
+    };
+    let error = Db::open(&dir, options).err().expect("creation must fail");
+    println!("ERROR {error}");
+}
+
+#[test]
+fn a_failed_write_out_names_the_path() {
+    let dir = common::temp_dir();
+    let child = common::spawn_child(
+        "child_creates_under_a_file_size_limit",
+        &[("DIR", dir.path().display().to_string())],
+    );
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("ERROR "))
+        .expect("an error line");
+    assert!(line.contains(&dir.path().display().to_string()), "{line}");
+    assert!(
+        line.contains("write out") && line.contains("os error 27"),
+        "{line}"
+    );
+    // Nothing half-made is left under an account file's name.
+    assert!(!account_path(dir.path()).exists());
+}
+
+/// Rewrites account 1 of `dir` as the first format would have left it: version 1 header with
+/// its head and durable counters, records without anchors, no shared-state file.
+fn make_version_1(dir: &Path, records: u64) {
+    use espora::layout::{header_offset, FORMAT_VERSION_LEGACY};
+    let path = account_path(dir);
+    let (_, mapping) = file::open_existing(&path).unwrap();
+    let header = espora::layout::Header {
+        version: FORMAT_VERSION_LEGACY,
+        ..*mapping.header()
+    };
+    let mut bytes = header.encode().to_vec();
+    bytes[header_offset::LEGACY_HEAD_SEQ..][..8].copy_from_slice(&records.to_le_bytes());
+    bytes[header_offset::UPGRADE_ANCHOR..][..8].copy_from_slice(&records.to_le_bytes());
+    for seq in 1..=records {
+        let mut record = mapping.read_record(seq).unwrap();
+        record.anchor = 0;
+        write_at(dir, slot_offset(seq), &record.encode());
+    }
+    write_at(dir, 0, &bytes);
+    std::fs::remove_file(dir.join(file::shared_file_name(1))).unwrap();
+}
+
+#[test]
+fn a_version_1_file_is_upgraded_in_place_and_a_version_1_writer_is_refused() {
+    use espora::layout::{header_offset, FORMAT_VERSION};
+    let dir = history(5, 0);
+    make_version_1(dir.path(), 5);
+    let (ok, report) = espora_verify(&account_path(dir.path()));
+    assert!(ok, "a version-1 file verifies as it is: {report}");
+    let db = Arc::new(Db::open(dir.path(), Options::default()).unwrap());
+    let (_, mapping) = file::open_existing(&account_path(dir.path())).unwrap();
+    assert_eq!(mapping.header().version, FORMAT_VERSION);
+    assert_eq!(mapping.upgrade_anchor(), 5);
+    assert_eq!(mapping.legacy_head(), 0);
+    block_on(async {
+        let worker = db.worker(common::backend()).unwrap();
+        let tx = Transaction {
+            value: 1,
+            kind: Kind::Credit,
+            description: "after",
+        };
+        let done = worker.append(1, &tx).await.unwrap();
+        assert_eq!((done.seq, done.balance), (6, 51));
+        // A version-1 process still running stores its head counter: refuse to mix.
+        write_at(
+            dir.path(),
+            header_offset::LEGACY_HEAD_SEQ as u64,
+            &7u64.to_le_bytes(),
+        );
+        let mixed = worker.append(1, &tx).await;
+        assert!(
+            matches!(
+                mixed,
+                Err(AppendError::Unavailable(Unavailable::LegacyWriter))
+            ),
+            "{mixed:?}"
+        );
+    });
+}
+
+/// With a ring of 64, at most 16 records may wait for a sync: 40 tasks appending while every
+/// sync crawls for 5 ms never get further ahead of the durable mark than that.
+#[test]
+fn at_most_a_quarter_of_the_ring_waits_for_a_sync() {
+    let dir = common::temp_dir();
+    let options = Options {
+        ring_records: RING,
+        faults: Faults::default().with_sync_delay(std::time::Duration::from_millis(5)),
+    };
+    let db = Arc::new(Db::open(dir.path(), options).unwrap());
+    let shared = Arc::new(Shared::open(&dir.path().join(file::shared_file_name(1))).unwrap());
+    let widest = block_on(async {
+        let worker = std::rc::Rc::new(db.worker(common::backend()).unwrap());
+        let done = std::rc::Rc::new(std::cell::Cell::new(0));
+        let mut tasks = Vec::new();
+        for task in 0..40 {
+            let worker = std::rc::Rc::clone(&worker);
+            let done = std::rc::Rc::clone(&done);
+            tasks.push(monoio::spawn(async move {
+                for i in 0..5 {
+                    let description = format!("t{task}.{i}");
+                    let tx = Transaction {
+                        value: 1,
+                        kind: Kind::Credit,
+                        description: &description,
+                    };
+                    worker.append(1, &tx).await.unwrap();
+                }
+                done.set(done.get() + 1);
+            }));
+        }
+        let mut widest = 0;
+        while done.get() < 40 {
+            widest = widest.max(shared.head() - shared.durable());
+            monoio::time::sleep(std::time::Duration::from_micros(200)).await;
+        }
+        for task in tasks {
+            task.await;
+        }
+        widest
+    });
+    eprintln!("widest gap between head and durable: {widest}");
+    assert!(widest <= RING / 4, "{widest} records waited for a sync");
+    assert!(
+        widest >= RING / 4 - 2,
+        "the window was never reached ({widest})"
+    );
+    drop(db);
+    let (scan, _, _) = read_history(dir.path(), 1);
+    assert_eq!(scan.newest, 200);
+}
+
+/// One database stands for each of two processes. While one's sync crawls (20 ms, below the
+/// takeover bound), the other's statement sleeps on the shared sync word; it must wake when
+/// that sync ends, not on a timer.
+#[test]
+fn a_statement_waiting_for_another_processes_sync_wakes_when_it_ends() {
+    let dir = common::temp_dir();
+    let slow = Options {
+        faults: Faults::default().with_sync_delay(std::time::Duration::from_millis(20)),
+        ..Options::default()
+    };
+    let writer = Arc::new(Db::open(dir.path(), slow).unwrap());
+    let reader = Arc::new(Db::open(dir.path(), Options::default()).unwrap());
+    let shared = Shared::open(&dir.path().join(file::shared_file_name(2))).unwrap();
+    let mut lags = Vec::new();
+    for round in 0..7 {
+        let writing = {
+            let writer = Arc::clone(&writer);
+            std::thread::spawn(move || {
+                block_on(async {
+                    let worker = writer.worker(common::backend()).unwrap();
+                    let description = format!("w{round}");
+                    let tx = Transaction {
+                        value: 1,
+                        kind: Kind::Credit,
+                        description: &description,
+                    };
+                    worker.append(2, &tx).await.unwrap();
+                    Instant::now()
+                })
+            })
+        };
+        while shared
+            .sync_claim()
+            .load(std::sync::atomic::Ordering::SeqCst)
+            == 0
+        {
+            std::thread::yield_now();
+        }
+        let read_at = block_on(async {
+            let worker = reader.worker(common::backend()).unwrap();
+            let mut out = Statement::default();
+            worker.statement(2, &mut out).await.unwrap();
+            assert_eq!(out.records[0].description(), format!("w{round}"));
+            Instant::now()
+        });
+        let written_at = writing.join().unwrap();
+        lags.push(read_at.saturating_duration_since(written_at));
+    }
+    lags.sort();
+    eprintln!("wake-up after the other's sync ended: {lags:?}");
+    let median = lags[lags.len() / 2];
+    assert!(
+        median < std::time::Duration::from_millis(1),
+        "woken {median:?} after the sync ended"
+    );
+    assert_eq!(reader.stats().syncs, 0, "the reader synced itself");
+}

@@ -44,9 +44,15 @@ pub fn block_on_with<F: Future>(epoll: bool, future: F) -> F::Output {
     rt.block_on(future)
 }
 
-/// The back end of workers created inside the current `block_on`.
+/// The back end of workers created inside the current `block_on`, unless `ESPORA_BACKEND`
+/// (`io_uring` or `threads`) says otherwise, so that a child can pair either back end with
+/// either driver.
 pub fn backend() -> Backend {
-    BACKEND.with(|backend| backend.get())
+    match std::env::var("ESPORA_BACKEND").as_deref() {
+        Ok("io_uring") => Backend::IoUring,
+        Ok("threads") => Backend::Threads,
+        _ => BACKEND.with(|backend| backend.get()),
+    }
 }
 
 pub fn temp_dir() -> tempfile::TempDir {
