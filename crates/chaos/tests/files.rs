@@ -17,10 +17,10 @@ use std::time::Duration;
 
 use espora::layout::{header_offset, Description, Record, HEADER_SIZE, RECORD_SIZE};
 use espora::Kind;
-use rinha_chaos::bins::bins;
-use rinha_chaos::client::{self, Endpoint};
-use rinha_chaos::process::{self, start_api, Start};
-use rinha_chaos::TempDir;
+use rinha_testkit::bins::bins;
+use rinha_testkit::client::{self, Endpoint};
+use rinha_testkit::process::{self, start_api, Start};
+use rinha_testkit::TempDir;
 
 const WAIT: Duration = Duration::from_secs(20);
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -248,7 +248,7 @@ impl Mount {
     /// Mounts a tmpfs of `size` (e.g. "2m") with `options` on a new directory, or explains why
     /// not (not root, or mount(2) not permitted here).
     fn tmpfs(dir: &TempDir, size: &str, options: &str) -> Result<Mount, String> {
-        if !rinha_chaos::is_root() {
+        if !rinha_testkit::is_root() {
             return Err("not running as root".into());
         }
         let point = dir.path().join("mnt");

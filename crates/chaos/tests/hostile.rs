@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rinha_chaos::client::{self, Conn, Endpoint};
-use rinha_chaos::process::Server;
-use rinha_chaos::stack::start_stack;
-use rinha_chaos::{percentile, TempDir};
+use rinha_testkit::client::{self, Conn, Endpoint};
+use rinha_testkit::process::Server;
+use rinha_testkit::stack::start_stack;
+use rinha_testkit::{percentile, TempDir};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// Hostile connections per attack, well below every connection cap.

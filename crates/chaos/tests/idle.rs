@@ -18,10 +18,10 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rinha_chaos::client::{self, Endpoint};
-use rinha_chaos::process::Server;
-use rinha_chaos::stack::start_stack;
-use rinha_chaos::{percentile, raise_nofile, TempDir};
+use rinha_testkit::client::{self, Endpoint};
+use rinha_testkit::process::Server;
+use rinha_testkit::stack::start_stack;
+use rinha_testkit::{percentile, raise_nofile, TempDir};
 
 const IDLE_CONNECTIONS: usize = 10_000;
 const WAIT: Duration = Duration::from_secs(20);

@@ -15,10 +15,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rinha_chaos::bins::bins;
-use rinha_chaos::client::{self, Endpoint};
-use rinha_chaos::process::{self, Server};
-use rinha_chaos::{wait_until, TempDir};
+use rinha_testkit::bins::bins;
+use rinha_testkit::client::{self, Endpoint};
+use rinha_testkit::process::{self, Server};
+use rinha_testkit::{wait_until, TempDir};
 
 /// Client threads; each paces itself so that together they send `RATE_PER_S`.
 const CLIENTS: usize = 12;

@@ -7,7 +7,7 @@
 //! `espora verify` must find every account file sound.
 //!
 //! The binaries are the workspace's own, found and built for this test's profile by the
-//! reliability harness (`rinha_chaos::bins`).
+//! reliability harness (`rinha_testkit::bins`).
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use rinha_chaos::bins::Bins;
 use rinha_scenario::{scenario, Config, Target};
+use rinha_testkit::bins::Bins;
 
 /// Compressed load phase: 15 s of ramp, 15 s at the reference peak rates.
 const RAMP: Duration = Duration::from_secs(15);
@@ -30,7 +30,7 @@ const STOP_WAIT_MAX: Duration = Duration::from_secs(10);
 
 #[test]
 fn reference_scenario_passes_against_the_real_stack() {
-    let bins = rinha_chaos::bins::bins();
+    let bins = rinha_testkit::bins::bins();
     let dir = TempDir::new();
     let data = dir.path.join("data");
     std::fs::create_dir(&data).expect("create the data directory");

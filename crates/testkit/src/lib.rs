@@ -1,14 +1,12 @@
-//! `rinha-chaos`: the reliability tests of the whole system (issue 7), across the real binaries.
-//!
-//! The tests live in `tests/`; this library is their harness:
+//! `rinha-testkit`: the harness of the tests that run the workspace's real binaries, grown
+//! from the reliability tests' own (`crates/chaos`, which keeps only its tests):
 //! - [`bins`]: the workspace's `rinha-api`, `rinha-lb` and `espora`, built for the test profile;
 //! - [`process`]: started servers that are killed when a test ends, however it ends;
 //! - [`client`]: a small HTTP/1.1 client over TCP or Unix sockets that can also misbehave;
 //! - [`stack`]: two instances behind the balancer, as deployed;
 //! - [`TempDir`]: a scratch directory removed at the end.
 //!
-//! Every test bounds its time and cleans up its processes; the whole suite runs in
-//! `cargo test --workspace` and stays within a few minutes on a 2-core machine.
+//! Every test bounds its time and cleans up its processes.
 
 pub mod bins;
 pub mod client;
