@@ -18,9 +18,9 @@ use std::time::Duration;
 use espora::layout::{header_offset, Description, Record, HEADER_SIZE, RECORD_SIZE};
 use espora::Kind;
 use rinha_testkit::bins::bins;
-use rinha_testkit::client::{self, Endpoint};
+use rinha_testkit::http;
 use rinha_testkit::process::{self, start_api, Start};
-use rinha_testkit::TempDir;
+use rinha_testkit::{free_tcp, is_root, temp_dir, Addr, TempDir};
 
 const WAIT: Duration = Duration::from_secs(20);
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -31,12 +31,12 @@ const SEEDED: [i64; 5] = [100, 200, 300, 400, 500];
 /// that then stopped cleanly.
 fn seeded(dir: &TempDir) -> PathBuf {
     let data = dir.path().join("data");
-    let endpoint = Endpoint::Unix(dir.path().join("seed.sock"));
+    let endpoint = Addr::Unix(dir.path().join("seed.sock"));
     let Start::Serving(mut api) = start_api("seed", &data, &endpoint, dir.path(), &[], WAIT) else {
         panic!("the seeding instance did not start");
     };
     for (index, value) in SEEDED.into_iter().enumerate() {
-        let response = client::post(&endpoint, 1, value, 'c', &format!("seed{index}"), TIMEOUT)
+        let response = http::post(&endpoint, 1, value, 'c', &format!("seed{index}"), TIMEOUT)
             .expect("a seeding transaction");
         assert_eq!(response.status, 200);
     }
@@ -87,7 +87,7 @@ fn espora(args: &[&std::ffi::OsStr]) -> (i32, String) {
 /// Starting `rinha-api` on `data` must fail: a non-zero exit and exactly one stderr line that
 /// mentions each of `mentions`, without a panic.
 fn check_refused(data: &Path, log_dir: &Path, mentions: &[&str]) {
-    let endpoint = Endpoint::free_tcp();
+    let endpoint = free_tcp();
     match start_api("refused", data, &endpoint, log_dir, &[], WAIT) {
         Start::Serving(mut api) => {
             api.kill();
@@ -107,7 +107,7 @@ fn check_refused(data: &Path, log_dir: &Path, mentions: &[&str]) {
 
 #[test]
 fn torn_newest_record_is_recovered_silently() {
-    let dir = TempDir::new("torn");
+    let dir = temp_dir("torn");
     let data = seeded(&dir);
     let path = account_file(&data, 1);
     // A writer killed in the middle of copying record 6: its first half is there, the rest is
@@ -118,14 +118,14 @@ fn torn_newest_record_is_recovered_silently() {
     assert_eq!(code, 0, "{report}");
     assert!(report.contains("torn"), "{report}");
 
-    let endpoint = Endpoint::Unix(dir.path().join("api.sock"));
+    let endpoint = Addr::Unix(dir.path().join("api.sock"));
     let Start::Serving(mut api) = start_api("api", &data, &endpoint, dir.path(), &[], WAIT) else {
         panic!("rinha-api refused a file whose only damage is a torn unacknowledged write");
     };
-    let statement = client::statement(&endpoint, 1, TIMEOUT).unwrap().json();
+    let statement = http::statement(&endpoint, 1, TIMEOUT).unwrap().json();
     assert_eq!(statement["saldo"]["total"], 1500, "{statement}");
     assert_eq!(statement["ultimas_transacoes"][0]["descricao"], "seed4");
-    let response = client::post(&endpoint, 1, 1, 'c', "after", TIMEOUT).unwrap();
+    let response = http::post(&endpoint, 1, 1, 'c', "after", TIMEOUT).unwrap();
     assert_eq!(
         (response.status, response.json()["saldo"].as_i64()),
         (200, Some(1501))
@@ -156,7 +156,7 @@ fn damaged_acknowledged_history_refuses_to_start() {
 }
 
 fn check_damage(seq: u64, damage: impl Fn(&Path)) {
-    let dir = TempDir::new("damage");
+    let dir = temp_dir("damage");
     let data = seeded(&dir);
     let path = account_file(&data, 1);
     damage(&path);
@@ -185,7 +185,7 @@ fn check_damage(seq: u64, damage: impl Fn(&Path)) {
 
 #[test]
 fn wrong_format_version_refuses_to_start() {
-    let dir = TempDir::new("version");
+    let dir = temp_dir("version");
     let data = seeded(&dir);
     let path = account_file(&data, 4);
     // A file of a later format: version 3 with a matching header checksum.
@@ -203,7 +203,7 @@ fn wrong_format_version_refuses_to_start() {
 
 #[test]
 fn unusable_data_directories_fail_with_one_line() {
-    let dir = TempDir::new("unusable");
+    let dir = temp_dir("unusable");
     // The data directory is a regular file.
     let file = dir.path().join("plain-file");
     std::fs::write(&file, b"x").unwrap();
@@ -232,7 +232,7 @@ fn unusable_data_directories_fail_with_one_line() {
     check_refused(&odd, dir.path(), &["account-5.espora"]);
     // A missing directory (and its parents) is created, as `espora init` does.
     let missing = dir.path().join("not/yet/there");
-    let endpoint = Endpoint::Unix(dir.path().join("m.sock"));
+    let endpoint = Addr::Unix(dir.path().join("m.sock"));
     let Start::Serving(mut api) = start_api("missing", &missing, &endpoint, dir.path(), &[], WAIT)
     else {
         panic!("rinha-api did not create a missing data directory");
@@ -248,7 +248,7 @@ impl Mount {
     /// Mounts a tmpfs of `size` (e.g. "2m") with `options` on a new directory, or explains why
     /// not (not root, or mount(2) not permitted here).
     fn tmpfs(dir: &TempDir, size: &str, options: &str) -> Result<Mount, String> {
-        if !rinha_testkit::is_root() {
+        if !is_root() {
             return Err("not running as root".into());
         }
         let point = dir.path().join("mnt");
@@ -290,7 +290,7 @@ fn skip(test: &str, why: &str) {
 
 #[test]
 fn read_only_data_directory_fails_with_one_line() {
-    let dir = TempDir::new("readonly");
+    let dir = temp_dir("readonly");
     let mount = match Mount::tmpfs(&dir, "64m", "rw") {
         Ok(mount) => mount,
         Err(why) => return skip("read_only_data_directory_fails_with_one_line", &why),
@@ -313,7 +313,7 @@ fn read_only_data_directory_fails_with_one_line() {
 
 #[test]
 fn full_disk_at_creation_fails_with_one_line() {
-    let dir = TempDir::new("full");
+    let dir = temp_dir("full");
     // Five account files take 40 MiB; 2 MiB holds none.
     let mount = match Mount::tmpfs(&dir, "2m", "rw") {
         Ok(mount) => mount,
@@ -338,9 +338,9 @@ fn full_disk_at_creation_fails_with_one_line() {
 
 #[test]
 fn failed_sync_stops_acknowledgements_and_loses_nothing() {
-    let dir = TempDir::new("sync");
+    let dir = temp_dir("sync");
     let data = dir.path().join("data");
-    let endpoint = Endpoint::Unix(dir.path().join("api.sock"));
+    let endpoint = Addr::Unix(dir.path().join("api.sock"));
     let faulty = [("RINHA_FAULT_SYNC_FAILS_AFTER", "3")];
     let Start::Serving(mut api) = start_api("faulty", &data, &endpoint, dir.path(), &faulty, WAIT)
     else {
@@ -350,7 +350,7 @@ fn failed_sync_stops_acknowledgements_and_loses_nothing() {
     let mut statuses = Vec::new();
     for index in 0..12 {
         let description = format!("s{index}");
-        let response = client::post(&endpoint, 2, 10, 'c', &description, TIMEOUT).unwrap();
+        let response = http::post(&endpoint, 2, 10, 'c', &description, TIMEOUT).unwrap();
         statuses.push(response.status);
         if response.status == 200 {
             acknowledged.push(description);
@@ -365,7 +365,7 @@ fn failed_sync_stops_acknowledgements_and_loses_nothing() {
             .all(|&status| status == 503),
         "{statuses:?}"
     );
-    let statement = client::statement(&endpoint, 2, TIMEOUT).unwrap();
+    let statement = http::statement(&endpoint, 2, TIMEOUT).unwrap();
     assert_eq!(
         statement.status, 503,
         "a statement cannot be proved durable"
@@ -383,7 +383,7 @@ fn failed_sync_stops_acknowledgements_and_loses_nothing() {
     else {
         panic!("the instance did not restart");
     };
-    let statement = client::statement(&endpoint, 2, TIMEOUT).unwrap().json();
+    let statement = http::statement(&endpoint, 2, TIMEOUT).unwrap().json();
     assert!(statement["saldo"]["total"].as_i64().unwrap() >= 10 * acknowledged.len() as i64);
     assert!(api.terminate(WAIT).success());
     let path = account_file(&data, 2);

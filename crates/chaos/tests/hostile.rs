@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rinha_testkit::client::{self, Conn, Endpoint};
+use rinha_testkit::http::{self, Conn, Reader};
 use rinha_testkit::process::Server;
 use rinha_testkit::stack::start_stack;
-use rinha_testkit::{percentile, TempDir};
+use rinha_testkit::{percentile, temp_dir, Addr, TempDir};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// Hostile connections per attack, well below every connection cap.
@@ -32,12 +32,12 @@ const LATENCY_P99_MAX: Duration = Duration::from_secs(1);
 struct Stack {
     _dir: TempDir,
     _servers: Vec<Server>,
-    front: Endpoint,
+    front: Addr,
 }
 
 fn stack() -> Stack {
-    let dir = TempDir::new("hostile");
-    let (servers, front) = start_stack(&dir, |command| command);
+    let dir = temp_dir("hostile");
+    let (servers, front) = start_stack(dir.path(), |command| command);
     Stack {
         _dir: dir,
         _servers: servers,
@@ -69,7 +69,7 @@ fn hostile_clients_through_the_balancer() {
 
 /// Each attempt is followed by a hidden request; the answer must be one 400, then the
 /// connection must close, so the hidden request is never run.
-fn smuggling(front: &Endpoint) {
+fn smuggling(front: &Addr) {
     let hidden = "GET /clientes/2/extrato HTTP/1.1\r\nHost: x\r\n\r\n";
     let post = "POST /clientes/1/transacoes HTTP/1.1\r\nHost: x\r\n";
     let attempts = smuggling_attempts(post);
@@ -78,14 +78,14 @@ fn smuggling(front: &Endpoint) {
         let mut conn = Conn::open(front, TIMEOUT).expect("connect to the balancer");
         conn.write_all(format!("{attempt}{hidden}").as_bytes())
             .expect("send");
-        let mut buf = Vec::new();
-        let response = conn.read_response(&mut buf);
+        let mut reader = Reader::new();
+        let response = reader.next(&mut conn);
         let status = response
             .as_ref()
             .ok()
             .and_then(|r| r.as_ref())
             .map(|r| r.status);
-        let closed = buf.is_empty() && conn.closes_without_more().unwrap_or(false);
+        let closed = reader.pending().is_empty() && conn.closes_without_more();
         if status != Some(400) || !closed {
             wrong.push(format!(
                 "{attempt:?}: status {status:?}, closed alone: {closed}"
@@ -96,13 +96,9 @@ fn smuggling(front: &Endpoint) {
     let huge = format!("{post}Content-Length: 99999999999999999999999\r\n\r\nhello{hidden}");
     let mut conn = Conn::open(front, TIMEOUT).expect("connect to the balancer");
     conn.write_all(huge.as_bytes()).expect("send");
-    let mut buf = Vec::new();
-    let status = conn
-        .read_response(&mut buf)
-        .ok()
-        .flatten()
-        .map(|r| r.status);
-    if status != Some(413) || !buf.is_empty() || !conn.closes_without_more().unwrap_or(false) {
+    let mut reader = Reader::new();
+    let status = reader.next(&mut conn).ok().flatten().map(|r| r.status);
+    if status != Some(413) || !reader.pending().is_empty() || !conn.closes_without_more() {
         wrong.push(format!("{huge:?}: status {status:?}"));
     }
     assert!(
@@ -160,7 +156,7 @@ fn smuggling_attempts(post: &str) -> Vec<String> {
 
 /// Normal requests, one after another on new connections, for `period`; returns the latency
 /// of each. Every request must be answered 200 (or 422 for a debit beyond the limit).
-fn measure(front: &Endpoint, period: Duration) -> Vec<Duration> {
+fn measure(front: &Addr, period: Duration) -> Vec<Duration> {
     let started = Instant::now();
     let mut latencies = Vec::new();
     let mut index = 0u64;
@@ -168,10 +164,10 @@ fn measure(front: &Endpoint, period: Duration) -> Vec<Duration> {
         index += 1;
         let sent = Instant::now();
         let response = if index.is_multiple_of(3) {
-            client::statement(front, 3, TIMEOUT)
+            http::statement(front, 3, TIMEOUT)
         } else {
             let kind = if index % 3 == 1 { 'c' } else { 'd' };
-            client::post(front, 3, 1, kind, "normal", TIMEOUT)
+            http::post(front, 3, 1, kind, "normal", TIMEOUT)
         };
         let status = response.map(|r| r.status);
         assert!(
@@ -201,8 +197,8 @@ fn report(label: &str, latencies: &[Duration]) -> Duration {
 /// Opens `ATTACKERS` connections that send `opening` and then one `trickle` byte every
 /// `TRICKLE` for `ATTACK`, while a normal client is measured. The server must keep serving
 /// the normal client and must close the hostile connections after its request timeout.
-fn attack(front: &Endpoint, label: &str, opening: &[u8], trickle: &'static [u8]) {
-    let Endpoint::Tcp(addr) = front else {
+fn attack(front: &Addr, label: &str, opening: &[u8], trickle: &'static [u8]) {
+    let Addr::Tcp(addr) = front else {
         panic!("the balancer listens on TCP")
     };
     let mut hostile: Vec<TcpStream> = (0..ATTACKERS)

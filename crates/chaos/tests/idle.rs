@@ -14,14 +14,13 @@
 //! connects an upstream only once the client sent its first bytes.
 
 use std::net::TcpStream;
-use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rinha_testkit::client::{self, Endpoint};
-use rinha_testkit::process::Server;
+use rinha_testkit::http;
+use rinha_testkit::process::{limit_nofile, Server};
 use rinha_testkit::stack::start_stack;
-use rinha_testkit::{percentile, raise_nofile, TempDir};
+use rinha_testkit::{percentile, raise_nofile, temp_dir, Addr, TempDir};
 
 const IDLE_CONNECTIONS: usize = 10_000;
 const WAIT: Duration = Duration::from_secs(20);
@@ -31,16 +30,7 @@ const SERVER_SOFT_NOFILE: u64 = 1024;
 
 /// Starts `command` with the soft open-files limit lowered to `SERVER_SOFT_NOFILE`.
 fn with_small_nofile(mut command: Command) -> Command {
-    // SAFETY: the closure runs in the child between fork and exec; it only makes the
-    // getrlimit and setrlimit system calls, which are async-signal-safe and allocate nothing.
-    unsafe {
-        command.pre_exec(|| {
-            use rustix::process::{getrlimit, setrlimit, Resource};
-            let mut limit = getrlimit(Resource::Nofile);
-            limit.current = Some(SERVER_SOFT_NOFILE);
-            setrlimit(Resource::Nofile, limit).map_err(std::io::Error::from)
-        });
-    }
+    limit_nofile(&mut command, SERVER_SOFT_NOFILE, None);
     command
 }
 
@@ -54,9 +44,9 @@ fn ten_thousand_idle_connections_do_not_stop_service() {
         );
         return;
     }
-    let dir = TempDir::new("idle");
+    let dir = temp_dir("idle");
     let (mut servers, front) = start_servers(&dir);
-    let Endpoint::Tcp(addr) = front else {
+    let Addr::Tcp(addr) = front else {
         unreachable!("the balancer listens on TCP")
     };
     let started = Instant::now();
@@ -116,8 +106,8 @@ fn ten_thousand_idle_connections_do_not_stop_service() {
 
 /// Starts two instances and the balancer, each with the small soft open-files limit, and
 /// checks that each raised it.
-fn start_servers(dir: &TempDir) -> (Vec<Server>, Endpoint) {
-    let (servers, front) = start_stack(dir, with_small_nofile);
+fn start_servers(dir: &TempDir) -> (Vec<Server>, Addr) {
+    let (servers, front) = start_stack(dir.path(), with_small_nofile);
     for server in &servers {
         let limit = nofile_of(server.pid());
         eprintln!("{}: open-files limit {limit}", server.name);
@@ -133,7 +123,7 @@ fn start_servers(dir: &TempDir) -> (Vec<Server>, Endpoint) {
 
 /// Normal requests on new connections for 3 s: the latencies of the answered ones, and the
 /// failures.
-fn measure(front: &Endpoint) -> (Vec<Duration>, Vec<String>) {
+fn measure(front: &Addr) -> (Vec<Duration>, Vec<String>) {
     let mut latencies = Vec::new();
     let mut failures = Vec::new();
     let measuring = Instant::now();
@@ -142,9 +132,9 @@ fn measure(front: &Endpoint) -> (Vec<Duration>, Vec<String>) {
         index += 1;
         let sent = Instant::now();
         let response = if index.is_multiple_of(3) {
-            client::statement(front, 4, TIMEOUT)
+            http::statement(front, 4, TIMEOUT)
         } else {
-            client::post(front, 4, 1, 'c', "idle", TIMEOUT)
+            http::post(front, 4, 1, 'c', "idle", TIMEOUT)
         };
         match response {
             Ok(response) if response.status == 200 => latencies.push(sent.elapsed()),

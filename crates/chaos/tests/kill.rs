@@ -16,9 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rinha_testkit::bins::bins;
-use rinha_testkit::client::{self, Endpoint};
+use rinha_testkit::http;
 use rinha_testkit::process::{self, Server};
-use rinha_testkit::{wait_until, TempDir};
+use rinha_testkit::{free_tcp, temp_dir, wait_until, Addr, TempDir};
 
 /// Client threads; each paces itself so that together they send `RATE_PER_S`.
 const CLIENTS: usize = 12;
@@ -65,24 +65,24 @@ struct Log {
 struct Stack {
     dir: TempDir,
     data: PathBuf,
-    upstreams: [Endpoint; 2],
+    upstreams: [Addr; 2],
     apis: Vec<Server>,
     lb: Server,
-    front: Endpoint,
+    front: Addr,
 }
 
 impl Stack {
     fn start() -> Stack {
-        let dir = TempDir::new("kill");
+        let dir = temp_dir("kill");
         let data = dir.path().join("data");
-        let upstreams = [1, 2].map(|n| Endpoint::Unix(dir.path().join(format!("api{n}.sock"))));
-        let front = Endpoint::free_tcp();
+        let upstreams = [1, 2].map(|n| Addr::Unix(dir.path().join(format!("api{n}.sock"))));
+        let front = free_tcp();
         let mut lb_command = Command::new(&bins().lb);
-        lb_command.args(["--listen", &front.flag(), "--workers", "1"]);
+        lb_command.args(["--listen", &front.to_string(), "--workers", "1"]);
         // A short back-off lets a restarted instance receive clients again soon.
         lb_command.args(["--down-backoff-ms", "200"]);
         for upstream in &upstreams {
-            lb_command.args(["--upstream", &upstream.flag()]);
+            lb_command.args(["--upstream", &upstream.to_string()]);
         }
         let lb = Server::start("lb", lb_command, dir.path());
         let mut stack = Stack {
@@ -97,9 +97,7 @@ impl Stack {
             let api = stack.start_api(index);
             stack.apis.push(api);
         }
-        assert!(wait_until(READY_WAIT_MAX, || client::is_ready(
-            &stack.front
-        )));
+        assert!(wait_until(READY_WAIT_MAX, || http::is_ready(&stack.front)));
         stack
     }
 
@@ -107,10 +105,15 @@ impl Stack {
     fn start_api(&self, index: usize) -> Server {
         let mut command = Command::new(&bins().api);
         command.arg("--data-dir").arg(&self.data);
-        command.args(["--listen", &self.upstreams[index].flag(), "--workers", "1"]);
+        command.args([
+            "--listen",
+            &self.upstreams[index].to_string(),
+            "--workers",
+            "1",
+        ]);
         let api = Server::start(&format!("api{}", index + 1), command, self.dir.path());
         assert!(
-            wait_until(READY_WAIT_MAX, || client::is_ready(&self.upstreams[index])),
+            wait_until(READY_WAIT_MAX, || http::is_ready(&self.upstreams[index])),
             "api{} did not start: {}",
             index + 1,
             api.log()
@@ -143,7 +146,7 @@ impl Stack {
                     .upstreams
                     .iter()
                     .map(|upstream| {
-                        let response = client::statement(upstream, account, REQUEST_TIMEOUT)
+                        let response = http::statement(upstream, account, REQUEST_TIMEOUT)
                             .expect("a statement from a restarted instance");
                         assert_eq!(response.status, 200);
                         response.json()["saldo"]["total"]
@@ -216,7 +219,7 @@ fn acknowledged_transactions_survive_sigkill_of_each_instance() {
 /// share of the rate, every request on a new connection, never retried.
 fn drive(
     seed: u64,
-    front: &Endpoint,
+    front: &Addr,
     started: Instant,
     stop: &AtomicBool,
     log: &Mutex<Log>,
@@ -247,8 +250,7 @@ fn drive(
         let value = (next() % 10_000 + 1) as i64;
         let number = counter.fetch_add(1, Ordering::Relaxed);
         let description = format!("{PREFIX}{:0>9}", base36(number));
-        let outcome = match client::post(front, account, value, kind, &description, REQUEST_TIMEOUT)
-        {
+        let outcome = match http::post(front, account, value, kind, &description, REQUEST_TIMEOUT) {
             Ok(response) if response.status == 200 => {
                 let json = response.json();
                 let balance = json["saldo"].as_i64().expect("saldo");
@@ -273,8 +275,8 @@ fn drive(
     }
 }
 
-fn statement(front: &Endpoint, account: u32, at: Duration, log: &Mutex<Log>) {
-    match client::statement(front, account, REQUEST_TIMEOUT) {
+fn statement(front: &Addr, account: u32, at: Duration, log: &Mutex<Log>) {
+    match http::statement(front, account, REQUEST_TIMEOUT) {
         Ok(response) if response.status == 200 => {
             let json = response.json();
             let total = json["saldo"]["total"].as_i64().expect("saldo.total");

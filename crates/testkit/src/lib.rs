@@ -1,48 +1,48 @@
-//! `rinha-testkit`: the harness of the tests that run the workspace's real binaries, grown
-//! from the reliability tests' own (`crates/chaos`, which keeps only its tests):
-//! - [`bins`]: the workspace's `rinha-api`, `rinha-lb` and `espora`, built for the test profile;
-//! - [`process`]: started servers that are killed when a test ends, however it ends;
-//! - [`client`]: a small HTTP/1.1 client over TCP or Unix sockets that can also misbehave;
-//! - [`stack`]: two instances behind the balancer, as deployed;
-//! - [`TempDir`]: a scratch directory removed at the end.
+//! `rinha-testkit`: the one harness of the tests that run the workspace's real binaries (the
+//! integration tests of `rinha-api`, `rinha-lb` and `rinha-scenario`, and the reliability tests
+//! of `rinha-chaos`).
 //!
-//! Every test bounds its time and cleans up its processes.
+//! - [`bins`]: the workspace's `rinha-api`, `rinha-lb` and `espora`, built for the test profile;
+//! - [`process`]: started servers whose stderr goes to a log file, stopped by signal (rustix)
+//!   and killed when a test ends, however it ends; commands run with a bound on their time;
+//! - [`http`]: a small HTTP/1.1 client over TCP or Unix sockets that writes whatever bytes a
+//!   test gives it, well-formed or hostile, and one response parser;
+//! - [`stack`]: two instances behind the balancer, as deployed;
+//! - [`temp_dir`]: a scratch directory removed at the end, with a name short enough for Unix
+//!   socket paths.
+//!
+//! Addresses are [`rinha_rt::Addr`], the type the servers' `--listen` and `--upstream` flags
+//! parse, so that what a test connects to and what it passes on a command line are one value.
+//!
+//! The in-process helpers of the storage engine (`crates/espora/tests/common`) are not here:
+//! they open files in the test's own process and start no binary.
 
 pub mod bins;
-pub mod client;
+pub mod http;
 pub mod process;
 pub mod stack;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// A directory under the system temp dir, removed when dropped.
-pub struct TempDir {
-    path: PathBuf,
+pub use rinha_rt::Addr;
+pub use tempfile::TempDir;
+
+/// A fresh directory under the system temp dir whose name starts with `rinha-<label>-`,
+/// removed when dropped. Unix socket paths must stay under about 100 bytes, so the name keeps
+/// to the label and a few random characters.
+pub fn temp_dir(label: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("rinha-{label}-"))
+        .tempdir()
+        .expect("create a temp dir")
 }
 
-impl TempDir {
-    /// Creates a fresh directory whose name starts with `label`. Unix socket paths must stay
-    /// under about 100 bytes, so the name is short.
-    pub fn new(label: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.subsec_nanos());
-        let path =
-            std::env::temp_dir().join(format!("chaos-{label}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&path).expect("create a temp dir");
-        TempDir { path }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
+/// A loopback TCP address on a port that was free a moment ago: bound, read and released.
+/// Another process could take the port in between, which the tests accept as a rare flake
+/// rather than have every server report the port it got.
+pub fn free_tcp() -> Addr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    Addr::Tcp(listener.local_addr().expect("local address"))
 }
 
 /// Polls `ready` every 20 ms until it is true or `wait` has passed; returns whether it became

@@ -1,12 +1,16 @@
-//! Server processes started by a test: their stderr goes to a log file, and whatever is still
-//! running when the test ends (even by a failed assertion) is killed and reaped.
+//! Server processes started by a test: their stderr goes to a log file, they are stopped with
+//! signals sent through rustix, and whatever is still running when the test ends (even by a
+//! failed assertion) is killed and reaped, its log printed when the test failed.
 
 use std::fs::File;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use rustix::process::{kill_process, Pid, Signal};
+
+use crate::Addr;
 
 /// One started process.
 pub struct Server {
@@ -46,6 +50,37 @@ impl Server {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The complete lines the process wrote on stderr so far. A line still being written (one
+    /// `eprintln!` may take several writes) is left out until its newline arrives.
+    pub fn lines(&self) -> Vec<String> {
+        let log = self.log();
+        let complete = log.rfind('\n').map_or("", |end| &log[..end]);
+        complete.lines().map(str::to_owned).collect()
+    }
+
+    /// Waits at most `wait` for the first complete stderr line (the servers' startup line) and
+    /// returns it. A process that exits first, or stays silent, fails the test (and is killed).
+    pub fn first_line(&mut self, wait: Duration) -> String {
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(line) = self.lines().into_iter().next() {
+                return line;
+            }
+            if let Some(status) = self.try_wait() {
+                panic!(
+                    "{} exited ({status}) before its first line: {}",
+                    self.name,
+                    self.log()
+                );
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                panic!("{} printed no line within {wait:?}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         self.try_wait().is_none()
@@ -63,8 +98,7 @@ impl Server {
         if self.try_wait().is_some() {
             return;
         }
-        let pid = Pid::from_raw(self.child.id() as i32).expect("a child pid");
-        let _ = kill_process(pid, signal);
+        let _ = kill_process(Pid::from_child(&self.child), signal);
     }
 
     /// SIGKILL, then reap.
@@ -76,13 +110,18 @@ impl Server {
 
     /// SIGTERM, then wait at most `wait` for the exit (then SIGKILL and panic).
     pub fn terminate(&mut self, wait: Duration) -> ExitStatus {
-        self.signal(Signal::TERM);
+        self.stop(Signal::TERM, wait)
+    }
+
+    /// Sends `signal`, then waits at most `wait` for the exit (then SIGKILL and panic).
+    pub fn stop(&mut self, signal: Signal, wait: Duration) -> ExitStatus {
+        self.signal(signal);
         match self.wait(wait) {
             Some(status) => status,
             None => {
                 self.kill();
                 panic!(
-                    "{} did not stop within {wait:?} of SIGTERM; log:\n{}",
+                    "{} did not stop within {wait:?} of {signal:?}; log:\n{}",
                     self.name,
                     self.log()
                 );
@@ -112,6 +151,26 @@ impl Server {
             .find_map(|line| line.strip_prefix("VmRSS:"))
             .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
     }
+
+    /// How many descriptors the process has open (zero once it is gone).
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|entries| entries.count())
+            .unwrap_or(0)
+    }
+
+    /// CPU time (user and system) the process has used so far.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .expect("the process's /proc stat");
+        // The fields after the command name, which is in parentheses and may hold spaces.
+        let rest = &stat[stat.rfind(')').expect("a command name") + 2..];
+        let fields: Vec<&str> = rest.split(' ').collect();
+        let ticks = |index: usize| fields[index].parse::<u64>().expect("a tick count");
+        // Linux reports these in clock ticks of 10 ms (USER_HZ is 100 on every architecture
+        // the project builds for).
+        Duration::from_millis((ticks(11) + ticks(12)) * 10)
+    }
 }
 
 impl Drop for Server {
@@ -120,6 +179,28 @@ impl Drop for Server {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        // The log file is in a directory the test removes; show it while it can still be read.
+        if std::thread::panicking() {
+            eprintln!("---- stderr of {} ----\n{}", self.name, self.log());
+        }
+    }
+}
+
+/// Sets the open-files limit `command` starts with: the soft limit to `soft` and, when given,
+/// the hard limit to `hard` (otherwise the hard limit is inherited).
+pub fn limit_nofile(command: &mut Command, soft: u64, hard: Option<u64>) {
+    // SAFETY: the closure runs in the child between fork and exec; it only makes the
+    // getrlimit and setrlimit system calls, which are async-signal-safe and allocate nothing.
+    unsafe {
+        command.pre_exec(move || {
+            use rustix::process::{getrlimit, setrlimit, Resource};
+            let mut limit = getrlimit(Resource::Nofile);
+            limit.current = Some(soft);
+            if hard.is_some() {
+                limit.maximum = hard;
+            }
+            setrlimit(Resource::Nofile, limit).map_err(std::io::Error::from)
+        });
     }
 }
 
@@ -130,17 +211,17 @@ pub fn run(mut command: Command, wait: Duration) -> (i32, String, String) {
     command.stdout(Stdio::piped());
     command.stderr(Stdio::piped());
     let child = command.spawn().expect("start a command");
-    let pid = child.id();
+    let pid = Pid::from_child(&child);
     let (done, finished) = std::sync::mpsc::channel();
+    // The waiter drains both pipes while the child runs, so a chatty child never blocks on a
+    // full pipe.
     let waiter = std::thread::spawn(move || {
         let output = child.wait_with_output();
         let _ = done.send(());
         output
     });
     if finished.recv_timeout(wait).is_err() {
-        if let Some(pid) = Pid::from_raw(pid as i32) {
-            let _ = kill_process(pid, Signal::KILL);
-        }
+        let _ = kill_process(pid, Signal::KILL);
         let _ = waiter.join();
         panic!("{command:?} did not finish within {wait:?}");
     }
@@ -162,20 +243,20 @@ pub enum Start {
     Exited(Option<i32>, String),
 }
 
-/// Starts one `rinha-api` (one worker) on `data` listening on `endpoint`, with extra
+/// Starts one `rinha-api` (one worker) on `data` listening on `addr`, with extra
 /// environment, and waits until it serves a statement or exits (at most `wait`; then it is
 /// killed and the test fails).
 pub fn start_api(
     name: &str,
     data: &Path,
-    endpoint: &crate::client::Endpoint,
+    addr: &Addr,
     log_dir: &Path,
     env: &[(&str, &str)],
     wait: Duration,
 ) -> Start {
     let mut command = Command::new(&crate::bins::bins().api);
     command.arg("--data-dir").arg(data);
-    command.args(["--listen", &endpoint.flag(), "--workers", "1"]);
+    command.args(["--listen", &addr.to_string(), "--workers", "1"]);
     command.envs(env.iter().copied());
     let mut server = Server::start(name, command, log_dir);
     let deadline = Instant::now() + wait;
@@ -183,7 +264,7 @@ pub fn start_api(
         if let Some(status) = server.try_wait() {
             return Start::Exited(status.code(), server.log());
         }
-        if crate::client::is_ready(endpoint) {
+        if crate::http::is_ready(addr) {
             return Start::Serving(server);
         }
         if Instant::now() >= deadline {
