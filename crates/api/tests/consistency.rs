@@ -6,7 +6,7 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{request_bytes, transaction, Cluster, Conn, Driver, Reader, Target};
+use common::{open, request_bytes, transaction, Addr, Cluster, Conn, Driver, Reader};
 
 #[test]
 fn alternating_default_driver() {
@@ -35,9 +35,9 @@ struct Client {
 }
 
 impl Client {
-    fn new(target: &Target) -> Client {
+    fn new(target: &Addr) -> Client {
         Client {
-            conn: Conn::open(target),
+            conn: open(target),
             reader: Reader::new(),
         }
     }
@@ -123,7 +123,7 @@ fn check_alternating(driver: Driver) {
     // The whole history, as stored: every transaction once, in order, balances chained.
     let path = cluster
         .dir
-        .0
+        .path()
         .join("data")
         .join(espora::file::account_file_name(ACCOUNT));
     let (_file, mapping) = espora::file::open_existing(&path).unwrap();

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_timestamp, post, request, statement, Cluster, Driver, Target};
+use common::{assert_timestamp, post, request, statement, Addr, Cluster, Driver};
 use serde_json::json;
 
 const LIMITS: [(u32, i64); 5] = [
@@ -41,7 +41,7 @@ fn check_contract(driver: Driver) {
 }
 
 /// Five accounts, balance 0, no history, whichever instance and transport is asked.
-fn fresh_accounts(targets: &[&Target]) {
+fn fresh_accounts(targets: &[&Addr]) {
     for (index, (id, limit)) in LIMITS.into_iter().enumerate() {
         let body = statement(targets[index % targets.len()], id);
         assert_eq!(body["saldo"]["total"], 0);
@@ -51,7 +51,7 @@ fn fresh_accounts(targets: &[&Target]) {
     }
 }
 
-fn transactions_and_statements(a: &Target, b: &Target) {
+fn transactions_and_statements(a: &Addr, b: &Addr) {
     let credit = post(a, 1, 1000, 'c', "toma");
     assert_eq!(credit.status, 200, "{credit:?}");
     assert_eq!(credit.header("content-type"), Some("application/json"));
@@ -135,7 +135,7 @@ fn transactions_and_statements(a: &Target, b: &Target) {
     assert_eq!(with_query.json()["saldo"]["total"], 5);
 }
 
-fn invalid_bodies(target: &Target) {
+fn invalid_bodies(target: &Addr) {
     let invalid = [
         r#"{"valor": 1.2, "tipo": "d", "descricao": "devolve"}"#,
         r#"{"valor": 1.0, "tipo": "d", "descricao": "devolve"}"#,
@@ -179,7 +179,7 @@ fn invalid_bodies(target: &Target) {
     assert_eq!(response.json(), json!({"limite": 10000000, "saldo": 7}));
 }
 
-fn not_found(target: &Target) {
+fn not_found(target: &Addr) {
     for id in [
         "6",
         "0",
@@ -229,7 +229,7 @@ fn not_found(target: &Target) {
     }
 }
 
-fn wrong_methods(target: &Target) {
+fn wrong_methods(target: &Addr) {
     let cases = [
         ("POST", "/clientes/1/extrato", "GET"),
         ("PUT", "/clientes/1/extrato", "GET"),
@@ -240,7 +240,7 @@ fn wrong_methods(target: &Target) {
     ];
     for (method, path, allow) in cases {
         let body = (method != "GET" && method != "HEAD").then_some("{}");
-        let mut conn = common::Conn::open(target);
+        let mut conn = common::open(target);
         conn.send(&common::request_bytes(method, path, body));
         if method == "HEAD" {
             // A HEAD response has no body whatever its Content-Length says; read the head only.
@@ -271,7 +271,7 @@ fn conn_read_head(conn: &mut common::Conn) -> String {
 }
 
 /// A credit that would overflow the balance is refused, never wrapped.
-fn balance_overflow(a: &Target, b: &Target) {
+fn balance_overflow(a: &Addr, b: &Addr) {
     let max = post(a, 5, i64::MAX, 'c', "max");
     assert_eq!(max.json(), json!({"limite": 500000, "saldo": i64::MAX}));
     let over = post(b, 5, 1, 'c', "overflow");

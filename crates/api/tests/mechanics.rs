@@ -7,7 +7,7 @@ mod common;
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use common::{request_bytes, Conn, Driver, Instance, Reader, Target, TempDir};
+use common::{open, request_bytes, temp_dir, Addr, Conn, Driver, Instance, Reader, TempDir};
 
 /// One instance on a fresh data directory.
 struct Single {
@@ -16,10 +16,10 @@ struct Single {
 }
 
 fn single(label: &str, driver: Driver) -> Single {
-    let dir = TempDir::new(label);
-    let data = dir.0.join("data");
+    let dir = temp_dir(label);
+    let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
-    let instance = Instance::start(&data, &dir.0.join("api.sock"), driver);
+    let instance = Instance::start(&data, &dir.path().join("api.sock"), driver);
     Single {
         instance,
         _dir: dir,
@@ -52,11 +52,11 @@ fn check_mechanics(driver: Driver) {
 
 /// Reads whatever the server sends until it closes the connection.
 fn rest_until_close(conn: &mut Conn) -> String {
-    String::from_utf8_lossy(&conn.read_to_end()).into_owned()
+    String::from_utf8_lossy(&conn.read_until_closed()).into_owned()
 }
 
-fn pipelining(target: &Target) {
-    let mut conn = Conn::open(target);
+fn pipelining(target: &Addr) {
+    let mut conn = open(target);
     let mut batch = Vec::new();
     batch.extend(request_bytes(
         "POST",
@@ -117,10 +117,10 @@ fn pipelining(target: &Target) {
     assert_eq!(reader.response(&mut conn).status, 200);
 }
 
-fn chunked(target: &Target) {
+fn chunked(target: &Addr) {
     let head =
         "POST /clientes/2/transacoes HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n";
-    let mut conn = Conn::open(target);
+    let mut conn = open(target);
     let mut reader = Reader::new();
     let (first, second) = (r#"{"valor":1,"tipo"#, r#"":"c","descricao":"chunk"}"#);
     conn.send(
@@ -162,7 +162,7 @@ fn chunked(target: &Target) {
     let rest = rest_until_close(&mut conn);
     assert!(rest.starts_with("HTTP/1.1 400 "), "{rest}");
     // A chunked body beyond 4 KiB is 413.
-    let mut conn = Conn::open(target);
+    let mut conn = open(target);
     let mut big = head.as_bytes().to_vec();
     big.extend_from_slice(b"1001\r\n");
     conn.send(&big);
@@ -170,9 +170,9 @@ fn chunked(target: &Target) {
     assert!(rest.starts_with("HTTP/1.1 413 "), "{rest}");
 }
 
-fn expect_continue(target: &Target) {
+fn expect_continue(target: &Addr) {
     let body = r#"{"valor":1,"tipo":"c","descricao":"cont"}"#;
-    let mut conn = Conn::open(target);
+    let mut conn = open(target);
     conn.send(format!("POST /clientes/2/transacoes HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n", body.len()).as_bytes());
     let interim = b"HTTP/1.1 100 Continue\r\n\r\n";
     let mut received = vec![0u8; interim.len()];
@@ -189,12 +189,12 @@ fn expect_continue(target: &Target) {
     conn.send(format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len()).as_bytes());
     assert_eq!(Reader::new().response(&mut conn).status, 200);
     // A body too large is refused at once, without waiting for it and without 100 Continue.
-    let mut conn = Conn::open(target);
+    let mut conn = open(target);
     conn.send(b"POST /clientes/2/transacoes HTTP/1.1\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n");
     let rest = rest_until_close(&mut conn);
     assert!(rest.starts_with("HTTP/1.1 413 "), "{rest}");
     // An expectation the server does not know is 417.
-    let mut conn = Conn::open(target);
+    let mut conn = open(target);
     conn.send(
         b"POST /clientes/2/transacoes HTTP/1.1\r\nContent-Length: 2\r\nExpect: something\r\n\r\n{}",
     );
@@ -202,9 +202,9 @@ fn expect_continue(target: &Target) {
     assert!(rest.starts_with("HTTP/1.1 417 "), "{rest}");
 }
 
-fn limits(target: &Target) {
+fn limits(target: &Addr) {
     // A head beyond 8 KiB: 431, even while it is still arriving.
-    let mut conn = Conn::open(target);
+    let mut conn = open(target);
     let mut head = b"GET /clientes/1/extrato HTTP/1.1\r\nX-Big: ".to_vec();
     head.resize(9 * 1024, b'a');
     conn.send(&head);
@@ -212,7 +212,7 @@ fn limits(target: &Target) {
     assert!(rest.starts_with("HTTP/1.1 431 "), "{rest}");
     assert!(rest.contains("Connection: close"), "{rest}");
     // Too many header fields: 431.
-    let mut conn = Conn::open(target);
+    let mut conn = open(target);
     let mut head = b"GET /clientes/1/extrato HTTP/1.1\r\n".to_vec();
     for index in 0..100 {
         head.extend_from_slice(format!("X-{index}: v\r\n").as_bytes());
@@ -222,12 +222,12 @@ fn limits(target: &Target) {
     let rest = rest_until_close(&mut conn);
     assert!(rest.starts_with("HTTP/1.1 431 "), "{rest}");
     // A declared body beyond 4 KiB: 413 before the body is sent.
-    let mut conn = Conn::open(target);
+    let mut conn = open(target);
     conn.send(b"POST /clientes/1/transacoes HTTP/1.1\r\nContent-Length: 1000000\r\n\r\n");
     let rest = rest_until_close(&mut conn);
     assert!(rest.starts_with("HTTP/1.1 413 "), "{rest}");
     // A body of exactly 4 KiB is read (and rejected as JSON on its merits).
-    let mut conn = Conn::open(target);
+    let mut conn = open(target);
     let mut body = br#"{"valor":1,"tipo":"c","descricao":"big","pad":""#.to_vec();
     body.resize(4096 - 2, b'x');
     body.extend_from_slice(b"\"}");
@@ -241,7 +241,7 @@ fn limits(target: &Target) {
     assert_eq!(Reader::new().response(&mut conn).status, 200);
 }
 
-fn smuggling(target: &Target) {
+fn smuggling(target: &Addr) {
     let smuggled = "GET /clientes/1/extrato HTTP/1.1\r\n\r\n";
     // Content-Length with Transfer-Encoding: 400, close, and the hidden request is never run.
     for head in [
@@ -252,7 +252,7 @@ fn smuggling(target: &Target) {
         "POST /clientes/1/transacoes HTTP/1.1\r\nContent-Length : 5\r\n\r\n",
         "POST /clientes/1/transacoes HTTP/1.1\r\nContent-Length: +5\r\n\r\n",
     ] {
-        let mut conn = Conn::open(target);
+        let mut conn = open(target);
         conn.send(format!("{head}0\r\n\r\n{smuggled}").as_bytes());
         let rest = rest_until_close(&mut conn);
         assert!(rest.starts_with("HTTP/1.1 400 "), "{head:?}: {rest}");
@@ -260,7 +260,7 @@ fn smuggling(target: &Target) {
     }
     // An unknown transfer coding before chunked: 501 and close. (Without a final chunked the
     // body's end is unknown: 400, see the transfer_encoding table of http.rs.)
-    let mut conn = Conn::open(target);
+    let mut conn = open(target);
     conn.send(b"POST /clientes/1/transacoes HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
     let rest = rest_until_close(&mut conn);
     assert!(rest.starts_with("HTTP/1.1 501 "), "{rest}");
@@ -276,7 +276,7 @@ fn smuggling(target: &Target) {
             "400",
         ),
     ] {
-        let mut conn = Conn::open(target);
+        let mut conn = open(target);
         conn.send(request.as_bytes());
         let rest = rest_until_close(&mut conn);
         assert!(
@@ -286,15 +286,15 @@ fn smuggling(target: &Target) {
     }
 }
 
-fn http_1_0(target: &Target) {
+fn http_1_0(target: &Addr) {
     // HTTP/1.0 closes after the response by default.
-    let mut conn = Conn::open(target);
+    let mut conn = open(target);
     conn.send(b"GET /clientes/1/extrato HTTP/1.0\r\n\r\n");
     let rest = rest_until_close(&mut conn);
     assert!(rest.starts_with("HTTP/1.1 200 OK\r\n"), "{rest}");
     assert!(rest.contains("\r\nConnection: close\r\n"), "{rest}");
     // With keep-alive it stays open and says so.
-    let mut conn = Conn::open(target);
+    let mut conn = open(target);
     let mut reader = Reader::new();
     for _ in 0..3 {
         conn.send(b"GET /clientes/1/extrato HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
@@ -314,8 +314,8 @@ fn http_1_0(target: &Target) {
     assert!(rest.starts_with("HTTP/1.1 200 OK\r\n"), "{rest}");
 }
 
-fn connection_close(target: &Target) {
-    let mut conn = Conn::open(target);
+fn connection_close(target: &Addr) {
+    let mut conn = open(target);
     let mut batch = b"GET /clientes/1/extrato HTTP/1.1\r\nConnection: close\r\n\r\n".to_vec();
     // A request after the closing one is never answered.
     batch.extend_from_slice(b"GET /clientes/1/extrato HTTP/1.1\r\n\r\n");
@@ -326,12 +326,12 @@ fn connection_close(target: &Target) {
     assert_eq!(rest.matches("HTTP/1.1").count(), 1, "{rest}");
 }
 
-fn vanishing_client(target: &Target) {
+fn vanishing_client(target: &Addr) {
     for partial in [
         &b"GET /clientes/1/ext"[..],
         b"POST /clientes/1/transacoes HTTP/1.1\r\nContent-Length: 40\r\n\r\n{\"va",
     ] {
-        let mut conn = Conn::open(target);
+        let mut conn = open(target);
         conn.send(partial);
         drop(conn);
     }
@@ -356,12 +356,13 @@ fn slow_request_times_out_epoll() {
 /// request timeout (5 s) plus scheduling slack, however steadily the bytes keep coming.
 fn check_slow_request(driver: Driver) {
     let single = single("slow", driver);
-    let mut conn = Conn::open(&single.instance.tcp);
+    let mut conn = open(&single.instance.tcp);
     let started = Instant::now();
     let request =
         b"GET /clientes/1/extrato HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     let mut sent = 0;
-    conn.set_read_timeout(Some(Duration::from_millis(400)));
+    conn.set_read_timeout(Some(Duration::from_millis(400)))
+        .unwrap();
     let mut received = Vec::new();
     while started.elapsed() < Duration::from_secs(15) {
         if sent < request.len() {
@@ -389,7 +390,7 @@ fn check_slow_request(driver: Driver) {
         "{elapsed:?}"
     );
     // An idle keep-alive connection is not a slow request: after a served request it stays.
-    let mut conn = Conn::open(&single.instance.unix);
+    let mut conn = open(&single.instance.unix);
     let mut reader = Reader::new();
     conn.send(&request_bytes("GET", "/clientes/1/extrato", None));
     assert_eq!(reader.response(&mut conn).status, 200);
@@ -412,12 +413,12 @@ fn graceful_shutdown_epoll() {
 /// closed, and the process exits 0 within a few seconds.
 fn check_graceful_shutdown(driver: Driver) {
     let mut single = single("shutdown", driver);
-    let mut idle = Conn::open(&single.instance.tcp);
+    let mut idle = open(&single.instance.tcp);
     let mut reader = Reader::new();
     idle.send(&request_bytes("GET", "/clientes/1/extrato", None));
     assert_eq!(reader.response(&mut idle).status, 200);
     let body = r#"{"valor":5,"tipo":"c","descricao":"in flight"}"#;
-    let mut in_flight = Conn::open(&single.instance.unix);
+    let mut in_flight = open(&single.instance.unix);
     in_flight.send(
         format!(
             "POST /clientes/1/transacoes HTTP/1.1\r\nContent-Length: {}\r\n\r\n{}",
@@ -447,5 +448,5 @@ fn check_graceful_shutdown(driver: Driver) {
         "{:?}",
         started.elapsed()
     );
-    assert!(idle.is_closed_by_server());
+    assert!(idle.closes_without_more());
 }

@@ -3,19 +3,16 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{Driver, Instance, TempDir, BINARY};
+use common::{free_tcp, temp_dir, Addr, Driver, Instance, Server, BINARY, STARTUP_TIMEOUT};
+use rinha_testkit::process::{self, Signal};
 
 /// Runs the binary to completion (bounded) and returns its status code and stderr.
 fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     let mut command = Command::new(BINARY);
-    command
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    command.args(args);
     for name in [
         "RINHA_DATA_DIR",
         "RINHA_LISTEN",
@@ -27,20 +24,8 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     for (name, value) in env {
         command.env(name, value);
     }
-    let mut child = command.spawn().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{args:?} did not exit");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let output = child.wait_with_output().unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let (code, stderr, _) = process::run(command, Duration::from_secs(30));
+    (code, stderr)
 }
 
 /// A failure is one line on stderr and a non-zero exit.
@@ -57,13 +42,13 @@ fn check_fails(args: &[&str], env: &[(&str, &str)], mentions: &str) {
 
 #[test]
 fn startup_errors() {
-    let dir = TempDir::new("errors");
-    let data = dir.0.join("data");
+    let dir = temp_dir("errors");
+    let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
-    let file = dir.0.join("file");
+    let file = dir.path().join("file");
     std::fs::write(&file, b"not a directory").unwrap();
     let data_arg = data.to_str().unwrap();
-    let listen = format!("127.0.0.1:{}", common::free_port());
+    let listen = free_tcp().to_string();
     // A missing directory is created, but not below a regular file.
     let below_file = file.join("data");
     let below_file = below_file.to_str().unwrap();
@@ -172,10 +157,10 @@ fn help_and_version() {
 
 #[test]
 fn stale_socket_environment_and_healthcheck() {
-    let dir = TempDir::new("ops");
+    let dir = temp_dir("ops");
     // The data directory does not exist yet: it is created on first start.
-    let data = dir.0.join("fresh").join("data");
-    let socket = dir.0.join("api.sock");
+    let data = dir.path().join("fresh").join("data");
+    let socket = dir.path().join("api.sock");
     // A socket file left behind by a killed instance.
     drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
     assert!(socket.exists());
@@ -203,7 +188,7 @@ fn stale_socket_environment_and_healthcheck() {
         100000
     );
     // The health check passes on both addresses, and fails where nothing listens.
-    let common::Target::Tcp(tcp) = instance.tcp.clone() else {
+    let Addr::Tcp(tcp) = instance.tcp.clone() else {
         unreachable!()
     };
     assert_eq!(run(&["--healthcheck", &tcp.to_string()], &[]).0, 0);
@@ -215,7 +200,7 @@ fn stale_socket_environment_and_healthcheck() {
         .0,
         0
     );
-    let closed = format!("127.0.0.1:{}", common::free_port());
+    let closed = free_tcp().to_string();
     check_fails(&["--healthcheck", &closed], &[], &closed);
     // No per-request logging: nothing on stderr after the startup line.
     std::thread::sleep(Duration::from_millis(100));
@@ -227,102 +212,56 @@ fn stale_socket_environment_and_healthcheck() {
 
 #[test]
 fn configured_by_environment_and_stopped_by_sigint() {
-    let dir = TempDir::new("env");
-    let data = dir.0.join("data");
+    let dir = temp_dir("env");
+    let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
-    let port = common::free_port();
-    let socket = dir.0.join("env.sock");
-    let listen = format!("127.0.0.1:{port},unix:{}", socket.display());
-    let mut child = Command::new(BINARY)
+    let Addr::Tcp(tcp) = free_tcp() else {
+        unreachable!()
+    };
+    let socket = dir.path().join("env.sock");
+    let listen = format!("{tcp},unix:{}", socket.display());
+    let mut command = Command::new(BINARY);
+    command
         .env("RINHA_DATA_DIR", &data)
         .env("RINHA_LISTEN", &listen)
         .env("RINHA_WORKERS", "1")
-        .env("RINHA_DRIVER", "epoll")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let guard = KillOnDrop(child.id());
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+        .env("RINHA_DRIVER", "epoll");
+    let mut server = Server::start("env", command, dir.path());
+    let line = server.first_line(STARTUP_TIMEOUT);
     assert!(line.contains("driver=epoll workers=1 "), "{line}");
     assert!(line.contains(&listen), "{line}");
-    let target = common::Target::Tcp(format!("127.0.0.1:{port}").parse().unwrap());
+    let target = Addr::Tcp(tcp);
     assert_eq!(common::statement(&target, 3)["saldo"]["limite"], 1_000_000);
     assert_eq!(
-        common::statement(&common::Target::Unix(socket), 3)["saldo"]["total"],
+        common::statement(&Addr::Unix(socket), 3)["saldo"]["total"],
         0
     );
-    send_signal(child.id(), 2);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(std::time::Instant::now() < deadline, "no exit after SIGINT");
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = server.stop(Signal::INT, Duration::from_secs(10));
     assert!(status.success(), "{status:?}");
-    std::mem::forget(guard);
-}
-
-struct KillOnDrop(u32);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        // Best effort: the process may be gone already.
-        let _ = Command::new("kill")
-            .arg("-9")
-            .arg(self.0.to_string())
-            .status();
-    }
-}
-
-fn send_signal(pid: u32, signal: i32) {
-    let status = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 /// Once an fdatasync fails, nothing more is acknowledged: every later transaction answers 503,
 /// on every connection, and the failure is reported once per worker on stderr.
 #[test]
 fn failed_sync_stops_acknowledgements() {
-    let dir = TempDir::new("fault");
-    let data = dir.0.join("data");
+    let dir = temp_dir("fault");
+    let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
-    let port = common::free_port();
-    let mut child = Command::new(BINARY)
+    let target = free_tcp();
+    let mut command = Command::new(BINARY);
+    command
         .args([
             "--data-dir",
             data.to_str().unwrap(),
             "--listen",
-            &format!("127.0.0.1:{port}"),
+            &target.to_string(),
             "--workers",
             "2",
         ])
-        .env("RINHA_FAULT_SYNC_FAILS_AFTER", "5")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let guard = KillOnDrop(child.id());
-    let stderr = child.stderr.take().unwrap();
-    let lines = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
-            let _ = lines.0.send(line);
-        }
-    });
-    let startup = lines.1.recv_timeout(Duration::from_secs(30)).unwrap();
+        .env("RINHA_FAULT_SYNC_FAILS_AFTER", "5");
+    let mut server = Server::start("fault", command, dir.path());
+    let startup = server.first_line(Duration::from_secs(30));
     assert!(startup.starts_with("rinha-api "), "{startup}");
-    let target = common::Target::Tcp(format!("127.0.0.1:{port}").parse().unwrap());
     let mut statuses = Vec::new();
     for index in 0..20 {
         statuses.push(common::post(&target, 1, 1, 'c', &format!("f{index}")).status);
@@ -340,7 +279,7 @@ fn failed_sync_stops_acknowledgements() {
     } else {
         assert_eq!(response.status, 503);
     }
-    let reported: Vec<String> = lines.1.try_iter().collect();
+    let reported: Vec<String> = server.lines().into_iter().skip(1).collect();
     // Once per worker thread at most.
     assert!((1..=2).contains(&reported.len()), "{reported:?}");
     assert!(
@@ -349,8 +288,5 @@ fn failed_sync_stops_acknowledgements() {
             .all(|line| line.contains("storage unavailable")),
         "{reported:?}"
     );
-    let _ = child.kill();
-    let _ = child.wait();
-    // Reaped: the guard must not signal a pid that may be reused.
-    std::mem::forget(guard);
+    server.kill();
 }

@@ -8,9 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use rustix::process::{kill_process, Pid, Signal};
+use rustix::process::{kill_process, Pid};
 
 use crate::Addr;
+
+/// The signals [`Server::signal`] and [`Server::stop`] send, so that tests need not depend on
+/// rustix themselves.
+pub use rustix::process::Signal;
 
 /// One started process.
 pub struct Server {
