@@ -1,16 +1,20 @@
-//! Test support: the balancer as a child process and small upstream servers on threads.
+//! Test support: the balancer as a child process (a `rinha-testkit` server) and small upstream
+//! servers on threads.
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::os::unix::net::UnixListener;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+pub use rinha_testkit::http::Conn;
+use rinha_testkit::process::{limit_nofile, Server, Signal};
+pub use rinha_testkit::{free_tcp, temp_dir, TempDir};
 
 /// Bounds every blocking socket operation of a test, so a bug fails the test instead of
 /// hanging it.
@@ -22,9 +26,11 @@ pub const MODES: &[(&str, &str)] = &[("auto", "auto"), ("auto", "op"), ("epoll",
 
 /// A running balancer, killed on drop.
 pub struct Lb {
-    pub child: Child,
+    server: Server,
     pub listen: String,
     pub startup_line: String,
+    /// Holds the balancer's log; declared after `server` so that it outlives the process.
+    _logs: TempDir,
 }
 
 impl Lb {
@@ -56,55 +62,22 @@ impl Lb {
         for upstream in upstreams {
             command.args(["--upstream", upstream]);
         }
-        command
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        command.args(extra);
         if let Some(limit) = nofile {
-            use std::os::unix::process::CommandExt;
-            let rlimit = rustix::process::Rlimit {
-                current: Some(limit),
-                maximum: Some(limit),
-            };
-            // SAFETY: the closure runs in the forked child before exec and only calls
-            // setrlimit, which is async-signal-safe and allocates nothing.
-            unsafe {
-                command.pre_exec(move || {
-                    rustix::process::setrlimit(rustix::process::Resource::Nofile, rlimit)
-                        .map_err(std::io::Error::from)
-                });
-            }
+            limit_nofile(&mut command, limit, Some(limit));
         }
-        let mut child = command.spawn().expect("spawn rinha-lb");
-        let stderr = child.stderr.take().unwrap();
-        let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stderr).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = sender.send(line);
-            }
-            // Keep draining so the child never blocks on a full pipe.
-            for line in lines.map_while(Result::ok) {
-                eprintln!("rinha-lb: {line}");
-            }
-        });
-        let startup_line = match receiver.recv_timeout(IO_TIMEOUT) {
-            Ok(line) => line,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("rinha-lb printed no startup line");
-            }
-        };
+        let logs = temp_dir("lb");
+        let mut server = Server::start("rinha-lb", command, logs.path());
+        let startup_line = server.first_line(IO_TIMEOUT);
         assert!(
             startup_line.starts_with("rinha-lb "),
             "not a startup line: {startup_line}"
         );
         Lb {
-            child,
+            server,
             listen: listen.to_string(),
             startup_line,
+            _logs: logs,
         }
     }
 
@@ -118,81 +91,31 @@ impl Lb {
 
     /// Number of open descriptors of the balancer process.
     pub fn open_fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
-            .map(|d| d.count())
-            .unwrap_or(0)
+        self.server.open_fds()
     }
 
     /// CPU time (user + system) the balancer has used so far.
     pub fn cpu_time(&self) -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
-        // Fields after the command name, which is in parentheses and may contain spaces.
-        let rest = &stat[stat.rfind(')').unwrap() + 2..];
-        let fields: Vec<&str> = rest.split(' ').collect();
-        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-        Duration::from_millis(ticks * 10)
+        self.server.cpu_time()
     }
 
     /// True while the process runs.
     pub fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        self.server.is_running()
     }
 
     /// Sends SIGTERM without waiting.
-    pub fn signal_term(&self) {
-        let pid = rustix::process::Pid::from_child(&self.child);
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    pub fn signal_term(&mut self) {
+        self.server.signal(Signal::TERM);
     }
 
-    /// Sends SIGTERM and waits (bounded) for the exit code.
+    /// Sends SIGTERM and waits (bounded) for the exit code; `None` when it did not exit in
+    /// time (the process is then killed when dropped).
     pub fn terminate(&mut self) -> Option<i32> {
         self.signal_term();
-        let deadline = Instant::now() + IO_TIMEOUT;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        None
-    }
-}
-
-impl Drop for Lb {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A free loopback TCP address (bound and released; the small race is acceptable in tests).
-pub fn free_tcp_addr() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
-}
-
-/// A fresh temporary directory, removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(name: &str) -> TempDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("rinha-lb-test-{}-{name}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    pub fn path(&self, file: &str) -> PathBuf {
-        self.0.join(file)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.server
+            .wait(IO_TIMEOUT)
+            .and_then(|status| status.code())
     }
 }
 
@@ -210,42 +133,13 @@ pub enum Behaviour {
     Firehose,
 }
 
-/// A connection on the upstream side, over TCP or a Unix socket.
-enum Conn {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
-
-impl Conn {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Conn::Tcp(s) => s.read(buf),
-            Conn::Unix(s) => s.read(buf),
-        }
-    }
-
-    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        match self {
-            Conn::Tcp(s) => s.write_all(buf),
-            Conn::Unix(s) => s.write_all(buf),
-        }
-    }
-
-    fn shutdown_write(&self) {
-        let _ = match self {
-            Conn::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
-            Conn::Unix(s) => s.shutdown(std::net::Shutdown::Write),
-        };
-    }
-}
-
 fn handle(mut conn: Conn, behaviour: Behaviour) {
     let mut buf = vec![0u8; 64 * 1024];
     match behaviour {
         Behaviour::Echo => loop {
             match conn.read(&mut buf) {
                 Ok(0) | Err(_) => {
-                    conn.shutdown_write();
+                    let _ = conn.shutdown_write();
                     return;
                 }
                 Ok(n) => {
@@ -257,7 +151,7 @@ fn handle(mut conn: Conn, behaviour: Behaviour) {
         },
         Behaviour::Marker(id) => {
             let _ = conn.write_all(&[b'U', b'0' + id, b'\n']);
-            conn.shutdown_write();
+            let _ = conn.shutdown_write();
             while let Ok(n) = conn.read(&mut buf) {
                 if n == 0 {
                     return;
@@ -297,13 +191,13 @@ impl Listener {
                 s.set_nonblocking(false).unwrap();
                 s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
                 s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-                Conn::Tcp(s)
+                Conn::from(s)
             }),
             Listener::Unix(l) => l.accept().ok().map(|(s, _)| {
                 s.set_nonblocking(false).unwrap();
                 s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
                 s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-                Conn::Unix(s)
+                Conn::from(s)
             }),
         }
     }
