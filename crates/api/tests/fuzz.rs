@@ -1,12 +1,15 @@
 //! Property tests (stable toolchain, proptest) of the request parser and the body validator of
 //! `rinha-api`, each against an independent reference written here from the rules of the
-//! contract and RFC 9112, not from the code under test.
+//! contract and RFC 9112, not from the code under test. They are the only property tests of
+//! these parsers.
 //!
 //! - `parse_head`: arbitrary bytes never panic; generated heads (framing and persistence
 //!   headers, in any case, repeated, with lists) get exactly the framing or the error status the
-//!   reference predicts; mutated requests are never accepted with ambiguous framing.
-//! - `decode_chunked`: generated chunked bodies decode to their data whatever the read
-//!   boundaries; arbitrary bytes decode the same whether they arrive at once or in pieces.
+//!   reference predicts; mutated requests are never accepted with ambiguous framing; a valid
+//!   head is found whole and every proper prefix of it waits for more.
+//! - `decode_chunked`: arbitrary bytes never panic; generated chunked bodies decode to their
+//!   data whatever the read boundaries, and fed byte by byte every proper prefix is incomplete;
+//!   arbitrary bytes decode the same whether they arrive at once or in pieces.
 //! - `parse_transaction`: generated bodies (every field kind, escapes, duplicates, unknown
 //!   fields) are accepted exactly when the reference says so, with the same values; arbitrary
 //!   bytes and mutations of valid bodies never panic and are never accepted when invalid.
@@ -19,9 +22,9 @@ use rinha_api::http::{decode_chunked, parse_head, ChunkedState, Framing, HttpErr
 
 const BODY_BYTES_MAX: u64 = rinha_api::limits::BODY_BYTES_MAX as u64;
 
-/// Cases per property: `cases`, or `CHAOS_FUZZ_CASES` for a longer run on demand.
+/// Cases per property: `cases`, or `RINHA_FUZZ_CASES` for a longer run on demand.
 fn config(cases: u32) -> ProptestConfig {
-    let cases = std::env::var("CHAOS_FUZZ_CASES")
+    let cases = std::env::var("RINHA_FUZZ_CASES")
         .ok()
         .and_then(|text| text.parse().ok())
         .unwrap_or(cases);
@@ -210,8 +213,12 @@ proptest! {
         prop_assert_eq!(got, expected, "{}", String::from_utf8_lossy(&bytes));
     }
 
+    /// Neither the head parser nor the chunked decoder panics on any bytes, and a head the
+    /// parser accepts from them is never ambiguous.
     #[test]
     fn arbitrary_bytes_never_panic_the_head_parser(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+        let mut body = Vec::new();
+        let _ = decode_chunked(&bytes, &mut body, &mut ChunkedState::default());
         if let Ok(Progress::Complete(head)) = parse_head(&bytes) {
             check_unambiguous(&bytes[..head.head_bytes], head.framing)?;
         }
@@ -229,6 +236,37 @@ proptest! {
         }
         if let Ok(Progress::Complete(head)) = parse_head(&bytes) {
             check_unambiguous(&bytes[..head.head_bytes], head.framing)?;
+        }
+    }
+}
+
+proptest! {
+    // Each case parses every prefix of its head, so it runs fewer cases than the rest.
+    #![proptest_config(config(256))]
+
+    /// A valid request head is recognised whole, and each proper prefix waits for more.
+    #[test]
+    fn complete_heads_are_found_at_any_split(
+        path in "/[a-z0-9/]{0,40}",
+        extra in prop::collection::vec(("[A-Za-z][A-Za-z0-9-]{0,15}", "[ -~]{0,40}"), 0..8),
+    ) {
+        let mut head = format!("GET {path} HTTP/1.1\r\n");
+        for (name, value) in &extra {
+            // Keep clear of the fields with framing meaning; those have their own tables.
+            let name = format!("X-{name}");
+            head.push_str(&format!("{name}: {}\r\n", value.trim()));
+        }
+        head.push_str("\r\n");
+        let bytes = head.as_bytes();
+        match parse_head(bytes) {
+            Ok(Progress::Complete(parsed)) => {
+                prop_assert_eq!(parsed.head_bytes, bytes.len());
+                prop_assert_eq!(parsed.path, path.as_str());
+            }
+            other => prop_assert!(false, "{:?}", other),
+        }
+        for end in 0..bytes.len() {
+            prop_assert_eq!(parse_head(&bytes[..end]), Ok(Progress::Partial));
         }
     }
 }
@@ -349,6 +387,52 @@ proptest! {
             prop_assert!(used <= wire.len());
             prop_assert_eq!(whole.1, pieces.1);
         }
+    }
+}
+
+proptest! {
+    // Each case decodes every prefix of its wire form, so it runs fewer cases than the rest.
+    #![proptest_config(config(256))]
+
+    /// Any body, cut into any chunks, decodes back to itself, and every proper prefix of its
+    /// wire form is incomplete rather than wrong.
+    #[test]
+    fn chunked_round_trip(
+        body in prop::collection::vec(any::<u8>(), 0..BODY_BYTES_MAX as usize),
+        cuts in prop::collection::vec(1usize..600, 0..12),
+    ) {
+        let mut wire = Vec::new();
+        let mut rest = &body[..];
+        for cut in cuts {
+            if rest.is_empty() {
+                break;
+            }
+            let (chunk, tail) = rest.split_at(cut.min(rest.len()));
+            wire.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            wire.extend_from_slice(chunk);
+            wire.extend_from_slice(b"\r\n");
+            rest = tail;
+        }
+        if !rest.is_empty() {
+            wire.extend_from_slice(format!("{:X}\r\n", rest.len()).as_bytes());
+            wire.extend_from_slice(rest);
+            wire.extend_from_slice(b"\r\n");
+        }
+        wire.extend_from_slice(b"0\r\n\r\n");
+        let mut decoded = Vec::new();
+        let whole = decode_chunked(&wire, &mut decoded, &mut ChunkedState::default());
+        prop_assert_eq!(whole, Ok(Progress::Complete(wire.len())));
+        prop_assert_eq!(&decoded, &body);
+        // Fed byte by byte, resuming each time, the verdicts are the same.
+        let mut state = ChunkedState::default();
+        decoded.clear();
+        for end in 0..wire.len() {
+            let partial = decode_chunked(&wire[..end], &mut decoded, &mut state);
+            prop_assert_eq!(partial, Ok(Progress::Partial));
+        }
+        let last = decode_chunked(&wire, &mut decoded, &mut state);
+        prop_assert_eq!(last, Ok(Progress::Complete(wire.len())));
+        prop_assert_eq!(&decoded, &body);
     }
 }
 
