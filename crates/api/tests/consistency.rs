@@ -6,7 +6,8 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{open, request_bytes, transaction, Addr, Cluster, Conn, Driver, Reader};
+use common::{open, Addr, Cluster, Conn, Driver, Reader};
+use rinha_testkit::http::{post_request, statement_request};
 
 #[test]
 fn alternating_default_driver() {
@@ -49,21 +50,13 @@ impl Client {
         kind: char,
         description: &str,
     ) -> common::Response {
-        let body = transaction(value, kind, description);
-        self.conn.send(&request_bytes(
-            "POST",
-            &format!("/clientes/{account}/transacoes"),
-            Some(&body),
-        ));
+        self.conn
+            .send(&post_request(account, value, kind, description));
         self.reader.response(&mut self.conn)
     }
 
     fn statement(&mut self, account: u32) -> serde_json::Value {
-        self.conn.send(&request_bytes(
-            "GET",
-            &format!("/clientes/{account}/extrato"),
-            None,
-        ));
+        self.conn.send(&statement_request(account));
         let response = self.reader.response(&mut self.conn);
         assert_eq!(response.status, 200, "{response:?}");
         response.json()

@@ -260,8 +260,7 @@ fn failed_sync_stops_acknowledgements() {
         ])
         .env("RINHA_FAULT_SYNC_FAILS_AFTER", "5");
     let mut server = Server::start("fault", command, dir.path());
-    let startup = server.first_line(Duration::from_secs(30));
-    assert!(startup.starts_with("rinha-api "), "{startup}");
+    server.startup_line("rinha-api", Duration::from_secs(30));
     let mut statuses = Vec::new();
     for index in 0..20 {
         statuses.push(common::post(&target, 1, 1, 'c', &format!("f{index}")).status);

@@ -297,6 +297,18 @@ pub fn exchange(addr: &Addr, request: &[u8], timeout: Duration) -> io::Result<Re
         .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "closed without a response"))
 }
 
+/// Bytes of a keep-alive POST of a transaction to `account`.
+pub fn post_request(account: u32, value: i64, kind: char, description: &str) -> Vec<u8> {
+    let body = transaction(value, kind, description);
+    let path = format!("/clientes/{account}/transacoes");
+    request_bytes("POST", &path, Some(&body))
+}
+
+/// Bytes of a keep-alive GET of `account`'s statement.
+pub fn statement_request(account: u32) -> Vec<u8> {
+    request_bytes("GET", &format!("/clientes/{account}/extrato"), None)
+}
+
 /// POSTs a transaction on a new connection.
 pub fn post(
     addr: &Addr,
@@ -306,15 +318,13 @@ pub fn post(
     description: &str,
     timeout: Duration,
 ) -> io::Result<Response> {
-    let body = transaction(value, kind, description);
-    let path = format!("/clientes/{account}/transacoes");
-    exchange(addr, &request_bytes("POST", &path, Some(&body)), timeout)
+    let request = post_request(account, value, kind, description);
+    exchange(addr, &request, timeout)
 }
 
 /// GETs a statement on a new connection.
 pub fn statement(addr: &Addr, account: u32, timeout: Duration) -> io::Result<Response> {
-    let path = format!("/clientes/{account}/extrato");
-    exchange(addr, &request_bytes("GET", &path, None), timeout)
+    exchange(addr, &statement_request(account), timeout)
 }
 
 /// Whether `addr` answers a statement with 200.

@@ -85,6 +85,18 @@ impl Server {
         }
     }
 
+    /// Waits at most `wait` for the startup line of `program` (`<program> <version> ...`, the
+    /// first line both servers print) and returns it; any other first line fails the test.
+    pub fn startup_line(&mut self, program: &str, wait: Duration) -> String {
+        let line = self.first_line(wait);
+        assert!(
+            line.starts_with(&format!("{program} ")),
+            "{}: not a startup line of {program}: {line:?}",
+            self.name
+        );
+        line
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         self.try_wait().is_none()

@@ -53,11 +53,7 @@ impl Instance {
         let name = socket.file_stem().expect("a socket file name");
         let log_dir = socket.parent().expect("a socket directory");
         let mut server = Server::start(&name.to_string_lossy(), command, log_dir);
-        let line = server.first_line(STARTUP_TIMEOUT);
-        assert!(
-            line.starts_with("rinha-api "),
-            "unexpected first line {line:?}"
-        );
+        let line = server.startup_line("rinha-api", STARTUP_TIMEOUT);
         if driver == Driver::Epoll {
             assert!(line.contains(" driver=epoll "), "{line}");
         }

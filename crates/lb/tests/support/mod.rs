@@ -68,11 +68,7 @@ impl Lb {
         }
         let logs = temp_dir("lb");
         let mut server = Server::start("rinha-lb", command, logs.path());
-        let startup_line = server.first_line(IO_TIMEOUT);
-        assert!(
-            startup_line.starts_with("rinha-lb "),
-            "not a startup line: {startup_line}"
-        );
+        let startup_line = server.startup_line("rinha-lb", IO_TIMEOUT);
         Lb {
             server,
             listen: listen.to_string(),
