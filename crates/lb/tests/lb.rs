@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use support::{echo_round_trip, free_tcp, payload, temp_dir, Behaviour, Lb, Upstream, MODES};
+use support::{echo_round_trip, free_tcp_addr, payload, temp_dir, Behaviour, Lb, Upstream, MODES};
 
 fn addrs(upstreams: &[&Upstream]) -> Vec<String> {
     upstreams.iter().map(|u| u.addr.clone()).collect()
@@ -34,7 +34,7 @@ fn transfers_are_byte_exact_both_directions() {
         let lb = Lb::start(
             driver,
             splice,
-            &free_tcp().to_string(),
+            &free_tcp_addr(),
             &addrs(&[&tcp_a, &tcp_b, &unix]),
             &["--workers", "2"],
         );
@@ -74,13 +74,7 @@ fn transfers_are_byte_exact_both_directions() {
 fn half_close_still_gets_the_answer() {
     let upstream = Upstream::tcp("127.0.0.1:0", Behaviour::ReverseAtEof);
     for &(driver, splice) in MODES {
-        let lb = Lb::start(
-            driver,
-            splice,
-            &free_tcp().to_string(),
-            &addrs(&[&upstream]),
-            &[],
-        );
+        let lb = Lb::start(driver, splice, &free_tcp_addr(), &addrs(&[&upstream]), &[]);
         for size in [0usize, 5, 200_000] {
             let data = payload(size, 3);
             let mut stream = lb.connect();
@@ -108,7 +102,7 @@ fn round_robin_is_shared_across_workers() {
         let lb = Lb::start(
             driver,
             splice,
-            &free_tcp().to_string(),
+            &free_tcp_addr(),
             &addrs(&refs),
             &["--workers", "2"],
         );
@@ -130,7 +124,7 @@ fn failover_skips_a_dead_upstream_and_takes_it_back() {
         let lb = Lb::start(
             driver,
             splice,
-            &free_tcp().to_string(),
+            &free_tcp_addr(),
             &addrs(&refs),
             &["--down-backoff-ms", "300"],
         );
@@ -163,13 +157,7 @@ fn no_upstream_answering_closes_the_client_promptly() {
         let mut upstream = Upstream::tcp("127.0.0.1:0", Behaviour::Echo);
         let upstream_addr = upstream.addr.clone();
         upstream.stop();
-        let lb = Lb::start(
-            driver,
-            splice,
-            &free_tcp().to_string(),
-            &[upstream_addr],
-            &[],
-        );
+        let lb = Lb::start(driver, splice, &free_tcp_addr(), &[upstream_addr], &[]);
         for _ in 0..3 {
             let started = Instant::now();
             let mut stream = lb.connect();
@@ -200,7 +188,7 @@ fn thousands_of_resets_leave_the_balancer_healthy() {
         let mut lb = Lb::start(
             driver,
             splice,
-            &free_tcp().to_string(),
+            &free_tcp_addr(),
             &addrs(&[&firehose]),
             &["--workers", "2"],
         );
@@ -278,7 +266,7 @@ fn idle_connections_are_closed() {
         let lb = Lb::start(
             driver,
             splice,
-            &free_tcp().to_string(),
+            &free_tcp_addr(),
             &addrs(&[&upstream]),
             &["--idle-timeout-ms", "300"],
         );
@@ -306,7 +294,7 @@ fn connection_cap_pauses_accepting() {
     let lb = Lb::start(
         "auto",
         "auto",
-        &free_tcp().to_string(),
+        &free_tcp_addr(),
         &addrs(&[&upstream]),
         &["--workers", "1", "--connections-max", "1"],
     );
@@ -331,7 +319,7 @@ fn connection_cap_pauses_accepting() {
 fn startup_line_and_sigterm() {
     let upstream = Upstream::tcp("127.0.0.1:0", Behaviour::Echo);
     for &(driver, splice) in MODES {
-        let listen = free_tcp().to_string();
+        let listen = free_tcp_addr();
         let mut lb = Lb::start(
             driver,
             splice,
@@ -368,7 +356,7 @@ fn draining_balancer_refuses_new_clients_and_finishes_open_ones() {
         let mut lb = Lb::start(
             driver,
             splice,
-            &free_tcp().to_string(),
+            &free_tcp_addr(),
             &addrs(&[&upstream]),
             &["--workers", "2"],
         );
@@ -448,7 +436,7 @@ fn descriptor_exhaustion_pauses_accepting_without_spinning() {
         let mut lb = Lb::start_limited(
             driver,
             splice,
-            &free_tcp().to_string(),
+            &free_tcp_addr(),
             &addrs(&[&upstream]),
             &["--workers", "1"],
             Some(40),
@@ -516,7 +504,7 @@ fn healthcheck_says_whether_the_listener_accepts() {
         }
     }
     let upstream = Upstream::tcp("127.0.0.1:0", Behaviour::Echo);
-    let listen = free_tcp().to_string();
+    let listen = free_tcp_addr();
     let lb = Lb::start("auto", "auto", &listen, &addrs(&[&upstream]), &[]);
     check(&lb.listen, 0);
     drop(lb);

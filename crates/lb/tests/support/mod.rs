@@ -14,7 +14,7 @@ use std::time::Duration;
 
 pub use rinha_testkit::http::Conn;
 use rinha_testkit::process::{limit_nofile, Server, Signal};
-pub use rinha_testkit::{free_tcp, temp_dir, TempDir};
+pub use rinha_testkit::{temp_dir, TempDir};
 
 /// Bounds every blocking socket operation of a test, so a bug fails the test instead of
 /// hanging it.
@@ -113,6 +113,11 @@ impl Lb {
             .wait(IO_TIMEOUT)
             .and_then(|status| status.code())
     }
+}
+
+/// A free loopback TCP address, as the text the balancer's flags take.
+pub fn free_tcp_addr() -> String {
+    rinha_testkit::free_tcp().to_string()
 }
 
 /// What an upstream does with each connection.
