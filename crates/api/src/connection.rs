@@ -12,7 +12,7 @@ use std::rc::Rc;
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::time::Instant;
-use rinha_rt::Stream;
+use rinha_rt::{GaugeGuard, Stream};
 
 use crate::framing::{Framed, FramedRequest, Framer};
 use crate::handler::Scratch;
@@ -97,29 +97,31 @@ pub struct Connection {
     start: usize,
     /// What is known of the incomplete request at `start`.
     pending: PendingRequest,
-    /// Whether this connection counts in `Service::busy`.
-    busy: bool,
+    /// Counts this connection in `Service::busy` while it is in the middle of a request.
+    busy: Option<GaugeGuard>,
+    /// Counts this connection as open until it is dropped.
+    _open: GaugeGuard,
     service: Rc<Service>,
 }
 
 impl Connection {
-    /// Serves `stream` until it ends, then gives its buffers back to the worker's pool.
-    pub async fn serve(stream: Stream, service: Rc<Service>) {
+    /// Serves `stream` until it ends, then gives its buffers back to the worker's pool. `open`
+    /// counts it among the worker's open connections until then.
+    pub async fn serve(stream: Stream, open: GaugeGuard, service: Rc<Service>) {
         let buffers = service.take_buffers();
         let mut connection = Connection {
             stream,
             buffers,
             start: 0,
             pending: PendingRequest::default(),
-            busy: false,
+            busy: None,
+            _open: open,
             service,
         };
         let reusable = connection.run().await;
         connection.set_busy(false);
-        let service = Rc::clone(&connection.service);
-        service.connections.set(service.connections.get() - 1);
         if reusable {
-            service.give_back(connection.buffers);
+            connection.service.give_back(connection.buffers);
         }
     }
 
@@ -168,12 +170,10 @@ impl Connection {
     }
 
     fn set_busy(&mut self, busy: bool) {
-        if self.busy != busy {
-            self.busy = busy;
-            let count = self.service.busy.get();
-            self.service
-                .busy
-                .set(if busy { count + 1 } else { count - 1 });
+        match (busy, &self.busy) {
+            (true, None) => self.busy = Some(self.service.busy.enter()),
+            (false, Some(_)) => self.busy = None,
+            _ => {}
         }
     }
 

@@ -1,19 +1,36 @@
-//! The per-worker server: the state a worker's connections share, and its accept loops.
+//! The per-worker server: the state a worker's connections share, how it accepts and drains.
 //!
-//! Each worker thread runs one [`Service`] on its own monoio runtime. The connections are
-//! [`crate::connection`]'s, the answers [`crate::handler`]'s.
+//! Each worker thread runs one [`Service`] on its own monoio runtime. The accept loop and the
+//! connection cap are rinha-rt's ([`rinha_rt::accept_until_shutdown`]) with this server's
+//! policy; the connections are `connection.rs`'s, the answers `handler.rs`'s.
 
 use std::cell::{Cell, RefCell};
+use std::io;
 use std::rc::Rc;
+use std::time::Duration;
 
-use monoio::time::Instant;
-use rinha_rt::{AsyncListener, Shutdown, Stream};
+use rinha_rt::{AcceptPolicy, AsyncListener, Gauge, Shutdown, Sockets, WhenFull};
 
 use crate::connection::{Buffers, Connection};
 use crate::handler::Handlers;
 use crate::http::{self, HTTP_DATE_BYTES};
 use crate::ledger::{now_us, Worker};
 use crate::limits::{CONNECTIONS_MAX, DRAIN_TIMEOUT, POOLED_BUFFERS_MAX};
+
+/// How long accepting pauses after an error other than a client lost in the queue.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(20);
+
+/// How this server accepts.
+const ACCEPT: AcceptPolicy = AcceptPolicy {
+    connections_max: CONNECTIONS_MAX,
+    when_full: WhenFull::Close,
+    sockets: Sockets::Runtime,
+    pause_after: accept_pause,
+    // The listeners are closed, not shut down, as before the accept loop moved to rinha-rt: on
+    // io_uring a client that arrives during the drain waits in the backlog until the process
+    // exits rather than being refused.
+    shut_listeners: false,
+};
 
 /// The state one worker thread shares between its connections.
 pub struct Service {
@@ -22,9 +39,9 @@ pub struct Service {
     /// Set once shutdown was asked: responses then say `Connection: close`.
     pub(crate) draining: Cell<bool>,
     /// Open connections, bounded by `CONNECTIONS_MAX`.
-    pub(crate) connections: Cell<usize>,
+    connections: Gauge,
     /// Connections in the middle of a request (input buffered or a response unwritten).
-    pub(crate) busy: Cell<usize>,
+    pub(crate) busy: Gauge,
     /// The `Date` header value and the second it was formatted for.
     date: Cell<(i64, [u8; HTTP_DATE_BYTES])>,
     pool: RefCell<Vec<Buffers>>,
@@ -36,52 +53,32 @@ impl Service {
         Service {
             handlers: Handlers::new(worker),
             draining: Cell::new(false),
-            connections: Cell::new(0),
-            busy: Cell::new(0),
+            connections: Gauge::new(),
+            busy: Gauge::new(),
             date: Cell::new((i64::MIN, [0; HTTP_DATE_BYTES])),
             pool: RefCell::new(Vec::new()),
         }
     }
 
-    /// Accepts connections on `listener` until `shutdown` fires.
-    pub async fn accept_loop(self: Rc<Self>, listener: AsyncListener, shutdown: Shutdown) {
-        let stop = shutdown.wait();
-        let mut stop = std::pin::pin!(stop);
-        loop {
-            monoio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(stream) => self.admit(stream),
-                    Err(error) => accept_failed(error).await,
-                },
-                _ = &mut stop => return,
-            }
-        }
-    }
-
-    /// Starts serving an accepted connection, or closes it at once when the worker is full.
-    fn admit(self: &Rc<Self>, stream: Stream) {
-        if self.connections.get() >= CONNECTIONS_MAX {
-            // Closing is kinder than queueing: the client learns at once and may retry, and the
-            // worker's memory stays bounded.
-            return;
-        }
-        // Responses are written whole; Nagle's algorithm would only delay them.
-        let _ = stream.set_nodelay(true);
-        // Counted here, not when the task first runs, so a burst of accepts respects the cap.
-        self.connections.set(self.connections.get() + 1);
-        monoio::spawn(Connection::serve(stream, Rc::clone(self)));
+    /// Accepts connections on every listener until `shutdown` fires. A client beyond
+    /// `CONNECTIONS_MAX` is closed at once.
+    pub async fn accept_until_shutdown(
+        self: &Rc<Self>,
+        listeners: Vec<AsyncListener>,
+        shutdown: &Shutdown,
+    ) {
+        let service = Rc::clone(self);
+        let serve = move |stream, open| Connection::serve(stream, open, Rc::clone(&service));
+        rinha_rt::accept_until_shutdown(listeners, ACCEPT, &self.connections, shutdown, serve)
+            .await;
     }
 
     /// Stops answering with keep-alive and waits (at most `DRAIN_TIMEOUT`) until no connection
     /// is in the middle of a request. Idle keep-alive connections are then simply dropped.
     pub async fn drain(&self) {
         self.draining.set(true);
-        let deadline = Instant::now() + DRAIN_TIMEOUT;
-        while self.busy.get() > 0 && Instant::now() < deadline {
-            monoio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
+        self.busy.drained(DRAIN_TIMEOUT).await;
     }
-
     /// The current `Date` header value, formatted at most once a second per worker.
     pub(crate) fn http_date(&self) -> [u8; HTTP_DATE_BYTES] {
         let now = now_us().div_euclid(1_000_000);
@@ -111,13 +108,9 @@ impl Service {
 
 /// Accept errors are transient (a connection reset before accept, a full file table): keep
 /// accepting, after a pause when the cause is a shortage that a spin would not cure.
-async fn accept_failed(error: std::io::Error) {
-    use std::io::ErrorKind;
-    if matches!(
-        error.kind(),
-        ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
-    ) {
-        return;
+fn accept_pause(error: &io::Error) -> Option<Duration> {
+    match error.kind() {
+        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset => None,
+        _ => Some(ACCEPT_PAUSE),
     }
-    monoio::time::sleep(std::time::Duration::from_millis(20)).await;
 }
