@@ -24,10 +24,10 @@ const ACCEPT_PAUSE_UNEXPECTED: Duration = Duration::from_millis(5);
 
 /// Clean pipe sets kept per worker for reuse by later connections. Each holds four
 /// descriptors, so the pool stays small next to common open-files limits (1024).
-const PIPE_SETS_POOLED_MAX: usize = 64;
+const POOLED_PIPE_SETS_MAX: usize = 64;
 
 /// How long a stopping worker waits for its open connections to finish.
-const DRAIN_MAX: Duration = Duration::from_secs(3);
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Everything the workers share.
 #[derive(Debug)]
@@ -126,7 +126,7 @@ pub async fn run_worker(
         serve_client,
     )
     .await;
-    local.connections.drained(DRAIN_MAX).await;
+    local.connections.drained(DRAIN_TIMEOUT).await;
     Ok(())
 }
 
@@ -218,7 +218,7 @@ impl Local {
     /// Keeps an empty pipe set for a later connection, up to the pool's size.
     fn give_back(&self, pipes: PipeSet) {
         let mut pool = self.pipes.borrow_mut();
-        if pool.len() < PIPE_SETS_POOLED_MAX {
+        if pool.len() < POOLED_PIPE_SETS_MAX {
             pool.push(pipes);
         }
     }
