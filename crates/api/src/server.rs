@@ -79,6 +79,7 @@ impl Service {
         self.draining.set(true);
         self.busy.drained(DRAIN_TIMEOUT).await;
     }
+
     /// The current `Date` header value, formatted at most once a second per worker.
     pub(crate) fn http_date(&self) -> [u8; HTTP_DATE_BYTES] {
         let now = now_us().div_euclid(1_000_000);
