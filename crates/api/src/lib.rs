@@ -5,7 +5,10 @@
 //! - [`body`]: strict validation of the transaction JSON;
 //! - [`route`]: which resource a path names;
 //! - [`json`]: hand-written JSON output, integer and RFC 3339 time formatting;
-//! - [`server`]: accept loops, the connection loop and the request handler;
+//! - [`server`]: the state a worker's connections share, its accept loops and drain;
+//! - `connection`: one connection's buffers, loop, writes, timeouts and linger;
+//! - `framing`: where the request at the start of a connection's input ends;
+//! - `handler`: what a request means for the ledger, and its answer;
 //! - [`ledger`]: the one module that names the storage engine;
 //! - [`healthcheck`]: the client behind `rinha-api --healthcheck`;
 //! - [`limits`]: every limit and timeout.
@@ -14,6 +17,9 @@
 //! itself; everything about storage goes through espora's `Worker`.
 
 pub mod body;
+mod connection;
+mod framing;
+mod handler;
 pub mod healthcheck;
 pub mod http;
 pub mod json;

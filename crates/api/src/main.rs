@@ -177,17 +177,16 @@ async fn run_worker(context: WorkerContext, db: Arc<Db>) -> Result<(), String> {
         .worker(Backend::Auto)
         .map_err(|error| format!("cannot open the account files: {error}"))?;
     let service = Rc::new(Service::new(worker));
-    let mut accept_loops = Vec::with_capacity(context.listeners.len());
+    let mut listeners = Vec::with_capacity(context.listeners.len());
     for listener in context.listeners {
         let listener = listener
             .into_monoio()
             .map_err(|error| format!("cannot attach listener: {error}"))?;
-        let accept_loop = Rc::clone(&service).accept_loop(listener, context.shutdown.clone());
-        accept_loops.push(monoio::spawn(accept_loop));
+        listeners.push(listener);
     }
-    for accept_loop in accept_loops {
-        accept_loop.await;
-    }
+    service
+        .accept_until_shutdown(listeners, &context.shutdown)
+        .await;
     service.drain().await;
     Ok(())
 }

@@ -4,7 +4,8 @@
 //! - [`config`]: flags and environment into a [`Config`];
 //! - [`upstreams`]: the upstream list, the round-robin counter shared by all workers, and the
 //!   mark-down back-off after a failed connect;
-//! - [`worker`]: per worker, the accept loop, connection cap, upstream choice with failover;
+//! - [`worker`]: per worker, the accept policy and connection cap (the loop is rinha-rt's),
+//!   upstream choice with failover;
 //! - [`relay`]: the zero-copy data path (splice through one pipe per direction) with
 //!   half-close propagation and the idle timeout.
 //!

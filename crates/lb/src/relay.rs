@@ -23,7 +23,7 @@
 use std::cell::{Cell, UnsafeCell};
 use std::future::Future;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::pin::pin;
 use std::rc::Rc;
 use std::time::Duration;
@@ -168,16 +168,18 @@ pub async fn relay(
     poll_first: bool,
     idle: Duration,
 ) -> RelayEnd {
-    let client_fd = client.as_raw_fd();
-    let upstream_fd = upstream.as_raw_fd();
     let client = Rc::new(UnsafeCell::new(client));
     let upstream = Rc::new(UnsafeCell::new(upstream));
     let (mut client_read, mut client_write) = (Side(Rc::clone(&client)), Side(Rc::clone(&client)));
-    let (mut upstream_read, mut upstream_write) = (Side(Rc::clone(&upstream)), Side(upstream));
+    let (mut upstream_read, mut upstream_write) =
+        (Side(Rc::clone(&upstream)), Side(Rc::clone(&upstream)));
+    // The sides through which the ends are shut down: their descriptors stay borrowed until
+    // the relay returns, and the streams, which the relay owns, close only after that.
+    let (client_end, upstream_end) = (Side(client), Side(upstream));
     let activity = Cell::new(Instant::now());
     let ends = Ends {
-        client_fd,
-        upstream_fd,
+        client: client_end.fd(),
+        upstream: upstream_end.fd(),
         activity: &activity,
         idle,
     };
@@ -212,8 +214,8 @@ pub async fn relay(
         Err(end) => {
             // Wake anything still parked on these sockets so their operations finish quickly
             // and the descriptors can close.
-            shutdown(client_fd, rustix::net::Shutdown::Both);
-            shutdown(upstream_fd, rustix::net::Shutdown::Both);
+            shutdown(ends.client, rustix::net::Shutdown::Both);
+            shutdown(ends.upstream, rustix::net::Shutdown::Both);
             end
         }
     }
@@ -231,6 +233,11 @@ impl Side {
         // `as_reader_fd`/`as_writer_fd` below and ends before they return, and no other thread
         // can reach the stream, so a shared reference cannot overlap a live mutable one.
         unsafe { &*self.0.get() }
+    }
+
+    /// The stream's descriptor, borrowed for as long as this side lives.
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.stream().as_fd()
     }
 }
 
@@ -252,8 +259,8 @@ impl AsWriteFd for Side {
 
 /// What the driver of the two directions needs to propagate ends and watch idleness.
 struct Ends<'a> {
-    client_fd: RawFd,
-    upstream_fd: RawFd,
+    client: BorrowedFd<'a>,
+    upstream: BorrowedFd<'a>,
     activity: &'a Cell<Instant>,
     idle: Duration,
 }
@@ -280,14 +287,14 @@ impl Ends<'_> {
                     result.map_err(RelayEnd::Failed)?;
                     up_done = true;
                     if !down_done {
-                        shutdown(self.upstream_fd, rustix::net::Shutdown::Write);
+                        shutdown(self.upstream, rustix::net::Shutdown::Write);
                     }
                 }
                 result = &mut to_client, if !down_done => {
                     result.map_err(RelayEnd::Failed)?;
                     down_done = true;
                     if !up_done {
-                        shutdown(self.client_fd, rustix::net::Shutdown::Write);
+                        shutdown(self.client, rustix::net::Shutdown::Write);
                     }
                 }
                 _ = monoio::time::sleep_until(deadline) => {
@@ -301,9 +308,7 @@ impl Ends<'_> {
     }
 }
 
-fn shutdown(fd: RawFd, how: rustix::net::Shutdown) {
-    // SAFETY: the descriptor belongs to a stream that is alive for the whole relay call.
-    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+fn shutdown(fd: BorrowedFd<'_>, how: rustix::net::Shutdown) {
     // ENOTCONN (the peer is already gone) and the like change nothing for us.
     let _ = rustix::net::shutdown(fd, how);
 }

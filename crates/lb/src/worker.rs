@@ -1,13 +1,16 @@
-//! One worker: accepts clients, picks an upstream, relays, and keeps its own limits.
+//! One worker: how it accepts clients (through rinha-rt's accept loop), then for each one
+//! picks an upstream and relays.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::io;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use monoio::time::Instant;
-use rinha_rt::{AsyncListener, Driver, Stream, WorkerContext};
+use rinha_rt::{
+    AcceptPolicy, Driver, Gauge, GaugeGuard, Listener, Sockets, Stream, WhenFull, WorkerContext,
+};
 
 use crate::config::Config;
 use crate::relay::{relay, try_read_first, PipeSet, RelayEnd, SpliceMode};
@@ -16,15 +19,15 @@ use crate::upstreams::Upstreams;
 /// How long accepting pauses after running out of descriptors or memory.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
 
-/// How often a worker at its connection cap checks whether a slot freed up.
-const CAP_RECHECK: Duration = Duration::from_millis(1);
+/// How long accepting pauses after an error nothing explains.
+const ACCEPT_PAUSE_UNEXPECTED: Duration = Duration::from_millis(5);
 
 /// Clean pipe sets kept per worker for reuse by later connections. Each holds four
 /// descriptors, so the pool stays small next to common open-files limits (1024).
-const PIPE_SETS_POOLED_MAX: usize = 64;
+const POOLED_PIPE_SETS_MAX: usize = 64;
 
 /// How long a stopping worker waits for its open connections to finish.
-const DRAIN_MAX: Duration = Duration::from_secs(3);
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Everything the workers share.
 #[derive(Debug)]
@@ -67,7 +70,8 @@ impl std::error::Error for WorkerError {}
 struct Local {
     driver: Driver,
     splice: SpliceMode,
-    active: Cell<usize>,
+    /// Open client connections, bounded by `Config::connections_per_worker_max`.
+    connections: Gauge,
     pipes: RefCell<Vec<PipeSet>>,
 }
 
@@ -76,12 +80,15 @@ pub async fn run_worker(
     context: WorkerContext,
     balancer: Arc<Balancer>,
 ) -> Result<(), WorkerError> {
-    let listener = context
+    if context.listeners.is_empty() {
+        return Err(WorkerError::NoListener);
+    }
+    let listeners = context
         .listeners
         .into_iter()
-        .next()
-        .ok_or(WorkerError::NoListener)?;
-    let listener = listener.into_monoio().map_err(WorkerError::Attach)?;
+        .map(Listener::into_monoio)
+        .collect::<io::Result<Vec<_>>>()
+        .map_err(WorkerError::Attach)?;
     let splice = balancer
         .config
         .splice
@@ -89,81 +96,60 @@ pub async fn run_worker(
     let local = Rc::new(Local {
         driver: context.driver,
         splice,
-        active: Cell::new(0),
+        connections: Gauge::new(),
         pipes: RefCell::new(Vec::new()),
     });
-    monoio::select! {
-        () = accept_loop(&listener, &balancer, &local) => {}
-        () = context.shutdown.wait() => {}
-    }
-    // Dropping the listener does not close it while monoio still holds the descriptor for the
-    // readiness poll the accept loop left in flight, and until then the kernel keeps queueing
-    // new clients on it. Shutting it down takes it out of service at once, so new clients are
-    // refused during the drain instead of hanging until the process exits.
-    let _ = rustix::net::shutdown(&listener, rustix::net::Shutdown::Read);
-    drop(listener);
-    let deadline = Instant::now() + DRAIN_MAX;
-    while local.active.get() > 0 && Instant::now() < deadline {
-        monoio::time::sleep(Duration::from_millis(10)).await;
-    }
-    Ok(())
-}
-
-async fn accept_loop(listener: &AsyncListener, balancer: &Arc<Balancer>, local: &Rc<Local>) {
-    let connections_max = balancer.config.connections_per_worker_max;
-    loop {
-        while local.active.get() >= connections_max {
-            monoio::time::sleep(CAP_RECHECK).await;
-        }
+    let policy = AcceptPolicy {
+        connections_max: balancer.config.connections_per_worker_max,
+        // A client beyond the cap waits in the listen backlog until a connection ends.
+        when_full: WhenFull::Wait,
         // The relay drives sockets with readiness waits and nonblocking splice(2). monoio's
-        // epoll driver makes every socket nonblocking; on io_uring it would leave them blocking.
-        let accepted = match local.driver {
-            Driver::IoUring => listener.accept_nonblocking().await,
-            Driver::Epoll => listener.accept().await,
-        };
-        match accepted {
-            Ok(client) => {
-                local.active.set(local.active.get() + 1);
-                let guard = ActiveGuard(Rc::clone(local));
-                monoio::spawn(serve(client, Arc::clone(balancer), guard));
-            }
-            Err(error) => accept_failed(&error).await,
-        }
-    }
+        // epoll driver makes every socket nonblocking; on io_uring it would leave them
+        // blocking.
+        sockets: match context.driver {
+            Driver::IoUring => Sockets::Nonblocking,
+            Driver::Epoll => Sockets::Runtime,
+        },
+        pause_after: accept_pause,
+        // New clients are refused during the drain instead of hanging until the process exits.
+        shut_listeners: true,
+    };
+    let serve_client = {
+        let local = Rc::clone(&local);
+        move |client, open| serve(client, Arc::clone(&balancer), Rc::clone(&local), open)
+    };
+    rinha_rt::accept_until_shutdown(
+        listeners,
+        policy,
+        &local.connections,
+        &context.shutdown,
+        serve_client,
+    )
+    .await;
+    local.connections.drained(DRAIN_TIMEOUT).await;
+    Ok(())
 }
 
 /// Accept errors are never fatal. Running out of descriptors or memory pauses accepting so the
 /// connections already open can finish and free some; a connection that died in the queue is
 /// simply skipped.
-async fn accept_failed(error: &io::Error) {
+fn accept_pause(error: &io::Error) -> Option<Duration> {
     const EMFILE: i32 = libc::EMFILE;
     const ENFILE: i32 = libc::ENFILE;
     const ENOBUFS: i32 = libc::ENOBUFS;
     const ENOMEM: i32 = libc::ENOMEM;
     match error.raw_os_error() {
-        Some(EMFILE | ENFILE | ENOBUFS | ENOMEM) => monoio::time::sleep(ACCEPT_PAUSE).await,
-        Some(libc::ECONNABORTED | libc::EINTR | libc::EAGAIN | libc::EPROTO) => {}
+        Some(EMFILE | ENFILE | ENOBUFS | ENOMEM) => Some(ACCEPT_PAUSE),
+        Some(libc::ECONNABORTED | libc::EINTR | libc::EAGAIN | libc::EPROTO) => None,
         // Anything else is unexpected; pause briefly rather than spin on it.
-        _ => monoio::time::sleep(Duration::from_millis(5)).await,
+        _ => Some(ACCEPT_PAUSE_UNEXPECTED),
     }
 }
 
-/// Counts a connection as open until dropped.
-struct ActiveGuard(Rc<Local>);
-
-impl Drop for ActiveGuard {
-    fn drop(&mut self) {
-        let active = &self.0.active;
-        assert!(active.get() > 0);
-        active.set(active.get() - 1);
-    }
-}
-
-async fn serve(client: Stream, balancer: Arc<Balancer>, guard: ActiveGuard) {
-    let local = &guard.0;
+/// Relays one client; `_open` counts it among the worker's open connections until it ends.
+async fn serve(client: Stream, balancer: Arc<Balancer>, local: Rc<Local>, _open: GaugeGuard) {
     let config = &balancer.config;
-    let _ = client.set_nodelay(true);
-    let Some((pipes, pending)) = first_bytes(&client, local, config.idle_timeout).await else {
+    let Some((pipes, pending)) = first_bytes(&client, &local, config.idle_timeout).await else {
         return;
     };
     let Some(upstream) = connect_upstream(&balancer).await else {
@@ -232,7 +218,7 @@ impl Local {
     /// Keeps an empty pipe set for a later connection, up to the pool's size.
     fn give_back(&self, pipes: PipeSet) {
         let mut pool = self.pipes.borrow_mut();
-        if pool.len() < PIPE_SETS_POOLED_MAX {
+        if pool.len() < POOLED_PIPE_SETS_MAX {
             pool.push(pipes);
         }
     }

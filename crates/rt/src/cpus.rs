@@ -5,6 +5,13 @@
 //! host CPU in their affinity mask, so the quota is what stops a thread-per-core server from
 //! starting more workers than it has CPU time for.
 //!
+//! `std::thread::available_parallelism` reads the same mask and quota but rounds the quota
+//! down, which is why it is not used here. A worker is one thread and a thread runs on one CPU
+//! at a time, so rounded down, a container given 1.5 CPUs would get one worker and a third of
+//! its quota could never be used. Rounded up it gets two, the fewest workers that can use the
+//! whole quota (the kernel still caps their sum at 1.5 CPUs). Below one CPU, as with the
+//! stack's 0.6 and 0.3, both answers are one.
+//!
 //! The file parsing is kept in pure functions so the tables of examples in the tests cover it
 //! without a container.
 
@@ -85,6 +92,8 @@ pub fn parse_cfs(quota_text: &str, period_text: &str) -> Option<usize> {
     quota_to_cpus(u64::try_from(quota).ok()?, u64::try_from(period).ok()?)
 }
 
+/// The fewest workers that can use `quota_us` of CPU time every `period_us`: rounded up, see
+/// the module's documentation.
 fn quota_to_cpus(quota_us: u64, period_us: u64) -> Option<usize> {
     if quota_us == 0 || period_us == 0 {
         return None;
@@ -193,6 +202,37 @@ mod tests {
         check("50000 50000", Some(1));
         check("garbage", None);
         check("", None);
+    }
+
+    /// Why the quota is rounded up rather than down (as `std::thread::available_parallelism`
+    /// does): each worker uses at most one CPU, so the workers use all the CPU time the quota
+    /// grants only if there are at least quota/period of them, and one more would only add a
+    /// thread that competes for the same time. 1.5 CPUs get two workers, where a floor would
+    /// give one that leaves 50 ms of the 150 ms granted every 100 ms unused.
+    #[test]
+    fn workers_are_the_fewest_that_can_use_the_whole_quota() {
+        let quotas = [
+            (150_000, 100_000),
+            (60_000, 100_000),
+            (30_000, 100_000),
+            (1, 100_000),
+            (100_000, 100_000),
+            (199_999, 100_000),
+            (250_000, 100_000),
+            (50_000, 50_000),
+        ];
+        for (quota_us, period_us) in quotas {
+            let workers = quota_to_cpus(quota_us, period_us).unwrap() as u64;
+            assert!(
+                workers * period_us >= quota_us,
+                "{workers} workers cannot use {quota_us} us every {period_us} us"
+            );
+            assert!(
+                (workers - 1) * period_us < quota_us,
+                "{workers} workers are more than {quota_us} us every {period_us} us can feed"
+            );
+        }
+        assert_eq!(quota_to_cpus(150_000, 100_000), Some(2));
     }
 
     #[test]

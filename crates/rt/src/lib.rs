@@ -10,10 +10,14 @@
 //!    "address in use" fails startup before any thread exists;
 //! 4. [`launch`] starts one thread per worker, each with its own monoio runtime (io_uring, or
 //!    epoll when io_uring is refused or `RINHA_DRIVER=epoll`), prints the startup line through
-//!    the callback, waits for SIGTERM/SIGINT and stops the workers through [`Shutdown`].
+//!    the callback, waits for SIGTERM/SIGINT and stops the workers through [`Shutdown`];
+//! 5. each worker runs [`accept_until_shutdown`] on its listeners, with its server's
+//!    [`AcceptPolicy`] (connection cap, accept errors), then drains by waiting, bounded, for a
+//!    [`Gauge`] of its connections or requests to reach zero.
 //!
 //! Architecture invariant: this crate has no knowledge of HTTP, accounts or balancing.
 
+mod accept;
 mod addr;
 mod cpus;
 mod driver;
@@ -24,6 +28,7 @@ mod listen;
 mod signals;
 mod stream;
 
+pub use accept::{accept_until_shutdown, AcceptPolicy, Gauge, GaugeGuard, Sockets, WhenFull};
 pub use addr::{join_addrs, Addr, AddrError};
 pub use cpus::{affinity_cpu_list, cpus_available, parse_cfs, parse_cpu_max};
 pub use driver::{
