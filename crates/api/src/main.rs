@@ -1,4 +1,4 @@
-//! `rinha-api`: one API instance. See `--help` and the command-line contract.
+//! `rinha-api`: one API instance. See `--help` and the configuration table of README.md.
 
 use std::path::PathBuf;
 use std::rc::Rc;

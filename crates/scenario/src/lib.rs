@@ -1,4 +1,4 @@
-//! `rinha-scenario`: the reference load test of LOAD.md as a Rust load client.
+//! `rinha-scenario`: the reference load test (docs/load-test.md) as a Rust load client.
 //!
 //! It reproduces every phase and check of the challenge's Gatling simulation (the one in
 //! `gatling/` is its twin): 25 concurrent debits then credits with exact totals, the validation

@@ -1,4 +1,4 @@
-//! The reference scenario of LOAD.md, phase by phase, with every check.
+//! The reference scenario of docs/load-test.md, phase by phase, with every check.
 //!
 //! Phases 1 and 2 (25 concurrent debits, then credits, each followed by an exact total), then in
 //! parallel the validation chain of each account and the 404 check, after which the load phase
@@ -15,7 +15,7 @@ use crate::client::{Method, Target};
 use crate::load;
 use crate::stats::{Recorder, Report};
 
-/// The five accounts and their limits (API.md).
+/// The five accounts and their limits (docs/api.md).
 pub const ACCOUNTS: [(u32, i64); 5] = [
     (1, 100_000),
     (2, 80_000),

@@ -11,7 +11,7 @@ import io.gatling.http.Predef._
 import io.gatling.http.check.HttpCheck
 import io.gatling.http.request.builder.HttpRequestBuilder
 
-/** The reference load test of LOAD.md, written for this project (Gatling 3.10, Scala DSL).
+/** The reference load test of docs/load-test.md, for this project (Gatling 3.10, Scala DSL).
   *
   * Phases, in order:
   *   1. 25 users at once debit 1 from account 1 (each 200), then one statement: total exactly -25.
@@ -63,7 +63,7 @@ class CrebitosSimulation extends Simulation {
     .baseUrl(target)
     .userAgentHeader("Agente do Caos - 2024/Q1")
 
-  /** The five accounts and their limits (API.md). */
+  /** The five accounts and their limits (docs/api.md). */
   private val accounts = Seq(1 -> 100000, 2 -> 80000, 3 -> 1000000, 4 -> 10000000, 5 -> 500000)
 
   /** Users started at once in each of phases 1 and 2. */
