@@ -44,6 +44,7 @@ part_local() {
     banner "release build"
     cargo build --release --locked
 
+    settle
     banner "scenario against local processes (ramp $ramp, hold $hold)"
     local work port run_pid status
     work=$(mktemp -d)
@@ -58,7 +59,9 @@ part_local() {
         return 1
     fi
     grep -E '^rinha-(api|lb) ' "$work/run.log" || true
-    "$bin/rinha-scenario" --target "http://127.0.0.1:$port" --ramp "$ramp" --hold "$hold"
+    "$bin/rinha-scenario" --target "http://127.0.0.1:$port" --ramp "$ramp" --hold "$hold" |
+        tee "$work/scenario.txt"
+    read -r local_p99 local_max < <(scenario_tail "$work/scenario.txt")
     kill -TERM "$run_pid"
     status=0
     wait "$run_pid" || status=$?
@@ -92,7 +95,7 @@ declare -A memory_expected=([api01]=209715200 [api02]=209715200 [lb]=157286400)
 check_limits() {
     local cpu_total=0 memory_total=0 service id nano quota period memory
     for service in api01 api02 lb; do
-        id=$("${compose[@]}" -p "$project" ps -q "$service")
+        id=$("${compose[@]}" -f "$compose_file" -p "$project" ps -q "$service")
         read -r nano quota period memory < <(docker inspect --format \
             '{{.HostConfig.NanoCpus}} {{.HostConfig.CpuQuota}} {{.HostConfig.CpuPeriod}} {{.HostConfig.Memory}}' "$id")
         # Some engines express a CPU limit as quota/period instead of NanoCPUs.
@@ -117,7 +120,7 @@ check_limits() {
 cgroup_peaks() {
     local service id file
     for service in api01 api02 lb; do
-        id=$(docker inspect --format '{{.Id}}' "$("${compose[@]}" -p "$project" ps -q "$service")")
+        id=$(docker inspect --format '{{.Id}}' "$("${compose[@]}" -f "$compose_file" -p "$project" ps -q "$service")")
         for file in "/sys/fs/cgroup/memory/docker/$id/memory.max_usage_in_bytes" \
             "/sys/fs/cgroup/system.slice/docker-$id.scope/memory.peak"; do
             if [ -r "$file" ]; then
@@ -130,29 +133,59 @@ cgroup_peaks() {
 
 teardown_compose() {
     local status=$?
-    if [ -n "${stats_pid:-}" ]; then
-        kill "$stats_pid" 2>/dev/null || true
-    fi
+    [ -n "${project:-}" ] || return "$status"
     if [ "$status" != 0 ]; then
         echo "e2e: failure; the stack's logs:" >&2
-        "${compose[@]}" -p "$project" logs --no-color --tail 50 >&2 || true
+        "${compose[@]}" -f "$compose_file" -p "$project" logs --no-color --tail 50 >&2 || true
     fi
-    banner "teardown"
-    "${compose[@]}" -p "$project" down -v --remove-orphans || true
-    rm -f "${stats_file:-}"
+    banner "teardown ($project)"
+    "${compose[@]}" -f "$compose_file" -p "$project" down -v --remove-orphans || true
+    project=
+    return "$status"
 }
 
-part_docker() {
+# Prints one line per container: name, CPU time used so far (ns), throttled periods, throttled
+# time (ns), from its cgroup (v1 or v2). Reading files costs nothing, unlike `docker stats`,
+# which starts a client and queries the engine, and so measured itself (it took a quarter of a
+# CPU when sampled in a loop during the scenario).
+cgroup_counters() {
+    local service id dir usage throttled throttled_ns
+    for service in api01 api02 lb; do
+        id=$(docker inspect --format '{{.Id}}' "$("${compose[@]}" -f "$compose_file" -p "$project" ps -q "$service")")
+        if [ -r "/sys/fs/cgroup/cpu/docker/$id/cpu.stat" ]; then
+            dir=/sys/fs/cgroup/cpu/docker/$id
+            usage=$(cat "/sys/fs/cgroup/cpuacct/docker/$id/cpuacct.usage" 2>/dev/null || echo 0)
+            throttled=$(awk '$1 == "nr_throttled" { print $2 }' "$dir/cpu.stat")
+            throttled_ns=$(awk '$1 == "throttled_time" { print $2 }' "$dir/cpu.stat")
+        elif [ -r "/sys/fs/cgroup/system.slice/docker-$id.scope/cpu.stat" ]; then
+            dir=/sys/fs/cgroup/system.slice/docker-$id.scope
+            usage=$(awk '$1 == "usage_usec" { print $2 * 1000 }' "$dir/cpu.stat")
+            throttled=$(awk '$1 == "nr_throttled" { print $2 }' "$dir/cpu.stat")
+            throttled_ns=$(awk '$1 == "throttled_usec" { print $2 * 1000 }' "$dir/cpu.stat")
+        else
+            usage=0 throttled=0 throttled_ns=0
+        fi
+        echo "$service $usage $throttled $throttled_ns"
+    done
+}
+
+# The p99 and max (ms) of the `all` row of a rinha-scenario report.
+scenario_tail() {
+    awk '$1 == "all" { print $8, $9 }' "$1"
+}
+
+part_image() {
     banner "docker"
     if ! docker info >/dev/null 2>&1; then
         echo "=================================================================="
         echo "== SKIP: no reachable Docker engine (docker info failed):        =="
         echo "== the image, compose stack, limits and volume checks did NOT run. =="
         echo "=================================================================="
+        docker_ready=0
         return 0
     fi
     find_compose
-    project=rinhae2e$$
+    project=
     export RINHA_PORT
     RINHA_PORT=${E2E_PORT:-9999}
     if ss -Htln "sport = :$RINHA_PORT" | grep -q .; then
@@ -178,51 +211,77 @@ part_docker() {
         echo "e2e: the image is $size bytes, more than 10 MB: check the final stage of docker/Dockerfile" >&2
         return 1
     fi
+    docker_ready=1
+}
 
-    stats_file=$(mktemp)
+# Part 2's stacks, once part_image has built the image (docker_ready).
+part_compose() {
+    [ "$docker_ready" = 1 ] || return 0
     trap teardown_compose EXIT
-    banner "compose up (project $project, port $RINHA_PORT)"
-    local ready
+    run_compose docker-compose.yml "host networking"
+    run_compose docker-compose.bridge.yml "bridge network, published port"
+}
+
+# Runs the reference scenario against the stack of compose file $1 ($2 says what it is).
+run_compose() {
+    local file=$1 what=$2 started ready report before after
+    compose_file=$file
+    project=rinhae2e$$${file//[^a-z]/}
+    banner "compose up: $file, $what (project $project, port $RINHA_PORT)"
     started=$(now)
-    "${compose[@]}" -p "$project" up -d --no-build
+    "${compose[@]}" -f "$compose_file" -p "$project" up -d --no-build
     wait_ready "$RINHA_PORT" 60 || { echo "e2e: the compose stack never answered" >&2; return 1; }
     ready=$(seconds_since "$started")
     echo "e2e: first 200 on GET /clientes/1/extrato ${ready} s after compose up"
     if awk -v t="$ready" 'BEGIN { exit !(t > 5) }'; then
         echo "e2e: WARNING: slower than the 5 s target (a shared or loaded machine?)"
     fi
-    "${compose[@]}" -p "$project" logs --no-color | grep -E 'rinha-(api|lb) ' || true
+    "${compose[@]}" -f "$compose_file" -p "$project" logs --no-color | grep -E 'rinha-(api|lb) ' || true
 
     banner "limits (docker inspect)"
     check_limits
 
+    settle
     banner "scenario against port $RINHA_PORT (ramp $ramp, hold $hold)"
-    local containers
-    containers=$("${compose[@]}" -p "$project" ps -q | tr '\n' ' ')
-    # shellcheck disable=SC2086
-    (while docker stats --no-stream --format '{{.Name}} {{.CPUPerc}} {{.MemUsage}}' $containers; do :; done) \
-        >"$stats_file" 2>/dev/null &
-    stats_pid=$!
-    "$bin/rinha-scenario" --target "http://127.0.0.1:$RINHA_PORT" --ramp "$ramp" --hold "$hold"
-    kill "$stats_pid" 2>/dev/null || true
-    stats_pid=
-    # CPU is in percent of one core (the limits are 60%, 60% and 30%), sampled about once a
-    # second; BENCHMARKS.md reports them for the reference scenario.
-    echo "e2e: CPU and memory per container during the scenario (docker stats):"
-    awk '{ split($3, v, /[A-Za-z]+/); unit = substr($3, length(v[1]) + 1);
-           f = (unit == "GiB") ? 1024 : (unit == "KiB") ? 1 / 1024 : (unit == "B") ? 1 / 1048576 : 1;
-           mib = v[1] * f; if (mib > peak[$1]) peak[$1] = mib
-           cpu = $2 + 0; if (cpu > cpu_peak[$1]) cpu_peak[$1] = cpu; cpu_sum[$1] += cpu; samples[$1]++ }
-         END { for (name in peak) printf "  %s CPU peak %.1f%% mean %.1f%% (%d samples), memory peak %.1f MiB\n",
-                   name, cpu_peak[name], cpu_sum[name] / samples[name], samples[name], peak[name] }' "$stats_file" | sort
+    report=$(mktemp)
+    before=$(cgroup_counters)
+    started=$(now)
+    "$bin/rinha-scenario" --target "http://127.0.0.1:$RINHA_PORT" --ramp "$ramp" --hold "$hold" | tee "$report"
+    after=$(cgroup_counters)
+    local seconds
+    seconds=$(seconds_since "$started")
+    echo "e2e: per container over the scenario (cgroup counters; CPU in percent of one core):"
+    join <(sort <<<"$before") <(sort <<<"$after") | awk -v s="$seconds" '{
+        printf "  %s CPU %.1f%% mean, throttled periods %d before and %d after (%.1f ms throttled)\n",
+            $1, ($5 - $2) / 1e9 / s * 100, $3, $6, ($7 - $4) / 1e6 }'
     cgroup_peaks
+    docker stats --no-stream --format '  {{.Name}}: memory {{.MemUsage}} (docker stats, after the scenario)' \
+        $("${compose[@]}" -f "$compose_file" -p "$project" ps -q) || true
+    # The deployment's cost over the same scenario on the same machine, minutes apart.
+    read -r p99 max < <(scenario_tail "$report")
+    echo "e2e: $file against local processes: p99 $p99 ms against $local_p99 ms" \
+        "($(awk -v a="$p99" -v b="$local_p99" 'BEGIN { printf "%.2f", a / b }')x)," \
+        "max $max ms against $local_max ms ($(awk -v a="$max" -v b="$local_max" 'BEGIN { printf "%.2f", a / b }')x)"
+    rm -f "$report"
 
     banner "espora verify on the volume"
-    "${compose[@]}" -p "$project" stop
+    "${compose[@]}" -f "$compose_file" -p "$project" stop
     docker run --rm -v "${project}_accounts:/data" rinha-crebitos:latest /espora verify /data
+    teardown_compose
+}
+
+# Writes back what earlier steps (builds, image layers) left dirty in the page cache and lets the
+# disk settle, so that a scenario's fdatasyncs do not queue behind it: the scenarios of the local
+# processes and of each compose stack are then measured alike.
+settle() {
+    sync
+    sleep 2
 }
 
 ensure_tools
+docker_ready=0
+# The image is built before any scenario runs (see settle).
+part_image
 part_local
-part_docker
+part_compose
 banner "passed"
