@@ -16,7 +16,7 @@ use rinha_rt::{GaugeGuard, Stream};
 
 use crate::framing::{Framed, FramedRequest, Framer};
 use crate::handler::Scratch;
-use crate::http::{self, HttpError, Persistence};
+use crate::http::{self, HttpError, Method, Persistence};
 use crate::json;
 use crate::limits::{
     IDLE_TIMEOUT, LINGER_BYTES_MAX, LINGER_TIMEOUT, READ_BUFFER_BYTES_MAX, READ_BUFFER_BYTES_MIN,
@@ -239,6 +239,7 @@ impl Connection {
             answer.allow,
             &self.service.http_date(),
             &buffers.json,
+            line.method == Method::Head,
         );
         close
     }
@@ -270,6 +271,9 @@ impl Connection {
             None,
             &self.service.http_date(),
             &buffers.json,
+            // The connection closes after a framing error, so a body cannot be mistaken for
+            // the next response even if the request was a HEAD.
+            false,
         );
     }
 

@@ -27,6 +27,8 @@ pub enum Method {
     Get,
     /// `POST`.
     Post,
+    /// `HEAD`: no route accepts it, and its answer carries no content (RFC 9110, 9.3.2).
+    Head,
     /// Any other method; no route accepts it.
     Other,
 }
@@ -215,7 +217,9 @@ pub fn http_date(unix_seconds: i64) -> [u8; HTTP_DATE_BYTES] {
     out
 }
 
-/// Appends a complete response with a JSON `body` to `out`. `allow` adds an `Allow` header.
+/// Appends a complete response with a JSON `body` to `out`. `allow` adds an `Allow` header. The
+/// answer to a HEAD request (`head_only`) stops after the head and leaves out `Content-Length`,
+/// which would have to be the length a GET would get (RFC 9110, 8.6 and 9.3.2).
 pub fn write_response(
     out: &mut Vec<u8>,
     status: Status,
@@ -223,12 +227,16 @@ pub fn write_response(
     allow: Option<&str>,
     date: &[u8; HTTP_DATE_BYTES],
     body: &[u8],
+    head_only: bool,
 ) {
     out.extend_from_slice(status.line());
     out.extend_from_slice(b"\r\nDate: ");
     out.extend_from_slice(date);
-    out.extend_from_slice(b"\r\nContent-Type: application/json\r\nContent-Length: ");
-    json::write_u64(out, body.len() as u64);
+    out.extend_from_slice(b"\r\nContent-Type: application/json");
+    if !head_only {
+        out.extend_from_slice(b"\r\nContent-Length: ");
+        json::write_u64(out, body.len() as u64);
+    }
     match persistence {
         Persistence::Default => {}
         Persistence::KeepAlive => out.extend_from_slice(b"\r\nConnection: keep-alive"),
@@ -239,7 +247,9 @@ pub fn write_response(
         out.extend_from_slice(allow.as_bytes());
     }
     out.extend_from_slice(b"\r\n\r\n");
-    out.extend_from_slice(body);
+    if !head_only {
+        out.extend_from_slice(body);
+    }
 }
 
 /// The header fields that decide framing and persistence, gathered from a head.
@@ -303,6 +313,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Progress<Head<'_>>, HttpError> {
     let method = match method {
         "GET" => Method::Get,
         "POST" => Method::Post,
+        "HEAD" => Method::Head,
         _ => Method::Other,
     };
     let path = target.split_once('?').map_or(target, |(path, _query)| path);
@@ -608,7 +619,16 @@ mod tests {
             other("/clientes/1/extrato"),
         );
         check(b"get /x HTTP/1.1\r\n\r\n", other("/x"));
-        check(b"HEAD /x HTTP/1.1\r\n\r\n", other("/x"));
+        check(
+            b"HEAD /x HTTP/1.1\r\n\r\n",
+            Ok(Progress::Complete(head(
+                Method::Head,
+                "/x",
+                false,
+                true,
+                Framing::Length(0),
+            ))),
+        );
         // Bare LF line ends are tolerated by httparse.
         check(b"GET /x HTTP/1.1\nHost: x\n\n", get("/x"));
         // Malformed request lines.
@@ -1070,6 +1090,7 @@ mod tests {
         persistence: Persistence,
         allow: Option<&str>,
         body: &[u8],
+        head_only: bool,
         expected: &str,
     ) {
         let mut out = b"previous".to_vec();
@@ -1080,6 +1101,7 @@ mod tests {
             allow,
             b"Sun, 06 Nov 1994 08:49:37 GMT",
             body,
+            head_only,
         );
         assert_eq!(
             std::str::from_utf8(&out).unwrap(),
@@ -1094,11 +1116,14 @@ mod tests {
             Persistence::Default,
             None,
             b"{}",
+            false,
             "HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
         );
-        check_response(Status::Ok, Persistence::KeepAlive, None, b"", "HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: application/json\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n");
-        check_response(Status::MethodNotAllowed, Persistence::Close, Some("GET"), b"{}", "HTTP/1.1 405 Method Not Allowed\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\nAllow: GET\r\n\r\n{}");
-        check_response(Status::UnprocessableContent, Persistence::Default, None, b"{}", "HTTP/1.1 422 Unprocessable Content\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}");
+        check_response(Status::Ok, Persistence::KeepAlive, None, b"", false, "HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: application/json\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n");
+        check_response(Status::MethodNotAllowed, Persistence::Close, Some("GET"), b"{}", false, "HTTP/1.1 405 Method Not Allowed\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\nAllow: GET\r\n\r\n{}");
+        check_response(Status::UnprocessableContent, Persistence::Default, None, b"{}", false, "HTTP/1.1 422 Unprocessable Content\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}");
+        // The answer to a HEAD: no content, and no Content-Length (it would have to be a GET's).
+        check_response(Status::MethodNotAllowed, Persistence::Default, Some("GET"), b"{}", true, "HTTP/1.1 405 Method Not Allowed\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: application/json\r\nAllow: GET\r\n\r\n");
     }
 
     fn check_end(buf: &[u8], from: usize, expected: bool) {

@@ -26,10 +26,10 @@ const ACCEPT: AcceptPolicy = AcceptPolicy {
     when_full: WhenFull::Close,
     sockets: Sockets::Runtime,
     pause_after: accept_pause,
-    // The listeners are closed, not shut down, as before the accept loop moved to rinha-rt: on
-    // io_uring a client that arrives during the drain waits in the backlog until the process
-    // exits rather than being refused.
-    shut_listeners: false,
+    // A client that arrives during the drain is refused at once (a balancer then tries the
+    // other instance) instead of waiting in the backlog until the process exits, which is what
+    // closing alone did on io_uring.
+    shut_listeners: true,
 };
 
 /// The state one worker thread shares between its connections.

@@ -289,3 +289,64 @@ fn failed_sync_stops_acknowledgements() {
     );
     server.kill();
 }
+
+/// A draining instance refuses new clients at once, on TCP and on its Unix socket, so that a
+/// balancer tries the other instance; it still finishes the request it is in the middle of.
+/// Story: on io_uring the listeners stayed open during the drain (an accept of the runtime was
+/// still in flight) and new clients waited in the backlog, unanswered, until the process exited.
+#[test]
+fn a_draining_instance_refuses_new_clients_and_finishes_the_open_request() {
+    for driver in [None, Some("epoll")] {
+        let dir = temp_dir("drain");
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let Addr::Tcp(tcp) = free_tcp() else {
+            unreachable!()
+        };
+        let socket = dir.path().join("drain.sock");
+        let mut command = Command::new(BINARY);
+        command.arg("--data-dir").arg(&data);
+        command.args(["--listen", &tcp.to_string()]);
+        command
+            .arg("--listen")
+            .arg(format!("unix:{}", socket.display()));
+        command.args(["--workers", "2"]);
+        match driver {
+            Some(driver) => command.env("RINHA_DRIVER", driver),
+            None => command.env_remove("RINHA_DRIVER"),
+        };
+        let mut server = Server::start("drain", command, dir.path());
+        server.startup_line("rinha-api", STARTUP_TIMEOUT);
+        let body = br#"{"valor": 5, "tipo": "c", "descricao": "drain"}"#;
+        let head = format!(
+            "POST /clientes/1/transacoes HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let mut open = common::open(&Addr::Tcp(tcp));
+        open.send(head.as_bytes());
+        open.send(&body[..10]);
+        std::thread::sleep(Duration::from_millis(100));
+        server.signal(Signal::TERM);
+        std::thread::sleep(Duration::from_millis(300));
+        for _ in 0..8 {
+            assert!(
+                std::net::TcpStream::connect(tcp).is_err(),
+                "{driver:?}: a draining instance accepted a TCP client"
+            );
+            assert!(
+                std::os::unix::net::UnixStream::connect(&socket).is_err(),
+                "{driver:?}: a draining instance accepted a Unix client"
+            );
+        }
+        assert!(server.is_running(), "{driver:?}: exited before the drain");
+        open.send(&body[10..]);
+        let answer = common::Reader::new().response(&mut open);
+        assert_eq!(answer.status, 200, "{driver:?}: {answer:?}");
+        drop(open);
+        let status = server
+            .wait(Duration::from_secs(10))
+            .expect("exits after the drain");
+        assert!(status.success(), "{driver:?}: {status:?}");
+    }
+}
