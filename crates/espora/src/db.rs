@@ -5,8 +5,8 @@
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::commit::{self, Commit, Counters, Local};
 use crate::error::{AppendError, FileError, OpenError, ReadError, Unavailable};
@@ -93,7 +93,9 @@ pub struct Db {
     options: Options,
     /// Set when a sync fails; never cleared.
     poisoned: AtomicBool,
-    counters: Counters,
+    /// Every worker's own counters (a worker only ever writes its own, so the hot path shares
+    /// no cache line); summed when someone asks.
+    counters: Mutex<Vec<Arc<Counters>>>,
 }
 
 impl Db {
@@ -127,7 +129,7 @@ impl Db {
             accounts,
             options,
             poisoned: AtomicBool::new(false),
-            counters: Counters::default(),
+            counters: Mutex::new(Vec::new()),
         })
     }
 
@@ -145,16 +147,22 @@ impl Db {
         self.accounts.iter().position(|a| a.id == account_id)
     }
 
+    /// The counters of every worker this database has made, summed.
     pub fn stats(&self) -> Stats {
-        let c = &self.counters;
-        let get = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+        let workers = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        let sum = |field: fn(&Counters) -> &AtomicU64| -> u64 {
+            workers
+                .iter()
+                .map(|c| field(c).load(Ordering::Relaxed))
+                .sum()
+        };
         Stats {
-            appends: get(&c.appends),
-            syncs: get(&c.syncs),
-            synced_records: get(&c.synced_records),
-            lock_sleeps: get(&c.lock_sleeps),
-            sync_sleeps: get(&c.sync_sleeps),
-            takeovers: get(&c.takeovers),
+            appends: sum(|c| &c.appends),
+            syncs: sum(|c| &c.syncs),
+            synced_records: sum(|c| &c.synced_records),
+            lock_sleeps: sum(|c| &c.lock_sleeps),
+            sync_sleeps: sum(|c| &c.sync_sleeps),
+            takeovers: sum(|c| &c.takeovers),
         }
     }
 
@@ -192,11 +200,17 @@ impl Db {
                 local: Local::default(),
             });
         }
+        let counters = Arc::new(Counters::default());
+        self.counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::clone(&counters));
         Ok(Worker {
             db: Arc::clone(self),
             files,
             ring,
             tokens: Cell::new(commit::token_seed()),
+            counters,
         })
     }
 }
@@ -266,6 +280,7 @@ pub struct Worker {
     files: Vec<WorkerFile>,
     ring: Option<Rc<Ring>>,
     tokens: Cell<u64>,
+    counters: Arc<Counters>,
 }
 
 impl Drop for Worker {
@@ -289,7 +304,7 @@ impl Worker {
             io: &file.io,
             local: &file.local,
             poisoned: &self.db.poisoned,
-            counters: &self.db.counters,
+            counters: &self.counters,
             faults: &self.db.options.faults,
             tokens: &self.tokens,
         }
@@ -331,7 +346,7 @@ impl Worker {
         // Published after the unlock: a store into the shared page never happens under the
         // lock, and the next writer adopts the record if it comes first.
         account.shared.publish_head(record.seq);
-        self.db.counters.appends.fetch_add(1, Ordering::Relaxed);
+        self.counters.appends.fetch_add(1, Ordering::Relaxed);
         commit.wait_durable(record.seq).await.map_err(unavailable)?;
         Ok(Appended {
             balance: record.balance,
