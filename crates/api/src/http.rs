@@ -6,10 +6,10 @@
 //! because a server and a client that disagree on framing is how requests get smuggled.
 
 use crate::json;
-use crate::ledger::civil_from_days;
 use crate::limits::{
     BODY_BYTES_MAX, CHUNKED_WIRE_BYTES_MAX, CHUNK_LINE_BYTES_MAX, HEADERS_MAX, HEAD_BYTES_MAX,
 };
+use std::fmt::Write as _;
 
 /// The outcome of parsing bytes that may not hold a whole message yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,39 +182,35 @@ pub enum Persistence {
 /// Length of an IMF-fixdate such as `Sun, 06 Nov 1994 08:49:37 GMT`.
 pub const HTTP_DATE_BYTES: usize = 29;
 
-/// Formats `unix_seconds` as the IMF-fixdate of the `Date` header (RFC 9110, section 5.6.7).
+/// Formats `unix_seconds` as the IMF-fixdate of the `Date` header (RFC 9110, section 5.6.7),
+/// with the `httpdate` crate, into a fixed array: nothing is allocated.
 pub fn http_date(unix_seconds: i64) -> [u8; HTTP_DATE_BYTES] {
-    const WEEKDAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
-    const MONTHS: [&[u8; 3]; 12] = [
-        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
-        b"Dec",
-    ];
-    let days = unix_seconds.div_euclid(86_400);
-    let second_of_day = unix_seconds.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    // 1970-01-01 was a Thursday, the first entry of WEEKDAYS.
-    let weekday = WEEKDAYS[days.rem_euclid(7) as usize];
-    let two = |value: i64| [b'0' + (value / 10 % 10) as u8, b'0' + (value % 10) as u8];
-    let mut out = [0u8; HTTP_DATE_BYTES];
-    let mut text = Vec::with_capacity(HTTP_DATE_BYTES);
-    text.extend_from_slice(weekday);
-    text.extend_from_slice(b", ");
-    text.extend_from_slice(&two(i64::from(day)));
-    text.push(b' ');
-    text.extend_from_slice(MONTHS[month as usize - 1]);
-    text.push(b' ');
-    let year = year.clamp(0, 9999);
-    text.extend_from_slice(&two(year / 100));
-    text.extend_from_slice(&two(year % 100));
-    text.push(b' ');
-    text.extend_from_slice(&two(second_of_day / 3600));
-    text.push(b':');
-    text.extend_from_slice(&two(second_of_day / 60 % 60));
-    text.push(b':');
-    text.extend_from_slice(&two(second_of_day % 60));
-    text.extend_from_slice(b" GMT");
-    out.copy_from_slice(&text);
-    out
+    let seconds = u64::try_from(unix_seconds).unwrap_or(0);
+    let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds);
+    let mut out = Fixed {
+        bytes: [0u8; HTTP_DATE_BYTES],
+        len: 0,
+    };
+    // An IMF-fixdate is always 29 ASCII bytes, for every year httpdate accepts (1970..=9999).
+    write!(out, "{}", httpdate::HttpDate::from(when)).expect("a 29-byte IMF-fixdate");
+    assert_eq!(out.len, HTTP_DATE_BYTES);
+    out.bytes
+}
+
+/// A `fmt::Write` into a fixed array that refuses to overflow.
+struct Fixed<const N: usize> {
+    bytes: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> std::fmt::Write for Fixed<N> {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        let end = self.len + text.len();
+        let slot = self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        slot.copy_from_slice(text.as_bytes());
+        self.len = end;
+        Ok(())
+    }
 }
 
 /// Appends a complete response with a JSON `body` to `out`. `allow` adds an `Allow` header. The
@@ -1171,7 +1167,8 @@ mod tests {
         check_date(951_782_400, "Tue, 29 Feb 2000 00:00:00 GMT");
         check_date(1_705_458_881, "Wed, 17 Jan 2024 02:34:41 GMT");
         check_date(1_735_689_599, "Tue, 31 Dec 2024 23:59:59 GMT");
-        check_date(-1, "Wed, 31 Dec 1969 23:59:59 GMT");
+        // A clock set before the epoch (httpdate starts there) shows as the epoch.
+        check_date(-1, "Thu, 01 Jan 1970 00:00:00 GMT");
     }
 
     #[test]

@@ -11,5 +11,5 @@ pub use espora::{
 /// The wall clock in microseconds since the Unix epoch, as espora stamps records.
 pub use espora::file::now_us;
 
-/// Calendar and RFC 3339 rendering of timestamps, shared with espora's tool.
-pub use espora::time::{civil_from_days, rfc3339_us};
+/// RFC 3339 rendering of the records' timestamps, shared with espora's tool.
+pub use espora::time::rfc3339_us;
