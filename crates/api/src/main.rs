@@ -191,3 +191,21 @@ fn fail(error: &dyn std::fmt::Display) -> ! {
 fn usage(error: &dyn std::fmt::Display) -> ! {
     rinha_rt::flags::exit_usage(PROGRAM, error)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Args;
+
+    #[test]
+    fn the_readme_documents_these_flags() {
+        let command = Args::command();
+        command.clone().debug_assert();
+        let readme = include_str!("../../../README.md");
+        let binaries = ["rinha-api", "both servers"];
+        if let Err(report) = rinha_rt::flags::table::compare(readme, &command, &binaries) {
+            panic!("{report}");
+        }
+    }
+}

@@ -8,10 +8,13 @@
 //! - [`ServerArgs`]: the flags both servers take, declared once and flattened into each;
 //! - [`parse_or_exit`]: environment values trimmed (blank ones count as unset, list items are
 //!   trimmed and empty items dropped), and a bad command line reported in one line with exit
-//!   status 2.
+//!   status 2;
+//! - [`table`]: the README's configuration table compared with a binary's declarations.
 //!
 //! The command line wins over the environment, as a whole: `--listen` replaces all of
 //! `RINHA_LISTEN`.
+
+pub mod table;
 
 use std::fmt;
 use std::marker::PhantomData;
