@@ -45,7 +45,7 @@ mkdir -p "$work/data" "$here/flamegraphs"
 port=$(free_port 19200)
 start_api rinha-api-1 "unix:$work/api01.sock"
 start_api rinha-api-2 "unix:$work/api02.sock"
-start_lb "$port" "unix:$work/api01.sock" "unix:$work/api02.sock"
+start_lb rinha-lb "$port" "unix:$work/api01.sock" "unix:$work/api02.sock"
 bench_wait_ready "$port"
 bench_wait_ready "unix:$work/api01.sock"
 bench_wait_ready "unix:$work/api02.sock"

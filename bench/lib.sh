@@ -1,30 +1,36 @@
-# Shared by bench/run.sh and bench/flamegraph.sh (sourced, not run): tool installation, starting
-# and stopping the processes under test on loopback, and reading their CPU time and memory from
-# /proc. Expects `root` (the repository) and `work` (a scratch directory) to be set.
+# Shared by the scripts of bench/ (sourced, not run): tool installation, starting and stopping
+# the processes under test on loopback, and reading their CPU time and memory from /proc.
+# Expects `root` (the repository) and `work` (a scratch directory) to be set.
 
-# Installs what is missing: wrk, nginx with its stream module and jq from Debian, oha from
-# crates.io. Extra Debian packages may be named as arguments (flamegraph.sh adds linux-perf).
-bench_install_tools() {
-    local missing=() package
-    command -v wrk >/dev/null || missing+=(wrk)
-    command -v nginx >/dev/null || missing+=(nginx-light)
-    [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || missing+=(libnginx-mod-stream)
-    command -v jq >/dev/null || missing+=(jq)
-    command -v ss >/dev/null || missing+=(iproute2)
-    for package in "$@"; do
-        dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+# Installs with apt-get those of the Debian packages named that are missing. COMMAND=PACKAGE
+# names a package by a command it provides: present when the command is on PATH, from wherever.
+bench_apt_install() {
+    local missing=() item
+    for item in "$@"; do
+        case $item in
+            *=*) command -v "${item%%=*}" >/dev/null || missing+=("${item#*=}") ;;
+            *) dpkg -s "$item" >/dev/null 2>&1 || missing+=("$item") ;;
+        esac
     done
     if [ "${#missing[@]}" -gt 0 ]; then
         echo "bench: installing ${missing[*]} (apt-get)" >&2
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
     fi
+}
+
+# Installs what is missing: wrk, nginx with its stream module and jq from Debian, oha from
+# crates.io (unless $open_loop is 0). Extra Debian packages may be named as arguments
+# (flamegraph.sh adds linux-perf).
+bench_install_tools() {
+    local stream=()
+    [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || stream=(libnginx-mod-stream)
+    bench_apt_install wrk=wrk nginx=nginx-light ${stream[@]+"${stream[@]}"} jq=jq ss=iproute2 "$@"
     export PATH="$HOME/.cargo/bin:$PATH"
     # oha with the system's OpenSSL (native-tls) instead of its default rustls and aws-lc,
     # whose C build is most of oha's build time; only plain HTTP is measured here, but oha does
     # not build without a TLS backend.
     if [ "${open_loop:-1}" = 1 ] && ! command -v oha >/dev/null; then
-        dpkg -s libssl-dev pkg-config >/dev/null 2>&1 ||
-            { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libssl-dev pkg-config >&2; }
+        bench_apt_install libssl-dev pkg-config
         echo "bench: installing oha (cargo install, several minutes)" >&2
         cargo install --locked --no-default-features --features native-tls oha >&2
     fi
@@ -48,21 +54,25 @@ stack=()
 
 # Starts a rinha-api instance: name, listen address. Its stderr goes to $work/name.err; with
 # RINHA_API_STATS=1 its last line there carries the append and fdatasync counts. The data
-# directory is $data, else $work/data.
+# directory is $data, else $work/data; the workers $api_workers, else rinha-api's own default
+# (RINHA_WORKERS, or the CPUs it may use).
 start_api() {
+    local workers=()
+    [ -n "${api_workers:-}" ] && workers=(--workers "$api_workers")
     RINHA_API_STATS=1 "$bin/rinha-api" --data-dir "${data:-$work/data}" --listen "$2" \
-        --workers "$api_workers" 2>"$work/$1.err" &
+        ${workers[@]+"${workers[@]}"} 2>"$work/$1.err" &
     stack+=("$1 $!")
 }
 
-# Starts rinha-lb on 127.0.0.1:port in front of the given upstreams.
+# Starts rinha-lb: name, port on 127.0.0.1, then the upstreams; with $lb_workers workers and the
+# flags of the array lb_flags, if set (--splice, --driver...). Its stderr goes to $work/name.err.
 start_lb() {
-    local port=$1 args=() upstream
-    shift
+    local name=$1 port=$2 args=() upstream
+    shift 2
     for upstream in "$@"; do args+=(--upstream "$upstream"); done
-    "$bin/rinha-lb" --listen "127.0.0.1:$port" --workers "$lb_workers" "${args[@]}" \
-        2>"$work/lb.err" &
-    stack+=("rinha-lb $!")
+    "$bin/rinha-lb" --listen "127.0.0.1:$port" --workers "$lb_workers" \
+        ${lb_flags[@]+"${lb_flags[@]}"} "${args[@]}" 2>"$work/$name.err" &
+    stack+=("$name $!")
 }
 
 # The nginx configurations run as the invoking user, so that the workers may reach the Unix
@@ -71,19 +81,19 @@ nginx_user() {
     [ "$(id -u)" = 0 ] && echo "user root root;"
 }
 
-# Starts nginx as a plain TCP proxy (the `stream` module) in front of the given upstreams
-# (unix:/path or HOST:PORT), with as many workers as rinha-lb has.
+# Starts nginx as a plain TCP proxy (the `stream` module): name, port, then the upstreams
+# (unix:/path or HOST:PORT), with as many workers as rinha-lb has ($lb_workers).
 start_nginx_stream() {
-    local port=$1 servers="" upstream
-    shift
+    local name=$1 port=$2 servers="" upstream
+    shift 2
     # An upstream that refuses is skipped for 1 s, as rinha-lb's default --down-backoff-ms
     # (nginx's default is 10 s, which a stack started a few milliseconds before its instances
     # would pay in full).
     for upstream in "$@"; do servers="$servers server $upstream fail_timeout=1s;"; done
-    cat >"$work/stream.conf" <<CONF
+    cat >"$work/$name.conf" <<CONF
 load_module /usr/lib/nginx/modules/ngx_stream_module.so;
 $(nginx_user)
-worker_processes $lb_workers; daemon off; pid $work/stream.pid; error_log $work/stream.err;
+worker_processes $lb_workers; daemon off; pid $work/$name.pid; error_log $work/$name.err;
 events { worker_connections 16384; }
 stream {
   upstream api { $servers }
@@ -91,26 +101,32 @@ stream {
            proxy_connect_timeout 1s; tcp_nodelay on; }
 }
 CONF
-    nginx -e "$work/stream.err" -p "$work" -c "$work/stream.conf" &
-    stack+=("nginx-stream $!")
+    nginx -e "$work/$name.err" -p "$work" -c "$work/$name.conf" &
+    stack+=("$name $!")
 }
 
-# Starts the ceiling: nginx with one worker answering every request from memory with a fixed
-# JSON body of the size of a transaction's answer.
-start_nginx_ceiling() {
-    local port=$1
-    cat >"$work/ceiling.conf" <<CONF
+# Starts nginx with one worker answering every request from memory with a fixed body: name,
+# port, content type, body (in nginx's quoting: \n is a newline).
+start_nginx_fixed() {
+    local name=$1 port=$2 type=$3 body=$4
+    cat >"$work/$name.conf" <<CONF
 $(nginx_user)
-worker_processes 1; daemon off; pid $work/ceiling.pid; error_log $work/ceiling.err;
+worker_processes 1; daemon off; pid $work/$name.pid; error_log $work/$name.err;
 events { worker_connections 16384; }
 http {
   access_log off; keepalive_requests 100000000;
   server { listen 127.0.0.1:$port reuseport backlog=4096;
-    location / { default_type application/json; return 200 '{"limite":100000,"saldo":-9098}'; } }
+    location / { default_type $type; return 200 '$body'; } }
 }
 CONF
-    nginx -e "$work/ceiling.err" -p "$work" -c "$work/ceiling.conf" &
-    stack+=("nginx-ceiling $!")
+    nginx -e "$work/$name.err" -p "$work" -c "$work/$name.conf" &
+    stack+=("$name $!")
+}
+
+# Starts the ceiling on a port: nginx answering with a fixed JSON body of the size of a
+# transaction's answer (a server that does nothing).
+start_nginx_ceiling() {
+    start_nginx_fixed nginx-ceiling "$1" application/json '{"limite":100000,"saldo":-9098}'
 }
 
 # Waits at most 20 s for the stack to answer on $1 (a port or unix:/path), printing the logs if

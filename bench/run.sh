@@ -129,15 +129,15 @@ start_target() {
         direct) start_api api "127.0.0.1:${port[$target]}" ;;
         lb1)
             start_api api01 "unix:$work/api01.sock"
-            start_lb "${port[$target]}" "unix:$work/api01.sock"
+            start_lb rinha-lb "${port[$target]}" "unix:$work/api01.sock"
             ;;
         rinha-lb | nginx-stream)
             start_api api01 "unix:$work/api01.sock"
             start_api api02 "unix:$work/api02.sock"
             if [ "${target%@base}" = rinha-lb ]; then
-                start_lb "${port[$target]}" "unix:$work/api01.sock" "unix:$work/api02.sock"
+                start_lb rinha-lb "${port[$target]}" "unix:$work/api01.sock" "unix:$work/api02.sock"
             else
-                start_nginx_stream "${port[$target]}" "unix:$work/api01.sock" "unix:$work/api02.sock"
+                start_nginx_stream nginx-stream "${port[$target]}" "unix:$work/api01.sock" "unix:$work/api02.sock"
             fi
             ;;
         *) echo "bench: unknown target $target" >&2; exit 2 ;;

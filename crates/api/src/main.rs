@@ -7,66 +7,57 @@ use std::sync::Arc;
 use rinha_api::healthcheck;
 use rinha_api::ledger::{Backend, Db, Faults, Options};
 use rinha_api::server::Service;
-use rinha_rt::flags::{FlagKind, FlagSpec};
-use rinha_rt::{Addr, DriverPref, LaunchOptions, WorkerContext};
+use rinha_rt::flags::{ServerArgs, ServerEnv};
+use rinha_rt::{Addr, LaunchOptions, WorkerContext};
 
 const PROGRAM: &str = "rinha-api";
 const FAULT_ENV: &str = "RINHA_FAULT_SYNC_FAILS_AFTER";
 const STATS_ENV: &str = "RINHA_API_STATS";
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-const SPECS: &[FlagSpec] = &[
-    FlagSpec {
-        name: "data-dir",
-        env: Some("RINHA_DATA_DIR"),
-        kind: FlagKind::Value,
-    },
-    FlagSpec {
-        name: "listen",
-        env: Some("RINHA_LISTEN"),
-        kind: FlagKind::Repeated,
-    },
-    FlagSpec {
-        name: "workers",
-        env: Some("RINHA_WORKERS"),
-        kind: FlagKind::Value,
-    },
-    FlagSpec {
-        name: "healthcheck",
-        env: None,
-        kind: FlagKind::Value,
-    },
-];
+/// rinha-api: the crebitos HTTP API over the espora storage engine
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = PROGRAM,
+    version,
+    override_usage = "rinha-api --data-dir DIR --listen ADDR [--listen ADDR ...] [--workers N]\n       \
+                      rinha-api --healthcheck ADDR",
+    after_help = AFTER_HELP
+)]
+struct Args {
+    /// Directory of the account files, created (with the five seeded accounts) on first start
+    #[arg(long, value_name = "DIR", env = "RINHA_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to serve, HOST:PORT or unix:/path/to.sock; repeatable (the variable: a
+    /// comma-separated list)
+    #[arg(long, value_name = "ADDR", env = "RINHA_LISTEN", value_delimiter = ',')]
+    listen: Vec<String>,
+    #[command(flatten)]
+    server: ServerArgs<ApiEnv>,
+    /// Ask GET /clientes/1/extrato on ADDR, exit 0 on a 200 and 1 otherwise
+    #[arg(long, value_name = "ADDR")]
+    healthcheck: Option<String>,
+}
 
-const USAGE: &str = "\
-rinha-api: the crebitos HTTP API over the espora storage engine
+/// The API's variable for `--workers`.
+#[derive(Debug)]
+struct ApiEnv;
 
-Usage:
-  rinha-api --data-dir DIR --listen ADDR [--listen ADDR ...] [--workers N]
-  rinha-api --healthcheck ADDR
+impl ServerEnv for ApiEnv {
+    const WORKERS: &'static str = "RINHA_WORKERS";
+}
 
-Flags (each falls back to the environment variable in brackets; the flag wins):
-  --data-dir DIR      directory of the account files, created (with the five seeded
-                      accounts) on first start [RINHA_DATA_DIR]
-  --listen ADDR       address to serve, HOST:PORT or unix:/path/to.sock; repeatable
-                      [RINHA_LISTEN, comma-separated]
-  --workers N         worker threads, each with its own runtime; default: the CPUs this
-                      process may use (affinity mask capped by the cgroup CPU quota)
-                      [RINHA_WORKERS]
-  --healthcheck ADDR  ask GET /clientes/1/extrato on ADDR, exit 0 on a 200 and 1 otherwise
-  --help, --version
+const AFTER_HELP: &str = "\
+Each flag falls back to its environment variable; the flag wins.
 
-Environment:
-  RINHA_DRIVER        auto (default: io_uring, epoll when io_uring is refused), io_uring or
-                      epoll
+Environment only:
   RINHA_API_STATS=1   print the storage counters (appends, fdatasyncs) on stderr at a clean
                       exit, for benchmarks (bench/run.sh reads them)
   RINHA_FAULT_SYNC_FAILS_AFTER=N
                       testing only: every fdatasync after the first N fails, to check that
                       the server stops acknowledging (503) once durability is lost
 
-Stops on SIGTERM or SIGINT after finishing the requests in flight.
-";
+Stops on SIGTERM or SIGINT after finishing the requests in flight.";
 
 fn main() {
     // Every client connection is a descriptor: be bounded by the operator's hard limit, not by
@@ -75,33 +66,31 @@ fn main() {
     // which raised its own, kept handing it connections.
     rinha_rt::raise_nofile_limit();
     rinha_rt::reserve_descriptor_table(rinha_rt::DESCRIPTOR_TABLE_RESERVED);
-    let version_line = format!("{PROGRAM} {VERSION}");
-    let flags = rinha_rt::flags::parse_or_exit(SPECS, PROGRAM, USAGE, &version_line);
-    if let Some(target) = flags.value("healthcheck") {
+    let args: Args = rinha_rt::flags::parse_or_exit();
+    if let Some(target) = &args.healthcheck {
         let addr = Addr::parse(target).unwrap_or_else(|error| fail(&error));
         match healthcheck::probe(&addr) {
             Ok(()) => std::process::exit(0),
             Err(error) => fail(&error),
         }
     }
-    let data_dir = PathBuf::from(flags.required("data-dir").unwrap_or_else(|e| usage(&e)));
-    let listen: Vec<Addr> = flags
-        .required_values("listen")
-        .unwrap_or_else(|e| usage(&e))
+    // Required unless --healthcheck is given, which clap would only express by naming
+    // healthcheck in a string.
+    let data_dir = args
+        .data_dir
+        .unwrap_or_else(|| usage(&"missing --data-dir (or RINHA_DATA_DIR)"));
+    if args.listen.is_empty() {
+        usage(&"missing --listen (or RINHA_LISTEN)");
+    }
+    let listen: Vec<Addr> = args
+        .listen
         .iter()
         .map(|text| {
             Addr::parse(text).unwrap_or_else(|error| fail(&format!("--listen {text}: {error}")))
         })
         .collect();
-    let workers = match flags
-        .parsed::<usize>("workers")
-        .unwrap_or_else(|e| usage(&e))
-    {
-        Some(0) => usage(&"--workers must be at least 1"),
-        Some(workers) => workers,
-        None => rinha_rt::cpus_available(),
-    };
-    let driver = DriverPref::from_env().unwrap_or_else(|error| usage(&error));
+    let workers = args.server.worker_count();
+    let driver = args.server.driver;
     // A missing directory is created (with its parents), as `espora init` does; anything that
     // still cannot be a data directory fails startup with one line.
     if data_dir.exists() && !data_dir.is_dir() {
@@ -200,4 +189,22 @@ fn fail(error: &dyn std::fmt::Display) -> ! {
 /// Prints a usage error and exits with status 2.
 fn usage(error: &dyn std::fmt::Display) -> ! {
     rinha_rt::flags::exit_usage(PROGRAM, error)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Args;
+
+    #[test]
+    fn the_readme_documents_these_flags() {
+        let command = Args::command();
+        command.clone().debug_assert();
+        let readme = include_str!("../../../README.md");
+        let binaries = ["rinha-api", "both servers"];
+        if let Err(report) = rinha_rt::flags::table::compare(readme, &command, &binaries) {
+            panic!("{report}");
+        }
+    }
 }

@@ -1,66 +1,85 @@
-//! `espora`: the storage engine's own tool (init, verify, dump).
+//! `espora`: the storage engine's own tool (init, verify, dump, probe-disk).
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use clap::Parser;
+
 use espora::file::{self, Mapping, ACCOUNTS};
-use espora::layout::Record;
+use espora::layout::{Record, RING_RECORDS_DEFAULT};
 use espora::shared;
 use espora::verify::{self, Scan};
 use espora::{Db, Options};
 
-const USAGE: &str = "\
-espora: the storage engine's own tool
-
-USAGE:
-    espora init DIR [--ring-records N]
-                               create the five seeded account files if missing (idempotent);
-                               N records per ring (default 65536, fixed at creation)
-    espora verify DIR|FILE     check every record: checksums, sequence, balance chain, limit;
-                               prints a summary per account; exit 0 only if all is sound
-    espora dump FILE [--json]  print every record, oldest first (JSON lines with --json)
-    espora probe-disk DIR [--count N] [--interval-ms MS]
-                               time the disk's flush as espora's durable path sees it: N
-                               (default 2000) writes of one 128-byte record, each followed by
-                               fdatasync, every MS (default 3) milliseconds, in a temporary
-                               file under DIR; prints p50, p99, p99.9 and max
-    espora --help | --version
-";
+/// espora: the storage engine's own tool
+#[derive(clap::Parser, Debug)]
+#[command(name = "espora", version)]
+enum Tool {
+    /// Create the five seeded account files if missing (idempotent)
+    Init {
+        /// The data directory, created if missing
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// Records per ring, fixed at creation
+        #[arg(long, value_name = "N", default_value_t = RING_RECORDS_DEFAULT)]
+        ring_records: u64,
+    },
+    /// Check every record: checksums, sequence, balance chain, limit; prints a summary per
+    /// account; exit 0 only if all is sound
+    Verify {
+        /// A data directory (its five account files) or one account file
+        #[arg(value_name = "DIR|FILE")]
+        target: PathBuf,
+    },
+    /// Print every record, oldest first
+    Dump {
+        /// An account file
+        #[arg(value_name = "FILE")]
+        path: PathBuf,
+        /// One JSON object per line instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Time the disk's flush as espora's durable path sees it: writes of one 128-byte record,
+    /// each followed by fdatasync, paced, in a temporary file under DIR; prints p50, p99, p99.9
+    /// and max
+    ProbeDisk {
+        /// A directory on the disk to measure, such as the data directory
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// Writes
+        #[arg(
+            long,
+            value_name = "N",
+            default_value_t = 2000,
+            value_parser = clap::value_parser!(u32).range(1..)
+        )]
+        count: u32,
+        /// Milliseconds from the start of one write to the start of the next
+        #[arg(long, value_name = "MS", default_value_t = 3)]
+        interval_ms: u64,
+    },
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let result = match args.as_slice() {
-        ["init", dir] => init(Path::new(dir), Options::default()),
-        ["init", dir, "--ring-records", n] | ["init", "--ring-records", n, dir] => {
-            match n.parse() {
-                Ok(ring_records) => init(
-                    Path::new(dir),
-                    Options {
-                        ring_records,
-                        ..Options::default()
-                    },
-                ),
-                Err(_) => Err(format!("--ring-records: not a number: {n}")),
-            }
-        }
-        ["verify", target] => verify_target(Path::new(target)),
-        ["probe-disk", dir, rest @ ..] => probe_disk(Path::new(dir), rest),
-        ["dump", path] => dump(Path::new(path), false),
-        ["dump", path, "--json"] | ["dump", "--json", path] => dump(Path::new(path), true),
-        ["--help" | "-h" | "help"] => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        ["--version" | "-V"] => {
-            println!("espora {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
-        }
-        _ => {
-            eprint!("espora: bad arguments\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    // clap prints --help and --version to stdout (exit 0) and a bad command line with the
+    // usage to stderr (exit 2).
+    let result = match Tool::parse() {
+        Tool::Init { dir, ring_records } => init(
+            &dir,
+            Options {
+                ring_records,
+                ..Options::default()
+            },
+        ),
+        Tool::Verify { target } => verify_target(&target),
+        Tool::Dump { path, json } => dump(&path, json),
+        Tool::ProbeDisk {
+            dir,
+            count,
+            interval_ms,
+        } => probe_disk(&dir, count, interval_ms),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -234,26 +253,7 @@ fn write_record(out: &mut impl Write, account: u32, record: &Record, json: bool)
 
 /// Paced flushes: the latency an acknowledgement pays for the disk alone, with nothing else
 /// going on (the benchmark's disk row).
-fn probe_disk(dir: &Path, options: &[&str]) -> Result<(), String> {
-    let (mut count, mut interval_ms) = (2_000u32, 3u64);
-    let mut options = options.iter();
-    while let Some(&option) = options.next() {
-        let value = options
-            .next()
-            .ok_or_else(|| format!("{option}: a value is missing"))?;
-        let parsed = value
-            .parse::<u64>()
-            .map_err(|_| format!("{option}: not a number: {value}"))?;
-        match option {
-            "--count" if parsed > 0 => count = u32::try_from(parsed).unwrap_or(u32::MAX),
-            "--interval-ms" => interval_ms = parsed,
-            _ => {
-                return Err(format!(
-                    "probe-disk: unknown or invalid option {option} {value}"
-                ))
-            }
-        }
-    }
+fn probe_disk(dir: &Path, count: u32, interval_ms: u64) -> Result<(), String> {
     let path = dir.join(format!(".espora-probe.{}", std::process::id()));
     let result = time_flushes(&path, count, std::time::Duration::from_millis(interval_ms));
     let _ = std::fs::remove_file(&path);
@@ -297,4 +297,21 @@ fn time_flushes(path: &Path, count: u32, interval: std::time::Duration) -> io::R
         micros.push(before.elapsed().as_micros() as u64);
     }
     Ok(micros)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Tool;
+
+    #[test]
+    fn the_readme_documents_these_flags() {
+        let command = Tool::command();
+        command.clone().debug_assert();
+        let readme = include_str!("../../../README.md");
+        if let Err(report) = rinha_rt::flags::table::compare(readme, &command, &["espora"]) {
+            panic!("{report}");
+        }
+    }
 }

@@ -2,93 +2,102 @@
 
 use std::time::Duration;
 
-use rinha_rt::flags::{FlagError, FlagKind, FlagSpec, Flags};
+use rinha_rt::flags::{at_least_one, ServerArgs, ServerEnv};
 use rinha_rt::Addr;
 
 use crate::relay::SpliceMode;
 
-/// Every flag `rinha-lb` accepts.
-pub const FLAGS: &[FlagSpec] = &[
-    FlagSpec {
-        name: "listen",
-        env: Some("RINHA_LB_LISTEN"),
-        kind: FlagKind::Value,
-    },
-    FlagSpec {
-        name: "upstream",
-        env: Some("RINHA_LB_UPSTREAMS"),
-        kind: FlagKind::Repeated,
-    },
-    FlagSpec {
-        name: "workers",
-        env: Some("RINHA_LB_WORKERS"),
-        kind: FlagKind::Value,
-    },
-    FlagSpec {
-        name: "connect-timeout-ms",
-        env: Some("RINHA_LB_CONNECT_TIMEOUT_MS"),
-        kind: FlagKind::Value,
-    },
-    FlagSpec {
-        name: "idle-timeout-ms",
-        env: Some("RINHA_LB_IDLE_TIMEOUT_MS"),
-        kind: FlagKind::Value,
-    },
-    FlagSpec {
-        name: "connections-max",
-        env: Some("RINHA_LB_CONNECTIONS_MAX"),
-        kind: FlagKind::Value,
-    },
-    FlagSpec {
-        name: "down-backoff-ms",
-        env: Some("RINHA_LB_DOWN_BACKOFF_MS"),
-        kind: FlagKind::Value,
-    },
-    FlagSpec {
-        name: "healthcheck",
-        env: None,
-        kind: FlagKind::Value,
-    },
-    FlagSpec {
-        name: "splice",
-        env: Some("RINHA_LB_SPLICE"),
-        kind: FlagKind::Value,
-    },
-];
+/// rinha-lb: layer-4 round-robin TCP balancer (zero-copy splice, io_uring or epoll)
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = "rinha-lb",
+    version,
+    override_usage = "rinha-lb --listen ADDR --upstream ADDR [--upstream ADDR ...] [options]\n       \
+                      rinha-lb --healthcheck ADDR",
+    after_help = "ADDR is HOST:PORT (TCP) or unix:/path/to.sock. Each flag falls back to its \
+                  environment variable; the flag wins. List variables are comma-separated."
+)]
+pub struct Args {
+    /// Address clients connect to
+    #[arg(long, value_name = "ADDR", env = "RINHA_LB_LISTEN")]
+    pub listen: Option<String>,
+    /// An upstream, repeatable, in round-robin order; host names are resolved once at start
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "RINHA_LB_UPSTREAMS",
+        value_delimiter = ','
+    )]
+    pub upstream: Vec<String>,
+    #[command(flatten)]
+    pub server: ServerArgs<LbEnv>,
+    /// Upstream connect timeout
+    #[arg(
+        long,
+        value_name = "MS",
+        env = "RINHA_LB_CONNECT_TIMEOUT_MS",
+        default_value_t = 1000
+    )]
+    pub connect_timeout_ms: u64,
+    /// Close a connection idle this long
+    #[arg(
+        long,
+        value_name = "MS",
+        env = "RINHA_LB_IDLE_TIMEOUT_MS",
+        default_value_t = 60_000
+    )]
+    pub idle_timeout_ms: u64,
+    /// Open connections per worker; beyond it accepting pauses
+    #[arg(
+        long,
+        value_name = "N",
+        env = "RINHA_LB_CONNECTIONS_MAX",
+        default_value = "16384",
+        value_parser = at_least_one
+    )]
+    pub connections_max: usize,
+    /// Skip an upstream this long after a failed connect
+    #[arg(
+        long,
+        value_name = "MS",
+        env = "RINHA_LB_DOWN_BACKOFF_MS",
+        default_value_t = 1000
+    )]
+    pub down_backoff_ms: u64,
+    /// op: the runtime's splice operations (IORING_OP_SPLICE on io_uring, readiness + splice(2)
+    /// on epoll); direct: readiness from the runtime, then splice(2); auto: direct on io_uring,
+    /// op on epoll
+    // Written out in full so that clap reads `auto` (None) as a value of its own instead of
+    // taking `Option` to mean an optional flag.
+    #[arg(
+        long,
+        value_name = "auto|op|direct",
+        env = "RINHA_LB_SPLICE",
+        default_value = "auto",
+        value_parser = parse_splice
+    )]
+    pub splice: std::option::Option<SpliceMode>,
+    /// Connect to ADDR (the balancer's own listen address) and exit 0 when it accepts within
+    /// 2 s, 1 otherwise (for container probes)
+    #[arg(long, value_name = "ADDR")]
+    pub healthcheck: Option<String>,
+}
 
-/// The `--help` text.
-pub const USAGE: &str = "\
-rinha-lb: layer-4 round-robin TCP balancer (zero-copy splice, io_uring or epoll)
+/// The balancer's variable for `--workers`.
+#[derive(Debug)]
+pub struct LbEnv;
 
-usage: rinha-lb --listen ADDR --upstream ADDR [--upstream ADDR ...] [options]
-       rinha-lb --healthcheck ADDR
+impl ServerEnv for LbEnv {
+    const WORKERS: &'static str = "RINHA_LB_WORKERS";
+}
 
-ADDR is HOST:PORT (TCP) or unix:/path/to.sock. Every flag falls back to the environment
-variable in brackets; the flag wins. List variables are comma-separated.
-
-  --listen ADDR              address clients connect to          [RINHA_LB_LISTEN]
-  --upstream ADDR            an upstream, repeatable, in order    [RINHA_LB_UPSTREAMS]
-  --workers N                worker threads (default: CPUs usable by this process,
-                             the affinity mask capped by the cgroup quota)  [RINHA_LB_WORKERS]
-  --connect-timeout-ms MS    upstream connect timeout (default 1000)  [RINHA_LB_CONNECT_TIMEOUT_MS]
-  --idle-timeout-ms MS       close a connection idle this long (default 60000)
-                                                                  [RINHA_LB_IDLE_TIMEOUT_MS]
-  --connections-max N        open connections per worker (default 16384)
-                                                                  [RINHA_LB_CONNECTIONS_MAX]
-  --down-backoff-ms MS       skip an upstream this long after a failed connect (default 1000)
-                                                                  [RINHA_LB_DOWN_BACKOFF_MS]
-  --splice auto|op|direct    op: monoio splice operations (IORING_OP_SPLICE on io_uring,
-                             readiness + splice(2) on epoll); direct: readiness from the
-                             runtime, then splice(2). auto (default): direct on io_uring,
-                             op on epoll                          [RINHA_LB_SPLICE]
-  --healthcheck ADDR         connect to ADDR (the balancer's own listen address) and exit 0
-                             when it accepts within 2 s, 1 otherwise (for container probes)
-  -h, --help                 this text
-  --version                  version
-
-Environment only: RINHA_DRIVER=auto|io_uring|epoll chooses the I/O driver (default auto:
-io_uring when the kernel allows it, epoll otherwise).
-";
+/// `auto` leaves the choice to the driver ([`SpliceMode::default_for`]).
+fn parse_splice(text: &str) -> Result<Option<SpliceMode>, String> {
+    match text {
+        "auto" => Ok(None),
+        mode => mode.parse().map(Some),
+    }
+}
 
 /// The balancer's settings.
 #[derive(Clone, Debug)]
@@ -118,44 +127,37 @@ pub struct Config {
 const RESOLVE_WAIT_MAX: Duration = Duration::from_secs(30);
 
 impl Config {
-    /// Builds the configuration from parsed flags.
-    pub fn from_flags(flags: &Flags) -> Result<Config, FlagError> {
-        let listen = parse_addr(flags, "listen", flags.required("listen")?)?;
+    /// Builds the configuration from the parsed flags, resolving the addresses.
+    pub fn from_args(args: &Args) -> Result<Config, String> {
+        // Required unless --healthcheck is given, which clap would only express by naming
+        // healthcheck in a string.
+        let listen = args
+            .listen
+            .as_deref()
+            .ok_or("missing --listen (or RINHA_LB_LISTEN)")?;
+        let listen = parse_addr("--listen", listen)?;
+        if args.upstream.is_empty() {
+            return Err("missing --upstream (or RINHA_LB_UPSTREAMS)".to_string());
+        }
         let mut upstreams = Vec::new();
-        for text in flags.required_values("upstream")? {
-            upstreams.push(parse_addr(flags, "upstream", text)?);
-        }
-        let millis = |name: &str, default: u64| -> Result<Duration, FlagError> {
-            Ok(Duration::from_millis(
-                flags.parsed::<u64>(name)?.unwrap_or(default),
-            ))
-        };
-        let workers = flags.parsed::<usize>("workers")?;
-        if workers == Some(0) {
-            return Err(invalid(flags, "workers", "0", "must be at least 1"));
-        }
-        let connections_per_worker_max = flags.parsed::<usize>("connections-max")?.unwrap_or(16384);
-        if connections_per_worker_max == 0 {
-            return Err(invalid(flags, "connections-max", "0", "must be at least 1"));
+        for text in &args.upstream {
+            upstreams.push(parse_addr("--upstream", text)?);
         }
         Ok(Config {
             listen,
             attempts_max: upstreams.len().min(crate::upstreams::PLAN_MAX),
             upstreams,
-            workers,
-            connect_timeout: millis("connect-timeout-ms", 1000)?,
-            idle_timeout: millis("idle-timeout-ms", 60_000)?,
-            connections_per_worker_max,
-            down_backoff: millis("down-backoff-ms", 1000)?,
-            splice: match flags.value("splice") {
-                None | Some("auto") => None,
-                Some(_) => flags.parsed::<SpliceMode>("splice")?,
-            },
+            workers: args.server.workers,
+            connect_timeout: Duration::from_millis(args.connect_timeout_ms),
+            idle_timeout: Duration::from_millis(args.idle_timeout_ms),
+            connections_per_worker_max: args.connections_max,
+            down_backoff: Duration::from_millis(args.down_backoff_ms),
+            splice: args.splice,
         })
     }
 }
 
-fn parse_addr(flags: &Flags, name: &str, text: &str) -> Result<Addr, FlagError> {
+fn parse_addr(flag: &str, text: &str) -> Result<Addr, String> {
     let started = std::time::Instant::now();
     loop {
         match Addr::parse(text) {
@@ -163,15 +165,25 @@ fn parse_addr(flags: &Flags, name: &str, text: &str) -> Result<Addr, FlagError> 
             Err(rinha_rt::AddrError::Unresolved(_)) if started.elapsed() < RESOLVE_WAIT_MAX => {
                 std::thread::sleep(Duration::from_millis(200));
             }
-            Err(error) => return Err(invalid(flags, name, text, &error.to_string())),
+            Err(error) => return Err(format!("invalid {flag} {text:?}: {error}")),
         }
     }
 }
 
-fn invalid(flags: &Flags, name: &str, value: &str, reason: &str) -> FlagError {
-    FlagError::Invalid {
-        source: flags.source(name).to_string(),
-        value: value.to_string(),
-        reason: reason.to_string(),
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Args;
+
+    #[test]
+    fn the_readme_documents_these_flags() {
+        let command = Args::command();
+        command.clone().debug_assert();
+        let readme = include_str!("../../../README.md");
+        let binaries = ["rinha-lb", "both servers"];
+        if let Err(report) = rinha_rt::flags::table::compare(readme, &command, &binaries) {
+            panic!("{report}");
+        }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use rinha_lb::config::{Config, FLAGS, USAGE};
+use rinha_lb::config::{Args, Config};
 use rinha_lb::relay::SpliceMode;
 use rinha_lb::{run_worker, Balancer};
 use rinha_rt::{flags, LaunchOptions};
@@ -11,8 +11,8 @@ const NAME: &str = "rinha-lb";
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 fn main() {
-    let parsed = flags::parse_or_exit(FLAGS, NAME, USAGE, &format!("{NAME} {VERSION}"));
-    if let Some(target) = parsed.value("healthcheck") {
+    let args: Args = flags::parse_or_exit();
+    if let Some(target) = &args.healthcheck {
         let addr = rinha_rt::Addr::parse(target).unwrap_or_else(|e| flags::exit_usage(NAME, &e));
         match probe(&addr) {
             Ok(()) => std::process::exit(0),
@@ -22,8 +22,8 @@ fn main() {
             }
         }
     }
-    let config = Config::from_flags(&parsed).unwrap_or_else(|e| flags::exit_usage(NAME, &e));
-    let driver = rinha_rt::DriverPref::from_env().unwrap_or_else(|e| flags::exit_usage(NAME, &e));
+    let config = Config::from_args(&args).unwrap_or_else(|e| flags::exit_usage(NAME, &e));
+    let driver = args.server.driver;
     let workers = config.workers.unwrap_or_else(rinha_rt::cpus_available);
     rinha_rt::raise_nofile_limit();
     rinha_rt::reserve_descriptor_table(rinha_rt::DESCRIPTOR_TABLE_RESERVED);

@@ -11,7 +11,7 @@ use std::io;
 use monoio::time::TimeDriver;
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 
-/// Name of the environment variable that forces a driver.
+/// Name of the environment variable that forces a driver (the servers' `--driver`).
 pub const DRIVER_ENV: &str = "RINHA_DRIVER";
 
 /// Default io_uring submission queue size per worker.
@@ -56,11 +56,8 @@ pub struct DriverPrefError(pub String);
 
 impl fmt::Display for DriverPrefError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{DRIVER_ENV}={:?}: expected auto, io_uring or epoll",
-            self.0
-        )
+        // clap's message already quotes the value and names the flag.
+        f.write_str("expected auto, io_uring or epoll")
     }
 }
 
@@ -74,14 +71,6 @@ impl DriverPref {
             "io_uring" | "iouring" | "uring" => Ok(DriverPref::IoUring),
             "epoll" | "legacy" => Ok(DriverPref::Epoll),
             _ => Err(DriverPrefError(text.to_string())),
-        }
-    }
-
-    /// Reads `RINHA_DRIVER`; unset means `auto`.
-    pub fn from_env() -> Result<DriverPref, DriverPrefError> {
-        match std::env::var(DRIVER_ENV) {
-            Ok(text) => DriverPref::parse(&text),
-            Err(_) => Ok(DriverPref::Auto),
         }
     }
 }

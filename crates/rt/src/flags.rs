@@ -1,298 +1,85 @@
-//! Command-line flags with environment fallbacks, shared by both binaries.
+//! Command-line flags: what the binaries share on top of clap.
 //!
-//! Accepted forms: `--flag VALUE`, `--flag=VALUE`, repeated flags (`--listen A --listen B`),
-//! switches (`--verbose`), `--help`/`-h` and `--version`. A flag not given on the command line
-//! is read from its environment variable; lists there are comma-separated. The command line
-//! wins over the environment, as a whole: `--listen` replaces all of `RINHA_LISTEN`.
+//! Each binary declares its flags once, as a struct deriving [`clap::Parser`]: the field is the
+//! flag, its attributes name the environment variable it falls back to and its default, and its
+//! doc comment is its `--help` line. Reading a flag is reading a field, so a misspelt flag does
+//! not compile. What clap does not do the way these binaries always have is here:
+//!
+//! - [`ServerArgs`]: the flags both servers take, declared once and flattened into each;
+//! - [`parse_or_exit`]: environment values trimmed (blank ones count as unset, list items are
+//!   trimmed and empty items dropped), and a bad command line reported in one line with exit
+//!   status 2;
+//! - [`table`]: the README's configuration table compared with a binary's declarations.
+//!
+//! The command line wins over the environment, as a whole: `--listen` replaces all of
+//! `RINHA_LISTEN`.
+
+pub mod table;
 
 use std::fmt;
-use std::str::FromStr;
+use std::marker::PhantomData;
 
-/// How a flag takes values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FlagKind {
-    /// Exactly one value; giving it twice is an error.
-    Value,
-    /// Any number of values, from repetition or a comma-separated environment variable.
-    Repeated,
-    /// No value: present or absent (environment: 1, true or yes).
-    Switch,
+use crate::driver::{DriverPref, DRIVER_ENV};
+
+/// The environment variables a server reads for the flags of [`ServerArgs`] whose variable is
+/// its own: the API and the balancer each keep theirs, so one environment can configure both.
+pub trait ServerEnv {
+    /// The variable behind `--workers`.
+    const WORKERS: &'static str;
 }
 
-/// One flag a binary accepts.
-#[derive(Clone, Copy, Debug)]
-pub struct FlagSpec {
-    /// The long name without dashes, e.g. `listen`.
-    pub name: &'static str,
-    /// The environment variable read when the flag is absent.
-    pub env: Option<&'static str>,
-    /// How it takes values.
-    pub kind: FlagKind,
+/// The flags both servers take. A server flattens them into its own flags
+/// (`#[command(flatten)]`) and names their environment variables through `E`.
+#[derive(clap::Args, Debug)]
+pub struct ServerArgs<E: ServerEnv> {
+    /// Worker threads, each with its own runtime; default: the CPUs this process may use (the
+    /// affinity mask capped by the cgroup CPU quota, rounded up)
+    #[arg(long, value_name = "N", env = E::WORKERS, value_parser = at_least_one)]
+    pub workers: Option<usize>,
+    /// I/O driver: auto (io_uring, epoll when the kernel or seccomp refuses it), io_uring or
+    /// epoll
+    #[arg(
+        long,
+        value_name = "auto|io_uring|epoll",
+        env = DRIVER_ENV,
+        default_value = "auto",
+        value_parser = DriverPref::parse
+    )]
+    pub driver: DriverPref,
+    #[arg(skip)]
+    environment: PhantomData<E>,
 }
 
-/// Why the command line was rejected.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum FlagError {
-    /// A flag this binary does not know.
-    Unknown(String),
-    /// A flag that needs a value came last, or a switch got `=VALUE`.
-    MissingValue(String),
-    /// A single-value flag given more than once.
-    Repeated(String),
-    /// A bare word where a flag was expected.
-    Positional(String),
-    /// A required flag is absent from both the command line and the environment.
-    Required(String),
-    /// A value that does not parse; `source` names the flag or the environment variable.
-    Invalid {
-        /// `--flag` or the environment variable name.
-        source: String,
-        /// The text given.
-        value: String,
-        /// Why it was refused.
-        reason: String,
-    },
-}
-
-impl fmt::Display for FlagError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FlagError::Unknown(flag) => write!(f, "unknown flag {flag} (see --help)"),
-            FlagError::MissingValue(flag) => write!(f, "flag {flag} needs a value"),
-            FlagError::Repeated(flag) => write!(f, "flag {flag} given more than once"),
-            FlagError::Positional(word) => write!(f, "unexpected argument {word:?} (see --help)"),
-            FlagError::Required(what) => write!(f, "missing {what}"),
-            FlagError::Invalid {
-                source,
-                value,
-                reason,
-            } => {
-                write!(f, "invalid {source} {value:?}: {reason}")
-            }
-        }
+impl<E: ServerEnv> ServerArgs<E> {
+    /// `--workers`, or the CPUs this process may use when it is absent.
+    pub fn worker_count(&self) -> usize {
+        self.workers.unwrap_or_else(crate::cpus_available)
     }
 }
 
-impl std::error::Error for FlagError {}
-
-/// The outcome of parsing.
-#[derive(Debug)]
-pub enum Parsed {
-    /// Run with these values.
-    Run(Flags),
-    /// `--help` or `-h` was given.
-    Help,
-    /// `--version` was given.
-    Version,
-}
-
-/// Parsed values, one entry per spec.
-#[derive(Debug)]
-pub struct Flags {
-    entries: Vec<Entry>,
-}
-
-#[derive(Debug)]
-struct Entry {
-    spec: FlagSpec,
-    values: Vec<String>,
-    /// `--name` or the environment variable the values came from.
-    source: String,
-}
-
-/// Parses `args` (without the program name) against `specs`, reading absent flags through
-/// `env` (normally `|name| std::env::var(name).ok()`).
-pub fn parse(
-    specs: &[FlagSpec],
-    args: &[String],
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Parsed, FlagError> {
-    let mut entries: Vec<Entry> = specs
-        .iter()
-        .map(|spec| Entry {
-            spec: *spec,
-            values: Vec::new(),
-            source: format!("--{}", spec.name),
-        })
-        .collect();
-    let mut given = vec![false; specs.len()];
-    let mut index = 0;
-    while index < args.len() {
-        let arg = &args[index];
-        index += 1;
-        match arg.as_str() {
-            "--help" | "-h" => return Ok(Parsed::Help),
-            "--version" | "-V" => return Ok(Parsed::Version),
-            _ => {}
-        }
-        let Some(body) = arg.strip_prefix("--") else {
-            return Err(FlagError::Positional(arg.clone()));
-        };
-        let (name, inline) = match body.split_once('=') {
-            Some((name, value)) => (name, Some(value.to_string())),
-            None => (body, None),
-        };
-        let position = specs
-            .iter()
-            .position(|spec| spec.name == name)
-            .ok_or_else(|| FlagError::Unknown(format!("--{name}")))?;
-        let entry = &mut entries[position];
-        let value = match (entry.spec.kind, inline) {
-            (FlagKind::Switch, Some(_)) => return Err(FlagError::MissingValue(arg.clone())),
-            (FlagKind::Switch, None) => "true".to_string(),
-            (_, Some(value)) => value,
-            (_, None) => {
-                let value = args
-                    .get(index)
-                    .ok_or_else(|| FlagError::MissingValue(arg.clone()))?;
-                index += 1;
-                value.clone()
-            }
-        };
-        if entry.spec.kind != FlagKind::Repeated && given[position] {
-            return Err(FlagError::Repeated(format!("--{name}")));
-        }
-        given[position] = true;
-        entry.values.push(value);
-    }
-    for (entry, given) in entries.iter_mut().zip(given) {
-        if !given {
-            fill_from_env(entry, env);
-        }
-    }
-    Ok(Parsed::Run(Flags { entries }))
-}
-
-fn fill_from_env(entry: &mut Entry, env: &dyn Fn(&str) -> Option<String>) {
-    let Some(name) = entry.spec.env else { return };
-    let Some(text) = env(name) else { return };
-    entry.source = name.to_string();
-    match entry.spec.kind {
-        FlagKind::Value => {
-            if !text.trim().is_empty() {
-                entry.values.push(text.trim().to_string());
-            }
-        }
-        FlagKind::Repeated => entry.values.extend(
-            text.split(',')
-                .map(str::trim)
-                .filter(|item| !item.is_empty())
-                .map(String::from),
-        ),
-        FlagKind::Switch => {
-            if matches!(
-                text.trim().to_ascii_lowercase().as_str(),
-                "1" | "true" | "yes"
-            ) {
-                entry.values.push("true".to_string());
-            }
-        }
+/// Parses a count that must be at least 1 (workers, connections, threads).
+pub fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(count) => Ok(count),
+        Err(error) => Err(error.to_string()),
     }
 }
 
-impl Flags {
-    fn entry(&self, name: &str) -> &Entry {
-        self.entries
-            .iter()
-            .find(|entry| entry.spec.name == name)
-            .unwrap_or_else(|| panic!("flag --{name} is not among the specs"))
-    }
-
-    /// The value of a single-value flag, if given.
-    pub fn value(&self, name: &str) -> Option<&str> {
-        self.entry(name).values.first().map(String::as_str)
-    }
-
-    /// Every value of a repeated flag, in order.
-    pub fn values(&self, name: &str) -> &[String] {
-        &self.entry(name).values
-    }
-
-    /// True when a switch is on.
-    pub fn switch(&self, name: &str) -> bool {
-        !self.entry(name).values.is_empty()
-    }
-
-    /// `--name` or the environment variable the values of `name` came from, for messages.
-    pub fn source(&self, name: &str) -> &str {
-        &self.entry(name).source
-    }
-
-    /// The value of a single-value flag, or a `Required` error naming flag and variable.
-    pub fn required(&self, name: &str) -> Result<&str, FlagError> {
-        self.value(name)
-            .ok_or_else(|| FlagError::Required(self.describe(name)))
-    }
-
-    /// Every value of a repeated flag; at least one is required.
-    pub fn required_values(&self, name: &str) -> Result<&[String], FlagError> {
-        let values = self.values(name);
-        if values.is_empty() {
-            return Err(FlagError::Required(self.describe(name)));
-        }
-        Ok(values)
-    }
-
-    /// Parses the value of a single-value flag, if given.
-    pub fn parsed<T>(&self, name: &str) -> Result<Option<T>, FlagError>
-    where
-        T: FromStr,
-        T::Err: fmt::Display,
-    {
-        match self.value(name) {
-            None => Ok(None),
-            Some(text) => self.parse_one(name, text).map(Some),
-        }
-    }
-
-    /// Parses every value of a repeated flag.
-    pub fn parsed_values<T>(&self, name: &str) -> Result<Vec<T>, FlagError>
-    where
-        T: FromStr,
-        T::Err: fmt::Display,
-    {
-        self.values(name)
-            .iter()
-            .map(|text| self.parse_one(name, text))
-            .collect()
-    }
-
-    fn parse_one<T>(&self, name: &str, text: &str) -> Result<T, FlagError>
-    where
-        T: FromStr,
-        T::Err: fmt::Display,
-    {
-        text.parse::<T>().map_err(|error| FlagError::Invalid {
-            source: self.source(name).to_string(),
-            value: text.to_string(),
-            reason: error.to_string(),
-        })
-    }
-
-    fn describe(&self, name: &str) -> String {
-        match self.entry(name).spec.env {
-            Some(env) => format!("--{name} (or {env})"),
-            None => format!("--{name}"),
-        }
-    }
-}
-
-/// Parses the process's own arguments and environment. Prints `usage` (to stdout, exit 0) for
-/// `--help`, `version_line` for `--version`, and for an error one line `<program>: <error>` to
-/// stderr with exit code 2.
-pub fn parse_or_exit(specs: &[FlagSpec], program: &str, usage: &str, version_line: &str) -> Flags {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match parse(specs, &args, &|name| std::env::var(name).ok()) {
-        Ok(Parsed::Run(flags)) => flags,
-        Ok(Parsed::Help) => {
-            print!("{usage}");
-            std::process::exit(0);
-        }
-        Ok(Parsed::Version) => {
-            println!("{version_line}");
-            std::process::exit(0);
-        }
-        Err(error) => exit_usage(program, &error),
+/// Parses the process's arguments, with their environment fallbacks, into `T`. `--help` and
+/// `--version` print to stdout and exit 0. A bad command line prints one line,
+/// `<program>: <what is wrong> (see --help)`, to stderr and exits with status 2: a server
+/// logs one line per failure.
+///
+/// Call it before any thread starts: it rewrites the environment variables `T` reads (see
+/// [`tidy`]).
+pub fn parse_or_exit<T: clap::Parser>() -> T {
+    let command = T::command();
+    tidy_environment(&command);
+    match T::try_parse() {
+        Ok(args) => args,
+        Err(error) if !error.use_stderr() => error.exit(),
+        Err(error) => exit_usage(command.get_name(), &one_line(&error)),
     }
 }
 
@@ -302,162 +89,231 @@ pub fn exit_usage(program: &str, error: &dyn fmt::Display) -> ! {
     std::process::exit(2);
 }
 
+/// An environment value as the binaries read it: trimmed, and for a comma-separated list each
+/// item trimmed and the empty ones dropped (so a trailing comma is harmless). `None` when
+/// nothing is left: a blank variable counts as unset. clap takes values as they are given.
+pub fn tidy(value: &str, comma_separated: bool) -> Option<String> {
+    let tidied = if comma_separated {
+        let items: Vec<&str> = value
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .collect();
+        items.join(",")
+    } else {
+        value.trim().to_string()
+    };
+    (!tidied.is_empty()).then_some(tidied)
+}
+
+/// Rewrites each environment variable `command` reads as [`tidy`] reads it, before clap reads
+/// them. Changing the environment is only sound while no other thread may read it, hence
+/// [`parse_or_exit`]'s condition.
+fn tidy_environment(command: &clap::Command) {
+    for arg in command.get_arguments() {
+        let Some(name) = arg.get_env() else { continue };
+        let Some(value) = std::env::var_os(name) else {
+            continue;
+        };
+        // A value that is not UTF-8 is left for clap to refuse, naming the flag.
+        let Some(text) = value.to_str() else { continue };
+        match tidy(text, arg.get_value_delimiter() == Some(',')) {
+            None => std::env::remove_var(name),
+            Some(tidied) if tidied != text => std::env::set_var(name, tidied),
+            Some(_) => {}
+        }
+    }
+}
+
+/// clap's message for `error` in one line: its first paragraph without the `error: ` prefix,
+/// lines joined, then where to read more.
+fn one_line(error: &clap::Error) -> String {
+    let rendered = error.render().to_string();
+    let paragraph = rendered.split("\n\n").next().unwrap_or_default();
+    let message = paragraph.strip_prefix("error: ").unwrap_or(paragraph);
+    let lines: Vec<&str> = message
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect();
+    format!("{} (see --help)", lines.join(" "))
+}
+
 #[cfg(test)]
 mod tests {
+    use clap::{CommandFactory, Parser};
+
     use super::*;
 
-    const SPECS: &[FlagSpec] = &[
-        FlagSpec {
-            name: "listen",
-            env: Some("T_LISTEN"),
-            kind: FlagKind::Repeated,
-        },
-        FlagSpec {
-            name: "workers",
-            env: Some("T_WORKERS"),
-            kind: FlagKind::Value,
-        },
-        FlagSpec {
-            name: "data-dir",
-            env: None,
-            kind: FlagKind::Value,
-        },
-        FlagSpec {
-            name: "verbose",
-            env: Some("T_VERBOSE"),
-            kind: FlagKind::Switch,
-        },
-    ];
+    #[derive(Debug)]
+    struct TestEnv;
 
-    /// What a parse should give: listen values, workers, data-dir, verbose; or an error; or
-    /// help/version.
-    #[derive(Debug, PartialEq)]
-    enum Expect {
-        Run(
-            Vec<&'static str>,
-            Option<&'static str>,
-            Option<&'static str>,
-            bool,
-        ),
-        Error(FlagError),
-        Help,
-        Version,
+    impl ServerEnv for TestEnv {
+        const WORKERS: &'static str = "T_WORKERS";
     }
 
-    fn check(args: &[&str], env: &[(&str, &str)], expected: Expect) {
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let env_lookup = |name: &str| {
-            env.iter()
-                .find(|(key, _)| *key == name)
-                .map(|(_, value)| value.to_string())
-        };
-        let got = match parse(SPECS, &args, &env_lookup) {
-            Ok(Parsed::Run(flags)) => Expect::Run(
-                flags
-                    .values("listen")
-                    .iter()
-                    .map(|s| &*s.clone().leak())
-                    .collect(),
-                flags.value("workers").map(|s| &*s.to_string().leak()),
-                flags.value("data-dir").map(|s| &*s.to_string().leak()),
-                flags.switch("verbose"),
-            ),
-            Ok(Parsed::Help) => Expect::Help,
-            Ok(Parsed::Version) => Expect::Version,
-            Err(error) => Expect::Error(error),
-        };
-        assert_eq!(got, expected, "args {args:?} env {env:?}");
+    /// A binary's flags as the servers declare theirs.
+    #[derive(clap::Parser, Debug)]
+    #[command(name = "t")]
+    struct Args {
+        /// Addresses to serve
+        #[arg(long, value_name = "ADDR", env = "T_LISTEN", value_delimiter = ',')]
+        listen: Vec<String>,
+        /// A switch
+        #[arg(long, env = "T_VERBOSE", value_parser = clap::builder::BoolishValueParser::new())]
+        verbose: bool,
+        #[command(flatten)]
+        server: ServerArgs<TestEnv>,
+    }
+
+    /// Held by every test that parses [`Args`], which reads the environment, so that the one
+    /// test that sets variables races with none of them.
+    static ENVIRONMENT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    /// What a parse gives: listen values, workers, driver and verbose.
+    type Values<'a> = (Vec<&'a str>, Option<usize>, DriverPref, bool);
+
+    /// What a parse should give: the values, or the error line.
+    fn check(args: &[&str], expected: Result<Values, &str>) {
+        let got = Args::try_parse_from(std::iter::once("t").chain(args.iter().copied()))
+            .map(|parsed| {
+                (
+                    parsed.listen,
+                    parsed.server.workers,
+                    parsed.server.driver,
+                    parsed.verbose,
+                )
+            })
+            .map_err(|error| one_line(&error));
+        let expected = expected
+            .map(|(listen, workers, driver, verbose)| {
+                let listen = listen.into_iter().map(String::from).collect();
+                (listen, workers, driver, verbose)
+            })
+            .map_err(String::from);
+        assert_eq!(got, expected, "args {args:?}");
     }
 
     #[test]
     fn parse_table() {
-        use Expect::*;
-        check(&[], &[], Run(vec![], None, None, false));
+        let _environment = ENVIRONMENT
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        use DriverPref::*;
+        check(&[], Ok((vec![], None, Auto, false)));
         check(
-            &["--listen", "a:1", "--listen=b:2"],
-            &[],
-            Run(vec!["a:1", "b:2"], None, None, false),
+            &["--listen", "a:1", "--listen=b:2,c:3"],
+            Ok((vec!["a:1", "b:2", "c:3"], None, Auto, false)),
         );
         check(
-            &["--workers=3", "--data-dir", "/d"],
-            &[],
-            Run(vec![], Some("3"), Some("/d"), false),
+            &["--workers=3", "--driver", "epoll", "--verbose"],
+            Ok((vec![], Some(3), Epoll, true)),
         );
-        check(&["--verbose"], &[], Run(vec![], None, None, true));
-        check(&[], &[("T_VERBOSE", "yes")], Run(vec![], None, None, true));
-        check(&[], &[("T_VERBOSE", "0")], Run(vec![], None, None, false));
+        check(&["--driver=uring"], Ok((vec![], None, IoUring, false)));
         check(
-            &[],
-            &[("T_LISTEN", "a:1, b:2,")],
-            Run(vec!["a:1", "b:2"], None, None, false),
+            &["--workers", "0"],
+            Err("invalid value '0' for '--workers <N>': must be at least 1 (see --help)"),
         );
         check(
-            &["--listen", "c:3"],
-            &[("T_LISTEN", "a:1,b:2")],
-            Run(vec!["c:3"], None, None, false),
+            &["--workers", "two"],
+            Err("invalid value 'two' for '--workers <N>': invalid digit found in string (see --help)"),
         );
         check(
-            &["--workers", "2"],
-            &[("T_WORKERS", "9")],
-            Run(vec![], Some("2"), None, false),
-        );
-        check(
-            &[],
-            &[("T_WORKERS", "9")],
-            Run(vec![], Some("9"), None, false),
-        );
-        check(&["--help"], &[], Help);
-        check(&["--workers", "2", "-h"], &[], Help);
-        check(&["--version"], &[], Version);
-        check(&["--nope"], &[], Error(FlagError::Unknown("--nope".into())));
-        check(
-            &["--workers"],
-            &[],
-            Error(FlagError::MissingValue("--workers".into())),
-        );
-        check(
-            &["--verbose=1"],
-            &[],
-            Error(FlagError::MissingValue("--verbose=1".into())),
+            &["--driver", "kqueue"],
+            Err(
+                "invalid value 'kqueue' for '--driver <auto|io_uring|epoll>': expected auto, \
+                 io_uring or epoll (see --help)",
+            ),
         );
         check(
             &["--workers", "1", "--workers=2"],
-            &[],
-            Error(FlagError::Repeated("--workers".into())),
+            Err("the argument '--workers <N>' cannot be used multiple times (see --help)"),
+        );
+        check(
+            &["--nope"],
+            Err("unexpected argument '--nope' found (see --help)"),
         );
         check(
             &["stray"],
-            &[],
-            Error(FlagError::Positional("stray".into())),
+            Err("unexpected argument 'stray' found (see --help)"),
+        );
+        check(
+            &["--workers"],
+            Err("a value is required for '--workers <N>' but none was supplied (see --help)"),
+        );
+        check(
+            &["--verbose=1"],
+            Err("unexpected value '1' for '--verbose' found; no more were expected (see --help)"),
         );
     }
 
     #[test]
-    fn typed_values_and_errors_name_their_source() {
-        let args = vec!["--workers".to_string(), "x".to_string()];
-        let Ok(Parsed::Run(flags)) = parse(SPECS, &args, &|_| None) else {
-            panic!()
-        };
-        let error = flags.parsed::<usize>("workers").unwrap_err();
-        assert!(
-            error.to_string().starts_with("invalid --workers \"x\""),
-            "{error}"
+    fn environment_values_are_tidied_as_they_were_always_read() {
+        fn check(value: &str, comma_separated: bool, expected: Option<&str>) {
+            assert_eq!(
+                tidy(value, comma_separated).as_deref(),
+                expected,
+                "{value:?} (list: {comma_separated})"
+            );
+        }
+        check("a:1, b:2,", true, Some("a:1,b:2"));
+        check(" , ", true, None);
+        check(" 7 ", false, Some("7"));
+        check("   ", false, None);
+        check("", false, None);
+        check("a, b", false, Some("a, b"));
+    }
+
+    #[test]
+    fn the_environment_is_read_when_a_flag_is_absent() {
+        let _environment = ENVIRONMENT
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        std::env::set_var("T_LISTEN", "a:1, b:2,");
+        std::env::set_var("T_WORKERS", " 9 ");
+        std::env::set_var("T_VERBOSE", "yes");
+        std::env::set_var("RINHA_DRIVER", "");
+        tidy_environment(&Args::command());
+        check(
+            &[],
+            Ok((vec!["a:1", "b:2"], Some(9), DriverPref::Auto, true)),
         );
-        let Ok(Parsed::Run(flags)) = parse(SPECS, &[], &|_| Some("7".into())) else {
-            panic!()
-        };
-        assert_eq!(flags.parsed::<usize>("workers").unwrap(), Some(7));
-        assert_eq!(flags.source("workers"), "T_WORKERS");
-        let Ok(Parsed::Run(flags)) = parse(SPECS, &[], &|_| None) else {
-            panic!()
-        };
-        assert_eq!(
-            flags.required("workers").unwrap_err().to_string(),
-            "missing --workers (or T_WORKERS)"
+        check(
+            &["--listen", "c:3", "--workers", "2"],
+            Ok((vec!["c:3"], Some(2), DriverPref::Auto, true)),
         );
-        assert_eq!(
-            flags.required_values("listen").unwrap_err().to_string(),
-            "missing --listen (or T_LISTEN)"
+        std::env::set_var("T_VERBOSE", "0");
+        std::env::set_var("RINHA_DRIVER", "epoll");
+        check(
+            &[],
+            Ok((vec!["a:1", "b:2"], Some(9), DriverPref::Epoll, false)),
         );
+        for name in ["T_LISTEN", "T_WORKERS", "T_VERBOSE", "RINHA_DRIVER"] {
+            std::env::remove_var(name);
+        }
+    }
+
+    #[test]
+    fn counts_are_at_least_one() {
+        assert_eq!(at_least_one("1"), Ok(1));
+        assert_eq!(at_least_one("0"), Err("must be at least 1".to_string()));
+        assert!(at_least_one("-1").is_err());
+    }
+
+    #[test]
+    fn the_help_names_flags_and_variables() {
+        let _environment = ENVIRONMENT
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let help = Args::command().render_help().to_string();
+        for needle in [
+            "--workers <N>",
+            "T_WORKERS",
+            "--driver",
+            "RINHA_DRIVER",
+            "T_LISTEN",
+        ] {
+            assert!(help.contains(needle), "--help lacks {needle}: {help}");
+        }
     }
 }

@@ -29,7 +29,7 @@ pub struct LaunchOptions {
     pub name: String,
     /// Number of worker threads, at least 1.
     pub workers: usize,
-    /// Driver preference, usually [`DriverPref::from_env`].
+    /// Driver preference, usually `--driver` ([`crate::flags::ServerArgs`]).
     pub driver: DriverPref,
     /// io_uring submission queue entries per worker.
     pub ring_entries: u32,

@@ -3,65 +3,101 @@
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rinha_rt::flags::{self, FlagKind, FlagSpec, Flags};
+use rinha_rt::flags;
 use rinha_scenario::{load, scenario, Config, Target};
 
 const PROGRAM: &str = "rinha-scenario";
-const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-const SPECS: &[FlagSpec] = &[
-    spec("target", "RINHA_SCENARIO_TARGET", FlagKind::Value),
-    spec("ramp", "RINHA_SCENARIO_RAMP", FlagKind::Value),
-    spec("hold", "RINHA_SCENARIO_HOLD", FlagKind::Value),
-    spec("threads", "RINHA_SCENARIO_THREADS", FlagKind::Value),
-    spec("timeout", "RINHA_SCENARIO_TIMEOUT", FlagKind::Value),
-    spec("wait", "RINHA_SCENARIO_WAIT", FlagKind::Value),
-    spec("seed", "RINHA_SCENARIO_SEED", FlagKind::Value),
-    spec("load-only", "RINHA_SCENARIO_LOAD_ONLY", FlagKind::Switch),
-];
-
-const fn spec(name: &'static str, env: &'static str, kind: FlagKind) -> FlagSpec {
-    FlagSpec {
-        name,
-        env: Some(env),
-        kind,
-    }
+/// rinha-scenario: the reference load test (LOAD.md) against a running stack
+#[derive(clap::Parser, Debug)]
+#[command(
+    name = PROGRAM,
+    version,
+    override_usage = "rinha-scenario [--target http://HOST:PORT] [--ramp 2m] [--hold 2m] [options]",
+    after_help = AFTER_HELP
+)]
+struct Args {
+    /// The stack, http://HOST:PORT
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "RINHA_SCENARIO_TARGET",
+        default_value = "http://localhost:9999"
+    )]
+    target: String,
+    /// Ramp length (the reference: 2m)
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "RINHA_SCENARIO_RAMP",
+        default_value = "2m",
+        value_parser = parse_duration
+    )]
+    ramp: Duration,
+    /// Peak hold length (the reference: 2m)
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "RINHA_SCENARIO_HOLD",
+        default_value = "2m",
+        value_parser = parse_duration
+    )]
+    hold: Duration,
+    /// Client threads for load users
+    #[arg(
+        long,
+        value_name = "N",
+        env = "RINHA_SCENARIO_THREADS",
+        default_value_t = THREADS_DEFAULT,
+        value_parser = flags::at_least_one
+    )]
+    threads: usize,
+    /// Bound on one request (Gatling's default)
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "RINHA_SCENARIO_TIMEOUT",
+        default_value = "60s",
+        value_parser = parse_duration
+    )]
+    timeout: Duration,
+    /// How long to wait for GET /clientes/1/extrato to answer 200 before starting
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "RINHA_SCENARIO_WAIT",
+        default_value = "60s",
+        value_parser = parse_duration
+    )]
+    wait: Duration,
+    /// Random seed (default: from the clock)
+    #[arg(long, value_name = "N", env = "RINHA_SCENARIO_SEED")]
+    seed: Option<u64>,
+    /// Skip phases 1 to 3, which need fresh accounts
+    #[arg(
+        long,
+        env = "RINHA_SCENARIO_LOAD_ONLY",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    load_only: bool,
 }
-
-const USAGE: &str = "\
-rinha-scenario: the reference load test (LOAD.md) against a running stack
-
-Usage:
-  rinha-scenario [--target http://HOST:PORT] [--ramp 2m] [--hold 2m] [options]
-
-Runs phases 1 to 3 (concurrent validations, validation chain of every account, 404), then the
-load phase: debits, credits and statements ramping from 1 user/s to 220, 110 and 10 users/s over
---ramp, then holding the peak for --hold. Every request opens a new TCP connection. Durations
-take ms, s or m (e.g. 500ms, 20s, 2m). Exit status: 0 when every check passed, 1 when a check
-failed or a balance was seen below its limit, 2 for bad flags, 3 when the API is not ready or
-not fresh.
-
-Flags (each falls back to the environment variable in brackets; the flag wins):
-  --target URL      the stack, http://HOST:PORT (default http://localhost:9999)
-                    [RINHA_SCENARIO_TARGET]
-  --ramp DURATION   ramp length (default 2m, the reference)      [RINHA_SCENARIO_RAMP]
-  --hold DURATION   peak hold length (default 2m, the reference) [RINHA_SCENARIO_HOLD]
-  --threads N       client threads for load users (default 256)  [RINHA_SCENARIO_THREADS]
-  --timeout DURATION  bound on one request (default 60s, Gatling's) [RINHA_SCENARIO_TIMEOUT]
-  --wait DURATION   how long to wait for GET /clientes/1/extrato to answer 200 before
-                    starting (default 60s)                       [RINHA_SCENARIO_WAIT]
-  --seed N          random seed (default: from the clock)        [RINHA_SCENARIO_SEED]
-  --load-only       skip phases 1 to 3, which need fresh accounts [RINHA_SCENARIO_LOAD_ONLY]
-  --help, --version
-";
 
 /// Default client threads: enough for about 0.75 s of peak arrivals to be in flight at once.
 const THREADS_DEFAULT: usize = 256;
 
+const AFTER_HELP: &str = "\
+Runs phases 1 to 3 (concurrent validations, validation chain of every account, 404), then the
+load phase: debits, credits and statements ramping from 1 user/s to 220, 110 and 10 users/s over
+--ramp, then holding the peak for --hold. Every request opens a new TCP connection. Durations
+take ms, s or m (e.g. 500ms, 20s, 2m). Each flag falls back to its environment variable; the
+flag wins.
+
+Exit status: 0 when every check passed, 1 when a check failed or a balance was seen below its
+limit, 2 for bad flags, 3 when the API is not ready or not fresh.";
+
 fn main() -> ExitCode {
-    let flags = flags::parse_or_exit(SPECS, PROGRAM, USAGE, &format!("{PROGRAM} {VERSION}"));
-    let (config, wait) =
-        configure(&flags).unwrap_or_else(|error| flags::exit_usage(PROGRAM, &error));
+    let args: Args = flags::parse_or_exit();
+    let (config, wait) = configure(args).unwrap_or_else(|error| flags::exit_usage(PROGRAM, &error));
     match scenario::wait_ready(&config.target, wait) {
         Ok(waited) => eprintln!("{PROGRAM}: API ready after {} ms", waited.as_millis()),
         Err(error) => {
@@ -87,48 +123,29 @@ fn main() -> ExitCode {
     }
 }
 
-fn configure(flags: &Flags) -> Result<(Config, Duration), String> {
-    let target_text = flags.value("target").unwrap_or("http://localhost:9999");
-    let target = Target::parse(target_text).map_err(|error| format!("--target: {error}"))?;
-    let duration = |name: &str, default: Duration| -> Result<Duration, String> {
-        match flags.value(name) {
-            None => Ok(default),
-            Some(text) => parse_duration(text).ok_or_else(|| {
-                format!(
-                    "invalid {} {text:?}: expected e.g. 500ms, 20s or 2m",
-                    flags.source(name)
-                )
-            }),
-        }
-    };
-    let threads = flags
-        .parsed::<usize>("threads")
-        .map_err(|e| e.to_string())?
-        .unwrap_or(THREADS_DEFAULT);
-    if threads == 0 {
-        return Err("--threads must be at least 1".to_string());
-    }
-    let seed = flags
-        .parsed::<u64>("seed")
-        .map_err(|e| e.to_string())?
-        .unwrap_or_else(clock_seed);
-    let config = Config {
-        target,
-        ramp: duration("ramp", Duration::from_secs(120))?,
-        hold: duration("hold", Duration::from_secs(120))?,
-        threads,
-        timeout: duration("timeout", Duration::from_secs(60))?,
-        seed,
-        load_only: flags.switch("load-only"),
-    };
-    if config.timeout.is_zero() {
+fn configure(args: Args) -> Result<(Config, Duration), String> {
+    let target = Target::parse(&args.target).map_err(|error| format!("--target: {error}"))?;
+    if args.timeout.is_zero() {
         return Err("--timeout must be positive".to_string());
     }
-    Ok((config, duration("wait", Duration::from_secs(60))?))
+    let config = Config {
+        target,
+        ramp: args.ramp,
+        hold: args.hold,
+        threads: args.threads,
+        timeout: args.timeout,
+        seed: args.seed.unwrap_or_else(clock_seed),
+        load_only: args.load_only,
+    };
+    Ok((config, args.wait))
 }
 
 /// Parses `500ms`, `20s`, `2m` or a bare number of seconds.
-fn parse_duration(text: &str) -> Option<Duration> {
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    duration(text).ok_or_else(|| "expected e.g. 500ms, 20s or 2m".to_string())
+}
+
+fn duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     let (number, unit_ms) = if let Some(n) = text.strip_suffix("ms") {
         (n, 1)
@@ -177,7 +194,7 @@ mod tests {
     use super::*;
 
     fn check(input: &str, expected: Option<Duration>) {
-        assert_eq!(parse_duration(input), expected, "input {input:?}");
+        assert_eq!(duration(input), expected, "input {input:?}");
     }
 
     #[test]
@@ -190,5 +207,16 @@ mod tests {
         check("1h", None);
         check("-1s", None);
         check("s", None);
+    }
+
+    #[test]
+    fn the_readme_documents_these_flags() {
+        use clap::CommandFactory;
+        let command = Args::command();
+        command.clone().debug_assert();
+        let readme = include_str!("../../../README.md");
+        if let Err(report) = flags::table::compare(readme, &command, &[PROGRAM]) {
+            panic!("{report}");
+        }
     }
 }
