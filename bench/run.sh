@@ -102,8 +102,8 @@ chmod 755 "$work"
 trap 'stop_stack; rm -rf "$work"' EXIT
 mkdir -p "$out"
 raw=$out/raw.tsv
-"$bin/espora" init "$work/data" >/dev/null
-mkdir -p "$work/data-base"
+# The instances create the account files at their first start.
+mkdir -p "$work/data" "$work/data-base"
 
 declare -A port
 next_port=19100

@@ -5,7 +5,7 @@
 
 pub use espora::{
     AppendError, Appended, Backend, Db, Faults, Invalid, Kind, OpenError, Options, ReadError,
-    Record, Statement, Transaction, Worker, STATEMENT_RECORDS_MAX,
+    Record, Statement, Transaction, Worker,
 };
 
 /// The wall clock in microseconds since the Unix epoch, as espora stamps records.

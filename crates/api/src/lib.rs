@@ -11,13 +11,15 @@
 //! - `handler`: what a request means for the ledger, and its answer;
 //! - [`ledger`]: the one module that names the storage engine;
 //! - [`healthcheck`]: the client behind `rinha-api --healthcheck`;
-//! - [`limits`]: every limit and timeout.
+//! - [`limits`]: every limit and timeout;
+//! - [`contract`]: the challenge's accounts and statement length, written once.
 //!
 //! Architecture invariant: only this crate parses HTTP, and it never touches account files
 //! itself; everything about storage goes through espora's `Worker`.
 
 pub mod body;
 mod connection;
+pub mod contract;
 mod framing;
 mod handler;
 pub mod healthcheck;

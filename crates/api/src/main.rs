@@ -145,9 +145,14 @@ fn print_stats(db: &Db) {
     }
 }
 
-/// Storage options; only the fault injection of the integration tests is configurable.
+/// Storage options: the challenge's accounts and statement length, and the fault injection of
+/// the integration tests (the only configurable part).
 fn storage_options() -> Options {
-    let mut options = Options::default();
+    let mut options = Options {
+        accounts: rinha_api::contract::ACCOUNTS.to_vec(),
+        statement_records: rinha_api::contract::STATEMENT_TRANSACTIONS,
+        ..Options::default()
+    };
     if let Ok(text) = std::env::var(FAULT_ENV) {
         let successful_syncs = text
             .trim()

@@ -6,13 +6,7 @@ mod common;
 use common::{assert_timestamp, post, request, statement, Addr, Cluster, Driver};
 use serde_json::json;
 
-const LIMITS: [(u32, i64); 5] = [
-    (1, 100_000),
-    (2, 80_000),
-    (3, 1_000_000),
-    (4, 10_000_000),
-    (5, 500_000),
-];
+use rinha_api::contract::ACCOUNTS as LIMITS;
 
 #[test]
 fn contract_default_driver() {

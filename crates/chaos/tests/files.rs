@@ -137,7 +137,7 @@ fn torn_newest_record_is_recovered_silently() {
     assert_eq!(code, 0, "{dump}");
     let last: serde_json::Value = serde_json::from_str(dump.lines().last().unwrap()).unwrap();
     assert_eq!(
-        (last["seq"].as_u64(), last["descricao"].as_str()),
+        (last["seq"].as_u64(), last["description"].as_str()),
         (Some(6), Some("after"))
     );
     let (code, report) = espora(&["verify".as_ref(), data.as_os_str()]);
@@ -300,7 +300,12 @@ fn read_only_data_directory_fails_with_one_line() {
     std::fs::create_dir(&empty).unwrap();
     // Initialised, then read-only: the files cannot be opened for writing.
     let ready = mount.0.join("ready");
-    let (code, report) = espora(&["init".as_ref(), ready.as_os_str()]);
+    let (code, report) = espora(&[
+        "init".as_ref(),
+        ready.as_os_str(),
+        "--account".as_ref(),
+        "1:100000".as_ref(),
+    ]);
     assert_eq!(code, 0, "{report}");
     mount.remount("ro");
     check_refused(&empty, dir.path(), &["Read-only file system"]);
@@ -390,7 +395,7 @@ fn failed_sync_stops_acknowledgements_and_loses_nothing() {
     let (code, dump) = espora(&["dump".as_ref(), path.as_os_str(), "--json".as_ref()]);
     assert_eq!(code, 0, "{dump}");
     for description in &acknowledged {
-        let quoted = format!("\"descricao\":\"{description}\"");
+        let quoted = format!("\"description\":\"{description}\"");
         assert_eq!(dump.matches(&quoted).count(), 1, "{description}: {dump}");
     }
     let (code, report) = espora(&["verify".as_ref(), data.as_os_str()]);

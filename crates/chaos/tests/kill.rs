@@ -404,21 +404,24 @@ fn check_files(espora: &std::path::Path, data: &std::path::Path, sent: &[Sent], 
         let mut last_balance = 0;
         for line in stdout.lines() {
             let record: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
-            let description = record["descricao"].as_str().expect("descricao").to_owned();
-            last_balance = record["saldo"].as_i64().expect("saldo");
+            let description = record["description"]
+                .as_str()
+                .expect("description")
+                .to_owned();
+            last_balance = record["balance"].as_i64().expect("balance");
             let Some(origin) = by_description.get(description.as_str()) else {
                 panic!("a record nobody sent: {line}");
             };
             assert_eq!(origin.account, account, "{line}");
-            assert_eq!(record["valor"].as_i64(), Some(origin.value), "{line}");
+            assert_eq!(record["value"].as_i64(), Some(origin.value), "{line}");
             assert_eq!(
-                record["tipo"].as_str(),
+                record["kind"].as_str(),
                 Some(origin.kind.to_string().as_str()),
                 "{line}"
             );
             match origin.outcome {
                 Outcome::Acknowledged { balance } => {
-                    assert_eq!(record["saldo"].as_i64(), Some(balance), "{line}");
+                    assert_eq!(record["balance"].as_i64(), Some(balance), "{line}");
                 }
                 Outcome::Rejected => panic!("a rejected (422) transaction is in the file: {line}"),
                 Outcome::Failed(_) => failed_but_committed += 1,

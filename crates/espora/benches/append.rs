@@ -87,7 +87,11 @@ fn report(name: &str, count: u64, syncs: u64, started: Instant) {
 /// Appends `appends` credits and debits to account 1 from `threads` threads with `tasks`
 /// concurrent tasks each; returns the appends done and the syncs issued.
 fn run(dir: &std::path::Path, threads: usize, tasks: usize, appends: u64) -> (u64, u64) {
-    let db = Arc::new(Db::open(dir, Options::default()).unwrap());
+    let options = Options {
+        accounts: vec![(1, 100_000)],
+        ..Options::default()
+    };
+    let db = Arc::new(Db::open(dir, options).unwrap());
     let per_task = appends / (threads * tasks) as u64;
     let handles: Vec<_> = (0..threads)
         .map(|_| {

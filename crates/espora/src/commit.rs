@@ -448,8 +448,12 @@ mod tests {
     #[test]
     fn a_writer_waiting_for_the_lock_is_woken_by_its_release() {
         let dir = tempfile::tempdir().unwrap();
-        let holder_db = Arc::new(Db::open(dir.path(), Options::default()).unwrap());
-        let waiter_db = Arc::new(Db::open(dir.path(), Options::default()).unwrap());
+        let options = || Options {
+            accounts: vec![(1, 0)],
+            ..Options::default()
+        };
+        let holder_db = Arc::new(Db::open(dir.path(), options()).unwrap());
+        let waiter_db = Arc::new(Db::open(dir.path(), options()).unwrap());
         let mut lags = Vec::new();
         for _ in 0..7 {
             let (held, wait_for_held) = std::sync::mpsc::channel();

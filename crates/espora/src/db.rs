@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use crate::commit::{self, Commit, Counters, Local};
 use crate::error::{AppendError, FileError, OpenError, ReadError, Unavailable};
 use crate::faults::Faults;
-use crate::file::{self, Mapping, Rejection, Transaction, ACCOUNTS};
+use crate::file::{self, Mapping, Rejection, Transaction};
 use crate::layout::{
     Record, FORMAT_VERSION_LEGACY, RING_RECORDS_DEFAULT, RING_RECORDS_MAX, RING_RECORDS_MIN,
 };
@@ -19,14 +19,22 @@ use crate::shared::Shared;
 use crate::sync::{Backend, FileIo, Ring};
 use crate::verify;
 
-/// Most records a statement returns.
-pub const STATEMENT_RECORDS_MAX: usize = 10;
+/// Most records a statement may be asked to return: a statement copies them without the lock,
+/// relying on writers never reaching them, so they must be few against the smallest ring.
+pub const STATEMENT_RECORDS_MAX: usize = (RING_RECORDS_MIN / 2) as usize;
 /// Times a statement re-reads when the ring lapped it mid-copy.
 const SNAPSHOT_RETRIES_MAX: u32 = 16;
 
 /// How a database is opened.
 #[derive(Clone, Debug)]
 pub struct Options {
+    /// The accounts to serve, as id and credit limit in cents: their files are created when
+    /// missing (the limit is fixed at creation) and opened otherwise. None by default: the
+    /// embedding application says which accounts exist.
+    pub accounts: Vec<(u32, i64)>,
+    /// How many of the newest records a statement returns, at most
+    /// [`STATEMENT_RECORDS_MAX`].
+    pub statement_records: usize,
     /// Ring capacity of files created by this open; existing files keep theirs.
     pub ring_records: u64,
     /// Fault injection for tests.
@@ -36,9 +44,41 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Options {
         Options {
+            accounts: Vec::new(),
+            statement_records: 10,
             ring_records: RING_RECORDS_DEFAULT,
             faults: Faults::default(),
         }
+    }
+}
+
+impl Options {
+    fn check(&self) -> Result<(), OpenError> {
+        if !(RING_RECORDS_MIN..=RING_RECORDS_MAX).contains(&self.ring_records) {
+            return Err(OpenError::RingRecords {
+                asked: self.ring_records,
+                min: RING_RECORDS_MIN,
+                max: RING_RECORDS_MAX,
+            });
+        }
+        if !(1..=STATEMENT_RECORDS_MAX).contains(&self.statement_records) {
+            return Err(OpenError::StatementRecords {
+                asked: self.statement_records,
+                max: STATEMENT_RECORDS_MAX,
+            });
+        }
+        if self.accounts.is_empty() {
+            return Err(OpenError::Accounts("no account to serve"));
+        }
+        for (i, &(id, limit)) in self.accounts.iter().enumerate() {
+            if limit < 0 {
+                return Err(OpenError::Accounts("a credit limit is negative"));
+            }
+            if self.accounts[..i].iter().any(|&(other, _)| other == id) {
+                return Err(OpenError::Accounts("an account id appears twice"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -59,7 +99,8 @@ pub struct Appended {
 pub struct Statement {
     pub balance: i64,
     pub limit: i64,
-    /// The newest records, newest first, at most [`STATEMENT_RECORDS_MAX`]. Reused between calls.
+    /// The newest records, newest first, at most [`Options::statement_records`]. Reused between
+    /// calls.
     pub records: Vec<Record>,
 }
 
@@ -99,21 +140,16 @@ pub struct Db {
 }
 
 impl Db {
-    /// Opens the data directory, creating the seeded accounts that are missing (safe against
-    /// other processes doing the same), then recovers and checks every file under its lock.
+    /// Opens the data directory, creating the files of the accounts that are missing (safe
+    /// against other processes doing the same), then recovers and checks every file under its
+    /// lock.
     pub fn open(dir: &Path, options: Options) -> Result<Db, OpenError> {
-        if !(RING_RECORDS_MIN..=RING_RECORDS_MAX).contains(&options.ring_records) {
-            return Err(OpenError::RingRecords {
-                asked: options.ring_records,
-                min: RING_RECORDS_MIN,
-                max: RING_RECORDS_MAX,
-            });
-        }
+        options.check()?;
         if !dir.is_dir() {
             return Err(OpenError::NoDirectory(dir.into()));
         }
-        let mut accounts = Vec::with_capacity(ACCOUNTS.len());
-        for (id, limit) in ACCOUNTS {
+        let mut accounts = Vec::with_capacity(options.accounts.len());
+        for &(id, limit) in &options.accounts {
             let (handle, mapping) =
                 file::open_account(dir, id, limit, options.ring_records, &options.faults)?;
             let shared = Arc::new(Shared::open(&dir.join(file::shared_file_name(id)))?);
@@ -373,9 +409,10 @@ impl Worker {
                 .wait_durable(head)
                 .await
                 .map_err(ReadError::Unavailable)?;
-            let snapshot = account
-                .mapping
-                .snapshot(head, STATEMENT_RECORDS_MAX, &mut out.records);
+            let snapshot =
+                account
+                    .mapping
+                    .snapshot(head, self.db.options.statement_records, &mut out.records);
             if let Ok(balance) = snapshot {
                 out.balance = balance;
                 return Ok(());

@@ -102,6 +102,10 @@ pub enum OpenError {
     NoDirectory(PathBuf),
     /// The ring capacity asked for is outside what the format allows.
     RingRecords { asked: u64, min: u64, max: u64 },
+    /// The statement length asked for is outside what a lock-free snapshot allows.
+    StatementRecords { asked: usize, max: usize },
+    /// The account table is empty or inconsistent.
+    Accounts(&'static str),
     /// A file could not be created, opened or read.
     File(FileError),
     /// Acknowledged history is damaged; the process must not serve it.
@@ -128,6 +132,10 @@ impl fmt::Display for OpenError {
             OpenError::RingRecords { asked, min, max } => {
                 write!(f, "ring of {asked} records is outside {min}..={max}")
             }
+            OpenError::StatementRecords { asked, max } => {
+                write!(f, "statements of {asked} records are outside 1..={max}")
+            }
+            OpenError::Accounts(problem) => write!(f, "invalid account table: {problem}"),
             OpenError::File(e) => write!(f, "{e}"),
             OpenError::Corrupt { path, corruption } => write!(
                 f,

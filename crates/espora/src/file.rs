@@ -21,15 +21,6 @@ use crate::layout::{
 };
 use crate::shared::Shared;
 
-/// The five accounts that exist from the first start, with their credit limits in cents.
-pub const ACCOUNTS: [(u32, i64); 5] = [
-    (1, 100_000),
-    (2, 80_000),
-    (3, 1_000_000),
-    (4, 10_000_000),
-    (5, 500_000),
-];
-
 /// Bytes written per call when a file system without `fallocate` makes creation write the whole
 /// file out.
 const ZERO_FILL_CHUNK_BYTES: usize = 1 << 20;
@@ -273,8 +264,8 @@ pub fn write_slot(
     file.write_all_at(bytes, header.slot_offset(seq) as u64)
 }
 
-/// Opens or creates the file of a seeded account, race-free against other processes doing the
-/// same at the same moment, and maps it.
+/// Opens or creates the file of an account, race-free against other processes doing the same at
+/// the same moment, and maps it.
 pub fn open_account(
     dir: &Path,
     account_id: u32,

@@ -93,7 +93,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    /// The contract's letter: `'c'` or `'d'`.
+    /// The letter stored in the file: `'c'` or `'d'`.
     pub fn as_char(self) -> char {
         match self {
             Kind::Credit => 'c',
@@ -493,7 +493,7 @@ mod tests {
         }
         check("", false);
         check("a", true);
-        check("descricao", true);
+        check("historico", true);
         check("0123456789", true);
         check("01234567890", false);
         check("éééééééééé", true);

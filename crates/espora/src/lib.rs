@@ -30,6 +30,6 @@ pub use error::{
     AppendError, FileError, FormatProblem, Invalid, OpenError, ReadError, Unavailable,
 };
 pub use faults::Faults;
-pub use file::{Transaction, ACCOUNTS};
+pub use file::Transaction;
 pub use layout::{Kind, Record};
 pub use sync::Backend;

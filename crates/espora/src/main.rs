@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use espora::file::{self, Mapping, ACCOUNTS};
+use espora::file::{self, Mapping};
 use espora::layout::{Record, RING_RECORDS_DEFAULT};
 use espora::shared;
 use espora::verify::{self, Scan};
@@ -16,11 +16,19 @@ use espora::{Db, Options};
 #[derive(clap::Parser, Debug)]
 #[command(name = "espora", version)]
 enum Tool {
-    /// Create the five seeded account files if missing (idempotent)
+    /// Create the files of the given accounts if missing (idempotent)
     Init {
         /// The data directory, created if missing
         #[arg(value_name = "DIR")]
         dir: PathBuf,
+        /// An account to create, as its id and credit limit in cents (repeatable)
+        #[arg(
+            long = "account",
+            value_name = "ID:LIMIT",
+            required = true,
+            value_parser = parse_account
+        )]
+        accounts: Vec<(u32, i64)>,
         /// Records per ring, fixed at creation
         #[arg(long, value_name = "N", default_value_t = RING_RECORDS_DEFAULT)]
         ring_records: u64,
@@ -28,7 +36,7 @@ enum Tool {
     /// Check every record: checksums, sequence, balance chain, limit; prints a summary per
     /// account; exit 0 only if all is sound
     Verify {
-        /// A data directory (its five account files) or one account file
+        /// A data directory (every account file in it) or one account file
         #[arg(value_name = "DIR|FILE")]
         target: PathBuf,
     },
@@ -66,9 +74,14 @@ fn main() -> ExitCode {
     // clap prints --help and --version to stdout (exit 0) and a bad command line with the
     // usage to stderr (exit 2).
     let result = match Tool::parse() {
-        Tool::Init { dir, ring_records } => init(
+        Tool::Init {
+            dir,
+            accounts,
+            ring_records,
+        } => init(
             &dir,
             Options {
+                accounts,
                 ring_records,
                 ..Options::default()
             },
@@ -95,38 +108,69 @@ fn init(dir: &Path, options: Options) -> Result<(), String> {
         return Err(format!("{}: exists and is not a directory", dir.display()));
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: cannot create: {e}", dir.display()))?;
+    let accounts = options.accounts.len();
     Db::open(dir, options).map_err(|e| e.to_string())?;
-    println!("{}: {} accounts ready", dir.display(), ACCOUNTS.len());
+    println!("{}: {accounts} accounts ready", dir.display());
     Ok(())
+}
+
+/// `ID:LIMIT`, both decimal; the limit in cents, not negative.
+fn parse_account(text: &str) -> Result<(u32, i64), String> {
+    let (id, limit) = text
+        .split_once(':')
+        .ok_or_else(|| format!("{text:?}: expected ID:LIMIT"))?;
+    let id = id
+        .parse()
+        .map_err(|_| format!("{id:?}: not an account id"))?;
+    let limit = limit
+        .parse::<i64>()
+        .ok()
+        .filter(|&limit| limit >= 0)
+        .ok_or_else(|| format!("{limit:?}: not a credit limit in cents"))?;
+    Ok((id, limit))
+}
+
+/// The account files of `dir` (named `account-<id>.espora`), by id.
+fn account_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut files: Vec<(u32, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let id = name
+                .strip_prefix("account-")?
+                .strip_suffix(".espora")?
+                .parse()
+                .ok()?;
+            (file::account_file_name(id) == name).then(|| (id, entry.path()))
+        })
+        .collect();
+    if files.is_empty() {
+        return Err(format!("{}: no account files", dir.display()));
+    }
+    files.sort();
+    Ok(files.into_iter().map(|(_, path)| path).collect())
 }
 
 fn verify_target(target: &Path) -> Result<(), String> {
     let files: Vec<PathBuf> = if target.is_dir() {
-        let mut missing = Vec::new();
-        let files = ACCOUNTS
-            .iter()
-            .map(|&(id, _)| target.join(file::account_file_name(id)))
-            .inspect(|path| {
-                if !path.exists() {
-                    missing.push(path.display().to_string());
-                }
-            })
-            .collect();
-        if !missing.is_empty() {
-            return Err(format!("missing account files: {}", missing.join(", ")));
-        }
-        files
+        account_files(target)?
     } else {
         vec![target.into()]
     };
     let mut failures = 0;
+    let mut out = Some(io::stdout().lock());
     for path in &files {
-        match verify_file(path) {
-            Ok(summary) => println!("{summary}"),
+        let line = match verify_file(path) {
+            Ok(summary) => summary,
             Err(problem) => {
                 failures += 1;
-                println!("{}: FAILED: {problem}", path.display());
+                format!("{}: FAILED: {problem}", path.display())
             }
+        };
+        // A reader that went away (`| head`) ends the report, not the checks or the verdict.
+        if out.as_mut().is_some_and(|o| writeln!(o, "{line}").is_err()) {
+            out = None;
         }
     }
     match failures {
@@ -232,7 +276,7 @@ fn write_record(out: &mut impl Write, account: u32, record: &Record, json: bool)
         let description = serde_json::to_string(record.description()).expect("string");
         writeln!(
             out,
-            "{{\"conta\":{account},\"seq\":{},\"realizada_em\":\"{time}\",\"tipo\":\"{}\",\"valor\":{},\"saldo\":{},\"descricao\":{description}}}",
+            "{{\"account\":{account},\"seq\":{},\"time\":\"{time}\",\"kind\":\"{}\",\"value\":{},\"balance\":{},\"description\":{description}}}",
             record.seq,
             record.kind.as_char(),
             record.value,

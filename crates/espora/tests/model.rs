@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{block_on, read_history};
-use espora::{AppendError, Db, Kind, Options, Statement, Transaction, STATEMENT_RECORDS_MAX};
+use espora::{AppendError, Db, Kind, Options, Statement, Transaction};
 use proptest::prelude::*;
 
 /// A small ring so that the sequences wrap it.
@@ -56,7 +56,7 @@ struct Model {
 
 impl Model {
     fn new() -> Model {
-        let accounts = espora::ACCOUNTS
+        let accounts = common::ACCOUNTS
             .iter()
             .map(|&(_, limit)| ModelAccount {
                 limit,
@@ -111,7 +111,7 @@ fn run(ops: Vec<Op>) {
     let dir = common::temp_dir();
     let options = Options {
         ring_records: RING,
-        ..Options::default()
+        ..common::options()
     };
     let mut model = Model::new();
     block_on(async {
@@ -149,7 +149,7 @@ fn run(ops: Vec<Op>) {
                         .history
                         .iter()
                         .rev()
-                        .take(STATEMENT_RECORDS_MAX)
+                        .take(options.statement_records)
                         .collect();
                     assert_eq!(statement.records.len(), expected.len());
                     let seq_newest = model_account.history.len() as u64;
@@ -203,7 +203,7 @@ proptest! {
 fn descriptions_and_values_outside_the_rules_are_rejected_and_change_nothing() {
     let dir = common::temp_dir();
     block_on(async {
-        let db = Arc::new(Db::open(dir.path(), Options::default()).unwrap());
+        let db = Arc::new(Db::open(dir.path(), common::options()).unwrap());
         let worker = db.worker(common::backend()).unwrap();
         let cases: [(i64, &str); 5] = [
             (0, "ok"),

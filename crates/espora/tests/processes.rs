@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::{assert_acks_in_history, block_on, is_child, read_history, spawn_child, Ack, Rng};
 use espora::file::shared_file_name;
 use espora::shared::Shared;
-use espora::{AppendError, Db, Faults, Kind, Options, Transaction};
+use espora::{AppendError, Db, Faults, Kind, Transaction};
 
 /// Child entry point: appends to one account from several threads, each running several tasks,
 /// and prints one `ACK` line per acknowledged append. Driven by environment variables.
@@ -32,7 +32,7 @@ fn child_appender() {
     let start_at = var("START_AT_MS").parse::<u64>().unwrap();
     wait_until_epoch_ms(start_at);
 
-    let mut options = Options::default();
+    let mut options = common::options();
     if let Ok(ms) = std::env::var("SYNC_DELAY_MS") {
         let delay = Duration::from_millis(ms.parse().unwrap());
         options.faults = Faults::default().with_sync_delay(delay);
@@ -179,7 +179,7 @@ fn a_process_killed_while_its_sync_is_in_flight_stalls_the_other_only_briefly() 
         return;
     }
     let dir = common::temp_dir();
-    drop(Db::open(dir.path(), Options::default()).unwrap());
+    drop(Db::open(dir.path(), common::options()).unwrap());
     let env = [
         ("DIR", dir.path().display().to_string()),
         ("TAG", "a".to_string()),
@@ -205,7 +205,7 @@ fn a_process_killed_while_its_sync_is_in_flight_stalls_the_other_only_briefly() 
     // wake its sleepers.
     slow.kill().unwrap();
     slow.wait().unwrap();
-    let db = Arc::new(Db::open(dir.path(), Options::default()).unwrap());
+    let db = Arc::new(Db::open(dir.path(), common::options()).unwrap());
     let mut acks = Vec::new();
     let mut latencies = Vec::new();
     block_on(async {
@@ -239,7 +239,7 @@ fn a_process_killed_while_its_sync_is_in_flight_stalls_the_other_only_briefly() 
     let worst = latencies.iter().max().unwrap();
     assert!(*worst < Duration::from_secs(2), "stalled {worst:?}");
     drop(db);
-    drop(Db::open(dir.path(), Options::default()).expect("reopen"));
+    drop(Db::open(dir.path(), common::options()).expect("reopen"));
     let (_, records, _) = read_history(dir.path(), 3);
     assert_acks_in_history(&acks, &records);
 }
@@ -431,7 +431,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_append() {
         let lines = reader.join().unwrap();
         acks.extend(lines.iter().filter_map(|l| Ack::parse(l)));
         // Reopening runs recovery; the history must hold every acknowledgement so far.
-        drop(Db::open(dir.path(), Options::default()).expect("reopen after kill"));
+        drop(Db::open(dir.path(), common::options()).expect("reopen after kill"));
         let (_, records, _) = read_history(dir.path(), 3);
         assert_acks_in_history(&acks, &records);
     }
@@ -453,7 +453,7 @@ fn child_creator() {
     }
     let dir = PathBuf::from(std::env::var("DIR").unwrap());
     wait_until_epoch_ms(std::env::var("START_AT_MS").unwrap().parse().unwrap());
-    let db = Arc::new(Db::open(&dir, Options::default()).expect("open"));
+    let db = Arc::new(Db::open(&dir, common::options()).expect("open"));
     let tag = std::env::var("TAG").unwrap();
     block_on(async {
         let worker = db.worker(common::backend()).unwrap();

@@ -26,7 +26,7 @@ fn history(durable: u64, pending: u64) -> tempfile::TempDir {
     let dir = common::temp_dir();
     let options = Options {
         ring_records: RING,
-        ..Options::default()
+        ..common::options()
     };
     let db = Arc::new(Db::open(dir.path(), options).unwrap());
     block_on(async {
@@ -80,7 +80,7 @@ fn write_at(dir: &Path, offset: u64, bytes: &[u8]) {
 }
 
 fn statement(dir: &Path) -> Result<Statement, OpenError> {
-    let db = Arc::new(Db::open(dir, Options::default())?);
+    let db = Arc::new(Db::open(dir, common::options())?);
     let mut out = Statement::default();
     block_on(async {
         db.worker(common::backend())
@@ -116,7 +116,7 @@ fn torn_unacknowledged_newest_record_is_recovered_silently() {
     assert_eq!(statement.records[0].seq, 5);
     // The next append takes the torn slot's place.
     block_on(async {
-        let db = Arc::new(Db::open(dir.path(), Options::default()).unwrap());
+        let db = Arc::new(Db::open(dir.path(), common::options()).unwrap());
         let tx = Transaction {
             value: 1,
             kind: Kind::Credit,
@@ -157,7 +157,7 @@ fn records_beyond_a_gap_left_by_a_machine_crash_are_erased_and_reported() {
     assert!(scan.orphans.is_empty(), "recovery erased the orphans");
     // A later writer must not adopt an erased orphan as its successor.
     block_on(async {
-        let db = Arc::new(Db::open(dir.path(), Options::default()).unwrap());
+        let db = Arc::new(Db::open(dir.path(), common::options()).unwrap());
         let worker = db.worker(common::backend()).unwrap();
         for expected in [4, 5, 6, 7] {
             let tx = Transaction {
@@ -191,7 +191,7 @@ fn damage_inside_acknowledged_history_refuses_to_open_and_verify_names_it() {
             slot_offset(seq) + byte as u64,
             &[bytes[0] ^ 0x10],
         );
-        match Db::open(dir.path(), Options::default()) {
+        match Db::open(dir.path(), common::options()) {
             Err(e @ OpenError::Corrupt { .. }) => {
                 let message = e.to_string();
                 assert!(message.contains("account-1.espora"), "{story}: {message}");
@@ -227,7 +227,7 @@ fn a_balance_chain_that_does_not_add_up_is_corruption() {
         anchor: 2,
     };
     write_at(dir.path(), slot_offset(3), &forged.encode());
-    let error = Db::open(dir.path(), Options::default())
+    let error = Db::open(dir.path(), common::options())
         .err()
         .expect("must refuse");
     assert!(
@@ -241,7 +241,7 @@ fn a_balance_chain_that_does_not_add_up_is_corruption() {
 fn wrong_format_version_and_foreign_files_give_one_clear_error() {
     let dir = history(1, 0);
     write_at(dir.path(), 8, &[9, 0, 0, 0]);
-    let message = Db::open(dir.path(), Options::default())
+    let message = Db::open(dir.path(), common::options())
         .err()
         .unwrap()
         .to_string();
@@ -252,13 +252,13 @@ fn wrong_format_version_and_foreign_files_give_one_clear_error() {
 
     let dir = common::temp_dir();
     std::fs::write(dir.path().join(account_file_name(2)), b"hello").unwrap();
-    let message = Db::open(dir.path(), Options::default())
+    let message = Db::open(dir.path(), common::options())
         .err()
         .unwrap()
         .to_string();
     assert!(message.contains("account-2.espora"), "{message}");
 
-    let message = Db::open(&dir.path().join("missing"), Options::default())
+    let message = Db::open(&dir.path().join("missing"), common::options())
         .err()
         .unwrap()
         .to_string();
@@ -270,7 +270,7 @@ fn a_failed_fdatasync_stops_every_acknowledgement() {
     let dir = common::temp_dir();
     let options = Options {
         faults: Faults::fail_sync_after(3),
-        ..Options::default()
+        ..common::options()
     };
     let db = Arc::new(Db::open(dir.path(), options).unwrap());
     block_on(async {
@@ -308,7 +308,7 @@ fn a_failed_fdatasync_stops_every_acknowledgement() {
 #[test]
 fn a_lock_held_too_long_fails_the_append_without_blocking_the_thread() {
     let dir = common::temp_dir();
-    let db = Arc::new(Db::open(dir.path(), Options::default()).unwrap());
+    let db = Arc::new(Db::open(dir.path(), common::options()).unwrap());
     let holder = file::open_rw(&account_path(dir.path())).unwrap();
     file::lock_exclusive_blocking(&holder).unwrap();
     block_on(async {
@@ -354,11 +354,16 @@ fn the_tool_initialises_dumps_and_verifies() {
     let data = dir.path().join("data");
     let tool = env!("CARGO_BIN_EXE_espora");
     for _ in 0..2 {
-        let out = Command::new(tool).arg("init").arg(&data).output().unwrap();
+        let out = Command::new(tool)
+            .arg("init")
+            .arg(&data)
+            .args(common::ACCOUNTS.map(|(id, limit)| format!("--account={id}:{limit}")))
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{out:?}");
     }
     block_on(async {
-        let db = Arc::new(Db::open(&data, Options::default()).unwrap());
+        let db = Arc::new(Db::open(&data, common::options()).unwrap());
         let worker = db.worker(common::backend()).unwrap();
         for (kind, description) in [
             (Kind::Credit, "toma"),
@@ -390,11 +395,12 @@ fn the_tool_initialises_dumps_and_verifies() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 3);
-    assert_eq!(lines[0]["descricao"], "toma");
-    assert_eq!(lines[1]["tipo"], "d");
-    assert_eq!(lines[2]["descricao"], "aspas\"é");
-    assert_eq!(lines[2]["saldo"], 7);
+    assert_eq!(lines[0]["description"], "toma");
+    assert_eq!(lines[1]["kind"], "d");
+    assert_eq!(lines[2]["description"], "aspas\"é");
+    assert_eq!(lines[2]["balance"], 7);
     assert_eq!(lines[2]["seq"], 3);
+    assert_eq!(lines[2]["account"], 4);
     let (ok, report) = espora_verify(&data);
     assert!(ok, "{report}");
     assert_eq!(
@@ -415,7 +421,7 @@ fn the_tool_initialises_dumps_and_verifies() {
     let out = Command::new(tool)
         .arg("init")
         .arg(&small)
-        .args(["--ring-records", "128"])
+        .args(["--account", "1:0", "--ring-records", "128"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
@@ -425,6 +431,19 @@ fn the_tool_initialises_dumps_and_verifies() {
     assert_eq!(size, (HEADER_SIZE + 128 * RECORD_SIZE) as u64);
     let usage = Command::new(tool).arg("frobnicate").output().unwrap();
     assert_eq!(usage.status.code(), Some(2));
+    // espora knows no accounts of its own: init must be told which, verify finds them.
+    let unnamed = Command::new(tool).arg("init").arg(&small).output().unwrap();
+    assert_eq!(unnamed.status.code(), Some(2), "{unnamed:?}");
+    let bad_account = Command::new(tool)
+        .args(["init", "--account", "1:-5"])
+        .arg(&small)
+        .output()
+        .unwrap();
+    assert_eq!(bad_account.status.code(), Some(2), "{bad_account:?}");
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let (ok, report) = espora_verify(&empty);
+    assert!(!ok && report.contains("no account files"), "{report}");
 }
 
 /// Story: a request future can be dropped while it waits for an fdatasync (a client that
@@ -434,7 +453,7 @@ fn the_tool_initialises_dumps_and_verifies() {
 #[test]
 fn an_append_dropped_while_its_sync_is_in_flight_does_not_wedge_the_worker() {
     let dir = common::temp_dir();
-    let db = Arc::new(Db::open(dir.path(), Options::default()).unwrap());
+    let db = Arc::new(Db::open(dir.path(), common::options()).unwrap());
     for epoll in [false, true] {
         common::block_on_with(epoll, async {
             let worker = db.worker(common::backend()).unwrap();
@@ -538,7 +557,7 @@ fn records_missing_inside_a_wrapped_history_are_corruption() {
     let dir = history(100, 0);
     write_at(dir.path(), slot_offset(70) + 5, &[0xEE]);
     std::fs::remove_file(dir.path().join(file::shared_file_name(1))).unwrap();
-    match Db::open(dir.path(), Options::default()) {
+    match Db::open(dir.path(), common::options()) {
         Err(e @ OpenError::Corrupt { .. }) => {
             assert!(e.to_string().contains("seq 70"), "{e}");
         }
@@ -553,6 +572,7 @@ fn creation_without_fallocate_writes_the_file_out() {
     let options = Options {
         ring_records: 1024,
         faults: Faults::default().with_fallocate_refused(),
+        ..common::options()
     };
     let db = Arc::new(Db::open(dir.path(), options).unwrap());
     let path = account_path(dir.path());
@@ -598,7 +618,7 @@ fn child_creates_under_a_file_size_limit() {
     let dir = std::path::PathBuf::from(std::env::var("DIR").unwrap());
     let options = Options {
         faults: Faults::default().with_fallocate_refused(),
-        ..Options::default()
+        ..common::options()
     };
     let error = Db::open(&dir, options).err().expect("creation must fail");
     println!("ERROR {error}");
@@ -655,7 +675,7 @@ fn a_version_1_file_is_upgraded_in_place_and_a_version_1_writer_is_refused() {
     make_version_1(dir.path(), 5);
     let (ok, report) = espora_verify(&account_path(dir.path()));
     assert!(ok, "a version-1 file verifies as it is: {report}");
-    let db = Arc::new(Db::open(dir.path(), Options::default()).unwrap());
+    let db = Arc::new(Db::open(dir.path(), common::options()).unwrap());
     let (_, mapping) = file::open_existing(&account_path(dir.path())).unwrap();
     assert_eq!(mapping.header().version, FORMAT_VERSION);
     assert_eq!(mapping.upgrade_anchor(), 5);
@@ -694,6 +714,7 @@ fn at_most_a_quarter_of_the_ring_waits_for_a_sync() {
     let options = Options {
         ring_records: RING,
         faults: Faults::default().with_sync_delay(std::time::Duration::from_millis(5)),
+        ..common::options()
     };
     let db = Arc::new(Db::open(dir.path(), options).unwrap());
     let shared = Arc::new(Shared::open(&dir.path().join(file::shared_file_name(1))).unwrap());
@@ -746,10 +767,10 @@ fn a_statement_waiting_for_another_processes_sync_wakes_when_it_ends() {
     let dir = common::temp_dir();
     let slow = Options {
         faults: Faults::default().with_sync_delay(std::time::Duration::from_millis(20)),
-        ..Options::default()
+        ..common::options()
     };
     let writer = Arc::new(Db::open(dir.path(), slow).unwrap());
-    let reader = Arc::new(Db::open(dir.path(), Options::default()).unwrap());
+    let reader = Arc::new(Db::open(dir.path(), common::options()).unwrap());
     let shared = Shared::open(&dir.path().join(file::shared_file_name(2))).unwrap();
     let mut lags = Vec::new();
     for round in 0..7 {

@@ -15,14 +15,8 @@ use crate::client::{Method, Target};
 use crate::load;
 use crate::stats::{Recorder, Report};
 
-/// The five accounts and their limits (docs/api.md).
-pub const ACCOUNTS: [(u32, i64); 5] = [
-    (1, 100_000),
-    (2, 80_000),
-    (3, 1_000_000),
-    (4, 10_000_000),
-    (5, 500_000),
-];
+/// The five accounts and their limits (docs/api.md), as the server seeds them.
+pub use rinha_api::contract::ACCOUNTS;
 
 /// Users started at once in each of phases 1 and 2.
 pub const CONCURRENT_USERS: usize = 25;

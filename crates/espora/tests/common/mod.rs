@@ -62,6 +62,24 @@ pub fn temp_dir() -> tempfile::TempDir {
         .expect("temp dir")
 }
 
+/// The accounts the tests open: ids 1 to 5 with the credit limits in cents that the tests'
+/// expectations are written for.
+pub const ACCOUNTS: [(u32, i64); 5] = [
+    (1, 100_000),
+    (2, 80_000),
+    (3, 1_000_000),
+    (4, 10_000_000),
+    (5, 500_000),
+];
+
+/// Options that open [`ACCOUNTS`], with espora's defaults otherwise.
+pub fn options() -> espora::Options {
+    espora::Options {
+        accounts: ACCOUNTS.to_vec(),
+        ..espora::Options::default()
+    }
+}
+
 /// Small deterministic generator for test inputs.
 pub struct Rng(pub u64);
 
