@@ -22,6 +22,7 @@ use crate::limits::{
     IDLE_TIMEOUT, LINGER_BYTES_MAX, LINGER_TIMEOUT, READ_BUFFER_BYTES_MAX, READ_BUFFER_BYTES_MIN,
     REQUEST_TIMEOUT, WRITE_BUFFER_FLUSH_BYTES,
 };
+use crate::metrics::Route;
 use crate::server::Service;
 
 /// The reusable buffers of one connection.
@@ -108,6 +109,7 @@ impl Connection {
     /// Serves `stream` until it ends, then gives its buffers back to the worker's pool. `open`
     /// counts it among the worker's open connections until then.
     pub async fn serve(stream: Stream, open: GaugeGuard, service: Rc<Service>) {
+        let _counted = service.metrics.connection();
         let buffers = service.take_buffers();
         let mut connection = Connection {
             stream,
@@ -209,6 +211,7 @@ impl Connection {
 
     /// Answers one framed request into the write buffer; returns whether to close after it.
     async fn answer_one(&mut self, request: FramedRequest) -> bool {
+        let started = Instant::now();
         let buffers = &mut self.buffers;
         let body = match request.body {
             Some(range) => &buffers.read[range],
@@ -226,6 +229,10 @@ impl Connection {
                 &mut buffers.scratch,
             )
             .await;
+        let route = Route::of(line.resource);
+        self.service
+            .metrics
+            .answered(route, answer.status, started.elapsed());
         let close = !line.keep_alive || answer.close || self.service.draining.get();
         let persistence = match (close, line.http_1_0) {
             (true, _) => Persistence::Close,
@@ -261,6 +268,7 @@ impl Connection {
     }
 
     fn write_error(&mut self, error: HttpError) {
+        self.service.metrics.rejected(error.status());
         let buffers = &mut self.buffers;
         buffers.json.clear();
         json::write_error(&mut buffers.json, error.message());

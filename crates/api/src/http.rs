@@ -131,6 +131,7 @@ impl HttpError {
 /// Response statuses the server sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
+    // INVARIANT: in the order of `Status::ALL`.
     Ok,
     BadRequest,
     NotFound,
@@ -146,6 +147,27 @@ pub enum Status {
 }
 
 impl Status {
+    /// Every status, in declaration order (the metrics count them in this order).
+    pub const ALL: [Status; 12] = [
+        Status::Ok,
+        Status::BadRequest,
+        Status::NotFound,
+        Status::MethodNotAllowed,
+        Status::RequestTimeout,
+        Status::ContentTooLarge,
+        Status::ExpectationFailed,
+        Status::UnprocessableContent,
+        Status::HeaderFieldsTooLarge,
+        Status::NotImplemented,
+        Status::ServiceUnavailable,
+        Status::VersionNotSupported,
+    ];
+
+    /// The three-digit code.
+    pub fn code(self) -> &'static str {
+        std::str::from_utf8(&self.line()[9..12]).expect("an ASCII status line")
+    }
+
     /// The status line, without the trailing CRLF.
     pub fn line(self) -> &'static [u8] {
         match self {

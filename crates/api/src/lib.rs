@@ -12,7 +12,8 @@
 //! - [`ledger`]: the one module that names the storage engine;
 //! - [`healthcheck`]: the client behind `rinha-api --healthcheck`;
 //! - [`limits`]: every limit and timeout;
-//! - [`contract`]: the challenge's accounts and statement length, written once.
+//! - [`contract`]: the challenge's accounts and statement length, written once;
+//! - [`metrics`]: the live metrics behind `--metrics`.
 //!
 //! Architecture invariant: only this crate parses HTTP, and it never touches account files
 //! itself; everything about storage goes through espora's `Worker`.
@@ -27,5 +28,6 @@ pub mod http;
 pub mod json;
 pub mod ledger;
 pub mod limits;
+pub mod metrics;
 pub mod route;
 pub mod server;

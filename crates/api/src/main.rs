@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use rinha_api::healthcheck;
 use rinha_api::ledger::{Backend, Db, Faults, Options};
+use rinha_api::metrics::{Metrics, WorkerMetrics};
 use rinha_api::server::Service;
 use rinha_rt::flags::{ServerArgs, ServerEnv};
 use rinha_rt::{Addr, LaunchOptions, WorkerContext};
@@ -34,6 +35,10 @@ struct Args {
     listen: Vec<String>,
     #[command(flatten)]
     server: ServerArgs<ApiEnv>,
+    /// Serve live metrics in the Prometheus text format on HOST:PORT (its own listener, never
+    /// an API address); off when not given
+    #[arg(long, value_name = "ADDR", env = "RINHA_METRICS")]
+    metrics: Option<std::net::SocketAddr>,
     /// Ask GET /clientes/1/extrato on ADDR, exit 0 on a 200 and 1 otherwise
     #[arg(long, value_name = "ADDR")]
     healthcheck: Option<String>,
@@ -109,6 +114,10 @@ fn main() {
         .unwrap_or_else(|error| fail(&format!("cannot open data directory: {error}")));
     let db = Arc::new(db);
     let counted = Arc::clone(&db);
+    let metrics = Arc::new(Metrics::new(Arc::clone(&db)));
+    if let Some(addr) = args.metrics {
+        serve_metrics(addr, &metrics);
+    }
     let listeners = rinha_rt::bind_listeners(&listen, workers).unwrap_or_else(|error| fail(&error));
     let mut options = LaunchOptions::new(PROGRAM, workers);
     options.driver = driver;
@@ -116,7 +125,7 @@ fn main() {
     let launched = rinha_rt::launch(
         options,
         listeners,
-        move |context| run_worker(context, Arc::clone(&db)),
+        move |context| run_worker(context, Arc::clone(&db), metrics.worker()),
         |driver| rinha_rt::print_startup_line(PROGRAM, VERSION, driver, workers, &listen, &extra),
     );
     if let Err(error) = launched {
@@ -164,13 +173,17 @@ fn storage_options() -> Options {
 }
 
 /// One worker: its storage handle, an accept loop per address, then the drain at shutdown.
-async fn run_worker(context: WorkerContext, db: Arc<Db>) -> Result<(), String> {
+async fn run_worker(
+    context: WorkerContext,
+    db: Arc<Db>,
+    metrics: Arc<WorkerMetrics>,
+) -> Result<(), String> {
     // espora waits for the disk and for the other instances on its own io_uring, polled by
     // whichever driver the runtime has, or on helper threads where io_uring is refused.
     let worker = db
         .worker(Backend::Auto)
         .map_err(|error| format!("cannot open the account files: {error}"))?;
-    let service = Rc::new(Service::new(worker));
+    let service = Rc::new(Service::new(worker, metrics));
     let mut listeners = Vec::with_capacity(context.listeners.len());
     for listener in context.listeners {
         let listener = listener
@@ -183,6 +196,20 @@ async fn run_worker(context: WorkerContext, db: Arc<Db>) -> Result<(), String> {
         .await;
     service.drain().await;
     Ok(())
+}
+
+/// Binds the metrics listener (a bad address fails start-up) and answers scrapes from a thread
+/// of its own.
+fn serve_metrics(addr: std::net::SocketAddr, metrics: &Arc<Metrics>) {
+    let listener = std::net::TcpListener::bind(addr)
+        .unwrap_or_else(|error| fail(&format!("--metrics {addr}: {error}")));
+    let metrics = Arc::clone(metrics);
+    rinha_metrics::serve(
+        listener,
+        "rinha-api-metrics",
+        Arc::new(move || metrics.render()),
+    )
+    .unwrap_or_else(|error| fail(&format!("--metrics {addr}: {error}")));
 }
 
 /// Prints one error line and exits with status 1.

@@ -7,6 +7,7 @@
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rinha_rt::{AcceptPolicy, AsyncListener, Gauge, Shutdown, Sockets, WhenFull};
@@ -16,6 +17,7 @@ use crate::handler::Handlers;
 use crate::http::{self, HTTP_DATE_BYTES};
 use crate::ledger::{now_us, Worker};
 use crate::limits::{CONNECTIONS_MAX, DRAIN_TIMEOUT, POOLED_BUFFERS_MAX};
+use crate::metrics::WorkerMetrics;
 
 /// How long accepting pauses after an error other than a client lost in the queue.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(20);
@@ -42,15 +44,19 @@ pub struct Service {
     connections: Gauge,
     /// Connections in the middle of a request (input buffered or a response unwritten).
     pub(crate) busy: Gauge,
+    /// This worker's live metrics.
+    pub(crate) metrics: Arc<WorkerMetrics>,
     /// The `Date` header value and the second it was formatted for.
     date: Cell<(i64, [u8; HTTP_DATE_BYTES])>,
     pool: RefCell<Vec<Buffers>>,
 }
 
 impl Service {
-    /// A service over this thread's storage handle, which it passes on to the handlers.
-    pub fn new(worker: Worker) -> Service {
+    /// A service over this thread's storage handle, which it passes on to the handlers, counting
+    /// into this thread's `metrics`.
+    pub fn new(worker: Worker, metrics: Arc<WorkerMetrics>) -> Service {
         Service {
+            metrics,
             handlers: Handlers::new(worker),
             draining: Cell::new(false),
             connections: Gauge::new(),

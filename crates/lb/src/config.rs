@@ -77,6 +77,10 @@ pub struct Args {
         value_parser = parse_splice
     )]
     pub splice: std::option::Option<SpliceMode>,
+    /// Serve live metrics in the Prometheus text format on HOST:PORT (its own listener, never
+    /// the clients' address); off when not given
+    #[arg(long, value_name = "ADDR", env = "RINHA_LB_METRICS")]
+    pub metrics: Option<std::net::SocketAddr>,
     /// Connect to ADDR (the balancer's own listen address) and exit 0 when it accepts within
     /// 2 s, 1 otherwise (for container probes)
     #[arg(long, value_name = "ADDR")]

@@ -6,6 +6,7 @@
 //!   mark-down back-off after a failed connect;
 //! - [`worker`]: per worker, the accept policy and connection cap (the loop is rinha-rt's),
 //!   upstream choice with failover;
+//! - [`metrics`]: the live metrics behind `--metrics`;
 //! - [`relay`]: the zero-copy data path (splice through one pipe per direction) with
 //!   half-close propagation and the idle timeout.
 //!
@@ -13,6 +14,7 @@
 //! moves bytes.
 
 pub mod config;
+pub mod metrics;
 pub mod relay;
 pub mod upstreams;
 pub mod worker;

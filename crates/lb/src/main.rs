@@ -40,6 +40,9 @@ fn main() {
     let upstreams = rinha_rt::join_addrs(&config.upstreams);
     let splice = config.splice;
     let balancer = Arc::new(Balancer::new(config));
+    if let Some(addr) = args.metrics {
+        serve_metrics(addr, &balancer);
+    }
     let result = rinha_rt::launch(
         options,
         listeners,
@@ -54,6 +57,19 @@ fn main() {
         eprintln!("{NAME}: {error}");
         std::process::exit(1);
     }
+}
+
+/// Binds the metrics listener (a bad address fails start-up) and answers scrapes from a thread
+/// of its own.
+fn serve_metrics(addr: std::net::SocketAddr, balancer: &Arc<Balancer>) {
+    let fail = |error: std::io::Error| -> ! {
+        eprintln!("{NAME}: --metrics {addr}: {error}");
+        std::process::exit(1);
+    };
+    let listener = std::net::TcpListener::bind(addr).unwrap_or_else(|e| fail(e));
+    let balancer = Arc::clone(balancer);
+    let render = Arc::new(move || balancer.metrics.render(&balancer.upstreams));
+    rinha_metrics::serve(listener, "rinha-lb-metrics", render).unwrap_or_else(|e| fail(e));
 }
 
 /// How long `--healthcheck` waits for the connection.

@@ -32,8 +32,11 @@ use monoio::io::as_fd::{AsReadFd, AsWriteFd, SharedFdWrapper};
 use monoio::io::splice::{SpliceDestination, SpliceSource};
 use monoio::net::Pipe;
 use monoio::time::Instant;
+use rinha_metrics::Counter;
 use rinha_rt::Stream;
 use rustix::pipe::SpliceFlags;
+
+use crate::metrics::WorkerMetrics;
 
 /// Most bytes moved by one splice call: the default pipe capacity (16 pages), so a splice
 /// into an empty pipe never has to wait for room.
@@ -167,6 +170,7 @@ pub async fn relay(
     pending: usize,
     poll_first: bool,
     idle: Duration,
+    metrics: &WorkerMetrics,
 ) -> RelayEnd {
     let client = Rc::new(UnsafeCell::new(client));
     let upstream = Rc::new(UnsafeCell::new(upstream));
@@ -191,7 +195,7 @@ pub async fn relay(
                 up,
                 pending,
                 poll_first,
-                &activity,
+                (&activity, &metrics.bytes_to_upstreams),
             );
             let to_client = pump_op(
                 &mut upstream_read,
@@ -199,13 +203,25 @@ pub async fn relay(
                 down,
                 0,
                 poll_first,
-                &activity,
+                (&activity, &metrics.bytes_to_clients),
             );
             ends.drive(to_upstream, to_client).await
         }
         PipeSet::Direct { up, down } => {
-            let to_upstream = pump_direct(&client_read, &upstream_write, up, pending, &activity);
-            let to_client = pump_direct(&upstream_read, &client_write, down, 0, &activity);
+            let to_upstream = pump_direct(
+                &client_read,
+                &upstream_write,
+                up,
+                pending,
+                (&activity, &metrics.bytes_to_upstreams),
+            );
+            let to_client = pump_direct(
+                &upstream_read,
+                &client_write,
+                down,
+                0,
+                (&activity, &metrics.bytes_to_clients),
+            );
             ends.drive(to_upstream, to_client).await
         }
     };
@@ -328,7 +344,7 @@ async fn pump_op(
     pipe: &mut (Pipe, Pipe),
     pending: usize,
     poll_first: bool,
-    activity: &Cell<Instant>,
+    (activity, moved): (&Cell<Instant>, &Counter),
 ) -> io::Result<()> {
     let (pipe_read, pipe_write) = pipe;
     let mut left = u32::try_from(pending).expect("at most one chunk pending");
@@ -336,7 +352,10 @@ async fn pump_op(
         while left > 0 {
             match destination.splice_from_pipe(pipe_read, left).await {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(written) => left -= written,
+                Ok(written) => {
+                    left -= written;
+                    moved.add(u64::from(written));
+                }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                     destination.stream().writable().await?;
                 }
@@ -370,7 +389,7 @@ async fn pump_direct(
     destination: &Side,
     pipe: &(OwnedFd, OwnedFd),
     pending: usize,
-    activity: &Cell<Instant>,
+    (activity, moved): (&Cell<Instant>, &Counter),
 ) -> io::Result<()> {
     let (pipe_read, pipe_write) = (pipe.0.as_fd(), pipe.1.as_fd());
     let flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
@@ -380,7 +399,10 @@ async fn pump_direct(
             let destination_fd = destination.stream().as_fd();
             match rustix::pipe::splice(pipe_read, None, destination_fd, None, left, flags) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(written) => left -= written,
+                Ok(written) => {
+                    left -= written;
+                    moved.add(written as u64);
+                }
                 Err(errno) if errno == rustix::io::Errno::AGAIN => {
                     destination.stream().writable().await?;
                 }

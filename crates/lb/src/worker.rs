@@ -13,6 +13,7 @@ use rinha_rt::{
 };
 
 use crate::config::Config;
+use crate::metrics::{Metrics, WorkerMetrics};
 use crate::relay::{relay, try_read_first, PipeSet, RelayEnd, SpliceMode};
 use crate::upstreams::Upstreams;
 
@@ -36,13 +37,19 @@ pub struct Balancer {
     pub config: Config,
     /// The upstreams with the shared round-robin counter.
     pub upstreams: Upstreams,
+    /// Every worker's live metrics.
+    pub metrics: Metrics,
 }
 
 impl Balancer {
     /// A balancer for `config`.
     pub fn new(config: Config) -> Balancer {
         let upstreams = Upstreams::new(config.upstreams.clone(), config.down_backoff);
-        Balancer { config, upstreams }
+        Balancer {
+            config,
+            upstreams,
+            metrics: Metrics::default(),
+        }
     }
 }
 
@@ -73,6 +80,7 @@ struct Local {
     /// Open client connections, bounded by `Config::connections_per_worker_max`.
     connections: Gauge,
     pipes: RefCell<Vec<PipeSet>>,
+    metrics: Arc<WorkerMetrics>,
 }
 
 /// Runs one worker until shutdown, then waits (bounded) for its connections to end.
@@ -98,6 +106,7 @@ pub async fn run_worker(
         splice,
         connections: Gauge::new(),
         pipes: RefCell::new(Vec::new()),
+        metrics: balancer.metrics.worker(balancer.upstreams.addrs().len()),
     });
     let policy = AcceptPolicy {
         connections_max: balancer.config.connections_per_worker_max,
@@ -148,13 +157,15 @@ fn accept_pause(error: &io::Error) -> Option<Duration> {
 
 /// Relays one client; `_open` counts it among the worker's open connections until it ends.
 async fn serve(client: Stream, balancer: Arc<Balancer>, local: Rc<Local>, _open: GaugeGuard) {
+    let _counted = local.metrics.connection();
     let config = &balancer.config;
     let Some((pipes, pending)) = first_bytes(&client, &local, config.idle_timeout).await else {
         return;
     };
-    let Some(upstream) = connect_upstream(&balancer).await else {
+    let Some(upstream) = connect_upstream(&balancer, &local.metrics).await else {
         // No upstream answered: dropping the client closes it at once, and the pipes with
         // whatever the client sent still in them.
+        local.metrics.unserved();
         return;
     };
     if local.driver == Driver::IoUring {
@@ -173,6 +184,7 @@ async fn serve(client: Stream, balancer: Arc<Balancer>, local: Rc<Local>, _open:
         pending,
         poll_first,
         config.idle_timeout,
+        &local.metrics,
     )
     .await
     {
@@ -225,17 +237,21 @@ impl Local {
 }
 
 /// Tries the upstreams in round-robin order, skipping those in back-off, each at most once.
-async fn connect_upstream(balancer: &Balancer) -> Option<Stream> {
+async fn connect_upstream(balancer: &Balancer, metrics: &WorkerMetrics) -> Option<Stream> {
     let plan = balancer.upstreams.plan(balancer.config.attempts_max);
     for &index in plan.indices() {
         let addr = balancer.upstreams.addr(index);
         match monoio::time::timeout(balancer.config.connect_timeout, Stream::connect(addr)).await {
             Ok(Ok(stream)) => {
                 balancer.upstreams.mark_up(index);
+                metrics.picked(index);
                 return Some(stream);
             }
-            Ok(Err(error)) if !is_upstream_fault(&error) => {}
-            Ok(Err(_)) | Err(_) => balancer.upstreams.mark_down(index),
+            Ok(Err(error)) if !is_upstream_fault(&error) => metrics.failed(index),
+            Ok(Err(_)) | Err(_) => {
+                metrics.failed(index);
+                balancer.upstreams.mark_down(index);
+            }
         }
     }
     None

@@ -13,6 +13,17 @@ fn addrs(upstreams: &[&Upstream]) -> Vec<String> {
     upstreams.iter().map(|u| u.addr.clone()).collect()
 }
 
+/// Binds `addr` without listening: connections to it are refused, and no other socket can take
+/// the port until the returned descriptor closes.
+fn reserve(addr: &str) -> std::os::fd::OwnedFd {
+    use rustix::net::{bind, socket, sockopt, AddressFamily, SocketType};
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let socket = socket(AddressFamily::INET, SocketType::STREAM, None).unwrap();
+    sockopt::set_socket_reuseaddr(&socket, true).unwrap();
+    bind(&socket, &addr).unwrap();
+    socket
+}
+
 fn read_marker(lb: &Lb) -> Option<String> {
     let mut stream = lb.connect();
     // The balancer connects an upstream once the client has spoken (see worker::first_bytes).
@@ -131,6 +142,10 @@ fn failover_skips_a_dead_upstream_and_takes_it_back() {
         assert_eq!(read_marker(&lb).as_deref(), Some("U0"));
         let dead_addr = ups[1].addr.clone();
         ups[1].stop();
+        // Story: with many tests running at once, another test's listener was once given the
+        // freed port, and the balancer relayed to it. A bound socket that does not listen
+        // keeps the port from anyone else and still refuses connections.
+        let reserved = reserve(&dead_addr);
         for _ in 0..12 {
             let marker =
                 read_marker(&lb).expect("every client is served while one upstream is down");
@@ -139,6 +154,7 @@ fn failover_skips_a_dead_upstream_and_takes_it_back() {
                 "{driver}/{splice}: got {marker}"
             );
         }
+        drop(reserved);
         ups[1] = Upstream::tcp(&dead_addr, Behaviour::Marker(1));
         std::thread::sleep(Duration::from_millis(400));
         let back = (0..12)
@@ -509,4 +525,97 @@ fn healthcheck_says_whether_the_listener_accepts() {
     check(&lb.listen, 0);
     drop(lb);
     check(&listen, 1);
+}
+
+/// The text of a scrape of the balancer's `--metrics` listener.
+fn scrape(addr: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
+    text.split_once("\r\n\r\n").unwrap().1.to_string()
+}
+
+fn sample(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{series} missing in:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+/// Scraped while clients go through: accepted connections, picks per upstream in round-robin
+/// order, bytes both ways; then a failed upstream shows as failures and down.
+#[test]
+fn metrics_count_connections_picks_bytes_and_failures_under_load() {
+    const CLIENTS: usize = 40;
+    const PAYLOAD: usize = 1000;
+    let a = Upstream::tcp("127.0.0.1:0", Behaviour::Echo);
+    let mut b = Upstream::tcp("127.0.0.1:0", Behaviour::Echo);
+    let metrics = free_tcp_addr();
+    let mut lb = Lb::start(
+        "auto",
+        "auto",
+        &free_tcp_addr(),
+        &addrs(&[&a, &b]),
+        &["--workers", "1", "--metrics", &metrics],
+    );
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let stream = lb.connect();
+            std::thread::spawn(move || {
+                let sent = payload(PAYLOAD, i as u64);
+                assert_eq!(echo_round_trip(stream, &sent), sent);
+            })
+        })
+        .collect();
+    let during = scrape(&metrics);
+    assert!(
+        during.contains("# TYPE rinha_lb_connections_open gauge"),
+        "{during}"
+    );
+    for client in clients {
+        client.join().unwrap();
+    }
+    let text = scrape(&metrics);
+    let accepted = sample(&text, "rinha_lb_connections_accepted_total");
+    assert_eq!(accepted, CLIENTS as u64);
+    let picks = |upstream: &Upstream| {
+        sample(
+            &text,
+            &format!(
+                "rinha_lb_upstream_picks_total{{upstream=\"{}\"}}",
+                upstream.addr
+            ),
+        )
+    };
+    assert_eq!((picks(&a), picks(&b)), (20, 20), "{text}");
+    let bytes = (CLIENTS * PAYLOAD) as u64;
+    assert_eq!(
+        sample(&text, r#"rinha_lb_bytes_total{direction="to_upstreams"}"#),
+        bytes
+    );
+    assert_eq!(
+        sample(&text, r#"rinha_lb_bytes_total{direction="to_clients"}"#),
+        bytes
+    );
+    assert_eq!(sample(&text, "rinha_lb_connections_open"), 0);
+    b.stop();
+    for i in 0..4 {
+        let sent = payload(10, i);
+        assert_eq!(echo_round_trip(lb.connect(), &sent), sent);
+    }
+    let text = scrape(&metrics);
+    let down = format!("rinha_lb_upstream_down{{upstream=\"{}\"}}", b.addr);
+    assert_eq!(sample(&text, &down), 1, "{text}");
+    let failures = format!(
+        "rinha_lb_upstream_failures_total{{upstream=\"{}\"}}",
+        b.addr
+    );
+    assert!(sample(&text, &failures) >= 1, "{text}");
+    assert_eq!(sample(&text, "rinha_lb_unserved_total"), 0);
+    assert_eq!(lb.terminate(), Some(0), "exit code with a metrics listener");
 }

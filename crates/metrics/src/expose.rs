@@ -177,3 +177,37 @@ mod tests {
         assert_eq!(text.into_string(), "up{path=\"a\\\"b\\\\c\\nd\"} 1\n");
     }
 }
+
+/// Every worker's set of instruments: each worker registers one at start and writes only its
+/// own; a scrape reads them all.
+#[derive(Debug)]
+pub struct Sets<T> {
+    sets: std::sync::Mutex<Vec<std::sync::Arc<T>>>,
+}
+
+impl<T> Default for Sets<T> {
+    fn default() -> Sets<T> {
+        Sets {
+            sets: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl<T> Sets<T> {
+    /// Registers the set of one more worker.
+    pub fn add(&self, set: T) -> std::sync::Arc<T> {
+        let set = std::sync::Arc::new(set);
+        self.lock().push(std::sync::Arc::clone(&set));
+        set
+    }
+
+    /// The sets registered so far, for a scrape.
+    pub fn all(&self) -> Vec<std::sync::Arc<T>> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<std::sync::Arc<T>>> {
+        // A panic while holding the lock cannot leave the list half-changed.
+        self.sets.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

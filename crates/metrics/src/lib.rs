@@ -11,5 +11,5 @@
 mod expose;
 mod serve;
 
-pub use expose::{Counter, Gauge, Histogram, Text, LATENCY_BOUNDS_US};
+pub use expose::{Counter, Gauge, Histogram, Sets, Text, LATENCY_BOUNDS_US};
 pub use serve::{serve, MetricsServer};

@@ -34,6 +34,10 @@ impl MetricsServer {
 /// start-up, before any worker runs) from a thread named `name`.
 pub fn serve(listener: TcpListener, name: &str, render: Render) -> io::Result<MetricsServer> {
     let local_addr = listener.local_addr()?;
+    // The thread starts with every signal blocked (a new thread inherits the mask), so that the
+    // process's signals (SIGTERM, and the SIGUSR1 with which the servers' workers wake their
+    // main thread) are never delivered to it, where their default action would end the process.
+    let _blocked = SignalsBlocked::new();
     std::thread::Builder::new()
         .name(name.to_string())
         .stack_size(128 * 1024)
@@ -48,6 +52,34 @@ pub fn serve(listener: TcpListener, name: &str, render: Render) -> io::Result<Me
             }
         })?;
     Ok(MetricsServer { local_addr })
+}
+
+/// Blocks every signal in the calling thread until dropped, then restores its mask.
+struct SignalsBlocked {
+    previous: libc::sigset_t,
+}
+
+impl SignalsBlocked {
+    fn new() -> SignalsBlocked {
+        // SAFETY: sigset_t is plain data that sigfillset and pthread_sigmask initialise; both
+        // calls only read and write the sets passed by pointer, which live on this stack.
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut previous: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut previous);
+            SignalsBlocked { previous }
+        }
+    }
+}
+
+impl Drop for SignalsBlocked {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved in `new`, a set initialised by pthread_sigmask.
+        unsafe {
+            libc::pthread_sigmask(libc::SIG_SETMASK, &self.previous, std::ptr::null_mut());
+        }
+    }
 }
 
 fn answer(mut stream: TcpStream, render: &Render) -> io::Result<()> {
