@@ -24,7 +24,7 @@ bench_apt_install() {
 bench_install_tools() {
     local stream=()
     [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || stream=(libnginx-mod-stream)
-    bench_apt_install wrk=wrk nginx=nginx-light ${stream[@]+"${stream[@]}"} jq=jq ss=iproute2 "$@"
+    bench_apt_install wrk=wrk nginx=nginx-light ${stream[@]+"${stream[@]}"} jq=jq ss=iproute2 curl=curl "$@"
     export PATH="$HOME/.cargo/bin:$PATH"
     # oha with the system's OpenSSL (native-tls) instead of its default rustls and aws-lc,
     # whose C build is most of oha's build time; only plain HTTP is measured here, but oha does
@@ -57,11 +57,31 @@ stack=()
 # directory is $data, else $work/data; the workers $api_workers, else rinha-api's own default
 # (RINHA_WORKERS, or the CPUs it may use).
 start_api() {
-    local workers=()
+    local workers=() metrics=()
     [ -n "${api_workers:-}" ] && workers=(--workers "$api_workers")
+    [ -n "${with_metrics:-}" ] && metrics=(--metrics "127.0.0.1:$(metrics_port)")
     RINHA_API_STATS=1 "$bin/rinha-api" --data-dir "${data:-$work/data}" --listen "$2" \
-        ${workers[@]+"${workers[@]}"} 2>"$work/$1.err" &
+        ${workers[@]+"${workers[@]}"} ${metrics[@]+"${metrics[@]}"} 2>"$work/$1.err" &
     stack+=("$1 $!")
+}
+
+# With $with_metrics set, each process started gets a free --metrics port, recorded in
+# $work/metrics.ports so that scrape_metrics can reach them all.
+metrics_port() {
+    local port
+    port=$(free_port $((20100 + RANDOM % 500)))
+    echo "$port" >>"$work/metrics.ports"
+    echo "$port"
+}
+
+# Scrapes every metrics port of the current stack once a second until killed, as a monitoring
+# system would (faster than the usual 15 s), so that the rows measure the scrapes too.
+scrape_metrics() {
+    while sleep 1; do
+        while read -r port; do
+            curl -s -o /dev/null "http://127.0.0.1:$port/metrics" || true
+        done <"$work/metrics.ports"
+    done
 }
 
 # Starts rinha-lb: name, port on 127.0.0.1, then the upstreams; with $lb_workers workers and the
@@ -70,6 +90,7 @@ start_lb() {
     local name=$1 port=$2 args=() upstream
     shift 2
     for upstream in "$@"; do args+=(--upstream "$upstream"); done
+    [ -n "${with_metrics:-}" ] && args+=(--metrics "127.0.0.1:$(metrics_port)")
     "$bin/rinha-lb" --listen "127.0.0.1:$port" --workers "$lb_workers" \
         ${lb_flags[@]+"${lb_flags[@]}"} "${args[@]}" 2>"$work/$name.err" &
     stack+=("$name $!")

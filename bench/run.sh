@@ -37,6 +37,8 @@
 #   BENCH_API_WORKERS [1]    workers per rinha-api instance (the compose stack gives each one)
 #   BENCH_LB_WORKERS [1]     workers of rinha-lb and of nginx stream
 #   BENCH_DISK_COUNT [2000]  flushes of the disk row, one every 3 ms
+#   BENCH_METRICS [0]        1 starts the current build's servers with --metrics and scrapes them
+#                            every second during the load (the @base rows run without)
 #   BENCH_OUT [bench/results] where raw.tsv and table.md go
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -52,6 +54,7 @@ api_workers=${BENCH_API_WORKERS:-1}
 lb_workers=${BENCH_LB_WORKERS:-1}
 out=${BENCH_OUT:-$here/results}
 baseline=${BENCH_BASELINE:-}
+metrics=${BENCH_METRICS:-0}
 disk_count=${BENCH_DISK_COUNT:-2000}
 current_bin=$root/target/release
 bin=$current_bin
@@ -122,8 +125,10 @@ awk 'BEGIN { srand(42); a = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXY
 # Starts target $1 with the binaries and data directory of its build (`bin`, `data`).
 start_target() {
     local target=$1
-    bin=$current_bin data=$work/data
-    case $target in *@base) bin=$base_bin data=$work/data-base ;; esac
+    bin=$current_bin data=$work/data with_metrics=
+    [ "$metrics" = 1 ] && with_metrics=1
+    case $target in *@base) bin=$base_bin data=$work/data-base with_metrics= ;; esac
+    : >"$work/metrics.ports"
     case ${target%@base} in
         ceiling) start_nginx_ceiling "${port[$target]}" ;;
         direct) start_api api "127.0.0.1:${port[$target]}" ;;
@@ -239,11 +244,17 @@ run_row() {
     # shellcheck disable=SC2086
     api_ticks=$(cpu_ticks $apis)
     p999=-
+    local scraper=
+    if [ -s "$work/metrics.ports" ]; then
+        scrape_metrics &
+        scraper=$!
+    fi
     case $load in
         closed) load_closed "$url" "$mode" ;;
         half) load_rate "$url" "$rate" "$mode" ;;
         reference) load_rate "$url" 340 "$mode" ;;
     esac
+    [ -n "$scraper" ] && { kill "$scraper"; wait "$scraper" 2>/dev/null || true; }
     local front_peak api_peak front_us api_us appends=0 syncs=0 name tick_us value split=""
     tick_us=$((1000000 / $(getconf CLK_TCK)))
     # shellcheck disable=SC2086
@@ -317,6 +328,7 @@ BENCH_TARGETS=$targets "$here/table.sh" "$raw" >"$out/table.md"
     echo "Disk row (the data directory's disk, \`espora probe-disk\`: 128-byte write + fdatasync every 3 ms, $disk_count times): before the rows $disk; after them $disk_after."
     echo
     [ -n "$base_bin" ] && echo "Baseline (the rows marked @base): $base_label." && echo
+    [ "$metrics" = 1 ] && echo "Metrics: the current build's servers ran with --metrics, scraped every second during the load; the @base rows without." && echo
     echo "Command: \`bench/run.sh\` with BENCH_REPS=$reps BENCH_SECONDS=$seconds BENCH_CONNECTIONS=$connections BENCH_API_WORKERS=$api_workers BENCH_LB_WORKERS=$lb_workers${fixed_rate:+ BENCH_RATE=$fixed_rate}${baseline:+ BENCH_BASELINE=$baseline}; $(date -u '+%Y-%m-%d %H:%M UTC')."
     echo
     cat "$out/table.md"
