@@ -24,7 +24,7 @@ bench_apt_install() {
 bench_install_tools() {
     local stream=()
     [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || stream=(libnginx-mod-stream)
-    bench_apt_install wrk=wrk nginx=nginx-light ${stream[@]+"${stream[@]}"} jq=jq ss=iproute2 curl=curl "$@"
+    bench_apt_install wrk=wrk nginx=nginx-light ${stream[@]+"${stream[@]}"} jq=jq ss=iproute2 python3=python3 "$@"
     export PATH="$HOME/.cargo/bin:$PATH"
     # oha with the system's OpenSSL (native-tls) instead of its default rustls and aws-lc,
     # whose C build is most of oha's build time; only plain HTTP is measured here, but oha does
@@ -75,13 +75,24 @@ metrics_port() {
 }
 
 # Scrapes every metrics port of the current stack once a second until killed, as a monitoring
-# system would (faster than the usual 15 s), so that the rows measure the scrapes too.
+# system would (faster than the usual 15 s), so that the rows measure the scrapes too. One
+# long-lived process, like a real scraper: a process started per scrape (curl) would itself
+# disturb the latency rows, as the compose health checks did.
 scrape_metrics() {
-    while sleep 1; do
-        while read -r port; do
-            curl -s -o /dev/null "http://127.0.0.1:$port/metrics" || true
-        done <"$work/metrics.ports"
-    done
+    exec python3 - "$work/metrics.ports" <<'PY'
+import socket, sys, time
+ports = [int(line) for line in open(sys.argv[1]) if line.strip()]
+while True:
+    time.sleep(1)
+    for port in ports:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                s.sendall(b"GET /metrics HTTP/1.1\r\nHost: bench\r\n\r\n")
+                while s.recv(65536):
+                    pass
+        except OSError:
+            pass
+PY
 }
 
 # Starts rinha-lb: name, port on 127.0.0.1, then the upstreams; with $lb_workers workers and the
