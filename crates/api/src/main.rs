@@ -225,18 +225,12 @@ fn usage(error: &dyn std::fmt::Display) -> ! {
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
-
-    use super::Args;
-
     #[test]
     fn the_readme_documents_these_flags() {
-        let command = Args::command();
-        command.clone().debug_assert();
         let readme = include_str!("../../../README.md");
-        let binaries = ["rinha-api", "both servers"];
-        if let Err(report) = rinha_rt::flags::table::compare(readme, &command, &binaries) {
-            panic!("{report}");
-        }
+        rinha_rt::flags::table::assert_documented::<super::Args>(
+            readme,
+            &["rinha-api", "both servers"],
+        );
     }
 }

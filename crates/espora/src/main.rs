@@ -345,17 +345,9 @@ fn time_flushes(path: &Path, count: u32, interval: std::time::Duration) -> io::R
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
-
-    use super::Tool;
-
     #[test]
     fn the_readme_documents_these_flags() {
-        let command = Tool::command();
-        command.clone().debug_assert();
         let readme = include_str!("../../../README.md");
-        if let Err(report) = rinha_rt::flags::table::compare(readme, &command, &["espora"]) {
-            panic!("{report}");
-        }
+        rinha_rt::flags::table::assert_documented::<super::Tool>(readme, &["espora"]);
     }
 }

@@ -42,10 +42,19 @@ fn history(durable: u64, pending: u64) -> tempfile::TempDir {
         }
     });
     drop(db);
-    let (handle, mapping) = file::open_existing(&dir.path().join(account_file_name(1))).unwrap();
+    append_unsynced(dir.path(), pending);
     let shared = Shared::open(&dir.path().join(file::shared_file_name(1))).unwrap();
+    assert_eq!(shared.durable(), durable);
+    dir
+}
+
+/// Writes `count` debits of 1 to account 1 under its lock, as a writer does, and never syncs
+/// them: what a machine crash leaves in the page cache.
+fn append_unsynced(dir: &Path, count: u64) {
+    let (handle, mapping) = file::open_existing(&dir.join(account_file_name(1))).unwrap();
+    let shared = Shared::open(&dir.join(file::shared_file_name(1))).unwrap();
     file::lock_exclusive_blocking(&handle).unwrap();
-    for i in 0..pending {
+    for i in 0..count {
         let description = format!("p{i}");
         let tx = Transaction {
             value: 1,
@@ -59,8 +68,6 @@ fn history(durable: u64, pending: u64) -> tempfile::TempDir {
         shared.publish_head(record.seq);
     }
     file::unlock(&handle);
-    assert_eq!(shared.durable(), durable);
-    dir
 }
 
 fn account_path(dir: &Path) -> std::path::PathBuf {
@@ -515,25 +522,7 @@ fn a_wrapped_ring_whose_newest_writes_a_power_loss_cut_recovers() {
         .iter()
         .map(|&seq| read_at(dir.path(), slot_offset(seq), RECORD_SIZE))
         .collect();
-    {
-        let (handle, mapping) = file::open_existing(&account_path(dir.path())).unwrap();
-        let shared = Shared::open(&dir.path().join(file::shared_file_name(1))).unwrap();
-        file::lock_exclusive_blocking(&handle).unwrap();
-        for i in 0..3 {
-            let description = format!("p{i}");
-            let tx = Transaction {
-                value: 1,
-                kind: Kind::Debit,
-                description: &description,
-            };
-            let entry = tx.validate().unwrap();
-            let record = mapping
-                .append_locked(&handle, &shared, &entry, file::now_us())
-                .unwrap();
-            shared.publish_head(record.seq);
-        }
-        file::unlock(&handle);
-    }
+    append_unsynced(dir.path(), 3);
     // The power loss: the writes of 101 and 102 never reached the disk, and the shared-state
     // file, never synced, is gone.
     write_at(dir.path(), slot_offset(101), &before[0]);

@@ -176,18 +176,12 @@ fn parse_addr(flag: &str, text: &str) -> Result<Addr, String> {
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
-
-    use super::Args;
-
     #[test]
     fn the_readme_documents_these_flags() {
-        let command = Args::command();
-        command.clone().debug_assert();
         let readme = include_str!("../../../README.md");
-        let binaries = ["rinha-lb", "both servers"];
-        if let Err(report) = rinha_rt::flags::table::compare(readme, &command, &binaries) {
-            panic!("{report}");
-        }
+        rinha_rt::flags::table::assert_documented::<super::Args>(
+            readme,
+            &["rinha-lb", "both servers"],
+        );
     }
 }

@@ -527,24 +527,9 @@ fn healthcheck_says_whether_the_listener_accepts() {
     check(&listen, 1);
 }
 
-/// The text of a scrape of the balancer's `--metrics` listener.
-fn scrape(addr: &str) -> String {
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
-    text.split_once("\r\n\r\n").unwrap().1.to_string()
-}
-
+/// A sample of the balancer's metrics: every one it exports is a whole number.
 fn sample(text: &str, series: &str) -> u64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("{series} missing in:\n{text}"))
-        .parse()
-        .unwrap()
+    rinha_testkit::metrics::sample(text, series) as u64
 }
 
 /// Scraped while clients go through: accepted connections, picks per upstream in round-robin
@@ -563,6 +548,7 @@ fn metrics_count_connections_picks_bytes_and_failures_under_load() {
         &addrs(&[&a, &b]),
         &["--workers", "1", "--metrics", &metrics],
     );
+    let metrics: rinha_testkit::Addr = metrics.parse().unwrap();
     let clients: Vec<_> = (0..CLIENTS)
         .map(|i| {
             let stream = lb.connect();
@@ -572,7 +558,7 @@ fn metrics_count_connections_picks_bytes_and_failures_under_load() {
             })
         })
         .collect();
-    let during = scrape(&metrics);
+    let during = rinha_testkit::metrics::scrape(&metrics);
     assert!(
         during.contains("# TYPE rinha_lb_connections_open gauge"),
         "{during}"
@@ -580,7 +566,7 @@ fn metrics_count_connections_picks_bytes_and_failures_under_load() {
     for client in clients {
         client.join().unwrap();
     }
-    let text = scrape(&metrics);
+    let text = rinha_testkit::metrics::scrape(&metrics);
     let accepted = sample(&text, "rinha_lb_connections_accepted_total");
     assert_eq!(accepted, CLIENTS as u64);
     let picks = |upstream: &Upstream| {
@@ -608,7 +594,7 @@ fn metrics_count_connections_picks_bytes_and_failures_under_load() {
         let sent = payload(10, i);
         assert_eq!(echo_round_trip(lb.connect(), &sent), sent);
     }
-    let text = scrape(&metrics);
+    let text = rinha_testkit::metrics::scrape(&metrics);
     let down = format!("rinha_lb_upstream_down{{upstream=\"{}\"}}", b.addr);
     assert_eq!(sample(&text, &down), 1, "{text}");
     let failures = format!(

@@ -211,12 +211,7 @@ mod tests {
 
     #[test]
     fn the_readme_documents_these_flags() {
-        use clap::CommandFactory;
-        let command = Args::command();
-        command.clone().debug_assert();
         let readme = include_str!("../../../README.md");
-        if let Err(report) = flags::table::compare(readme, &command, &[PROGRAM]) {
-            panic!("{report}");
-        }
+        flags::table::assert_documented::<Args>(readme, &[PROGRAM]);
     }
 }

@@ -7,6 +7,7 @@
 //!   and killed when a test ends, however it ends; commands run with a bound on their time;
 //! - [`http`]: a small HTTP/1.1 client over TCP or Unix sockets that writes whatever bytes a
 //!   test gives it, well-formed or hostile, and one response parser;
+//! - [`metrics`]: scrapes of a server's `--metrics` listener and the samples in them;
 //! - [`stack`]: two instances behind the balancer, as deployed;
 //! - [`temp_dir`]: a scratch directory removed at the end, with a name short enough for Unix
 //!   socket paths.
@@ -19,6 +20,7 @@
 
 pub mod bins;
 pub mod http;
+pub mod metrics;
 pub mod process;
 pub mod stack;
 

@@ -182,6 +182,16 @@ fn split_cells(line: &str) -> Vec<String> {
     cells.iter().map(|cell| cell.trim().to_string()).collect()
 }
 
+/// The test every binary runs on its own flags: clap's own consistency checks, then
+/// [`compare`] with the README; panics with the report.
+pub fn assert_documented<Flags: clap::CommandFactory>(readme: &str, binaries: &[&str]) {
+    let command = Flags::command();
+    command.clone().debug_assert();
+    if let Err(report) = compare(readme, &command, binaries) {
+        panic!("{report}");
+    }
+}
+
 /// Compares the rows the README documents for `binaries` with those `command` declares; the
 /// error lists the rows found on one side only.
 pub fn compare(readme: &str, command: &clap::Command, binaries: &[&str]) -> Result<(), String> {
