@@ -9,10 +9,13 @@
 # Part 2, when a Docker engine answers: builds the image with docker/Dockerfile, the file that
 # `docker compose up --build` runs, with no network (a builder image made locally from Debian
 # packages, this host's toolchain and the vendored crates: docker/builder-image.sh), checks that
-# it stays small, brings the compose stack up on that image, checks with docker inspect that
-# every container got its CPU and memory limit, runs the scenario against port 9999 while
-# sampling docker stats, stops the stack, runs espora verify on the volume and tears everything
-# down, also on failure. Without an engine part 2 is skipped with a visible message.
+# it stays small, checks docker/seccomp.json against the image's binaries and in its containers
+# (docker/seccomp-check.sh), then for each compose file brings the stack up on that image
+# (every process on io_uring when local processes are), checks with docker inspect that every
+# container got its CPU and memory limit, runs the scenario against port 9999 with the
+# containers' cgroup counters read before and after, stops the stack, runs espora verify on the
+# volume and tears everything down, also on failure. Without an engine part 2 is skipped with a
+# visible message.
 #
 # Environment: E2E_RAMP, E2E_HOLD (default 20s each), E2E_PORT (the compose stack's published
 # port, default 9999).
@@ -59,6 +62,9 @@ part_local() {
         return 1
     fi
     grep -E '^rinha-(api|lb) ' "$work/run.log" || true
+    # Where this host gives local processes io_uring, the containers must get it too (the
+    # seccomp profile allows it): remembered for part 2.
+    if grep -q 'driver=io_uring' "$work/run.log"; then local_driver=io_uring; else local_driver=epoll; fi
     "$bin/rinha-scenario" --target "http://127.0.0.1:$port" --ramp "$ramp" --hold "$hold" |
         tee "$work/scenario.txt"
     read -r local_p99 local_max < <(scenario_tail "$work/scenario.txt")
@@ -214,6 +220,13 @@ part_image() {
     docker_ready=1
 }
 
+# The seccomp profile against what the image's binaries call, and in force in the containers.
+part_seccomp() {
+    [ "$docker_ready" = 1 ] || return 0
+    banner "seccomp profile (docker/seccomp-check.sh)"
+    docker/seccomp-check.sh --image rinha-crebitos:latest
+}
+
 # Part 2's stacks, once part_image has built the image (docker_ready).
 part_compose() {
     [ "$docker_ready" = 1 ] || return 0
@@ -236,7 +249,13 @@ run_compose() {
     if awk -v t="$ready" 'BEGIN { exit !(t > 5) }'; then
         echo "e2e: WARNING: slower than the 5 s target (a shared or loaded machine?)"
     fi
-    "${compose[@]}" -f "$compose_file" -p "$project" logs --no-color | grep -E 'rinha-(api|lb) ' || true
+    local startup
+    startup=$("${compose[@]}" -f "$compose_file" -p "$project" logs --no-color | grep -E 'rinha-(api|lb) ' || true)
+    echo "$startup"
+    if [ "$local_driver" = io_uring ] && [ "$(grep -c 'driver=io_uring' <<<"$startup")" != 3 ]; then
+        echo "e2e: a container is not on io_uring although local processes are: check docker/seccomp.json" >&2
+        return 1
+    fi
 
     banner "limits (docker inspect)"
     check_limits
@@ -280,8 +299,10 @@ settle() {
 
 ensure_tools
 docker_ready=0
+local_driver=epoll
 # The image is built before any scenario runs (see settle).
 part_image
 part_local
+part_seccomp
 part_compose
 banner "passed"
