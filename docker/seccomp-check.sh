@@ -41,9 +41,13 @@ while [ $# -gt 0 ]; do
 done
 scenario=$PWD/target/release/rinha-scenario
 [ -x "$scenario" ] || { echo "seccomp-check: $scenario is missing (cargo build --release)" >&2; exit 1; }
-if ! command -v strace >/dev/null || ! command -v curl >/dev/null; then
-    echo "seccomp-check: installing strace and curl"
-    apt-get update -qq && apt-get install -y -qq strace curl
+missing=()
+command -v strace >/dev/null || missing+=(strace)
+command -v curl >/dev/null || missing+=(curl)
+command -v pkill >/dev/null || missing+=(procps)
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "seccomp-check: installing ${missing[*]}"
+    apt-get update -qq && apt-get install -y -qq "${missing[@]}"
 fi
 
 # shellcheck source=scripts/lib.sh

@@ -378,7 +378,7 @@ fn racing_debits_stop_exactly_at_the_limit() {
     if is_child() {
         return;
     }
-    // Account 2 has a limit of 80,000: debits of up to 20,000 against credits of up to 10,000
+    // Account 2 has a limit of 60,000: debits of up to 20,000 against credits of up to 10,000
     // drive the balance to the limit over and over.
     race(2, 20_000, &["auto", "auto"]);
     let dir = common::temp_dir();
@@ -392,7 +392,7 @@ fn racing_debits_stop_exactly_at_the_limit() {
     let run = run_children(dir.path(), &["auto", "epoll"], &env);
     let (scan, records, _) = read_history(dir.path(), 2);
     assert_acks_in_history(&run.acks, &records);
-    assert!(scan.balance_min >= -80_000);
+    assert!(scan.balance_min >= -common::ACCOUNTS[1].1);
 }
 
 /// A child appending in a loop is killed with SIGKILL at random moments; after each kill every

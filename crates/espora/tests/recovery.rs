@@ -416,7 +416,7 @@ fn the_tool_initialises_dumps_and_verifies() {
         "{report}"
     );
     assert!(
-        report.contains("account 4 limit 10000000 records 3"),
+        report.contains("account 4 limit 5000000 records 3"),
         "{report}"
     );
     let bad = Command::new(tool)
