@@ -15,7 +15,8 @@
 # container got its CPU and memory limit, runs the scenario against port 9999 with the
 # containers' cgroup counters read before and after, stops the stack, runs espora verify on the
 # volume and tears everything down, also on failure. Without an engine part 2 is skipped with a
-# visible message.
+# visible message. Then the local scenario runs again and each stack's p99 and max are printed
+# against the mean of the two local runs.
 #
 # Environment: E2E_RAMP, E2E_HOLD (default 20s each), E2E_PORT (the compose stack's published
 # port, default 9999).
@@ -46,10 +47,15 @@ ensure_tools() {
 part_local() {
     banner "release build"
     cargo build --release --locked
+    local_scenario
+}
 
+# The scenario against local processes ($1 says which run this is); appends its p99 and max to
+# local_tails.
+local_scenario() {
     settle
-    banner "scenario against local processes (ramp $ramp, hold $hold)"
-    local work port run_pid status
+    banner "scenario against local processes${1:+, $1} (ramp $ramp, hold $hold)"
+    local work port run_pid status p99 max
     work=$(mktemp -d)
     port=$(free_port 9999)
     RINHA_PORT=$port RINHA_DATA_DIR=$work/data ./run --no-build >"$work/run.log" 2>&1 &
@@ -67,7 +73,8 @@ part_local() {
     if grep -q 'driver=io_uring' "$work/run.log"; then local_driver=io_uring; else local_driver=epoll; fi
     "$bin/rinha-scenario" --target "http://127.0.0.1:$port" --ramp "$ramp" --hold "$hold" |
         tee "$work/scenario.txt"
-    read -r local_p99 local_max < <(scenario_tail "$work/scenario.txt")
+    read -r p99 max < <(scenario_tail "$work/scenario.txt")
+    local_tails+=("$p99 $max")
     kill -TERM "$run_pid"
     status=0
     wait "$run_pid" || status=$?
@@ -276,11 +283,8 @@ run_compose() {
     cgroup_peaks
     docker stats --no-stream --format '  {{.Name}}: memory {{.MemUsage}} (docker stats, after the scenario)' \
         $("${compose[@]}" -f "$compose_file" -p "$project" ps -q) || true
-    # The deployment's cost over the same scenario on the same machine, minutes apart.
     read -r p99 max < <(scenario_tail "$report")
-    echo "e2e: $file against local processes: p99 $p99 ms against $local_p99 ms" \
-        "($(awk -v a="$p99" -v b="$local_p99" 'BEGIN { printf "%.2f", a / b }')x)," \
-        "max $max ms against $local_max ms ($(awk -v a="$max" -v b="$local_max" 'BEGIN { printf "%.2f", a / b }')x)"
+    compose_tails+=("$file $p99 $max")
     rm -f "$report"
 
     banner "espora verify on the volume"
@@ -297,12 +301,38 @@ settle() {
     sleep 2
 }
 
+# The deployment's cost: each compose stack's p99 and max against the local processes' on the
+# same machine. Local runs come before and after the compose stacks, minutes apart, and the
+# ratios are taken against their mean, so a drift of the machine's speed (its disk's flush
+# latency moves from hour to hour) weighs on both sides alike.
+summary() {
+    [ "${#compose_tails[@]}" -gt 0 ] || return 0
+    banner "the compose stacks against local processes"
+    local line file p99 max local_p99 local_max
+    read -r local_p99 local_max < <(printf '%s\n' "${local_tails[@]}" |
+        awk '{ p += $1; m += $2 } END { printf "%.3f %.3f\n", p / NR, m / NR }')
+    echo "e2e: local processes, p99 / max per run: $(printf '%s\n' "${local_tails[@]}" |
+        awk '{ printf "%s%s / %s ms", (NR > 1 ? ", " : ""), $1, $2 }'); mean $local_p99 / $local_max ms"
+    for line in "${compose_tails[@]}"; do
+        read -r file p99 max <<<"$line"
+        echo "e2e: $file against local processes: p99 $p99 ms against $local_p99 ms" \
+            "($(awk -v a="$p99" -v b="$local_p99" 'BEGIN { printf "%.2f", a / b }')x)," \
+            "max $max ms against $local_max ms ($(awk -v a="$max" -v b="$local_max" 'BEGIN { printf "%.2f", a / b }')x)"
+    done
+}
+
 ensure_tools
 docker_ready=0
 local_driver=epoll
+local_tails=()
+compose_tails=()
 # The image is built before any scenario runs (see settle).
 part_image
 part_local
 part_seccomp
 part_compose
+if [ "$docker_ready" = 1 ]; then
+    local_scenario "again, after the compose stacks"
+fi
+summary
 banner "passed"
