@@ -216,7 +216,7 @@ run_tool() {
     traced espora "$bin/espora" dump --json "$file" >/dev/null
     traced espora "$bin/espora" probe-disk --count 20 --interval-ms 1 "$work" >/dev/null
     # Refusals: each must fail.
-    if traced espora "$bin/espora" verify "$work/absent" 2>/dev/null ||
+    if traced espora "$bin/espora" verify "$work/absent" >/dev/null 2>&1 ||
         traced refused "$bin/rinha-api" --no-such-flag 2>/dev/null ||
         traced refused "$bin/rinha-lb" --no-such-flag 2>/dev/null; then
         echo "seccomp-check: a refused command exited 0" >&2
