@@ -109,7 +109,7 @@ impl Connection {
     /// Serves `stream` until it ends, then gives its buffers back to the worker's pool. `open`
     /// counts it among the worker's open connections until then.
     pub async fn serve(stream: Stream, open: GaugeGuard, service: Rc<Service>) {
-        let _counted = service.metrics.connection();
+        let _counted = rinha_metrics::OpenConnection::new(&service.metrics);
         let buffers = service.take_buffers();
         let mut connection = Connection {
             stream,

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rinha_metrics::{Counter, Gauge, Histogram, Sets, Text};
+use rinha_metrics::{Connections, Counter, Histogram, Sets, Text};
 
 use crate::http::Status;
 use crate::ledger::Db;
@@ -47,45 +47,26 @@ pub struct WorkerMetrics {
     answers: [[Counter; Status::ALL.len()]; Route::ALL.len()],
     /// From the request being complete to its answer being queued, by route.
     latency: [Histogram; Route::ALL.len()],
-    connections_accepted: Counter,
-    connections_open: Gauge,
+    connections: Connections,
 }
 
 impl WorkerMetrics {
     /// Counts one answer.
     pub fn answered(&self, route: Route, status: Status, took: Duration) {
-        let status = Status::ALL
-            .iter()
-            .position(|&s| s == status)
-            .expect("Status::ALL holds every status");
-        self.answers[route as usize][status].inc();
+        self.answers[route as usize][status_index(status)].inc();
         let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         self.latency[route as usize].observe_us(micros);
     }
 
     /// Counts an answer to a request that could not be framed (the connection closes after it).
     pub fn rejected(&self, status: Status) {
-        let status = Status::ALL
-            .iter()
-            .position(|&s| s == status)
-            .expect("Status::ALL holds every status");
-        self.answers[Route::Other as usize][status].inc();
-    }
-
-    /// Counts a connection until the returned guard drops.
-    pub fn connection(self: &Arc<Self>) -> OpenConnection {
-        self.connections_accepted.inc();
-        self.connections_open.add(1);
-        OpenConnection(Arc::clone(self))
+        self.answers[Route::Other as usize][status_index(status)].inc();
     }
 }
 
-/// An open connection, counted in `connections_open` while it lives.
-pub struct OpenConnection(Arc<WorkerMetrics>);
-
-impl Drop for OpenConnection {
-    fn drop(&mut self) {
-        self.0.connections_open.add(-1);
+impl AsRef<Connections> for WorkerMetrics {
+    fn as_ref(&self) -> &Connections {
+        &self.connections
     }
 }
 
@@ -142,22 +123,10 @@ impl Metrics {
                 parts,
             );
         }
-        let sum = |get: fn(&WorkerMetrics) -> i64| -> i64 { workers.iter().map(|w| get(w)).sum() };
-        counter(
+        Connections::render(
             &mut text,
-            "rinha_api_connections_accepted_total",
-            "Client connections accepted.",
-            sum(|w| w.connections_accepted.get() as i64) as u64,
-        );
-        text.family(
-            "rinha_api_connections_open",
-            "gauge",
-            "Client connections open now.",
-        );
-        text.sample(
-            "rinha_api_connections_open",
-            &[],
-            sum(|w| w.connections_open.get()),
+            "rinha_api",
+            workers.iter().map(|w| &w.connections),
         );
         self.render_storage(&mut text);
         text.into_string()
@@ -216,4 +185,12 @@ impl Metrics {
 fn counter(text: &mut Text, name: &str, help: &str, value: u64) {
     text.family(name, "counter", help);
     text.sample(name, &[], value);
+}
+
+/// Where `status` stands in `Status::ALL`, the order of a worker's answer counters.
+fn status_index(status: Status) -> usize {
+    Status::ALL
+        .iter()
+        .position(|&s| s == status)
+        .expect("Status::ALL holds every status")
 }

@@ -4,15 +4,14 @@
 
 use std::sync::Arc;
 
-use rinha_metrics::{Counter, Gauge, Sets, Text};
+use rinha_metrics::{Connections, Counter, Sets, Text};
 
 use crate::upstreams::Upstreams;
 
 /// One worker's instruments.
 #[derive(Debug)]
 pub struct WorkerMetrics {
-    connections_accepted: Counter,
-    connections_open: Gauge,
+    connections: Connections,
     /// Clients closed because no upstream accepted a connection.
     unserved: Counter,
     /// Per upstream (in the order of `Upstreams::addrs`): connections made, connects failed.
@@ -26,21 +25,13 @@ pub struct WorkerMetrics {
 impl WorkerMetrics {
     fn new(upstreams: usize) -> WorkerMetrics {
         WorkerMetrics {
-            connections_accepted: Counter::default(),
-            connections_open: Gauge::default(),
+            connections: Connections::default(),
             unserved: Counter::default(),
             picks: (0..upstreams).map(|_| Counter::default()).collect(),
             failures: (0..upstreams).map(|_| Counter::default()).collect(),
             bytes_to_upstreams: Counter::default(),
             bytes_to_clients: Counter::default(),
         }
-    }
-
-    /// Counts a client until the returned guard drops.
-    pub fn connection(self: &Arc<Self>) -> OpenConnection {
-        self.connections_accepted.inc();
-        self.connections_open.add(1);
-        OpenConnection(Arc::clone(self))
     }
 
     pub fn picked(&self, upstream: usize) {
@@ -56,12 +47,9 @@ impl WorkerMetrics {
     }
 }
 
-/// An open client connection, counted in `connections_open` while it lives.
-pub struct OpenConnection(Arc<WorkerMetrics>);
-
-impl Drop for OpenConnection {
-    fn drop(&mut self) {
-        self.0.connections_open.add(-1);
+impl AsRef<Connections> for WorkerMetrics {
+    fn as_ref(&self) -> &Connections {
+        &self.connections
     }
 }
 
@@ -84,20 +72,11 @@ impl Metrics {
             workers.iter().map(|w| get(w).get()).sum()
         };
         let mut text = Text::default();
-        text.family(
-            "rinha_lb_connections_accepted_total",
-            "counter",
-            "Client connections accepted.",
+        Connections::render(
+            &mut text,
+            "rinha_lb",
+            workers.iter().map(|w| &w.connections),
         );
-        let accepted = total(|w| &w.connections_accepted);
-        text.sample("rinha_lb_connections_accepted_total", &[], accepted);
-        text.family(
-            "rinha_lb_connections_open",
-            "gauge",
-            "Client connections open now.",
-        );
-        let open: i64 = workers.iter().map(|w| w.connections_open.get()).sum();
-        text.sample("rinha_lb_connections_open", &[], open);
         text.family(
             "rinha_lb_unserved_total",
             "counter",

@@ -157,7 +157,7 @@ fn accept_pause(error: &io::Error) -> Option<Duration> {
 
 /// Relays one client; `_open` counts it among the worker's open connections until it ends.
 async fn serve(client: Stream, balancer: Arc<Balancer>, local: Rc<Local>, _open: GaugeGuard) {
-    let _counted = local.metrics.connection();
+    let _counted = rinha_metrics::OpenConnection::new(&local.metrics);
     let config = &balancer.config;
     let Some((pipes, pending)) = first_bytes(&client, &local, config.idle_timeout).await else {
         return;

@@ -8,8 +8,10 @@
 //! writes, and a scrape reads every set and writes the sums. The listener answers
 //! `GET /metrics` (and `/`) with the text, anything else with 404, one request per connection.
 
+mod connections;
 mod expose;
 mod serve;
 
+pub use connections::{Connections, OpenConnection};
 pub use expose::{Counter, Gauge, Histogram, Sets, Text, LATENCY_BOUNDS_US};
 pub use serve::{serve, MetricsServer};
