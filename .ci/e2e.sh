@@ -85,21 +85,6 @@ local_scenario() {
     rm -rf "$work"
 }
 
-# Sets the compose command in the array `compose`, installing docker-compose if neither exists.
-find_compose() {
-    if docker compose version >/dev/null 2>&1; then
-        compose=(docker compose)
-    else
-        if ! command -v docker-compose >/dev/null; then
-            echo "e2e: installing docker-compose"
-            apt-get update -qq && apt-get install -y -qq docker-compose
-        fi
-        # Compose v1 applies deploy.resources.limits only in compatibility mode.
-        compose=(docker-compose --compatibility)
-    fi
-    echo "e2e: compose command: ${compose[*]} ($("${compose[@]}" version 2>/dev/null | head -1))"
-}
-
 # The limits docker-compose.yml declares, per service: NanoCPUs and bytes (MB means MiB to
 # compose). Keep in step with docker-compose.yml.
 declare -A cpu_expected=([api01]=600000000 [api02]=600000000 [lb]=300000000)

@@ -229,7 +229,7 @@ run_tool() {
 # service's security options, so this checks the shipped files, not a copy of their options.
 run_probe() {
     local compose file service project=seccompprobe$$
-    if docker compose version >/dev/null 2>&1; then compose=(docker compose); else compose=(docker-compose); fi
+    find_compose
     mkdir -p "$work/probe"
     rustc --edition 2021 -O -C target-feature=+crt-static -o "$work/probe/seccomp-probe" \
         docker/seccomp-probe.rs

@@ -1,5 +1,5 @@
-# Shell helpers shared by .ci/e2e.sh, scripts/soak.sh and bench/lib.sh. Source it; the caller
-# sets $bin to the directory holding the rinha-api binary.
+# Shell helpers shared by .ci/e2e.sh, docker/seccomp-check.sh, scripts/soak.sh and bench/lib.sh.
+# Source it; the caller sets $bin to the directory holding the rinha-api binary.
 
 # Prints a free loopback TCP port, from $1 upwards.
 free_port() {
@@ -19,4 +19,19 @@ wait_ready() {
         [ "$SECONDS" -lt "$deadline" ] || return 1
         sleep 0.05
     done
+}
+
+# Sets the compose command in the array `compose`, installing docker-compose if neither exists.
+find_compose() {
+    if docker compose version >/dev/null 2>&1; then
+        compose=(docker compose)
+    else
+        if ! command -v docker-compose >/dev/null; then
+            echo "${0##*/}: installing docker-compose"
+            apt-get update -qq && apt-get install -y -qq docker-compose
+        fi
+        # Compose v1 applies deploy.resources.limits only in compatibility mode.
+        compose=(docker-compose --compatibility)
+    fi
+    echo "${0##*/}: compose command: ${compose[*]} ($("${compose[@]}" version 2>/dev/null | head -1))"
 }
