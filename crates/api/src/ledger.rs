@@ -9,7 +9,7 @@ pub use espora::{
 };
 
 /// The wall clock in microseconds since the Unix epoch, as espora stamps records.
-pub use espora::file::now_us;
+pub use espora::time::now_us;
 
 /// RFC 3339 rendering of the records' timestamps, shared with espora's tool.
 pub use espora::time::rfc3339_us;

@@ -67,7 +67,7 @@ fn slot_offset(seq: u64) -> u64 {
 fn record(seq: u64, value: i64, balance: i64, description: &str) -> [u8; RECORD_SIZE] {
     Record {
         seq,
-        timestamp_us: espora::file::now_us(),
+        timestamp_us: espora::time::now_us(),
         value,
         balance,
         kind: Kind::Credit,

@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 use crate::error::Unavailable;
 use crate::faults::Faults;
 use crate::file;
-use crate::shared::Shared;
-use crate::sync::{Event, FileIo};
+use crate::shared::{Event, Shared, Tagged};
+use crate::sync::FileIo;
 
 /// Lock attempts that only yield to the runtime before sleeping on the lock word: the lock is
 /// held for a few microseconds, about what a few dozen turns of the runtime take.
@@ -162,19 +162,6 @@ impl Drop for Sleeper<'_> {
     }
 }
 
-/// Bumps `events` and wakes its sleepers, if any announced themselves.
-fn bump_and_wake(events: &AtomicU32, sleepers: &AtomicU32) {
-    events.fetch_add(1, Ordering::SeqCst);
-    if sleepers.load(Ordering::SeqCst) > 0 {
-        // A failed wake can only be a bad address, which a mapped word is not.
-        let _ = rustix::thread::futex::wake(
-            events,
-            rustix::thread::futex::Flags::empty(),
-            i32::MAX as u32,
-        );
-    }
-}
-
 /// Everything a task needs to lock and commit one file.
 pub(crate) struct Commit<'a> {
     pub shared: &'a Shared,
@@ -196,10 +183,19 @@ pub(crate) struct Locked<'a> {
 
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
-        let shared = self.commit.shared;
         file::unlock(self.commit.file);
-        bump_and_wake(shared.lock_events(), shared.lock_sleepers());
+        self.commit.shared.bump_and_wake(Event::Lock);
     }
+}
+
+/// How a wait for durability ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Durable {
+    /// A sync of the same generation covered the sequence number.
+    Covered,
+    /// Another process's recovery started a new generation meanwhile: it read the device and put
+    /// its bytes back wherever the page cache differed, so the record waited for may be gone.
+    NewGeneration,
 }
 
 impl Commit<'_> {
@@ -224,8 +220,8 @@ impl Commit<'_> {
                 continue;
             }
             let _watching = Raised::new(self.local, &self.local.lock_watching);
-            let _sleeper = Sleeper::new(self.shared.lock_sleepers());
-            let seen = self.shared.lock_events().load(Ordering::SeqCst);
+            let _sleeper = Sleeper::new(self.shared.sleepers(Event::Lock));
+            let seen = self.shared.events(Event::Lock).load(Ordering::SeqCst);
             if self.try_lock()? {
                 return Ok(Locked { commit: self });
             }
@@ -241,16 +237,21 @@ impl Commit<'_> {
         file::try_lock_exclusive(self.file).map_err(|e| Unavailable::Lock(Some(e)))
     }
 
-    /// Waits until `seq` is durable: covered by a sync of this file that started after it was
-    /// written, whichever thread or process ran it.
-    pub(crate) async fn wait_durable(&self, seq: u64) -> Result<(), Unavailable> {
+    /// Waits until `target` is durable: covered by a sync of this file that started after it
+    /// was written, whichever thread or process ran it, in the same generation. The caller has
+    /// published it as the head (or read it there).
+    pub(crate) async fn wait_durable(&self, target: Tagged) -> Result<Durable, Unavailable> {
         loop {
             if self.poisoned.load(Ordering::Acquire) {
                 return Err(Unavailable::Poisoned);
             }
-            let seen = self.shared.sync_events().load(Ordering::SeqCst);
-            if self.shared.durable() >= seq {
-                return Ok(());
+            let seen = self.shared.events(Event::Sync).load(Ordering::SeqCst);
+            let durable = self.shared.durable();
+            if durable.generation != target.generation {
+                return Ok(Durable::NewGeneration);
+            }
+            if durable.seq >= target.seq {
+                return Ok(Durable::Covered);
             }
             if self.local.syncing.get() || self.local.sync_watching.get() {
                 self.local.changed().await;
@@ -259,7 +260,7 @@ impl Commit<'_> {
             let claim = self.shared.sync_claim().load(Ordering::SeqCst);
             if let Some(patience) = self.patience(claim) {
                 let _watching = Raised::new(self.local, &self.local.sync_watching);
-                let _sleeper = Sleeper::new(self.shared.sync_sleepers());
+                let _sleeper = Sleeper::new(self.shared.sleepers(Event::Sync));
                 Counters::bump(&self.counters.sync_sleeps, 1);
                 self.io
                     .wait(Event::Sync, seen, patience)
@@ -278,7 +279,7 @@ impl Commit<'_> {
                 if claim != 0 {
                     Counters::bump(&self.counters.takeovers, 1);
                 }
-                self.sync_claimed(token).await?;
+                self.sync_claimed(token, target).await?;
             }
         }
     }
@@ -300,8 +301,9 @@ impl Commit<'_> {
         SYNC_CLAIM_STALE.checked_sub(now.duration_since(since))
     }
 
-    /// Runs the sync of the claim `token` holds, and releases it.
-    async fn sync_claimed(&self, token: u64) -> Result<(), Unavailable> {
+    /// Runs the sync of the claim `token` holds, for `waited` and whatever else is in the page
+    /// cache by then, and releases it.
+    async fn sync_claimed(&self, token: u64, waited: Tagged) -> Result<(), Unavailable> {
         let _syncing = Raised::new(self.local, &self.local.syncing);
         let _claim = Claim {
             shared: self.shared,
@@ -311,29 +313,34 @@ impl Commit<'_> {
         let durable = self.shared.durable();
         // Every record up to the head is in the page cache now, so a sync that starts after
         // this load covers it, whoever wrote it.
-        let target = self.shared.head();
+        let head = self.shared.head();
+        if head.generation != waited.generation || durable.generation != waited.generation {
+            // A recovery started another generation: the caller looks again.
+            return Ok(());
+        }
+        // The waiter published its record as the head before waiting (a writer refused by the
+        // window published the record it adopted), so a sync of the head covers it: no waiter
+        // can loop on syncs that never reach its record.
         assert!(
-            durable <= target,
-            "durable {durable} passed the head {target}"
+            durable.seq <= head.seq && waited.seq <= head.seq,
+            "durable {} and waited-for {} against the head {}",
+            durable.seq,
+            waited.seq,
+            head.seq
         );
         if let Some(delay) = self.faults.sync_delay() {
             monoio::time::sleep(delay).await;
         }
         Counters::bump(&self.counters.syncs, 1);
-        let result = if self.faults.sync_should_fail() {
-            Err(std::io::Error::from_raw_os_error(
-                rustix::io::Errno::IO.raw_os_error(),
-            ))
-        } else {
-            self.io.fdatasync().await
-        };
-        match result {
+        match self.io.fdatasync().await {
+            // A failed sync poisoned the database when it completed, perhaps one this task did
+            // not wait for; nothing is made durable after that.
+            Ok(()) if self.poisoned.load(Ordering::Acquire) => Err(Unavailable::Poisoned),
             Ok(()) => {
-                self.shared
-                    .sync_group()
-                    .store(target - durable, Ordering::Release);
-                self.shared.advance_durable(target);
-                Counters::bump(&self.counters.synced_records, target - durable);
+                let group = head.seq - durable.seq;
+                self.shared.sync_group().store(group, Ordering::Release);
+                self.shared.raise_durable(head);
+                Counters::bump(&self.counters.synced_records, group);
                 Ok(())
             }
             Err(e) => {
@@ -377,7 +384,7 @@ impl Commit<'_> {
 pub(crate) fn token_seed() -> u64 {
     let marker = 0u8;
     let address = std::ptr::addr_of!(marker) as u64;
-    let time = file::now_us() as u64;
+    let time = crate::time::now_us() as u64;
     (time ^ address.rotate_left(29) ^ u64::from(std::process::id()).rotate_left(47)) | 1
 }
 
@@ -396,7 +403,7 @@ impl Drop for Claim<'_> {
             Ordering::SeqCst,
             Ordering::SeqCst,
         );
-        bump_and_wake(self.shared.sync_events(), self.shared.sync_sleepers());
+        self.shared.bump_and_wake(Event::Sync);
     }
 }
 

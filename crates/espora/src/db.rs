@@ -8,22 +8,26 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::commit::{self, Commit, Counters, Local};
-use crate::error::{AppendError, FileError, OpenError, ReadError, Unavailable};
+use crate::commit::{self, Commit, Counters, Durable, Local};
+use crate::device::Image;
+use crate::error::{AppendError, FileError, OpenError, ReadError, Rejection, Unavailable};
 use crate::faults::Faults;
-use crate::file::{self, Mapping, Rejection, Transaction};
-use crate::layout::{
-    Record, FORMAT_VERSION_LEGACY, RING_RECORDS_DEFAULT, RING_RECORDS_MAX, RING_RECORDS_MIN,
-};
-use crate::shared::Shared;
-use crate::sync::{Backend, FileIo, Ring};
-use crate::verify;
+use crate::file::{self, Mapping, Transaction};
+use crate::layout::{Header, Record, RING_RECORDS_DEFAULT, RING_RECORDS_MAX, RING_RECORDS_MIN};
+use crate::shared::{Event, Shared, Tagged};
+use crate::sync::{Backend, FileIo, Io};
+use crate::verify::{self, Slots};
 
 /// Most records a statement may be asked to return: a statement copies them without the lock,
 /// relying on writers never reaching them, so they must be few against the smallest ring.
 pub const STATEMENT_RECORDS_MAX: usize = (RING_RECORDS_MIN / 2) as usize;
-/// Times a statement re-reads when the ring lapped it mid-copy.
+/// Times a statement re-reads when the ring lapped it mid-copy, or a recovery changed it.
 const SNAPSHOT_RETRIES_MAX: u32 = 16;
+/// Times an open starts a file's recovery over when reading the device or the sync after it
+/// fails: the first fdatasync of a new file description reports a writeback error that no
+/// description has seen yet, however old, and the first direct read after a failed writeback
+/// reports it too. An error that persists is the disk's own, and the open fails.
+const RECOVERY_ATTEMPTS_MAX: u32 = 3;
 
 /// How a database is opened.
 #[derive(Clone, Debug)]
@@ -132,8 +136,10 @@ pub struct Db {
     dir: PathBuf,
     accounts: Vec<Account>,
     options: Options,
-    /// Set when a sync fails; never cleared.
-    poisoned: AtomicBool,
+    /// Set when a sync fails, or a record turns out not to have reached the disk; never
+    /// cleared. Shared with the workers' back ends, which set it when a failed fdatasync
+    /// completes, whether or not its task still waits.
+    poisoned: Arc<AtomicBool>,
     /// Every worker's own counters (a worker only ever writes its own, so the hot path shares
     /// no cache line); summed when someone asks.
     counters: Mutex<Vec<Arc<Counters>>>,
@@ -153,7 +159,7 @@ impl Db {
             let (handle, mapping) =
                 file::open_account(dir, id, limit, options.ring_records, &options.faults)?;
             let shared = Arc::new(Shared::open(&dir.join(file::shared_file_name(id)))?);
-            let mapping = recover(&handle, mapping, &shared)?;
+            recover(&handle, &mapping, &shared)?;
             accounts.push(Account {
                 id,
                 mapping,
@@ -164,7 +170,7 @@ impl Db {
             dir: dir.into(),
             accounts,
             options,
-            poisoned: AtomicBool::new(false),
+            poisoned: Arc::new(AtomicBool::new(false)),
             counters: Mutex::new(Vec::new()),
         })
     }
@@ -212,11 +218,15 @@ impl Db {
     /// that will use it, inside its monoio runtime (either driver); `backend` says how it waits
     /// for the disk and for other processes.
     pub fn worker(self: &Arc<Db>, backend: Backend) -> Result<Worker, OpenError> {
-        let ring = match backend {
-            Backend::Threads => None,
-            Backend::IoUring => Some(Ring::start().map_err(OpenError::Backend)?),
-            Backend::Auto => Ring::start().ok(),
-        };
+        let poisoned = Arc::clone(&self.poisoned);
+        let faults = self.options.faults.clone();
+        let io = match backend {
+            Backend::Threads => Io::threads(poisoned, faults),
+            Backend::IoUring => Io::ring(poisoned, faults),
+            Backend::Auto => Io::ring(Arc::clone(&poisoned), faults.clone())
+                .or_else(|_| Io::threads(poisoned, faults)),
+        }
+        .map_err(OpenError::Backend)?;
         let mut files = Vec::with_capacity(self.accounts.len());
         for account in &self.accounts {
             let path = account.mapping.path();
@@ -224,12 +234,8 @@ impl Db {
             let copy = file
                 .try_clone()
                 .map_err(|e| FileError::io(path, "dup", e))?;
-            let shared = Arc::clone(&account.shared);
-            let io = match &ring {
-                Some(ring) => FileIo::ring(ring, copy, shared),
-                None => FileIo::threads(copy, shared, account.id)
-                    .map_err(|e| FileError::io(path, "start helper threads", e))?,
-            };
+            let io = FileIo::new(&io, copy, Arc::clone(&account.shared), account.id)
+                .map_err(|e| FileError::io(path, "start helper threads", e))?;
             files.push(WorkerFile {
                 file,
                 io,
@@ -244,31 +250,81 @@ impl Db {
         Ok(Worker {
             db: Arc::clone(self),
             files,
-            ring,
+            io,
             tokens: Cell::new(commit::token_seed()),
             counters,
         })
     }
 }
 
-/// Brings a file back to a sound state under its exclusive lock: finds the newest record,
-/// erases leftovers of a crash, makes it all durable, upgrades a version-1 file, and rebuilds
-/// the shared state.
-fn recover(
+/// Brings a file back to a sound state from what its device holds, then tells the other
+/// processes (see `device.rs` for why the page cache is not trusted). An attempt that fails on
+/// I/O starts over (see [`RECOVERY_ATTEMPTS_MAX`]); damage is reported at once.
+fn recover(handle: &std::fs::File, mapping: &Mapping, shared: &Shared) -> Result<(), OpenError> {
+    let mut attempt = 1;
+    loop {
+        match recover_once(handle, mapping, shared) {
+            Err(OpenError::File(e)) if attempt < RECOVERY_ATTEMPTS_MAX => {
+                eprintln!("espora: {e}; recovering again from the device");
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// One recovery, in three steps:
+///
+/// 1. Without the lock, while the other processes go on serving: read the whole file from the
+///    device.
+/// 2. Under the exclusive lock: read again the pages that writers touched meanwhile (all of it
+///    if another recovery ran), decide the history from the device's bytes (`verify::scan`),
+///    write those bytes back wherever the page cache differs (records the disk never got, and
+///    leftovers of a crash, which are erased), and publish the history as a new generation of
+///    the shared state, with the durable watermark at the highest anchor. Unlock and wake the
+///    writers waiting for it.
+/// 3. After the lock: fdatasync (the device may hold what it returned in a volatile cache, and
+///    the rewritten pages must reach it), then raise the durable watermark over the history.
+fn recover_once(
     handle: &std::fs::File,
-    mapping: Mapping,
+    mapping: &Mapping,
     shared: &Shared,
-) -> Result<Mapping, OpenError> {
-    let path = mapping.path().to_path_buf();
-    let io_error = |operation, source| FileError::io(&path, operation, source);
+) -> Result<(), OpenError> {
+    let path = mapping.path();
+    let header = *mapping.header();
+    let io_error = |operation, source| OpenError::File(FileError::io(path, operation, source));
+    let generation = shared.generation_if_bound(&header);
+    let before = newest_cached(mapping, shared);
+    let mut image = Image::read(path, &header).map_err(|e| io_error("read the device", e))?;
     file::lock_exclusive_blocking(handle).map_err(|e| io_error("flock", e))?;
-    let result = (|| {
-        let known_durable = shared.durable_if_bound(mapping.header());
+    let locked = (|| {
+        let after = newest_cached(mapping, shared);
+        let moved = generation.is_none() || shared.generation_if_bound(&header) != generation;
+        if moved || after < before || after - before > header.in_flight_max() {
+            image = Image::read(path, &header).map_err(|e| io_error("read the device", e))?;
+        } else if after > before {
+            image
+                .reread(path, before + 1..=after)
+                .map_err(|e| io_error("read the device", e))?;
+        }
+        if Header::decode(image.header_bytes()).ok() != Some(header) {
+            return Err(OpenError::HeaderMismatch(path.into()));
+        }
         let scan =
-            verify::scan(&mapping, known_durable).map_err(|corruption| OpenError::Corrupt {
-                path: path.clone(),
-                corruption,
+            verify::scan(&image, shared.durable_if_bound(&header)).map_err(|corruption| {
+                OpenError::Corrupt {
+                    path: path.into(),
+                    corruption,
+                }
             })?;
+        let stale = image.differences(mapping);
+        if stale > 0 {
+            eprintln!(
+                "espora: {}: {stale} piece(s) of 128 bytes in the page cache differ from the \
+                 device (a failed writeback); the device's bytes are put back",
+                path.display()
+            );
+        }
         if !scan.orphans.is_empty() {
             eprintln!(
                 "espora: {}: erased {} unacknowledged record(s) left beyond seq {} by a crash",
@@ -276,30 +332,47 @@ fn recover(
                 scan.orphans.len(),
                 scan.newest
             );
-            verify::erase(handle, &mapping, &scan.orphans).map_err(|e| io_error("erase", e))?;
+            image.erase(&scan.orphans);
         }
-        let probed = shared.coherent();
-        if !probed.map_err(|e| FileError::io(shared.path(), "probe", e))? {
+        image
+            .write_back_differences(handle, mapping)
+            .map_err(|e| io_error("write back", e))?;
+        if !shared
+            .coherent()
+            .map_err(|e| OpenError::File(FileError::io(shared.path(), "probe", e)))?
+        {
             return Err(OpenError::Incoherent(shared.path().into()));
         }
-        handle.sync_data().map_err(|e| io_error("fdatasync", e))?;
-        let mapping = if mapping.header().version == FORMAT_VERSION_LEGACY {
-            let upgraded = file::upgrade_header(handle, &mapping, scan.newest)?;
-            handle.sync_data().map_err(|e| io_error("fdatasync", e))?;
-            eprintln!(
-                "espora: {}: upgraded to format version {}",
-                path.display(),
-                upgraded.header().version
-            );
-            upgraded
-        } else {
-            mapping
-        };
-        shared.reset(mapping.header(), scan.newest);
-        Ok(mapping)
+        let generation = shared.reset(&header, scan.newest, scan.anchor.min(scan.newest));
+        Ok(Tagged {
+            generation,
+            seq: scan.newest,
+        })
     })();
     file::unlock(handle);
-    result
+    shared.bump_and_wake(Event::Lock);
+    let history = locked?;
+    if !image.is_direct() {
+        eprintln!(
+            "espora: {}: the file system refuses direct reads; recovery read the page cache",
+            path.display()
+        );
+    }
+    handle.sync_data().map_err(|e| io_error("fdatasync", e))?;
+    shared.raise_durable(history);
+    Ok(())
+}
+
+/// The newest record in the page cache, as a writer would find it: the head hint, then the
+/// records that follow it. Read without the lock, so only a bound for what writers may write
+/// next (they write after it).
+fn newest_cached(mapping: &Mapping, shared: &Shared) -> u64 {
+    let start = shared.head().seq;
+    let mut newest = start;
+    while newest - start < mapping.header().capacity && mapping.record(newest + 1).is_some() {
+        newest += 1;
+    }
+    newest
 }
 
 /// One worker thread's own handles on one file.
@@ -314,22 +387,26 @@ struct WorkerFile {
 pub struct Worker {
     db: Arc<Db>,
     files: Vec<WorkerFile>,
-    ring: Option<Rc<Ring>>,
+    io: Rc<Io>,
     tokens: Cell<u64>,
     counters: Arc<Counters>,
 }
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        if let Some(ring) = &self.ring {
-            ring.close();
-        }
+        self.io.close();
     }
 }
 
 impl Worker {
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// What this worker waits for the disk and other processes with: `io_uring` (its own ring)
+    /// or `threads` (helper threads, where the kernel's io_uring lacks what it needs).
+    pub fn backend(&self) -> &'static str {
+        self.io.kind()
     }
 
     pub(crate) fn commit(&self, index: usize) -> Commit<'_> {
@@ -361,29 +438,61 @@ impl Worker {
         let account = &self.db.accounts[index];
         let commit = self.commit(index);
         let unavailable = AppendError::Unavailable;
-        let record = loop {
+        let (record, generation) = loop {
             if self.db.is_poisoned() {
                 return Err(unavailable(Unavailable::Poisoned));
             }
             let locked = commit.lock().await.map_err(unavailable)?;
-            let written =
-                account
-                    .mapping
-                    .append_locked(commit.file, &account.shared, &entry, file::now_us());
+            let written = account.mapping.append_locked(
+                commit.file,
+                &account.shared,
+                &entry,
+                crate::time::now_us(),
+            );
             drop(locked);
             match written {
-                Ok(record) => break record,
-                Err(Rejection::Window { head }) => {
-                    commit.wait_durable(head).await.map_err(unavailable)?
+                Ok(written) => break written,
+                Err(Rejection::Window { head, generation }) => {
+                    // Announce the record this writer adopted (its writer may have died before
+                    // publishing it), so that the sync it waits for covers it.
+                    let head = Tagged {
+                        generation,
+                        seq: head,
+                    };
+                    account.shared.publish_head(head);
+                    commit.wait_durable(head).await.map_err(unavailable)?;
                 }
                 Err(rejection) => return Err(rejected(rejection)),
             }
         };
+        self.db.options.faults.wrote(account_id, record.seq);
         // Published after the unlock: a store into the shared page never happens under the
         // lock, and the next writer adopts the record if it comes first.
-        account.shared.publish_head(record.seq);
+        let mut target = Tagged {
+            generation,
+            seq: record.seq,
+        };
+        account.shared.publish_head(target);
         self.counters.appends.fetch_add(1, Ordering::Relaxed);
-        commit.wait_durable(record.seq).await.map_err(unavailable)?;
+        loop {
+            let durable = commit.wait_durable(target).await.map_err(unavailable)?;
+            // The slot must still hold this record: only a recovery that did not find it on
+            // the device puts other bytes there.
+            let kept = account.mapping.read_slot(record.seq) == record.encode();
+            let head = account.shared.head();
+            match durable {
+                Durable::Covered if kept => break,
+                // A recovery found the record on the device: it becomes durable in the new
+                // generation.
+                Durable::NewGeneration if kept && head.seq >= record.seq => {
+                    target.generation = head.generation;
+                }
+                _ => {
+                    self.db.poisoned.store(true, Ordering::Release);
+                    return Err(unavailable(Unavailable::Lost { seq: record.seq }));
+                }
+            }
+        }
         Ok(Appended {
             balance: record.balance,
             limit: account.mapping.header().limit,
@@ -405,14 +514,18 @@ impl Worker {
         for _ in 0..SNAPSHOT_RETRIES_MAX {
             // Every acknowledged append published its head before it was acknowledged.
             let head = account.shared.head();
-            commit
+            let durable = commit
                 .wait_durable(head)
                 .await
                 .map_err(ReadError::Unavailable)?;
-            let snapshot =
-                account
-                    .mapping
-                    .snapshot(head, self.db.options.statement_records, &mut out.records);
+            if durable == Durable::NewGeneration {
+                continue;
+            }
+            let snapshot = account.mapping.snapshot(
+                head.seq,
+                self.db.options.statement_records,
+                &mut out.records,
+            );
             if let Ok(balance) = snapshot {
                 out.balance = balance;
                 return Ok(());
@@ -427,7 +540,6 @@ fn rejected(rejection: Rejection) -> AppendError {
         Rejection::LimitExceeded => AppendError::LimitExceeded,
         Rejection::Overflow => AppendError::Overflow,
         Rejection::Corrupt { seq } => AppendError::Unavailable(Unavailable::Corrupt { seq }),
-        Rejection::LegacyWriter => AppendError::Unavailable(Unavailable::LegacyWriter),
         Rejection::Write(e) => AppendError::Unavailable(Unavailable::Write(e)),
         Rejection::Window { .. } => unreachable!("the window is waited for"),
     }

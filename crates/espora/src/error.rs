@@ -1,13 +1,13 @@
-//! Every error espora reports, typed per layer: a file that cannot be used, a database that
-//! cannot open, an append or a statement that did not happen. The embedding server words them
-//! for its own clients; the `Display` texts here are for operators and logs.
+//! Every error espora reports, typed per layer: a file that cannot be used, damaged history, a
+//! database that cannot open, an append refused under the lock, an append or a statement that did
+//! not happen. The embedding server words them for its own clients; the `Display` texts here are
+//! for operators and logs.
 
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::layout::HeaderError;
-use crate::verify::Corruption;
 
 /// Why an account file cannot be opened or created.
 #[derive(Debug)]
@@ -95,6 +95,45 @@ impl std::error::Error for FileError {
     }
 }
 
+/// Damage inside acknowledged history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Corruption {
+    /// Sequence number of the record at fault.
+    pub seq: u64,
+    /// Slot index of the record at fault.
+    pub slot: u64,
+    pub problem: String,
+}
+
+impl fmt::Display for Corruption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "record seq {} (slot {}): {}",
+            self.seq, self.slot, self.problem
+        )
+    }
+}
+
+impl std::error::Error for Corruption {}
+
+/// Why an append under the lock did not write a record.
+#[derive(Debug)]
+pub enum Rejection {
+    /// The debit would take the balance below `-limit`.
+    LimitExceeded,
+    /// The new balance would not fit in a signed 64-bit integer.
+    Overflow,
+    /// The newest record is unreadable: the file is damaged.
+    Corrupt { seq: u64 },
+    /// Too many records are waiting for a sync: the next one must wait until `head` (adopted
+    /// under the lock, in `generation`) is durable (see
+    /// [`crate::layout::Header::in_flight_max`]).
+    Window { head: u64, generation: u16 },
+    /// `pwrite` failed.
+    Write(io::Error),
+}
+
 /// Why the database cannot be opened.
 #[derive(Debug)]
 pub enum OpenError {
@@ -119,6 +158,8 @@ pub enum OpenError {
     Incoherent(PathBuf),
     /// The I/O back end asked for cannot be set up here.
     Backend(io::Error),
+    /// The header read from the device differs from the one in the page cache.
+    HeaderMismatch(PathBuf),
 }
 
 impl fmt::Display for OpenError {
@@ -149,6 +190,11 @@ impl fmt::Display for OpenError {
                 path.display()
             ),
             OpenError::Backend(e) => write!(f, "cannot set up the I/O back end: {e}"),
+            OpenError::HeaderMismatch(path) => write!(
+                f,
+                "{}: the header on the device differs from the one in memory; refusing to serve",
+                path.display()
+            ),
         }
     }
 }
@@ -256,10 +302,10 @@ pub enum Unavailable {
     Corrupt { seq: u64 },
     /// The ring lapped a statement reader repeatedly.
     Contended,
-    /// A process of the first format version still writes the file (it keeps its counters in
-    /// the file's header, which this version leaves zero): mixing the two could hide
-    /// acknowledged transactions from statements, so this process stops writing.
-    LegacyWriter,
+    /// The record was written to the page cache, but another process's recovery found that the
+    /// device never got it (a failed writeback) and put the device's bytes back: it was not
+    /// acknowledged, and the process stops as after a failed fdatasync.
+    Lost { seq: u64 },
 }
 
 impl fmt::Display for Unavailable {
@@ -273,9 +319,9 @@ impl fmt::Display for Unavailable {
             Unavailable::Wait(e) => write!(f, "waiting failed: {e}"),
             Unavailable::Corrupt { seq } => write!(f, "record {seq} is damaged"),
             Unavailable::Contended => write!(f, "statement kept being overtaken by writers"),
-            Unavailable::LegacyWriter => write!(
+            Unavailable::Lost { seq } => write!(
                 f,
-                "a process of an older espora version writes this file; stop it"
+                "record {seq} never reached the disk (found by another process's recovery)"
             ),
         }
     }

@@ -8,18 +8,17 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use memmap2::MmapRaw;
 use rustix::fs::FlockOperation;
 
-use crate::error::{FileError, FormatProblem, Invalid};
+use crate::error::{FileError, FormatProblem, Invalid, Rejection};
 use crate::faults::Faults;
 use crate::layout::{
-    header_offset, Description, Header, Kind, Record, FORMAT_VERSION, FORMAT_VERSION_LEGACY,
-    HEADER_SIZE, RECORD_SIZE,
+    header_offset, Description, Header, Kind, Record, FORMAT_VERSION, HEADER_SIZE, RECORD_SIZE,
 };
 use crate::shared::Shared;
+use crate::time::now_us;
 
 /// Bytes written per call when a file system without `fallocate` makes creation write the whole
 /// file out.
@@ -33,14 +32,6 @@ pub fn account_file_name(account_id: u32) -> String {
 /// The file name of an account's shared-state file (see `shared.rs`).
 pub fn shared_file_name(account_id: u32) -> String {
     format!("account-{account_id}.espora-shm")
-}
-
-/// Current time in microseconds since the Unix epoch, UTC.
-pub fn now_us() -> i64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since.as_micros()).unwrap_or(i64::MAX)
 }
 
 /// A transaction to append.
@@ -76,24 +67,6 @@ impl Transaction<'_> {
     }
 }
 
-/// Why an append under the lock did not write a record.
-#[derive(Debug)]
-pub enum Rejection {
-    /// The debit would take the balance below `-limit`.
-    LimitExceeded,
-    /// The new balance would not fit in a signed 64-bit integer.
-    Overflow,
-    /// The newest record is unreadable: the file is damaged.
-    Corrupt { seq: u64 },
-    /// Too many records are waiting for a sync: the next one must wait until `head` is durable
-    /// (see [`Mapping::in_flight_max`]).
-    Window { head: u64 },
-    /// A version-1 process still writes the file.
-    LegacyWriter,
-    /// `pwrite` failed.
-    Write(io::Error),
-}
-
 /// A memory-mapped account file, shared by every thread of the process, read-only.
 pub struct Mapping {
     /// INVARIANT: maps the whole file, `header.file_size()` bytes, read-only and shared.
@@ -109,13 +82,6 @@ impl Mapping {
 
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// Most records that may be written but not yet durable. Recovery can then always tell the
-    /// history from the leftovers of a crash: the anchor's record is never overwritten by an
-    /// unsynced write, and a gap below the history longer than this is damage, not a crash.
-    pub fn in_flight_max(&self) -> u64 {
-        self.header.capacity / 4
     }
 
     fn read_words<const N: usize>(&self, offset: usize) -> [u8; N] {
@@ -136,6 +102,11 @@ impl Mapping {
         bytes
     }
 
+    /// Copies the 128 bytes at `offset` (a record slot, or a piece of the header).
+    pub(crate) fn read_piece(&self, offset: usize) -> [u8; RECORD_SIZE] {
+        self.read_words(offset)
+    }
+
     /// Copies the raw bytes of the slot for `seq`.
     pub fn read_slot(&self, seq: u64) -> [u8; RECORD_SIZE] {
         self.read_words(self.header.slot_offset(seq))
@@ -148,34 +119,33 @@ impl Mapping {
             .filter(|r| r.seq == seq)
     }
 
-    /// The anchor of the records written before an upgrade from version 1 (their own anchor
-    /// fields are zero), or a version-1 file's durable watermark; 0 in files created as
-    /// version 2. Recovery starts from the highest of it and the records' anchors.
-    pub fn upgrade_anchor(&self) -> u64 {
-        u64::from_le_bytes(self.read_words(header_offset::UPGRADE_ANCHOR))
-    }
-
-    /// The version-1 head counter, zero in a version-2 file unless a version-1 process writes.
-    pub fn legacy_head(&self) -> u64 {
-        u64::from_le_bytes(self.read_words(header_offset::LEGACY_HEAD_SEQ))
-    }
-
     /// Appends `entry` after the newest record. The caller holds the account's exclusive lock;
     /// no disk wait happens here, only reads of the page cache and one `pwrite` into it. The
-    /// caller publishes the new head after unlocking.
+    /// caller publishes the new head after unlocking. Returns the record with the generation of
+    /// the shared state it was written in.
     pub fn append_locked(
         &self,
         file: &File,
         shared: &Shared,
         entry: &Entry,
         now_us: i64,
-    ) -> Result<Record, Rejection> {
-        if self.header.version != FORMAT_VERSION || self.legacy_head() != 0 {
-            return Err(Rejection::LegacyWriter);
-        }
-        let (head, previous) = self.newest_locked(shared)?;
-        if head + 1 > shared.durable() + self.in_flight_max() {
-            return Err(Rejection::Window { head });
+    ) -> Result<(Record, u16), Rejection> {
+        let hint = shared.head();
+        let durable = shared.durable();
+        // Only a recovery starts a generation, and it holds this lock to do so.
+        assert_eq!(
+            durable.generation,
+            hint.generation,
+            "{}: head and durable words of different generations under the lock",
+            self.path.display()
+        );
+        let durable = durable.seq;
+        let (head, previous) = self.newest_locked(hint.seq)?;
+        if head + 1 > durable + self.header.in_flight_max() {
+            return Err(Rejection::Window {
+                head,
+                generation: hint.generation,
+            });
         }
         let balance_before = previous.map_or(0, |r| r.balance);
         let balance = match entry.kind {
@@ -188,7 +158,7 @@ impl Mapping {
         }
         let record = Record {
             // The durable watermark never passes the head; recovery starts from it.
-            anchor: shared.durable().min(head),
+            anchor: durable.min(head),
             seq: head + 1,
             // Timestamps never go backwards within an account, even if the clock does.
             timestamp_us: now_us.max(previous.map_or(i64::MIN, |r| r.timestamp_us)),
@@ -208,14 +178,13 @@ impl Mapping {
             self.path.display(),
             record.seq
         );
-        Ok(record)
+        Ok((record, hint.generation))
     }
 
     /// Finds the newest record under the lock. The head hint is published after the record is
     /// written and the lock released, so it may lag: the complete records beyond it are adopted
     /// here (their balance was computed under the lock from the record before them).
-    fn newest_locked(&self, shared: &Shared) -> Result<(u64, Option<Record>), Rejection> {
-        let start = shared.head();
+    fn newest_locked(&self, start: u64) -> Result<(u64, Option<Record>), Rejection> {
         let mut head = start;
         let mut previous = match head {
             0 => None,
@@ -236,17 +205,21 @@ impl Mapping {
 
     /// Copies the newest `count` records up to `head`, newest first, into `out`, without the
     /// lock. Writers only ever write the slot after the head, so these records are immutable
-    /// unless the ring laps the reader; the checksum and sequence checks detect that and the
-    /// caller retries with a fresh head. Returns the balance, or the sequence that failed.
+    /// unless the ring laps the reader or another process's recovery puts the device's bytes
+    /// back; the checksum, sequence and balance chain checks detect that and the caller retries
+    /// with a fresh head. Returns the balance, or the sequence that failed.
     pub fn snapshot(&self, head: u64, count: usize, out: &mut Vec<Record>) -> Result<i64, u64> {
         assert!((count as u64) < self.header.capacity);
         out.clear();
         let oldest = head.saturating_sub(count as u64) + 1;
         for seq in (oldest..=head).rev() {
             let record = self.read_record(seq).ok_or(seq)?;
-            // The balance chain holds between neighbours of a snapshot.
-            if let Some(newer) = out.last() {
-                assert_eq!(newer.balance_before(), Some(record.balance), "seq {seq}");
+            // The balance chain holds between neighbours of one history.
+            if out
+                .last()
+                .is_some_and(|newer| newer.balance_before() != Some(record.balance))
+            {
+                return Err(seq);
             }
             out.push(record);
         }
@@ -338,25 +311,6 @@ fn map_file(file: &File, path: &Path) -> Result<Mapping, FileError> {
         header,
         path: path.into(),
     })
-}
-
-/// Rewrites the header of a version-1 file as version 2: the version-1 head counter zeroed and
-/// `anchor` (the newest record, already durable) kept as the anchor of the records written so
-/// far. The caller holds the exclusive lock and has checked the history up to `anchor`; the
-/// header reaches the disk with the sync that follows.
-pub fn upgrade_header(file: &File, mapping: &Mapping, anchor: u64) -> Result<Mapping, FileError> {
-    assert_eq!(mapping.header.version, FORMAT_VERSION_LEGACY);
-    let header = Header {
-        version: FORMAT_VERSION,
-        ..mapping.header
-    };
-    let mut bytes = header.encode();
-    let at = header_offset::UPGRADE_ANCHOR;
-    bytes[at..at + 8].copy_from_slice(&anchor.to_le_bytes());
-    // One write of the whole header page: everything but the two fields stays as it was.
-    file.write_all_at(&bytes, 0)
-        .map_err(|e| FileError::io(&mapping.path, "upgrade header", e))?;
-    map_file(file, &mapping.path)
 }
 
 /// Builds the file under a temporary name, makes it durable, then links it into place. `link`

@@ -7,12 +7,9 @@ use std::fmt;
 
 /// The first eight bytes of every account file.
 pub const MAGIC: [u8; 8] = *b"ESPORA\x00\x1a";
-/// The format version this build writes.
+/// The format version this build reads and writes. Version 1 (no record anchors, counters in the
+/// header) is refused with a message that says what to do.
 pub const FORMAT_VERSION: u32 = 2;
-/// The first format: the same bytes, except that records carry no anchor and the head and durable
-/// counters live in the header, stored through the mapping. This build reads it and upgrades it
-/// in place at open (see `db.rs`).
-pub const FORMAT_VERSION_LEGACY: u32 = 1;
 /// Size of the header region; records start right after it.
 pub const HEADER_SIZE: usize = 4096;
 /// Size of one record slot.
@@ -42,15 +39,8 @@ pub mod header_offset {
     pub const CREATED_US: usize = 40;
     /// CRC32C of bytes `0..CHECKSUM`.
     pub const CHECKSUM: usize = 60;
-    /// The immutable, checksummed part ends here.
+    /// The immutable, checksummed part ends here; the rest of the header is zero.
     pub const IMMUTABLE_END: usize = 64;
-    /// `u64`, version 1: the head counter, stored through the mapping by every append. Version 2
-    /// keeps it zero, so a non-zero value means that a version-1 process still writes the file.
-    pub const LEGACY_HEAD_SEQ: usize = 128;
-    /// `u64`, version 1: the durable watermark, the start of recovery in that format. An upgrade
-    /// leaves the last one here, as the anchor of the records written before it (which carry
-    /// none); version-2 files created as such keep it zero.
-    pub const UPGRADE_ANCHOR: usize = 192;
 }
 
 /// Byte offsets inside a record.
@@ -80,8 +70,7 @@ const _: () = assert!(record_offset::DESCRIPTION + DESCRIPTION_BYTES_MAX == reco
 const _: () = assert!(record_offset::ANCHOR + 8 <= record_offset::CHECKSUM);
 const _: () = assert!(record_offset::CHECKSUM + 4 == RECORD_SIZE);
 const _: () = assert!(header_offset::CHECKSUM + 4 == header_offset::IMMUTABLE_END);
-const _: () = assert!(header_offset::IMMUTABLE_END <= header_offset::LEGACY_HEAD_SEQ);
-const _: () = assert!(header_offset::UPGRADE_ANCHOR + 8 <= HEADER_SIZE);
+const _: () = assert!(header_offset::IMMUTABLE_END <= HEADER_SIZE);
 
 /// Transaction type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -114,11 +103,11 @@ impl Kind {
     }
 }
 
-/// Immutable facts about an account file, fixed at creation (the version changes once, when a
-/// version-1 file is upgraded).
+/// Immutable facts about an account file, fixed at creation: nothing in the header changes while
+/// the file lives, so it is read without the lock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
-    /// [`FORMAT_VERSION`], or [`FORMAT_VERSION_LEGACY`] for a file not upgraded yet.
+    /// Always [`FORMAT_VERSION`] once decoded.
     pub version: u32,
     pub account_id: u32,
     pub limit: i64,
@@ -143,10 +132,15 @@ impl fmt::Display for HeaderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HeaderError::Magic => write!(f, "not an espora file (bad magic)"),
+            HeaderError::Version(1) => write!(
+                f,
+                "format version 1 is no longer read (this build reads version {FORMAT_VERSION}); \
+                 stop every process using the directory, move its account files away and start \
+                 again on an empty directory"
+            ),
             HeaderError::Version(v) => write!(
                 f,
-                "unsupported format version {v} (this build reads versions \
-                 {FORMAT_VERSION_LEGACY} and {FORMAT_VERSION})"
+                "unsupported format version {v} (this build reads version {FORMAT_VERSION})"
             ),
             HeaderError::Checksum => write!(f, "header checksum mismatch"),
             HeaderError::Field(name) => write!(f, "header field {name} is out of range"),
@@ -155,6 +149,13 @@ impl fmt::Display for HeaderError {
 }
 
 impl Header {
+    /// Most records that may be written but not yet durable. Recovery can then always tell the
+    /// history from the leftovers of a crash: the anchor's record is never overwritten by an
+    /// unsynced write, and a gap below the history longer than this is damage, not a crash.
+    pub fn in_flight_max(&self) -> u64 {
+        self.capacity / 4
+    }
+
     /// Size of the whole file for this header.
     pub fn file_size(&self) -> u64 {
         HEADER_SIZE as u64 + self.capacity * RECORD_SIZE as u64
@@ -170,7 +171,7 @@ impl Header {
         use header_offset as o;
         let mut bytes = [0u8; HEADER_SIZE];
         bytes[o::MAGIC..o::MAGIC + 8].copy_from_slice(&MAGIC);
-        assert!(self.version == FORMAT_VERSION || self.version == FORMAT_VERSION_LEGACY);
+        assert_eq!(self.version, FORMAT_VERSION);
         put_u32(&mut bytes, o::VERSION, self.version);
         put_u32(&mut bytes, o::HEADER_SIZE, HEADER_SIZE as u32);
         put_u32(&mut bytes, o::RECORD_SIZE, RECORD_SIZE as u32);
@@ -191,7 +192,7 @@ impl Header {
             return Err(HeaderError::Magic);
         }
         let version = get_u32(bytes, o::VERSION);
-        if version != FORMAT_VERSION && version != FORMAT_VERSION_LEGACY {
+        if version != FORMAT_VERSION {
             return Err(HeaderError::Version(version));
         }
         if crc32c::crc32c(&bytes[..o::CHECKSUM]) != get_u32(bytes, o::CHECKSUM) {
@@ -222,44 +223,52 @@ impl Header {
 
 /// The shared-state file that sits next to each account file, `account-<id>.espora-shm`: the
 /// words that processes coordinate through (see `shared.rs`). It is mapped by every process and
-/// never synced; everything in it is re-derived from the account file at open, so losing it
-/// (power loss) loses nothing.
+/// never synced; everything in it is re-derived from the account file at open, and it is trusted
+/// only within the boot that wrote it, so losing or tearing it (power loss) loses nothing.
 pub const SHARED_SIZE: usize = 4096;
 /// The first eight bytes of a shared-state file.
 pub const SHARED_MAGIC: [u8; 8] = *b"ESPORASH";
-/// The layout version of the shared-state file.
-pub const SHARED_VERSION: u32 = 1;
+/// The layout version of the shared-state file: 2 binds it to the boot and tags the head and
+/// durable words with a generation.
+pub const SHARED_VERSION: u32 = 2;
+/// Bytes of a boot identifier (`/proc/sys/kernel/random/boot_id`, a UUID).
+pub const BOOT_ID_SIZE: usize = 16;
+/// Bits of a tagged word that hold the sequence number; the generation has the rest.
+pub const TAGGED_SEQ_BITS: u32 = 48;
 
-/// Byte offsets inside the shared-state file. The identity binds it to one account file: when
-/// it does not match (a new account file, a zeroed file after power loss), the open rebuilds it.
+/// Byte offsets inside the shared-state file. The identity binds it to one account file and to
+/// one boot of the machine: when it does not match (a new account file, a file zeroed, torn or
+/// left from before a reboot), the open clears it.
 pub mod shared_offset {
-    /// Identity: magic, version, then the account file's id, creation time and capacity.
+    /// Identity: magic, version, the account file's id, creation time and capacity, the boot.
     pub const MAGIC: usize = 0;
     pub const VERSION: usize = 8;
     pub const ACCOUNT_ID: usize = 12;
     pub const CREATED_US: usize = 16;
     pub const CAPACITY: usize = 24;
+    pub const BOOT_ID: usize = 32;
     /// CRC32C of bytes `0..CHECKSUM`.
-    pub const CHECKSUM: usize = 32;
-    pub const IDENTITY_END: usize = 36;
+    pub const CHECKSUM: usize = 48;
+    pub const IDENTITY_END: usize = 52;
     /// `u64` written with `pwrite` and read back through the mapping at every open, to prove
     /// that the file system keeps the two coherent.
-    pub const PROBE: usize = 40;
-    /// `u64`: sequence number of the newest record written (a hint; records are the truth).
+    pub const PROBE: usize = 56;
+    /// Tagged `u64` (generation in the top 16 bits, sequence number below): the newest record
+    /// written, as far as writers have said (a hint; records are the truth).
     pub const HEAD: usize = 64;
-    /// `u64`: highest sequence number known to be durable.
+    /// Tagged `u64`: the highest sequence number known to be durable.
     pub const DURABLE: usize = 128;
     /// `u64`: the sync in flight, 0 when none (see `commit.rs`).
     pub const SYNC_CLAIM: usize = 192;
     /// `u32` futex word, bumped when a sync ends.
     pub const SYNC_EVENTS: usize = 200;
+    /// `u32`: how many threads sleep on `SYNC_EVENTS` (a hint that lets a finishing sync skip
+    /// the wake system call).
+    pub const SYNC_SLEEPERS: usize = 204;
     /// `u64`: when the last sync started, in nanoseconds of the monotonic clock.
     pub const SYNC_STARTED: usize = 208;
     /// `u64`: how many records the last completed sync made durable.
     pub const SYNC_GROUP: usize = 216;
-    /// `u32`: how many threads sleep on `SYNC_EVENTS` (a hint that lets a finishing sync skip
-    /// the wake system call).
-    pub const SYNC_SLEEPERS: usize = 204;
     /// `u32` futex word, bumped when the account lock is released.
     pub const LOCK_EVENTS: usize = 256;
     /// `u32`: how many threads sleep on `LOCK_EVENTS`.
@@ -280,13 +289,21 @@ const _: () = assert!(shared_offset::LOCK_SLEEPERS + 4 <= SHARED_SIZE);
 const _: () = assert!(shared_offset::SYNC_STARTED.is_multiple_of(8));
 const _: () = assert!(shared_offset::SYNC_GROUP.is_multiple_of(8));
 const _: () = assert!(shared_offset::SYNC_GROUP + 8 <= shared_offset::LOCK_EVENTS);
+const _: () = assert!(shared_offset::BOOT_ID + BOOT_ID_SIZE == shared_offset::CHECKSUM);
+const _: () = assert!(shared_offset::CHECKSUM + 4 == shared_offset::IDENTITY_END);
 const _: () = assert!(shared_offset::IDENTITY_END <= shared_offset::PROBE);
 const _: () = assert!(
     shared_offset::PROBE.is_multiple_of(8) && shared_offset::PROBE + 8 <= shared_offset::HEAD
 );
+// A 48-bit sequence number lasts 890 years at 10,000 records a second; the ring's capacity and
+// every sequence a file can reach stay far below it.
+const _: () = assert!(RING_RECORDS_MAX < 1 << TAGGED_SEQ_BITS);
 
-/// The identity bytes of the shared-state file that belongs to an account file.
-pub fn shared_identity(header: &Header) -> [u8; shared_offset::IDENTITY_END] {
+/// The identity bytes of the shared-state file that belongs to an account file in this boot.
+pub fn shared_identity(
+    header: &Header,
+    boot_id: &[u8; BOOT_ID_SIZE],
+) -> [u8; shared_offset::IDENTITY_END] {
     use shared_offset as o;
     let mut bytes = [0u8; o::IDENTITY_END];
     bytes[o::MAGIC..o::MAGIC + 8].copy_from_slice(&SHARED_MAGIC);
@@ -294,6 +311,7 @@ pub fn shared_identity(header: &Header) -> [u8; shared_offset::IDENTITY_END] {
     put_u32(&mut bytes, o::ACCOUNT_ID, header.account_id);
     put_u64(&mut bytes, o::CREATED_US, header.created_us as u64);
     put_u64(&mut bytes, o::CAPACITY, header.capacity);
+    bytes[o::BOOT_ID..o::BOOT_ID + BOOT_ID_SIZE].copy_from_slice(boot_id);
     let checksum = crc32c::crc32c(&bytes[..o::CHECKSUM]);
     put_u32(&mut bytes, o::CHECKSUM, checksum);
     bytes
@@ -348,8 +366,8 @@ pub struct Record {
     pub balance: i64,
     pub kind: Kind,
     pub description: Description,
-    /// A sequence number that was durable when the record was written, always below `seq`
-    /// (0 in records of version-1 files). Recovery starts from the highest anchor it finds:
+    /// A sequence number that was durable when the record was written, always below `seq`.
+    /// Recovery starts from the highest anchor it finds:
     /// that record and every one before it reached the disk, so the history must reach it.
     pub anchor: u64,
 }
@@ -526,12 +544,21 @@ mod tests {
             capacity: 65_536,
             created_us: 5,
         };
-        let identity = shared_identity(&h);
+        let boot = [7u8; BOOT_ID_SIZE];
+        let identity = shared_identity(&h, &boot);
         assert_eq!(identity[..8], SHARED_MAGIC);
-        assert_ne!(identity, shared_identity(&Header { created_us: 6, ..h }));
-        assert_ne!(identity, shared_identity(&Header { account_id: 4, ..h }));
+        assert_ne!(
+            identity,
+            shared_identity(&Header { created_us: 6, ..h }, &boot)
+        );
+        assert_ne!(
+            identity,
+            shared_identity(&Header { account_id: 4, ..h }, &boot)
+        );
+        // Another boot: the words of the previous one are not trusted.
+        assert_ne!(identity, shared_identity(&h, &[8u8; BOOT_ID_SIZE]));
         // The limit is not part of the identity: it lives in the account file alone.
-        assert_eq!(identity, shared_identity(&Header { limit: 7, ..h }));
+        assert_eq!(identity, shared_identity(&Header { limit: 7, ..h }, &boot));
     }
 
     #[test]
@@ -554,11 +581,14 @@ mod tests {
         let mut bad = bytes;
         bad[header_offset::VERSION] = 9;
         assert_eq!(Header::decode(&bad), Err(HeaderError::Version(9)));
-        let legacy = Header {
-            version: FORMAT_VERSION_LEGACY,
-            ..h
-        };
-        assert_eq!(Header::decode(&legacy.encode()), Ok(legacy));
+        let mut old = bytes;
+        old[header_offset::VERSION] = 1;
+        let checksum = crc32c::crc32c(&old[..header_offset::CHECKSUM]);
+        old[header_offset::CHECKSUM..][..4].copy_from_slice(&checksum.to_le_bytes());
+        assert_eq!(Header::decode(&old), Err(HeaderError::Version(1)));
+        assert!(HeaderError::Version(1)
+            .to_string()
+            .contains("empty directory"));
         assert_eq!(h.slot_offset(1), HEADER_SIZE);
         assert_eq!(h.slot_offset(65_537), HEADER_SIZE);
         assert_eq!(h.slot_offset(2), HEADER_SIZE + RECORD_SIZE);

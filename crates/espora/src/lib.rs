@@ -8,11 +8,12 @@
 //! transaction, the balance after it and a CRC32C, so the newest valid record gives the balance
 //! and a torn write is recognised.
 //!
-//! The format, locking and validation ([`layout`], [`file`], [`verify`], [`shared`]) are
-//! runtime-neutral; [`Db`] and [`Worker`] add the async glue on the monoio runtime (the commit
+//! The format, locking, device reads and validation ([`layout`], [`file`], [`shared`],
+//! [`device`], [`verify`]) are runtime-neutral; [`Db`] and [`Worker`] add the async glue on the monoio runtime (the commit
 //! protocol in `commit.rs`, the I/O back ends in `sync.rs`). The byte-by-byte format and the
 //! crash reasoning are in `docs/espora-format.md`.
 
+pub mod device;
 pub mod file;
 pub mod layout;
 pub mod shared;
@@ -27,7 +28,8 @@ mod sync;
 
 pub use db::{Appended, Db, Options, Statement, Stats, Worker, STATEMENT_RECORDS_MAX};
 pub use error::{
-    AppendError, FileError, FormatProblem, Invalid, OpenError, ReadError, Unavailable,
+    AppendError, Corruption, FileError, FormatProblem, Invalid, OpenError, ReadError, Rejection,
+    Unavailable,
 };
 pub use faults::Faults;
 pub use file::Transaction;

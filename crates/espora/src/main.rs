@@ -6,11 +6,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use espora::device::Image;
 use espora::file::{self, Mapping};
 use espora::layout::{Record, RING_RECORDS_DEFAULT};
 use espora::shared;
-use espora::verify::{self, Scan};
-use espora::{Db, Options};
+use espora::verify::{self, Scan, Slots};
+use espora::{Corruption, Db, Options};
 
 /// espora: the storage engine's own tool
 #[derive(clap::Parser, Debug)]
@@ -179,36 +180,50 @@ fn verify_target(target: &Path) -> Result<(), String> {
     }
 }
 
-/// Checks one file under a shared lock, with the durable watermark of its shared-state file when
-/// that belongs to it.
-fn scan_file(path: &Path) -> Result<(Mapping, Result<Scan, verify::Corruption>), String> {
+/// What one file holds on its device, read under a shared lock.
+struct Checked {
+    mapping: Mapping,
+    image: Image,
+    scan: Result<Scan, Corruption>,
+    /// 128-byte pieces where the page cache shows other bytes than the device.
+    stale: u64,
+}
+
+/// Checks one file as its device holds it (not as the page cache shows it), under a shared lock,
+/// with the durable watermark of its shared-state file when that belongs to it in this boot.
+fn scan_file(path: &Path) -> Result<Checked, String> {
     let (handle, mapping) = file::open_existing(path).map_err(|e| e.to_string())?;
     file::lock_shared_blocking(&handle).map_err(|e| format!("flock: {e}"))?;
-    let shared_path = path.with_extension("espora-shm");
-    let scan = verify::scan(
-        &mapping,
-        shared::peek_durable(&shared_path, mapping.header()),
-    );
+    let image = Image::read(path, mapping.header());
     file::unlock(&handle);
-    Ok((mapping, scan))
+    let image = image.map_err(|e| format!("reading the device: {e}"))?;
+    let shared_path = path.with_extension("espora-shm");
+    let scan = verify::scan(&image, shared::peek_durable(&shared_path, mapping.header()));
+    let stale = image.differences(&mapping);
+    Ok(Checked {
+        mapping,
+        image,
+        scan,
+        stale,
+    })
 }
 
 fn verify_file(path: &Path) -> Result<String, String> {
-    let (mapping, scan) = scan_file(path)?;
-    let scan = scan.map_err(|c| c.to_string())?;
-    let header = mapping.header();
+    let checked = scan_file(path)?;
+    let scan = checked.scan.as_ref().map_err(|c| c.to_string())?;
+    let header = checked.mapping.header();
     Ok(format!(
         "{}: ok: account {} limit {} records {} (seq {}..={}) balance {} lowest {} anchor {}{}",
         path.display(),
         header.account_id,
         header.limit,
-        retained(&scan),
+        retained(scan),
         scan.oldest,
         scan.newest,
         scan.balance,
         scan.balance_min,
         scan.anchor,
-        notes(&scan)
+        notes(&checked, scan)
     ))
 }
 
@@ -220,8 +235,18 @@ fn retained(scan: &Scan) -> u64 {
     }
 }
 
-fn notes(scan: &Scan) -> String {
+fn notes(checked: &Checked, scan: &Scan) -> String {
     let mut notes = String::new();
+    if !checked.image.is_direct() {
+        notes.push_str("; read through the page cache (the file system has no direct I/O)");
+    }
+    if checked.stale > 0 {
+        notes.push_str(&format!(
+            "; {} piece(s) of 128 bytes in the page cache differ from the device (a failed \
+             writeback; the next open puts the device's bytes back)",
+            checked.stale
+        ));
+    }
     if scan.torn_tail {
         notes.push_str("; torn unacknowledged write after the newest record (harmless)");
     }
@@ -235,15 +260,15 @@ fn notes(scan: &Scan) -> String {
 }
 
 fn dump(path: &Path, json: bool) -> Result<(), String> {
-    let (mapping, scan) = scan_file(path)?;
-    let records: Vec<Record> = match &scan {
-        Ok(scan) if scan.newest > 0 => (scan.oldest..=scan.newest)
-            .filter_map(|seq| mapping.read_record(seq))
+    let checked = scan_file(path)?;
+    let scan = (checked.scan.as_ref()).map_err(|c| format!("{}: {c}", path.display()))?;
+    let records: Vec<Record> = match scan.newest {
+        0 => Vec::new(),
+        newest => (scan.oldest..=newest)
+            .filter_map(|seq| checked.image.record(seq))
             .collect(),
-        _ => Vec::new(),
     };
-    let scan = scan.map_err(|c| format!("{}: {c}", path.display()))?;
-    let header = mapping.header();
+    let header = checked.mapping.header();
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let result = (|| -> io::Result<()> {

@@ -7,7 +7,13 @@
 //! back and write-protect them again, and the next store would take a page fault (possibly
 //! waiting on the file system) while holding the account lock. This file is never synced: the
 //! kernel writes it back now and then, and nothing in it needs to survive a crash, because the
-//! open rebuilds it from the records under the account's exclusive lock.
+//! open rebuilds it from the records under the account's exclusive lock. Its identity names the
+//! boot of the machine, so words left by an earlier boot (stale, zeroed or torn by a power cut)
+//! are never trusted.
+//!
+//! The head and durable words carry a generation in their top bits, and every recovery starts a
+//! new one: a writer or a sync of the generation before, finishing after the recovery, cannot
+//! raise them over records the recovery did not find on the device.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -15,11 +21,51 @@ use std::os::unix::fs::FileExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 use memmap2::MmapRaw;
 
 use crate::error::FileError;
-use crate::layout::{shared_identity, shared_offset, Header, SHARED_SIZE};
+use crate::layout::{
+    shared_identity, shared_offset, Header, BOOT_ID_SIZE, SHARED_SIZE, TAGGED_SEQ_BITS,
+};
+
+/// Where Linux tells the boot apart: a random UUID chosen at every boot.
+const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
+
+/// A sequence number of one generation of the shared state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tagged {
+    pub generation: u16,
+    pub seq: u64,
+}
+
+impl Tagged {
+    fn pack(self) -> u64 {
+        assert!(
+            self.seq < 1 << TAGGED_SEQ_BITS,
+            "seq {} too large",
+            self.seq
+        );
+        (u64::from(self.generation) << TAGGED_SEQ_BITS) | self.seq
+    }
+
+    fn unpack(word: u64) -> Tagged {
+        Tagged {
+            generation: (word >> TAGGED_SEQ_BITS) as u16,
+            seq: word & ((1 << TAGGED_SEQ_BITS) - 1),
+        }
+    }
+}
+
+/// Which futex word of the shared-state file a waiter sleeps on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Bumped when a sync of the file ends.
+    Sync,
+    /// Bumped when the file's lock is released.
+    Lock,
+}
 
 /// The mapped shared-state file of one account.
 pub struct Shared {
@@ -30,24 +76,25 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Opens the file, creating it (zero-filled) if it does not exist. Creation needs no care
-    /// against races: every process that creates or grows it produces the same zero bytes, and
-    /// the identity is checked and written only under the account's exclusive lock.
+    /// Opens the file, creating it (zero-filled) if it does not exist: built under a temporary
+    /// name and linked into place, so that no process ever sees it shorter than its size,
+    /// whatever the file system (creating it in place and growing it raced on FUSE). The
+    /// identity is checked and written only under the account's exclusive lock.
     pub fn open(path: &Path) -> Result<Shared, FileError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .custom_flags(rustix::fs::OFlags::CLOEXEC.bits() as i32)
-            .open(path)
-            .map_err(|e| FileError::io(path, "open", e))?;
+        let file = match open_existing(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                create(path)?;
+                open_existing(path).map_err(|e| FileError::io(path, "open", e))?
+            }
+            Err(e) => return Err(FileError::io(path, "open", e)),
+        };
         let length = file
             .metadata()
             .map_err(|e| FileError::io(path, "stat", e))?
             .len();
-        // Never shrink: another process may have it mapped.
+        // A file cut short (an older version created it in place): grow it, never shrink it,
+        // since another process may have it mapped.
         if length < SHARED_SIZE as u64 {
             file.set_len(SHARED_SIZE as u64)
                 .map_err(|e| FileError::io(path, "extend", e))?;
@@ -80,28 +127,30 @@ impl Shared {
         unsafe { &*(self.map.as_mut_ptr().add(offset) as *const AtomicU32) }
     }
 
-    /// Sequence number of the newest record written, as far as writers have said so. Records
+    /// The newest record written, as far as writers have said so, and the generation. Records
     /// are the truth: a writer killed after its `pwrite` leaves the hint one behind, and the
     /// next writer adopts the record (see `Mapping::newest_locked`).
-    pub fn head(&self) -> u64 {
-        self.u64_at(shared_offset::HEAD).load(Ordering::Acquire)
+    pub fn head(&self) -> Tagged {
+        Tagged::unpack(self.u64_at(shared_offset::HEAD).load(Ordering::Acquire))
     }
 
-    /// Raises the head hint to `seq` (writers publish after unlocking, in any order).
-    pub fn publish_head(&self, seq: u64) {
-        self.u64_at(shared_offset::HEAD)
-            .fetch_max(seq, Ordering::AcqRel);
+    /// Raises the head hint to `to.seq` if it is still of generation `to.generation` (writers
+    /// publish after unlocking, in any order; one that finishes after a recovery changes
+    /// nothing).
+    pub fn publish_head(&self, to: Tagged) {
+        raise(self.u64_at(shared_offset::HEAD), to);
     }
 
-    /// Highest sequence number known to be on disk.
-    pub fn durable(&self) -> u64 {
-        self.u64_at(shared_offset::DURABLE).load(Ordering::Acquire)
+    /// The highest sequence number known to be on disk, and its generation.
+    pub fn durable(&self) -> Tagged {
+        Tagged::unpack(self.u64_at(shared_offset::DURABLE).load(Ordering::Acquire))
     }
 
-    /// Records that a sync which started when `seq` was the head has completed.
-    pub fn advance_durable(&self, seq: u64) {
-        self.u64_at(shared_offset::DURABLE)
-            .fetch_max(seq, Ordering::AcqRel);
+    /// Records that a sync which started when `to.seq` was the head has completed; nothing if a
+    /// recovery started another generation meanwhile. Returns whether the watermark now covers
+    /// `to`.
+    pub fn raise_durable(&self, to: Tagged) -> bool {
+        raise(self.u64_at(shared_offset::DURABLE), to)
     }
 
     /// The sync in flight: 0 when none, else the claim token of its owner.
@@ -119,22 +168,35 @@ impl Shared {
         self.u64_at(shared_offset::SYNC_GROUP)
     }
 
-    /// Futex word bumped whenever a sync ends.
-    pub fn sync_events(&self) -> &AtomicU32 {
-        self.u32_at(shared_offset::SYNC_EVENTS)
+    /// The futex word of `event`.
+    pub fn events(&self, event: Event) -> &AtomicU32 {
+        match event {
+            Event::Sync => self.u32_at(shared_offset::SYNC_EVENTS),
+            Event::Lock => self.u32_at(shared_offset::LOCK_EVENTS),
+        }
     }
 
-    pub fn sync_sleepers(&self) -> &AtomicU32 {
-        self.u32_at(shared_offset::SYNC_SLEEPERS)
+    /// How many threads sleep on the futex word of `event` (a hint).
+    pub fn sleepers(&self, event: Event) -> &AtomicU32 {
+        match event {
+            Event::Sync => self.u32_at(shared_offset::SYNC_SLEEPERS),
+            Event::Lock => self.u32_at(shared_offset::LOCK_SLEEPERS),
+        }
     }
 
-    /// Futex word bumped whenever the account lock is released.
-    pub fn lock_events(&self) -> &AtomicU32 {
-        self.u32_at(shared_offset::LOCK_EVENTS)
-    }
-
-    pub fn lock_sleepers(&self) -> &AtomicU32 {
-        self.u32_at(shared_offset::LOCK_SLEEPERS)
+    /// Bumps the futex word of `event` and wakes its sleepers, if any announced themselves. A
+    /// bump tells waiters to look again; one with nothing behind it costs them a look.
+    pub fn bump_and_wake(&self, event: Event) {
+        let word = self.events(event);
+        word.fetch_add(1, Ordering::SeqCst);
+        if self.sleepers(event).load(Ordering::SeqCst) > 0 {
+            // A failed wake can only be a bad address, which a mapped word is not.
+            let _ = rustix::thread::futex::wake(
+                word,
+                rustix::thread::futex::Flags::empty(),
+                i32::MAX as u32,
+            );
+        }
     }
 
     /// Writes a fresh value with `pwrite` and reads it back through the mapping: false when the
@@ -142,24 +204,30 @@ impl Shared {
     /// which espora, writing with `pwrite` and reading through mappings, cannot run on. The
     /// caller holds the account's exclusive lock, so no other prober races it.
     pub fn coherent(&self) -> io::Result<bool> {
-        let value = (crate::file::now_us() as u64) ^ u64::from(std::process::id()).rotate_left(32);
+        let value = (crate::time::now_us() as u64) ^ u64::from(std::process::id()).rotate_left(32);
         self.file
             .write_all_at(&value.to_le_bytes(), shared_offset::PROBE as u64)?;
         Ok(self.u64_at(shared_offset::PROBE).load(Ordering::Acquire) == value)
     }
 
-    /// The durable watermark, if this file belongs to the account file `header` describes; 0
-    /// otherwise (a new file, or one zeroed or left from another account file).
+    /// The generation of the shared state, if this file belongs to the account file `header`
+    /// describes in this boot.
+    pub fn generation_if_bound(&self, header: &Header) -> Option<u16> {
+        self.bound_to(header).then(|| self.head().generation)
+    }
+
+    /// The durable watermark, if this file belongs to the account file `header` describes and
+    /// was written in this boot; 0 otherwise (a new file, one zeroed or left from another
+    /// account file or an earlier boot, or a machine whose boot cannot be told apart).
     pub fn durable_if_bound(&self, header: &Header) -> u64 {
-        if self.bound_to(header) {
-            self.durable()
-        } else {
-            0
+        match self.bound_to(header) && boot_id().is_some() {
+            true => self.durable().seq,
+            false => 0,
         }
     }
 
     fn bound_to(&self, header: &Header) -> bool {
-        let identity = shared_identity(header);
+        let identity = shared_identity(header, &boot_id().unwrap_or_default());
         let base = self.map.as_mut_ptr();
         (0..identity.len()).all(|i| {
             // SAFETY: inside the mapping; the identity bytes are only written under the
@@ -168,17 +236,24 @@ impl Shared {
         })
     }
 
-    /// Binds the file to the account file described by `header` and publishes the history that
-    /// recovery found. The caller holds the account's exclusive lock and has made every record
-    /// up to `newest` durable.
+    /// Binds the file to the account file described by `header` in this boot and publishes
+    /// what recovery found, as a new generation: `newest` as the head and `durable` as the
+    /// durable watermark. The caller holds the account's exclusive lock and has checked that
+    /// every record up to `newest` is on the device. Returns the new generation.
     ///
     /// When the identity does not match (a first open, an account file made anew, a file zeroed
-    /// or left stale by a power loss), every word is cleared first. When it matches, the sync
-    /// claim and the futex words are left alone: other processes may be waiting on them right
-    /// now (for this very lock), and a stale claim is taken over by its waiters anyway.
-    pub fn reset(&self, header: &Header, newest: u64) {
-        if !self.bound_to(header) {
-            let identity = shared_identity(header);
+    /// or left by an earlier boot), every word is cleared first. When it matches, the sync claim
+    /// and the futex words are left alone: other processes may be waiting on them right now
+    /// (for this very lock), and a stale claim is taken over by its waiters anyway.
+    pub fn reset(&self, header: &Header, newest: u64, durable: u64) -> u16 {
+        assert!(
+            durable <= newest,
+            "durable {durable} passed newest {newest}"
+        );
+        let generation = if self.bound_to(header) {
+            self.head().generation.wrapping_add(1)
+        } else {
+            let identity = shared_identity(header, &boot_id().unwrap_or_default());
             let base = self.map.as_mut_ptr();
             for offset in (shared_offset::HEAD..SHARED_SIZE).step_by(8) {
                 self.u64_at(offset).store(0, Ordering::Release);
@@ -187,24 +262,195 @@ impl Shared {
                 // SAFETY: as above.
                 unsafe { std::ptr::write_volatile(base.add(i), *byte) };
             }
-        }
-        self.u64_at(shared_offset::HEAD)
-            .store(newest, Ordering::Release);
+            1
+        };
+        let head = Tagged {
+            generation,
+            seq: newest,
+        };
+        let durable = Tagged {
+            generation,
+            seq: durable,
+        };
         self.u64_at(shared_offset::DURABLE)
-            .store(newest, Ordering::Release);
+            .store(durable.pack(), Ordering::Release);
+        self.u64_at(shared_offset::HEAD)
+            .store(head.pack(), Ordering::Release);
+        generation
     }
+}
+
+/// Raises the tagged word to `to` if it holds the same generation and a lower sequence number.
+/// Returns whether the word now covers `to`.
+fn raise(word: &AtomicU64, to: Tagged) -> bool {
+    let mut current = word.load(Ordering::Acquire);
+    loop {
+        let seen = Tagged::unpack(current);
+        if seen.generation != to.generation {
+            return false;
+        }
+        if seen.seq >= to.seq {
+            return true;
+        }
+        match word.compare_exchange_weak(current, to.pack(), Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return true,
+            Err(actual) => current = actual,
+        }
+    }
+}
+
+fn open_existing(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(rustix::fs::OFlags::CLOEXEC.bits() as i32)
+        .open(path)
+}
+
+/// Makes a zero-filled file of `SHARED_SIZE` bytes under a temporary name and links it into
+/// place; `EEXIST` means another process (or thread) won, with a file just as good. The file is
+/// never synced: nothing in it needs to survive a crash.
+fn create(path: &Path) -> Result<(), FileError> {
+    static TEMPS: AtomicU64 = AtomicU64::new(0);
+    let name = path
+        .file_name()
+        .map_or_else(Default::default, |n| n.to_string_lossy());
+    let temp = path.with_file_name(format!(
+        ".{name}.tmp.{}.{}",
+        std::process::id(),
+        TEMPS.fetch_add(1, Ordering::Relaxed)
+    ));
+    let made = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(rustix::fs::OFlags::CLOEXEC.bits() as i32)
+        .open(&temp)
+        .and_then(|file| file.write_all_at(&[0u8; SHARED_SIZE], 0))
+        .map_err(|e| FileError::io(&temp, "create", e));
+    let linked = made.and_then(|()| match std::fs::hard_link(&temp, path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(FileError::io(path, "link", e)),
+    });
+    let _ = std::fs::remove_file(&temp);
+    linked
+}
+
+/// This boot of the machine, from the kernel; `None` where /proc is missing, and then the
+/// shared state is never trusted for recovery.
+pub fn boot_id() -> Option<[u8; BOOT_ID_SIZE]> {
+    static BOOT: OnceLock<Option<[u8; BOOT_ID_SIZE]>> = OnceLock::new();
+    *BOOT.get_or_init(|| parse_boot_id(&std::fs::read_to_string(BOOT_ID_PATH).ok()?))
+}
+
+/// A UUID as the kernel prints it (`f3cd0254-4c40-4d25-b8dc-e0fa75f64c7a`).
+fn parse_boot_id(text: &str) -> Option<[u8; BOOT_ID_SIZE]> {
+    let digits: Vec<u8> = text.trim().bytes().filter(|&b| b != b'-').collect();
+    if digits.len() != 2 * BOOT_ID_SIZE {
+        return None;
+    }
+    let mut id = [0u8; BOOT_ID_SIZE];
+    for (i, pair) in digits.chunks_exact(2).enumerate() {
+        let pair = std::str::from_utf8(pair).ok()?;
+        id[i] = u8::from_str_radix(pair, 16).ok()?;
+    }
+    (id != [0u8; BOOT_ID_SIZE]).then_some(id)
 }
 
 /// The durable watermark that the shared-state file at `path` holds for the account file
 /// `header` describes, read without creating or changing anything (for the tool): 0 when the
-/// file is missing, unreadable, or belongs to another account file.
+/// file is missing, unreadable, belongs to another account file or to an earlier boot.
 pub fn peek_durable(path: &Path, header: &Header) -> u64 {
     let mut bytes = [0u8; shared_offset::DURABLE + 8];
     let read = File::open(path).and_then(|file| file.read_exact_at(&mut bytes, 0));
-    let identity = shared_identity(header);
+    let Some(boot) = boot_id() else {
+        return 0;
+    };
+    let identity = shared_identity(header, &boot);
     if read.is_err() || bytes[..identity.len()] != identity {
         return 0;
     }
     let at = shared_offset::DURABLE;
-    u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
+    Tagged::unpack(u64::from_le_bytes(
+        bytes[at..at + 8].try_into().expect("8 bytes"),
+    ))
+    .seq
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boot_ids_parse_as_the_kernel_prints_them() {
+        let id = parse_boot_id("f3cd0254-4c40-4d25-b8dc-e0fa75f64c7a\n").unwrap();
+        assert_eq!(id[0], 0xf3);
+        assert_eq!(id[15], 0x7a);
+        assert_eq!(parse_boot_id("f3cd0254"), None);
+        assert_eq!(parse_boot_id("zzcd0254-4c40-4d25-b8dc-e0fa75f64c7a"), None);
+        assert_eq!(parse_boot_id("00000000-0000-0000-0000-000000000000"), None);
+        assert!(boot_id().is_some(), "this machine has {BOOT_ID_PATH}");
+    }
+
+    #[test]
+    fn tagged_words_rise_only_within_their_generation() {
+        let word = AtomicU64::new(
+            Tagged {
+                generation: 3,
+                seq: 10,
+            }
+            .pack(),
+        );
+        assert!(raise(
+            &word,
+            Tagged {
+                generation: 3,
+                seq: 12
+            }
+        ));
+        assert!(
+            raise(
+                &word,
+                Tagged {
+                    generation: 3,
+                    seq: 11
+                }
+            ),
+            "already covered"
+        );
+        assert_eq!(Tagged::unpack(word.load(Ordering::Relaxed)).seq, 12);
+        assert!(
+            !raise(
+                &word,
+                Tagged {
+                    generation: 2,
+                    seq: 99
+                }
+            ),
+            "a generation before"
+        );
+        assert!(
+            !raise(
+                &word,
+                Tagged {
+                    generation: 4,
+                    seq: 99
+                }
+            ),
+            "a generation after"
+        );
+        assert_eq!(
+            Tagged::unpack(word.load(Ordering::Relaxed)),
+            Tagged {
+                generation: 3,
+                seq: 12
+            }
+        );
+        let top = Tagged {
+            generation: u16::MAX,
+            seq: (1 << TAGGED_SEQ_BITS) - 1,
+        };
+        assert_eq!(Tagged::unpack(top.pack()), top);
+    }
 }

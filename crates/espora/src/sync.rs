@@ -1,18 +1,28 @@
-//! How a worker thread waits for the disk and for other processes without blocking: the two
-//! back ends side by side, as monoio keeps each operation's variants together.
+//! How a worker thread waits for the disk and for other processes without blocking: one place
+//! per operation (fdatasync, futex wait, pause), each with its two back ends side by side, over
+//! one table of the worker's operations in flight that both back ends complete.
 //!
-//! - **Ring**: the worker's own small io_uring, next to the runtime's, for `fdatasync`
-//!   (IORING_OP_FSYNC with DATASYNC) and for sleeping on a futex word of the shared-state file
-//!   (IORING_OP_FUTEX_WAIT, Linux 6.7) with a linked timeout. The ring's descriptor becomes
-//!   readable when a completion is posted; the runtime waits for that like for a socket (a
-//!   PollAdd on io_uring, epoll otherwise), and a reaper task hands each completion to the task
-//!   that waits for it. Works under either monoio driver.
-//! - **Threads**: where io_uring or its futex operations are not available (old kernels,
-//!   sandboxes that forbid io_uring): a helper thread per file and purpose makes the blocking
-//!   system call and answers over a socket pair that the runtime polls.
+//! - **Ring**: the worker's own small io_uring, next to the runtime's: `IORING_OP_FSYNC` with
+//!   DATASYNC, `IORING_OP_FUTEX_WAIT` (Linux 6.7) linked to a timeout, `IORING_OP_TIMEOUT`.
+//! - **Threads**: where io_uring or its futex operation is not available (every kernel below
+//!   6.7, sandboxes that forbid io_uring): helper threads per file make the blocking calls,
+//!   taking requests from a channel and posting each result under its operation's id.
 //!
-//! Either way, the futex words are woken with a plain FUTEX_WAKE by whoever bumps them (see
-//! `commit.rs`), in any process.
+//! Either way the runtime waits for one descriptor to become readable (the ring's, or a socket
+//! the helpers write a byte to), as it does for a socket (a PollAdd on io_uring, epoll
+//! otherwise), and a reaper task hands each result to the operation it belongs to. So under
+//! either monoio driver:
+//!
+//! - **Every future can be dropped.** An operation whose task went away keeps its entry until
+//!   its result arrives, so no result ever reaches another operation. A dropped wait is cut
+//!   short (its futex word bumped and woken: waiters look again, nothing more).
+//! - **A failed fdatasync poisons when it completes**, awaited or not: the kernel reports a
+//!   writeback error once per file description, so an error nobody read would let the next
+//!   sync on that description succeed without the data.
+//! - **One fdatasync per file description in flight.** Of two overlapping ones the kernel may
+//!   report the error to the first only; the second starts after the first's result is in.
+//!
+//! The futex words are woken with a plain FUTEX_WAKE by whoever bumps them, in any process.
 
 use std::cell::{Cell, RefCell};
 use std::fs::File;
@@ -21,14 +31,16 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::AtomicU32;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use io_uring::{opcode, squeue, types, IoUring};
 
-use crate::shared::Shared;
+use crate::faults::Faults;
+use crate::shared::{Event, Shared};
 
 /// Which back end a worker uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -42,25 +54,9 @@ pub enum Backend {
     Threads,
 }
 
-/// Which futex word of the shared-state file a wait sleeps on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Event {
-    /// Bumped when a sync of the file ends.
-    Sync,
-    /// Bumped when the file's lock is released.
-    Lock,
-}
-
-impl Event {
-    fn word(self, shared: &Shared) -> &AtomicU32 {
-        match self {
-            Event::Sync => shared.sync_events(),
-            Event::Lock => shared.lock_events(),
-        }
-    }
-}
-
-/// Submission slots of a worker's ring: a few sleeping tasks and syncs per file at most.
+/// Submission entries of a worker's ring. Entries are submitted as soon as they are pushed, so
+/// at most two (a wait and its timeout) sit in the queue at once; the completion queue, twice
+/// as large, holds the results of a few operations per file, and the kernel keeps any overflow.
 const RING_ENTRIES: u32 = 64;
 /// `user_data` of the linked timeouts, whose completions nobody waits for.
 const TIMEOUT_TAG: u64 = u64::MAX;
@@ -69,104 +65,59 @@ const CLOSE_TAG: u64 = u64::MAX - 1;
 /// FUTEX2_SIZE_U32, without FUTEX2_PRIVATE: the words are shared between processes.
 const FUTEX2_SIZE_U32: u32 = 0x02;
 const FUTEX_BITSET_MATCH_ANY: u64 = 0xffff_ffff;
+/// Stack of a helper thread: it makes one system call at a time.
+const HELPER_STACK_BYTES: usize = 64 * 1024;
 
-/// The I/O of one worker thread on one account file.
-pub(crate) enum FileIo {
-    Ring {
-        ring: Rc<Ring>,
-        /// The worker's own file description again, for the fsync operations.
-        file: File,
-        shared: Arc<Shared>,
-    },
-    Threads {
-        /// fdatasync and sleeps on the sync word (a worker never does both at once on a file).
-        sync: Lane,
-        /// Sleeps on the lock word.
-        lock: Lane,
-    },
-}
-
-impl FileIo {
-    pub(crate) fn ring(ring: &Rc<Ring>, file: File, shared: Arc<Shared>) -> FileIo {
-        FileIo::Ring {
-            ring: Rc::clone(ring),
-            file,
-            shared,
-        }
-    }
-
-    pub(crate) fn threads(file: File, shared: Arc<Shared>, account_id: u32) -> io::Result<FileIo> {
-        Ok(FileIo::Threads {
-            sync: Lane::start(
-                format!("espora-sync-{account_id}"),
-                Some(file),
-                Arc::clone(&shared),
-            )?,
-            lock: Lane::start(format!("espora-lock-{account_id}"), None, shared)?,
-        })
-    }
-
-    pub(crate) async fn fdatasync(&self) -> io::Result<()> {
-        match self {
-            FileIo::Ring { ring, file, .. } => ring.fdatasync(file).await,
-            FileIo::Threads { sync, .. } => sync.call(Request::Fdatasync).await,
-        }
-    }
-
-    /// Sleeps for `duration` (sub-millisecond, unlike the runtime's timer).
-    pub(crate) async fn pause(&self, duration: Duration) -> io::Result<()> {
-        match self {
-            FileIo::Ring { ring, .. } => ring.pause(duration).await,
-            FileIo::Threads { sync, .. } => sync.call(Request::Pause(duration)).await,
-        }
-    }
-
-    /// Sleeps until `event`'s word differs from `seen` and someone wakes it, or `timeout`
-    /// passes. Returns at once if the word already differs.
-    pub(crate) async fn wait(&self, event: Event, seen: u32, timeout: Duration) -> io::Result<()> {
-        match self {
-            FileIo::Ring { ring, shared, .. } => {
-                ring.futex_wait(event.word(shared), seen, timeout).await
-            }
-            FileIo::Threads { sync, lock, .. } => {
-                let lane = match event {
-                    Event::Sync => sync,
-                    Event::Lock => lock,
-                };
-                lane.call(Request::Wait {
-                    event,
-                    seen,
-                    timeout,
-                })
-                .await
-            }
-        }
-    }
-}
-
-/// A worker's own io_uring (see the module documentation).
-pub(crate) struct Ring {
-    ring: RefCell<IoUring>,
-    /// The ring's descriptor again, wrapped as a stream only so that the runtime can wait for
-    /// it to become readable. INVARIANT: nothing but `readable` is ever called on it.
+/// One worker thread's operations in flight, and the back end that runs them.
+pub(crate) struct Io {
+    /// Indexed by operation id (the ring's `user_data`, the helpers' job id).
+    ops: RefCell<Vec<Op>>,
+    engine: Engine,
+    /// Becomes readable when results are waiting: the ring's descriptor, or the read end of the
+    /// helpers' wake-up socket. INVARIANT: nothing but `readable` is ever called on it.
     readiness: monoio::net::UnixStream,
-    /// Indexed by `user_data`.
-    slots: RefCell<Vec<Slot>>,
     closed: Cell<bool>,
+    /// The database's poison flag (see `Db`).
+    poisoned: Arc<AtomicBool>,
+    faults: Faults,
+    /// Results taken from the back end, reused by every reap.
+    scratch: RefCell<Vec<(usize, i32)>>,
 }
 
-enum Slot {
+enum Engine {
+    Ring(Box<RefCell<IoUring>>),
+    Threads(Arc<Finished>),
+}
+
+/// The state of one operation id.
+enum Op {
     Free,
-    Waiting(Option<Waker>),
+    /// Submitted, result not in yet.
+    Pending {
+        waker: Option<Waker>,
+        /// Its task went away: the result is dropped when it arrives.
+        abandoned: bool,
+        /// Set for an fdatasync: what its completion does whoever waits.
+        sync: Option<SyncDone>,
+        /// For a wait: the futex word to bump if the task goes away first.
+        cut_short: Option<(Arc<Shared>, Event)>,
+    },
+    /// The result, not taken yet.
     Done(i32),
-    /// Its task went away; freed when the completion arrives.
-    Abandoned,
 }
 
-impl Ring {
-    /// Sets up the ring, checks that the kernel has every operation it needs, and starts its
-    /// reaper task. Call it inside the worker's monoio runtime.
-    pub(crate) fn start() -> io::Result<Rc<Ring>> {
+/// What the completion of an fdatasync does, awaited or not.
+struct SyncDone {
+    gate: Rc<Gate>,
+    account: u32,
+    /// The witness's newest record written when it was submitted.
+    submitted: u64,
+}
+
+impl Io {
+    /// The ring back end, with every operation it needs checked, and its reaper task started.
+    /// Call it inside the worker's monoio runtime.
+    pub(crate) fn ring(poisoned: Arc<AtomicBool>, faults: Faults) -> io::Result<Rc<Io>> {
         let ring = IoUring::new(RING_ENTRIES)?;
         let mut probe = io_uring::Probe::new();
         ring.submitter().register_probe(&mut probe)?;
@@ -187,209 +138,348 @@ impl Ring {
         // SAFETY: the ring's descriptor is open for as long as `ring` lives, past this call.
         let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(ring.as_raw_fd()) };
         let copy = rustix::io::dup(borrowed)?;
-        let stream = std::os::unix::net::UnixStream::from(copy);
-        let ring = Rc::new(Ring {
-            ring: RefCell::new(ring),
-            readiness: monoio::net::UnixStream::from_std(stream)?,
-            slots: RefCell::new(Vec::new()),
-            closed: Cell::new(false),
-        });
-        monoio::spawn(reap(Rc::clone(&ring)));
-        Ok(ring)
+        let readiness = monoio::net::UnixStream::from_std(copy.into())?;
+        Ok(Io::start(
+            Engine::Ring(Box::new(RefCell::new(ring))),
+            readiness,
+            poisoned,
+            faults,
+        ))
     }
 
-    /// Ends the reaper task (the worker goes away): its last wait is woken by a no-op.
+    /// The helper-thread back end (the threads start per file, in [`FileIo::threads`]).
+    pub(crate) fn threads(poisoned: Arc<AtomicBool>, faults: Faults) -> io::Result<Rc<Io>> {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+        ours.set_nonblocking(true)?;
+        theirs.set_nonblocking(true)?;
+        let finished = Arc::new(Finished {
+            results: Mutex::new(Vec::new()),
+            wake: theirs,
+        });
+        let readiness = monoio::net::UnixStream::from_std(ours)?;
+        Ok(Io::start(
+            Engine::Threads(finished),
+            readiness,
+            poisoned,
+            faults,
+        ))
+    }
+
+    fn start(
+        engine: Engine,
+        readiness: monoio::net::UnixStream,
+        poisoned: Arc<AtomicBool>,
+        faults: Faults,
+    ) -> Rc<Io> {
+        let io = Rc::new(Io {
+            ops: RefCell::new(Vec::new()),
+            engine,
+            readiness,
+            closed: Cell::new(false),
+            poisoned,
+            faults,
+            scratch: RefCell::new(Vec::new()),
+        });
+        monoio::spawn(reap(Rc::clone(&io)));
+        io
+    }
+
+    /// What waits for the disk: `io_uring` or `threads`.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self.engine {
+            Engine::Ring(_) => "io_uring",
+            Engine::Threads(_) => "threads",
+        }
+    }
+
+    /// Ends the reaper task (the worker goes away): its last wait is woken by a no-op on the
+    /// ring, or a byte on the helpers' socket. Helper threads end when their channels close.
     pub(crate) fn close(&self) {
         self.closed.set(true);
-        let nop = opcode::Nop::new().build().user_data(CLOSE_TAG);
-        let _ = self.submit(&[nop]);
-    }
-
-    async fn fdatasync(&self, file: &File) -> io::Result<()> {
-        let slot = self.slot();
-        let entry = opcode::Fsync::new(types::Fd(file.as_raw_fd()))
-            .flags(types::FsyncFlags::DATASYNC)
-            .build()
-            .user_data(slot as u64);
-        self.run(slot, &[entry]).await.map(drop)
-    }
-
-    async fn futex_wait(&self, word: &AtomicU32, seen: u32, timeout: Duration) -> io::Result<()> {
-        let slot = self.slot();
-        let wait = opcode::FutexWait::new(
-            word.as_ptr() as *const u32,
-            u64::from(seen),
-            FUTEX_BITSET_MATCH_ANY,
-            FUTEX2_SIZE_U32,
-        )
-        .build()
-        .flags(squeue::Flags::IO_LINK)
-        .user_data(slot as u64);
-        // The kernel copies the time when it takes the entries, inside `submit`.
-        let time = types::Timespec::new()
-            .sec(timeout.as_secs())
-            .nsec(timeout.subsec_nanos());
-        let timer = opcode::LinkTimeout::new(&time)
-            .build()
-            .user_data(TIMEOUT_TAG);
-        match self.run(slot, &[wait, timer]).await {
-            // Woken, the word had already changed, or the timeout cancelled the wait.
-            Ok(_) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc_errno::EAGAIN | libc_errno::ECANCELED)
-                ) =>
-            {
-                Ok(())
+        match &self.engine {
+            Engine::Ring(_) => {
+                let nop = opcode::Nop::new().build().user_data(CLOSE_TAG);
+                let _ = self.submit(&[nop]);
             }
-            Err(e) => Err(e),
+            Engine::Threads(finished) => finished.wake_worker(),
         }
     }
 
-    async fn pause(&self, duration: Duration) -> io::Result<()> {
-        let slot = self.slot();
-        // The kernel copies the time when it takes the entry, inside `submit`.
-        let time = types::Timespec::new()
-            .sec(duration.as_secs())
-            .nsec(duration.subsec_nanos());
-        let entry = opcode::Timeout::new(&time).build().user_data(slot as u64);
-        match self.run(slot, &[entry]).await {
-            Err(e) if e.raw_os_error() == Some(libc_errno::ETIME) => Ok(()),
-            other => other.map(drop),
-        }
-    }
-
-    fn slot(&self) -> usize {
-        let mut slots = self.slots.borrow_mut();
-        match slots.iter().position(|s| matches!(s, Slot::Free)) {
-            Some(index) => {
-                slots[index] = Slot::Waiting(None);
-                index
+    /// A new operation, pending until its result arrives; its future owns the id.
+    fn begin(
+        &self,
+        sync: Option<SyncDone>,
+        cut_short: Option<(Arc<Shared>, Event)>,
+    ) -> Pending<'_> {
+        let mut ops = self.ops.borrow_mut();
+        let op = Op::Pending {
+            waker: None,
+            abandoned: false,
+            sync,
+            cut_short,
+        };
+        let id = match ops.iter().position(|op| matches!(op, Op::Free)) {
+            Some(id) => {
+                ops[id] = op;
+                id
             }
             None => {
-                slots.push(Slot::Waiting(None));
-                slots.len() - 1
+                ops.push(op);
+                ops.len() - 1
             }
+        };
+        Pending {
+            io: self,
+            id,
+            taken: false,
         }
     }
 
+    /// Pushes entries to the ring and submits them.
     fn submit(&self, entries: &[squeue::Entry]) -> io::Result<()> {
-        let mut ring = self.ring.borrow_mut();
+        let Engine::Ring(ring) = &self.engine else {
+            unreachable!("ring entries for the helper-thread back end")
+        };
+        let mut ring = ring.borrow_mut();
         // SAFETY: the entries point only at memory that outlives their submission (the futex
-        // word lives in a mapping held by the file's `Shared`; the timeout is copied in
-        // `submit`), and the descriptors they name stay open until their completions arrive.
+        // word lives in a mapping held by the file's `Shared`, which the operation's entry keeps;
+        // timeouts are copied in `submit`), and the descriptors they name stay open until their
+        // completions arrive (the worker's files outlive its reaper).
         unsafe { ring.submission().push_multiple(entries) }
             .map_err(|_| io::Error::other("espora's io_uring submission queue is full"))?;
         ring.submit()?;
         Ok(())
     }
 
-    /// Submits `entries` for `slot` and waits for its completion.
-    async fn run(&self, slot: usize, entries: &[squeue::Entry]) -> io::Result<i32> {
-        if let Err(e) = self.submit(entries) {
-            self.slots.borrow_mut()[slot] = Slot::Free;
-            return Err(e);
-        }
-        let result = Completion {
-            ring: self,
-            slot,
-            done: false,
-        }
-        .await;
-        if result < 0 {
-            Err(io::Error::from_raw_os_error(-result))
-        } else {
-            Ok(result)
-        }
-    }
-
-    /// Hands every posted completion to its slot and wakes its task.
+    /// Hands every result the back end has to its operation.
     fn reap(&self) {
-        let mut ring = self.ring.borrow_mut();
-        let mut slots = self.slots.borrow_mut();
-        for entry in ring.completion() {
-            let tag = entry.user_data();
-            if tag == TIMEOUT_TAG || tag == CLOSE_TAG {
-                continue;
+        let mut finished = self.scratch.borrow_mut();
+        match &self.engine {
+            Engine::Ring(ring) => {
+                let mut ring = ring.borrow_mut();
+                for entry in ring.completion() {
+                    let tag = entry.user_data();
+                    if tag != TIMEOUT_TAG && tag != CLOSE_TAG {
+                        finished.push((tag as usize, entry.result()));
+                    }
+                }
             }
-            let slot = &mut slots[tag as usize];
-            match std::mem::replace(slot, Slot::Done(entry.result())) {
-                Slot::Waiting(waker) => waker.into_iter().for_each(Waker::wake),
-                Slot::Abandoned => *slot = Slot::Free,
-                Slot::Free | Slot::Done(_) => unreachable!("completion for slot {tag} twice"),
+            Engine::Threads(helpers) => {
+                drain(&self.readiness);
+                let mut results = helpers.results.lock().unwrap_or_else(|e| e.into_inner());
+                finished.append(&mut results);
             }
+        }
+        for (id, result) in finished.drain(..) {
+            self.complete(id, result);
         }
     }
 
-    /// Completes every waiting slot with `errno` (the runtime cannot watch the ring any more).
-    fn fail_all(&self, errno: i32) {
-        for slot in self.slots.borrow_mut().iter_mut() {
-            match std::mem::replace(slot, Slot::Done(-errno)) {
-                Slot::Waiting(waker) => waker.into_iter().for_each(Waker::wake),
-                other => *slot = other,
-            }
-        }
-    }
-}
-
-async fn reap(ring: Rc<Ring>) {
-    while !ring.closed.get() {
-        if let Err(e) = ring.readiness.readable(false).await {
-            ring.fail_all(e.raw_os_error().unwrap_or(libc_errno::EIO));
+    /// Records the result of operation `id`: an fdatasync's effects first, then the result for
+    /// its task, if it still waits.
+    fn complete(&self, id: usize, result: i32) {
+        let mut ops = self.ops.borrow_mut();
+        let Op::Pending {
+            waker,
+            abandoned,
+            sync,
+            ..
+        } = std::mem::replace(&mut ops[id], Op::Free)
+        else {
+            unreachable!("a result for operation {id}, which is not pending");
+        };
+        let result = match sync {
+            Some(sync) => self.sync_completed(sync, result),
+            None => result,
+        };
+        if abandoned {
             return;
         }
-        ring.reap();
+        ops[id] = Op::Done(result);
+        drop(ops);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    fn sync_completed(&self, sync: SyncDone, result: i32) -> i32 {
+        let result = if result >= 0 && self.faults.sync_should_fail() {
+            -errno::EIO
+        } else {
+            result
+        };
+        if result < 0 {
+            self.poisoned.store(true, Ordering::Release);
+        } else {
+            self.faults.sync_succeeded(sync.account, sync.submitted);
+        }
+        sync.gate.leave();
+        result
+    }
+
+    /// Completes every pending operation with `errno` (the runtime cannot watch the back end
+    /// any more).
+    fn fail_all(&self, errno: i32) {
+        let pending: Vec<usize> = (self.ops.borrow().iter().enumerate())
+            .filter(|(_, op)| matches!(op, Op::Pending { .. }))
+            .map(|(id, _)| id)
+            .collect();
+        for id in pending {
+            self.complete(id, -errno);
+        }
     }
 }
 
-/// Resolves with the result of the operation of one slot.
-struct Completion<'a> {
-    ring: &'a Ring,
-    slot: usize,
-    /// The result was taken (the slot is free again, perhaps already reused).
-    done: bool,
+async fn reap(io: Rc<Io>) {
+    while !io.closed.get() {
+        if let Err(e) = io.readiness.readable(false).await {
+            io.fail_all(e.raw_os_error().unwrap_or(errno::EIO));
+            return;
+        }
+        io.reap();
+    }
 }
 
-impl Future for Completion<'_> {
+/// Reads every wake-up byte waiting on the helpers' socket.
+fn drain(socket: &monoio::net::UnixStream) {
+    // SAFETY: the descriptor is open for as long as `socket` lives, past this call.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(socket.as_raw_fd()) };
+    let mut bytes = [0u8; 64];
+    while matches!(rustix::io::read(fd, &mut bytes), Ok(n) if n > 0) {}
+}
+
+/// Resolves with the result of one operation. Dropped before that, it leaves the operation
+/// abandoned (and cuts a wait short); the id stays taken until the result arrives.
+struct Pending<'a> {
+    io: &'a Io,
+    id: usize,
+    taken: bool,
+}
+
+impl Pending<'_> {
+    /// The submission failed: nothing is in flight, so the id is free at once.
+    fn unsubmitted(mut self) {
+        self.taken = true;
+        let mut ops = self.io.ops.borrow_mut();
+        if let Op::Pending {
+            sync: Some(sync), ..
+        } = std::mem::replace(&mut ops[self.id], Op::Free)
+        {
+            sync.gate.leave();
+        }
+    }
+}
+
+impl Future for Pending<'_> {
     type Output = i32;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<i32> {
         let this = self.get_mut();
-        let mut slots = this.ring.slots.borrow_mut();
-        match &mut slots[this.slot] {
-            Slot::Done(result) => {
+        let mut ops = this.io.ops.borrow_mut();
+        match &mut ops[this.id] {
+            Op::Done(result) => {
                 let result = *result;
-                slots[this.slot] = Slot::Free;
-                this.done = true;
+                ops[this.id] = Op::Free;
+                this.taken = true;
                 Poll::Ready(result)
             }
-            Slot::Waiting(waker) => {
+            Op::Pending { waker, .. } => {
                 *waker = Some(cx.waker().clone());
                 Poll::Pending
             }
-            Slot::Free | Slot::Abandoned => unreachable!("slot {} not in use", this.slot),
+            Op::Free => unreachable!("operation {} polled while free", this.id),
         }
     }
 }
 
-impl Drop for Completion<'_> {
+impl Drop for Pending<'_> {
     fn drop(&mut self) {
-        if self.done {
+        if self.taken {
             return;
         }
-        let mut slots = self.ring.slots.borrow_mut();
-        match slots[self.slot] {
-            Slot::Done(_) => slots[self.slot] = Slot::Free,
-            Slot::Waiting(_) => slots[self.slot] = Slot::Abandoned,
-            Slot::Free | Slot::Abandoned => unreachable!("slot {} not in use", self.slot),
+        let mut ops = self.io.ops.borrow_mut();
+        let cut_short = match &mut ops[self.id] {
+            Op::Done(_) => {
+                ops[self.id] = Op::Free;
+                None
+            }
+            Op::Pending {
+                abandoned,
+                cut_short,
+                ..
+            } => {
+                *abandoned = true;
+                cut_short.take()
+            }
+            Op::Free => unreachable!("operation {} dropped while free", self.id),
+        };
+        drop(ops);
+        // A wait whose task went away ends now rather than at its timeout: the next wait of
+        // the same helper thread would queue behind it.
+        if let Some((shared, event)) = cut_short {
+            shared.bump_and_wake(event);
         }
     }
 }
 
-/// What a helper thread is asked to do.
+/// At most one fdatasync of a file description in flight. Entered before submitting, left when
+/// the result arrives (in the reaper), whether or not its task still waits.
+#[derive(Default)]
+pub(crate) struct Gate {
+    busy: Cell<bool>,
+    wakers: RefCell<Vec<Waker>>,
+}
+
+impl Gate {
+    fn enter(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.busy.get() {
+                self.wakers.borrow_mut().push(cx.waker().clone());
+                return Poll::Pending;
+            }
+            self.busy.set(true);
+            Poll::Ready(())
+        })
+    }
+
+    fn leave(&self) {
+        assert!(self.busy.get(), "left a sync gate nobody entered");
+        self.busy.set(false);
+        for waker in self.wakers.borrow_mut().drain(..) {
+            waker.wake();
+        }
+    }
+}
+
+/// The I/O of one worker thread on one account file.
+pub(crate) struct FileIo {
+    io: Rc<Io>,
+    shared: Arc<Shared>,
+    account: u32,
+    gate: Rc<Gate>,
+    lanes: Lanes,
+}
+
+enum Lanes {
+    /// The worker's own file description again, for the fsync operations.
+    Ring { file: File },
+    /// Helper threads: fdatasync, pauses and sleeps on the sync word on one (a worker never
+    /// does two of those at once on a file unless a dropped one is still running), sleeps on
+    /// the lock word on the other.
+    Threads {
+        sync: Sender<Job>,
+        lock: Sender<Job>,
+    },
+}
+
+/// A request to a helper thread.
+struct Job {
+    op: usize,
+    work: Work,
+}
+
 #[derive(Clone, Copy, Debug)]
-enum Request {
+enum Work {
     Fdatasync,
     Pause(Duration),
     Wait {
@@ -399,125 +489,206 @@ enum Request {
     },
 }
 
-impl Request {
-    /// 16 bytes: kind, 3 zero bytes, `seen` and the timeout in microseconds, little-endian.
-    fn encode(self) -> [u8; 16] {
-        let mut bytes = [0u8; 16];
-        match self {
-            Request::Fdatasync => bytes[0] = 1,
-            Request::Pause(duration) => {
-                bytes[0] = 4;
-                let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
-                bytes[8..16].copy_from_slice(&micros.to_le_bytes());
-            }
-            Request::Wait {
-                event,
-                seen,
-                timeout,
-            } => {
-                bytes[0] = if event == Event::Sync { 2 } else { 3 };
-                bytes[4..8].copy_from_slice(&seen.to_le_bytes());
-                let micros = u64::try_from(timeout.as_micros()).unwrap_or(u64::MAX);
-                bytes[8..16].copy_from_slice(&micros.to_le_bytes());
-            }
-        }
-        bytes
-    }
-
-    fn decode(bytes: &[u8; 16]) -> Request {
-        let seen = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
-        let micros = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
-        let timeout = Duration::from_micros(micros);
-        match bytes[0] {
-            1 => Request::Fdatasync,
-            2 => Request::Wait {
-                event: Event::Sync,
-                seen,
-                timeout,
+impl FileIo {
+    pub(crate) fn new(
+        io: &Rc<Io>,
+        file: File,
+        shared: Arc<Shared>,
+        account: u32,
+    ) -> io::Result<FileIo> {
+        let lanes = match &io.engine {
+            Engine::Ring(_) => Lanes::Ring { file },
+            Engine::Threads(finished) => Lanes::Threads {
+                sync: spawn_helper(
+                    format!("espora-sync-{account}"),
+                    Some(file),
+                    Arc::clone(&shared),
+                    Arc::clone(finished),
+                )?,
+                lock: spawn_helper(
+                    format!("espora-lock-{account}"),
+                    None,
+                    Arc::clone(&shared),
+                    Arc::clone(finished),
+                )?,
             },
-            3 => Request::Wait {
-                event: Event::Lock,
-                seen,
-                timeout,
-            },
-            4 => Request::Pause(timeout),
-            kind => unreachable!("request kind {kind} from our own worker"),
-        }
-    }
-}
-
-/// A helper thread that makes one kind of blocking call for a worker. The worker writes a
-/// 16-byte request to its end of a socket pair; the thread answers with the errno as 4
-/// little-endian bytes (0 on success). Closing the worker's end (dropping the worker) ends the
-/// thread once its current call returns.
-pub(crate) struct Lane {
-    /// The worker's end of the socket pair; taken out while a request is in progress.
-    channel: Cell<Option<monoio::net::UnixStream>>,
-    /// A request was sent and its answer not read yet (the waiting task was dropped).
-    /// INVARIANT: at most one request is outstanding.
-    answer_pending: Cell<bool>,
-}
-
-impl Lane {
-    fn start(name: String, file: Option<File>, shared: Arc<Shared>) -> io::Result<Lane> {
-        let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
-        std::thread::Builder::new()
-            .name(name)
-            .stack_size(64 * 1024)
-            .spawn(move || serve(file, &shared, theirs))?;
-        ours.set_nonblocking(true)?;
-        Ok(Lane {
-            channel: Cell::new(Some(monoio::net::UnixStream::from_std(ours)?)),
-            answer_pending: Cell::new(false),
+        };
+        Ok(FileIo {
+            io: Rc::clone(io),
+            shared,
+            account,
+            gate: Rc::default(),
+            lanes,
         })
     }
 
-    async fn call(&self, request: Request) -> io::Result<()> {
-        use monoio::io::{AsyncReadRentExt, AsyncWriteRentExt};
-        // The commit protocol never has two calls of one lane in flight (one sync or sleep per
-        // file and purpose on a worker); the guard puts the channel back even if this future
-        // is dropped.
-        let mut channel = ChannelGuard {
-            home: &self.channel,
-            stream: self.channel.take(),
+    /// fdatasync of the worker's file description. A failure poisons the database when it
+    /// completes, also when this future was dropped before.
+    pub(crate) async fn fdatasync(&self) -> io::Result<()> {
+        self.gate.enter().await;
+        let sync = SyncDone {
+            gate: Rc::clone(&self.gate),
+            account: self.account,
+            submitted: self.io.faults.sync_submitted(self.account),
         };
-        let stream = channel
-            .stream
-            .as_mut()
-            .expect("one call in flight per lane");
-        if self.answer_pending.get() {
-            // The previous caller went away: its call is still running; its answer comes first.
-            let (result, _) = stream.read_exact(vec![0u8; 4]).await;
-            result?;
-            self.answer_pending.set(false);
+        let op = self.io.begin(Some(sync), None);
+        let sent = match &self.lanes {
+            Lanes::Ring { file } => {
+                let entry = opcode::Fsync::new(types::Fd(file.as_raw_fd()))
+                    .flags(types::FsyncFlags::DATASYNC)
+                    .build()
+                    .user_data(op.id as u64);
+                self.io.submit(&[entry])
+            }
+            Lanes::Threads { sync, .. } => send(sync, op.id, Work::Fdatasync),
+        };
+        if let Err(e) = sent {
+            op.unsubmitted();
+            return Err(e);
         }
-        let (result, _) = stream.write_all(request.encode().to_vec()).await;
-        result?;
-        self.answer_pending.set(true);
-        let (result, answer) = stream.read_exact(vec![0u8; 4]).await;
-        result?;
-        self.answer_pending.set(false);
-        match i32::from_le_bytes(answer[..4].try_into().expect("4 bytes")) {
-            0 => Ok(()),
-            errno => Err(io::Error::from_raw_os_error(errno)),
+        match op.await {
+            result if result < 0 => Err(io::Error::from_raw_os_error(-result)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Sleeps for `duration` (sub-millisecond, unlike the runtime's timer).
+    pub(crate) async fn pause(&self, duration: Duration) -> io::Result<()> {
+        let op = self.io.begin(None, None);
+        let sent = match &self.lanes {
+            Lanes::Ring { .. } => {
+                // The kernel copies the time when it takes the entry, inside `submit`.
+                let time = timespec(duration);
+                let entry = opcode::Timeout::new(&time).build().user_data(op.id as u64);
+                self.io.submit(&[entry])
+            }
+            Lanes::Threads { sync, .. } => send(sync, op.id, Work::Pause(duration)),
+        };
+        if let Err(e) = sent {
+            op.unsubmitted();
+            return Err(e);
+        }
+        match op.await {
+            result if result >= 0 || result == -errno::ETIME => Ok(()),
+            result => Err(io::Error::from_raw_os_error(-result)),
+        }
+    }
+
+    /// Sleeps until `event`'s word differs from `seen` and someone wakes it, or `timeout`
+    /// passes. Returns at once if the word already differs.
+    pub(crate) async fn wait(&self, event: Event, seen: u32, timeout: Duration) -> io::Result<()> {
+        let op = self.io.begin(None, Some((Arc::clone(&self.shared), event)));
+        let sent = match &self.lanes {
+            Lanes::Ring { .. } => {
+                let word = self.shared.events(event);
+                let wait = opcode::FutexWait::new(
+                    word.as_ptr() as *const u32,
+                    u64::from(seen),
+                    FUTEX_BITSET_MATCH_ANY,
+                    FUTEX2_SIZE_U32,
+                )
+                .build()
+                .flags(squeue::Flags::IO_LINK)
+                .user_data(op.id as u64);
+                // The kernel copies the time when it takes the entries, inside `submit`.
+                let time = timespec(timeout);
+                let timer = opcode::LinkTimeout::new(&time)
+                    .build()
+                    .user_data(TIMEOUT_TAG);
+                self.io.submit(&[wait, timer])
+            }
+            Lanes::Threads { sync, lock } => {
+                let lane = match event {
+                    Event::Sync => sync,
+                    Event::Lock => lock,
+                };
+                let work = Work::Wait {
+                    event,
+                    seen,
+                    timeout,
+                };
+                send(lane, op.id, work)
+            }
+        };
+        if let Err(e) = sent {
+            op.unsubmitted();
+            return Err(e);
+        }
+        match op.await {
+            // Woken, the word had already changed, or the timeout ended the wait.
+            result if result >= 0 => Ok(()),
+            result if [errno::EAGAIN, errno::ECANCELED, errno::ETIMEDOUT].contains(&-result) => {
+                Ok(())
+            }
+            result => Err(io::Error::from_raw_os_error(-result)),
         }
     }
 }
 
-fn serve(file: Option<File>, shared: &Shared, mut channel: std::os::unix::net::UnixStream) {
-    use std::io::{Read, Write};
-    let mut bytes = [0u8; 16];
-    while channel.read_exact(&mut bytes).is_ok() {
-        let result = match Request::decode(&bytes) {
-            Request::Fdatasync => file
-                .as_ref()
-                .expect("the sync lane has the file")
-                .sync_data(),
-            Request::Pause(duration) => {
+fn timespec(duration: Duration) -> types::Timespec {
+    types::Timespec::new()
+        .sec(duration.as_secs())
+        .nsec(duration.subsec_nanos())
+}
+
+fn send(lane: &Sender<Job>, op: usize, work: Work) -> io::Result<()> {
+    lane.send(Job { op, work })
+        .map_err(|_| io::Error::other("an espora helper thread has stopped"))
+}
+
+/// Results that helper threads post for their worker, and the socket that wakes it.
+struct Finished {
+    results: Mutex<Vec<(usize, i32)>>,
+    /// The helpers' end of the wake-up socket pair (non-blocking).
+    wake: std::os::unix::net::UnixStream,
+}
+
+impl Finished {
+    fn post(&self, op: usize, result: i32) {
+        let mut results = self.results.lock().unwrap_or_else(|e| e.into_inner());
+        let was_empty = results.is_empty();
+        results.push((op, result));
+        drop(results);
+        // One byte per batch: the reaper takes every result waiting when it wakes.
+        if was_empty {
+            self.wake_worker();
+        }
+    }
+
+    fn wake_worker(&self) {
+        // A full socket already wakes the worker; a closed one has no worker to wake.
+        let _ = rustix::net::send(
+            &self.wake,
+            &[1],
+            rustix::net::SendFlags::NOSIGNAL | rustix::net::SendFlags::DONTWAIT,
+        );
+    }
+}
+
+/// Starts a helper thread for one file of a worker; it ends when the worker drops the sender.
+fn spawn_helper(
+    name: String,
+    file: Option<File>,
+    shared: Arc<Shared>,
+    finished: Arc<Finished>,
+) -> io::Result<Sender<Job>> {
+    let (sender, jobs) = mpsc::channel();
+    std::thread::Builder::new()
+        .name(name)
+        .stack_size(HELPER_STACK_BYTES)
+        .spawn(move || serve(&jobs, file.as_ref(), &shared, &finished))?;
+    Ok(sender)
+}
+
+fn serve(jobs: &Receiver<Job>, file: Option<&File>, shared: &Shared, finished: &Finished) {
+    while let Ok(job) = jobs.recv() {
+        let result = match job.work {
+            Work::Fdatasync => file.expect("the sync lane has the file").sync_data(),
+            Work::Pause(duration) => {
                 std::thread::sleep(duration);
                 Ok(())
             }
-            Request::Wait {
+            Work::Wait {
                 event,
                 seen,
                 timeout,
@@ -527,7 +698,7 @@ fn serve(file: Option<File>, shared: &Shared, mut channel: std::os::unix::net::U
                     tv_nsec: i64::from(timeout.subsec_nanos()),
                 };
                 match rustix::thread::futex::wait(
-                    event.word(shared),
+                    shared.events(event),
                     rustix::thread::futex::Flags::empty(),
                     seen,
                     Some(&time),
@@ -540,31 +711,19 @@ fn serve(file: Option<File>, shared: &Shared, mut channel: std::os::unix::net::U
                 }
             }
         };
-        let errno = match result {
+        let result = match result {
             Ok(()) => 0,
-            Err(e) => e.raw_os_error().unwrap_or(libc_errno::EIO),
+            Err(e) => -e.raw_os_error().unwrap_or(errno::EIO),
         };
-        if channel.write_all(&errno.to_le_bytes()).is_err() {
-            return;
-        }
-    }
-}
-
-struct ChannelGuard<'a> {
-    home: &'a Cell<Option<monoio::net::UnixStream>>,
-    stream: Option<monoio::net::UnixStream>,
-}
-
-impl Drop for ChannelGuard<'_> {
-    fn drop(&mut self) {
-        self.home.set(self.stream.take());
+        finished.post(job.op, result);
     }
 }
 
 /// The errno values this module maps, from rustix so that no libc crate is needed.
-mod libc_errno {
+mod errno {
     pub const EAGAIN: i32 = rustix::io::Errno::AGAIN.raw_os_error();
     pub const ECANCELED: i32 = rustix::io::Errno::CANCELED.raw_os_error();
     pub const ETIME: i32 = rustix::io::Errno::TIME.raw_os_error();
+    pub const ETIMEDOUT: i32 = rustix::io::Errno::TIMEDOUT.raw_os_error();
     pub const EIO: i32 = rustix::io::Errno::IO.raw_os_error();
 }

@@ -1,4 +1,15 @@
-//! Timestamps: microseconds since the Unix epoch, rendered as RFC 3339 in UTC.
+//! Timestamps: microseconds since the Unix epoch, read from the clock and rendered as RFC 3339 in
+//! UTC.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Current time in microseconds since the Unix epoch, UTC; the epoch for a clock set before it.
+pub fn now_us() -> i64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_micros()).unwrap_or(i64::MAX)
+}
 
 /// Length of a rendered timestamp: `2024-01-17T02:34:41.217753Z`.
 pub const RFC3339_US_LEN: usize = 27;

@@ -1,12 +1,35 @@
 //! Reading a whole ring back: where history ends, whether it is sound, and what was left behind
-//! by a crash. Used by recovery at open time and by `espora verify`.
+//! by a crash. Used by recovery at open time and by `espora verify`, on the bytes the device
+//! returned (see `device.rs`), and by tests on a mapping.
 
-use std::fmt;
-use std::fs::File;
-use std::io;
+use crate::error::Corruption;
+use crate::file::Mapping;
+use crate::layout::{Header, Record, RecordError, RECORD_SIZE};
 
-use crate::file::{self, Mapping};
-use crate::layout::{Record, RecordError, RECORD_SIZE};
+/// Where a scan reads the ring's slots from.
+pub trait Slots {
+    fn header(&self) -> &Header;
+
+    /// The raw bytes of the slot for `seq`.
+    fn slot(&self, seq: u64) -> [u8; RECORD_SIZE];
+
+    /// The record for `seq`, if the slot holds exactly that record.
+    fn record(&self, seq: u64) -> Option<Record> {
+        Record::decode(&self.slot(seq))
+            .ok()
+            .filter(|r| r.seq == seq)
+    }
+}
+
+impl Slots for Mapping {
+    fn header(&self) -> &Header {
+        Mapping::header(self)
+    }
+
+    fn slot(&self, seq: u64) -> [u8; RECORD_SIZE] {
+        self.read_slot(seq)
+    }
+}
 
 /// What a sound ring holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,8 +42,8 @@ pub struct Scan {
     pub balance: i64,
     /// Lowest balance seen in the retained history.
     pub balance_min: i64,
-    /// Where recovery started: the highest anchor found in the records (or left by an upgrade),
-    /// a record that was known durable when a later record was written.
+    /// Where recovery started: the highest anchor found in the records, or the known durable
+    /// watermark, a record that was known durable when a later record was written.
     pub anchor: u64,
     /// The slot after the newest record holds a torn write: a transaction that was never
     /// acknowledged. It is harmless and will be overwritten.
@@ -31,34 +54,12 @@ pub struct Scan {
     pub orphans: Vec<u64>,
 }
 
-/// Damage inside acknowledged history.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Corruption {
-    /// Sequence number of the record at fault.
-    pub seq: u64,
-    /// Slot index of the record at fault.
-    pub slot: u64,
-    pub problem: String,
-}
-
-impl fmt::Display for Corruption {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "record seq {} (slot {}): {}",
-            self.seq, self.slot, self.problem
-        )
-    }
-}
-
-impl std::error::Error for Corruption {}
-
 /// Reads every slot and checks the history: checksums, sequence continuity, the balance chain,
 /// the limit and timestamp order. `known_durable` is a sequence number the caller knows was
 /// durable (the shared-state file's watermark), or 0. The caller holds at least a shared lock
 /// so no writer moves.
-pub fn scan(mapping: &Mapping, known_durable: u64) -> Result<Scan, Corruption> {
-    let header = *mapping.header();
+pub fn scan(ring: &impl Slots, known_durable: u64) -> Result<Scan, Corruption> {
+    let header = *ring.header();
     let capacity = header.capacity;
     let slot_of = |seq: u64| (seq - 1) % capacity;
     let corrupt = |seq: u64, problem: String| Corruption {
@@ -74,11 +75,11 @@ pub fn scan(mapping: &Mapping, known_durable: u64) -> Result<Scan, Corruption> {
     // are no higher than the truth either. The newest records' own anchors lag behind them;
     // the shared-state file's watermark, when the caller has it, covers those too.
     let anchor = (0..capacity)
-        .filter_map(|slot| Record::decode(&mapping.read_slot(slot + 1)).ok())
+        .filter_map(|slot| Record::decode(&ring.slot(slot + 1)).ok())
         .map(|r| r.anchor)
-        .fold(mapping.upgrade_anchor().max(known_durable), u64::max);
+        .fold(known_durable, u64::max);
     if anchor > 0 {
-        if let Err(problem) = expect_record(mapping, anchor) {
+        if let Err(problem) = expect_record(ring, anchor) {
             return Err(corrupt(
                 anchor,
                 format!("anchor record unreadable: {problem}"),
@@ -86,7 +87,7 @@ pub fn scan(mapping: &Mapping, known_durable: u64) -> Result<Scan, Corruption> {
         }
     }
     let mut newest = anchor;
-    while newest - anchor < capacity && mapping.read_record(newest + 1).is_some() {
+    while newest - anchor < capacity && ring.record(newest + 1).is_some() {
         newest += 1;
     }
 
@@ -95,16 +96,15 @@ pub fn scan(mapping: &Mapping, known_durable: u64) -> Result<Scan, Corruption> {
     // cut them leaves the oldest records of the ring missing or torn; but never more of them
     // than may be in flight, and never while the ring still had room.
     let mut oldest = newest;
-    while oldest > 1 && newest - oldest + 1 < capacity && mapping.read_record(oldest - 1).is_some()
-    {
+    while oldest > 1 && newest - oldest + 1 < capacity && ring.record(oldest - 1).is_some() {
         oldest -= 1;
     }
-    let oldest_possible = (newest + mapping.in_flight_max() + 1)
+    let oldest_possible = (newest + header.in_flight_max() + 1)
         .saturating_sub(capacity)
         .max(1);
     if newest > 0 && oldest > oldest_possible {
         let seq = oldest - 1;
-        let problem = match Record::decode(&mapping.read_slot(seq)) {
+        let problem = match Record::decode(&ring.slot(seq)) {
             Ok(r) => format!("missing inside the history, slot holds seq {}", r.seq),
             Err(e) => format!("missing inside the history: {e}"),
         };
@@ -112,7 +112,7 @@ pub fn scan(mapping: &Mapping, known_durable: u64) -> Result<Scan, Corruption> {
     }
     let oldest = if newest == 0 { 0 } else { oldest };
 
-    let (balance, balance_min) = check_history(mapping, oldest, newest)?;
+    let (balance, balance_min) = check_history(ring, oldest, newest)?;
 
     // Outside the retained window a slot is either empty or a leftover of a crash: the torn
     // write right after the newest record, records beyond a gap that a machine crash left half
@@ -123,7 +123,7 @@ pub fn scan(mapping: &Mapping, known_durable: u64) -> Result<Scan, Corruption> {
     let mut orphans = Vec::new();
     let mut torn_tail = false;
     for slot in 0..capacity {
-        match Record::decode(&mapping.read_slot(slot + 1)) {
+        match Record::decode(&ring.slot(slot + 1)) {
             Ok(r) if slot_of(r.seq) != slot => {
                 return Err(corrupt(
                     r.seq,
@@ -149,15 +149,15 @@ pub fn scan(mapping: &Mapping, known_durable: u64) -> Result<Scan, Corruption> {
 
 /// Walks `oldest..=newest`, checking each record and the chain between neighbours. Returns the
 /// final balance and the lowest balance seen.
-fn check_history(mapping: &Mapping, oldest: u64, newest: u64) -> Result<(i64, i64), Corruption> {
-    let capacity = mapping.header().capacity;
-    let limit = mapping.header().limit;
+fn check_history(ring: &impl Slots, oldest: u64, newest: u64) -> Result<(i64, i64), Corruption> {
+    let capacity = ring.header().capacity;
+    let limit = ring.header().limit;
     let mut previous: Option<Record> = None;
     let mut balance_min = 0;
     for seq in oldest.max(1)..=newest {
         let slot = (seq - 1) % capacity;
         let corrupt = |problem: String| Corruption { seq, slot, problem };
-        let record = expect_record(mapping, seq).map_err(corrupt)?;
+        let record = expect_record(ring, seq).map_err(corrupt)?;
         let before = record
             .balance_before()
             .ok_or_else(|| corrupt("balance overflows".into()))?;
@@ -194,19 +194,10 @@ fn check_history(mapping: &Mapping, oldest: u64, newest: u64) -> Result<(i64, i6
     Ok((previous.map_or(0, |r| r.balance), balance_min))
 }
 
-fn expect_record(mapping: &Mapping, seq: u64) -> Result<Record, String> {
-    match Record::decode(&mapping.read_slot(seq)) {
+fn expect_record(ring: &impl Slots, seq: u64) -> Result<Record, String> {
+    match Record::decode(&ring.slot(seq)) {
         Ok(r) if r.seq == seq => Ok(r),
         Ok(r) => Err(format!("slot holds seq {} instead", r.seq)),
         Err(e) => Err(e.to_string()),
     }
-}
-
-/// Erases orphaned slots so that no later writer mistakes one for the next record of the
-/// history. The caller holds the exclusive lock.
-pub fn erase(file: &File, mapping: &Mapping, orphan_slots: &[u64]) -> io::Result<()> {
-    for &slot in orphan_slots {
-        file::write_slot(file, mapping.header(), slot + 1, &[0u8; RECORD_SIZE])?;
-    }
-    Ok(())
 }

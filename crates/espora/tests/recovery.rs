@@ -13,7 +13,7 @@ use std::time::Instant;
 use common::{block_on, read_history};
 use espora::file::{self, account_file_name, Transaction};
 use espora::layout::{Description, Record, HEADER_SIZE, RECORD_SIZE};
-use espora::shared::Shared;
+use espora::shared::{Shared, Tagged};
 use espora::{
     AppendError, Db, Faults, Kind, OpenError, Options, ReadError, Statement, Unavailable,
 };
@@ -44,7 +44,7 @@ fn history(durable: u64, pending: u64) -> tempfile::TempDir {
     drop(db);
     append_unsynced(dir.path(), pending);
     let shared = Shared::open(&dir.path().join(file::shared_file_name(1))).unwrap();
-    assert_eq!(shared.durable(), durable);
+    assert_eq!(shared.durable().seq, durable);
     dir
 }
 
@@ -62,10 +62,13 @@ fn append_unsynced(dir: &Path, count: u64) {
             description: &description,
         };
         let entry = tx.validate().unwrap();
-        let record = mapping
-            .append_locked(&handle, &shared, &entry, file::now_us())
+        let (record, generation) = mapping
+            .append_locked(&handle, &shared, &entry, espora::time::now_us())
             .unwrap();
-        shared.publish_head(record.seq);
+        shared.publish_head(Tagged {
+            generation,
+            seq: record.seq,
+        });
     }
     file::unlock(&handle);
 }
@@ -226,7 +229,7 @@ fn a_balance_chain_that_does_not_add_up_is_corruption() {
     let dir = history(4, 0);
     let forged = Record {
         seq: 3,
-        timestamp_us: file::now_us(),
+        timestamp_us: espora::time::now_us(),
         value: 10,
         balance: 999,
         kind: Kind::Credit,
@@ -635,64 +638,37 @@ fn a_failed_write_out_names_the_path() {
     assert!(!account_path(dir.path()).exists());
 }
 
-/// Rewrites account 1 of `dir` as the first format would have left it: version 1 header with
-/// its head and durable counters, records without anchors, no shared-state file.
-fn make_version_1(dir: &Path, records: u64) {
-    use espora::layout::{header_offset, FORMAT_VERSION_LEGACY};
-    let path = account_path(dir);
-    let (_, mapping) = file::open_existing(&path).unwrap();
-    let header = espora::layout::Header {
-        version: FORMAT_VERSION_LEGACY,
-        ..*mapping.header()
-    };
-    let mut bytes = header.encode().to_vec();
-    bytes[header_offset::LEGACY_HEAD_SEQ..][..8].copy_from_slice(&records.to_le_bytes());
-    bytes[header_offset::UPGRADE_ANCHOR..][..8].copy_from_slice(&records.to_le_bytes());
-    for seq in 1..=records {
-        let mut record = mapping.read_record(seq).unwrap();
-        record.anchor = 0;
-        write_at(dir, slot_offset(seq), &record.encode());
-    }
-    write_at(dir, 0, &bytes);
-    std::fs::remove_file(dir.join(file::shared_file_name(1))).unwrap();
-}
-
+/// A file of the first format (version 1) is refused at open and by the tool, with a message
+/// that says what to do, and is left as it was.
 #[test]
-fn a_version_1_file_is_upgraded_in_place_and_a_version_1_writer_is_refused() {
-    use espora::layout::{header_offset, FORMAT_VERSION};
+fn a_version_1_file_is_refused_with_what_to_do() {
+    use espora::layout::header_offset;
     let dir = history(5, 0);
-    make_version_1(dir.path(), 5);
-    let (ok, report) = espora_verify(&account_path(dir.path()));
-    assert!(ok, "a version-1 file verifies as it is: {report}");
-    let db = Arc::new(Db::open(dir.path(), common::options()).unwrap());
-    let (_, mapping) = file::open_existing(&account_path(dir.path())).unwrap();
-    assert_eq!(mapping.header().version, FORMAT_VERSION);
-    assert_eq!(mapping.upgrade_anchor(), 5);
-    assert_eq!(mapping.legacy_head(), 0);
-    block_on(async {
-        let worker = db.worker(common::backend()).unwrap();
-        let tx = Transaction {
-            value: 1,
-            kind: Kind::Credit,
-            description: "after",
-        };
-        let done = worker.append(1, &tx).await.unwrap();
-        assert_eq!((done.seq, done.balance), (6, 51));
-        // A version-1 process still running stores its head counter: refuse to mix.
-        write_at(
-            dir.path(),
-            header_offset::LEGACY_HEAD_SEQ as u64,
-            &7u64.to_le_bytes(),
-        );
-        let mixed = worker.append(1, &tx).await;
-        assert!(
-            matches!(
-                mixed,
-                Err(AppendError::Unavailable(Unavailable::LegacyWriter))
-            ),
-            "{mixed:?}"
-        );
-    });
+    let path = account_path(dir.path());
+    let (_, mapping) = file::open_existing(&path).unwrap();
+    let mut header = mapping.header().encode();
+    drop(mapping);
+    header[header_offset::VERSION..][..4].copy_from_slice(&1u32.to_le_bytes());
+    let checksum = crc32c::crc32c(&header[..header_offset::CHECKSUM]);
+    header[header_offset::CHECKSUM..][..4].copy_from_slice(&checksum.to_le_bytes());
+    write_at(dir.path(), 0, &header);
+    let before = std::fs::read(&path).unwrap();
+    let error = Db::open(dir.path(), common::options())
+        .err()
+        .expect("refused");
+    let message = error.to_string();
+    assert!(
+        message.contains("format version 1 is no longer read") && message.contains("empty"),
+        "{message}"
+    );
+    assert!(message.contains(&path.display().to_string()), "{message}");
+    let (ok, report) = espora_verify(&path);
+    assert!(!ok && report.contains("format version 1"), "{report}");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "the file was changed"
+    );
 }
 
 /// With a ring of 64, at most 16 records may wait for a sync: 40 tasks appending while every
@@ -729,7 +705,7 @@ fn at_most_a_quarter_of_the_ring_waits_for_a_sync() {
         }
         let mut widest = 0;
         while done.get() < 40 {
-            widest = widest.max(shared.head() - shared.durable());
+            widest = widest.max(shared.head().seq - shared.durable().seq);
             monoio::time::sleep(std::time::Duration::from_micros(200)).await;
         }
         for task in tasks {

@@ -1,0 +1,228 @@
+//! What the device holds: an account file read past the page cache, and the page cache made to
+//! agree with it.
+//!
+//! After a failed writeback Linux keeps the pages in the page cache, marked clean, and reports
+//! the error once per open file description: a process that starts later reads through the
+//! cache records that the disk never got, and its own fdatasync succeeds. So recovery never
+//! trusts the cache: it reads the whole file with `O_DIRECT` (which first writes back what is
+//! dirty, then reads the device), decides the history from those bytes, and writes them back
+//! with `pwrite` wherever the cache differs, before anyone is told of the history. Where the
+//! file system refuses `O_DIRECT` (tmpfs before Linux 6.6, some FUSE file systems) the cache is
+//! all there is to read, and the image says so.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::ops::RangeInclusive;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
+
+use crate::file::Mapping;
+use crate::layout::{Header, HEADER_SIZE, RECORD_SIZE};
+use crate::verify::Slots;
+
+/// Alignment of `O_DIRECT` buffers, offsets and lengths: a page, which is also the largest
+/// logical block size of common devices.
+const DIRECT_ALIGN: usize = 4096;
+/// Bytes per read call.
+const READ_CHUNK: usize = 1 << 20;
+/// Times a read is tried when it fails: the first `O_DIRECT` read after a failed writeback
+/// reports that old error once (the write-back it starts checks the mapping's error flags).
+const READ_ATTEMPTS: u32 = 3;
+
+const _: () = assert!(HEADER_SIZE.is_multiple_of(DIRECT_ALIGN));
+const _: () = assert!(DIRECT_ALIGN.is_multiple_of(RECORD_SIZE));
+const _: () = assert!(READ_CHUNK.is_multiple_of(DIRECT_ALIGN));
+
+/// The bytes of a whole account file as the device returned them.
+pub struct Image {
+    /// INVARIANT: `buffer[start..start + length]` is page aligned in memory; `length` is the
+    /// file's size rounded up to `DIRECT_ALIGN`.
+    buffer: Vec<u8>,
+    start: usize,
+    length: usize,
+    header: Header,
+    /// Read with `O_DIRECT`; false where the file system refused it.
+    direct: bool,
+}
+
+impl Image {
+    /// Reads the whole file described by `header` from the device.
+    pub fn read(path: &Path, header: &Header) -> io::Result<Image> {
+        let length = (header.file_size() as usize).next_multiple_of(DIRECT_ALIGN);
+        let buffer = vec![0u8; length + DIRECT_ALIGN];
+        let start = buffer.as_ptr().align_offset(DIRECT_ALIGN);
+        let mut image = Image {
+            buffer,
+            start,
+            length,
+            header: *header,
+            direct: true,
+        };
+        image.direct = match open_direct(path) {
+            Ok(file) => {
+                image.read_range(&file, 0, length)?;
+                true
+            }
+            // The file system has no direct I/O: the page cache is what it has.
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                let file = File::open(path)?;
+                image.read_range(&file, 0, length)?;
+                false
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(image)
+    }
+
+    /// Whether the bytes came from the device rather than the page cache.
+    pub fn is_direct(&self) -> bool {
+        self.direct
+    }
+
+    /// Reads again the pages that hold the records `seqs` (the ring wraps): the part of the file
+    /// that writers may have changed since the image was read.
+    pub fn reread(&mut self, path: &Path, seqs: RangeInclusive<u64>) -> io::Result<()> {
+        let (first, last) = (*seqs.start(), *seqs.end());
+        assert!(first >= 1 && first <= last);
+        if last - first + 1 >= self.header.capacity {
+            return self.reread_all(path);
+        }
+        let page_of = |seq: u64| self.header.slot_offset(seq) / DIRECT_ALIGN * DIRECT_ALIGN;
+        let (from, to) = (page_of(first), page_of(last) + DIRECT_ALIGN);
+        let file = match self.direct {
+            true => open_direct(path)?,
+            false => File::open(path)?,
+        };
+        if from < to {
+            self.read_range(&file, from, to)
+        } else {
+            // Wrapped: the end of the ring, then its start.
+            self.read_range(&file, from, self.length)?;
+            self.read_range(&file, HEADER_SIZE, to)
+        }
+    }
+
+    fn reread_all(&mut self, path: &Path) -> io::Result<()> {
+        let fresh = Image::read(path, &self.header)?;
+        *self = fresh;
+        Ok(())
+    }
+
+    /// Reads bytes `from..to` of the file into the image, retrying a failed read.
+    fn read_range(&mut self, file: &File, from: usize, to: usize) -> io::Result<()> {
+        assert!(from.is_multiple_of(DIRECT_ALIGN) && to.is_multiple_of(DIRECT_ALIGN));
+        assert!(from <= to && to <= self.length);
+        let mut attempt = 1;
+        loop {
+            match self.read_range_once(file, from, to) {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < READ_ATTEMPTS && e.kind() != io::ErrorKind::InvalidInput => {
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn read_range_once(&mut self, file: &File, from: usize, to: usize) -> io::Result<()> {
+        // The file ends inside its last page when the ring is not a multiple of a page; what
+        // lies beyond it stays zero.
+        let end = to.min(self.header.file_size() as usize);
+        let mut offset = from;
+        while offset < end {
+            let chunk_end = (offset + READ_CHUNK).min(to);
+            let at = self.start + offset;
+            let read = file.read_at(&mut self.buffer[at..self.start + chunk_end], offset as u64)?;
+            if read == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("the file ends at {offset} bytes, its header says {end}"),
+                ));
+            }
+            offset += read;
+        }
+        Ok(())
+    }
+
+    /// The file's first `HEADER_SIZE` bytes.
+    pub fn header_bytes(&self) -> &[u8] {
+        &self.buffer[self.start..self.start + HEADER_SIZE]
+    }
+
+    fn chunk(&self, offset: usize) -> [u8; RECORD_SIZE] {
+        let at = self.start + offset;
+        self.buffer[at..at + RECORD_SIZE]
+            .try_into()
+            .expect("a record's bytes")
+    }
+
+    /// Empties the slots with these indexes (recovery's leftovers of a crash).
+    pub fn erase(&mut self, slots: &[u64]) {
+        for &slot in slots {
+            let at = self.start + HEADER_SIZE + slot as usize * RECORD_SIZE;
+            self.buffer[at..at + RECORD_SIZE].fill(0);
+        }
+    }
+
+    /// How many 128-byte pieces of the file differ between the page cache (`mapping`) and the
+    /// image.
+    pub fn differences(&self, mapping: &Mapping) -> u64 {
+        self.pieces()
+            .filter(|&offset| mapping.read_piece(offset) != self.chunk(offset))
+            .count() as u64
+    }
+
+    /// Makes the page cache hold the image's bytes: writes with `pwrite`, through `file`, every
+    /// 128-byte piece where `mapping` shows something else, runs of them in one call. The caller
+    /// holds the account's exclusive lock. Returns how many pieces it wrote.
+    pub fn write_back_differences(&self, file: &File, mapping: &Mapping) -> io::Result<u64> {
+        let mut written = 0;
+        let mut run: Option<(usize, usize)> = None;
+        let flush = |run: Option<(usize, usize)>| -> io::Result<()> {
+            if let Some((from, to)) = run {
+                let bytes = &self.buffer[self.start + from..self.start + to];
+                file.write_all_at(bytes, from as u64)?;
+            }
+            Ok(())
+        };
+        for offset in self.pieces() {
+            if mapping.read_piece(offset) == self.chunk(offset) {
+                flush(run.take())?;
+                continue;
+            }
+            written += 1;
+            run = match run {
+                Some((from, to)) if to == offset => Some((from, offset + RECORD_SIZE)),
+                other => {
+                    flush(other)?;
+                    Some((offset, offset + RECORD_SIZE))
+                }
+            };
+        }
+        flush(run)?;
+        Ok(written)
+    }
+
+    /// Offsets of every 128-byte piece of the file.
+    fn pieces(&self) -> impl Iterator<Item = usize> {
+        (0..self.header.file_size() as usize).step_by(RECORD_SIZE)
+    }
+}
+
+impl Slots for Image {
+    fn header(&self) -> &Header {
+        &self.header
+    }
+
+    fn slot(&self, seq: u64) -> [u8; RECORD_SIZE] {
+        self.chunk(self.header.slot_offset(seq))
+    }
+}
+
+fn open_direct(path: &Path) -> io::Result<File> {
+    let flags = rustix::fs::OFlags::DIRECT | rustix::fs::OFlags::CLOEXEC;
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path)
+}
