@@ -121,11 +121,14 @@ fn main() {
     let listeners = rinha_rt::bind_listeners(&listen, workers).unwrap_or_else(|error| fail(&error));
     let mut options = LaunchOptions::new(PROGRAM, workers);
     options.driver = driver;
-    let extra = format!("data_dir={}", data_dir.display());
+    // Decided once for every worker: espora waits on an io_uring of its own where the kernel
+    // has what it needs (Linux 6.7 or newer, io_uring allowed), on helper threads otherwise.
+    let backend = Backend::detect();
+    let extra = format!("data_dir={} espora={}", data_dir.display(), backend.name());
     let launched = rinha_rt::launch(
         options,
         listeners,
-        move |context| run_worker(context, Arc::clone(&db), metrics.worker()),
+        move |context| run_worker(context, Arc::clone(&db), metrics.worker(), backend),
         |driver| rinha_rt::print_startup_line(PROGRAM, VERSION, driver, workers, &listen, &extra),
     );
     if let Err(error) = launched {
@@ -177,11 +180,12 @@ async fn run_worker(
     context: WorkerContext,
     db: Arc<Db>,
     metrics: Arc<WorkerMetrics>,
+    backend: Backend,
 ) -> Result<(), String> {
     // espora waits for the disk and for the other instances on its own io_uring, polled by
     // whichever driver the runtime has, or on helper threads where io_uring is refused.
     let worker = db
-        .worker(Backend::Auto)
+        .worker(backend)
         .map_err(|error| format!("cannot open the account files: {error}"))?;
     let service = Rc::new(Service::new(worker, metrics));
     let mut listeners = Vec::with_capacity(context.listeners.len());

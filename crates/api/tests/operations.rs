@@ -183,6 +183,10 @@ fn stale_socket_environment_and_healthcheck() {
         line.contains("driver=io_uring") || line.contains("driver=epoll"),
         "{line}"
     );
+    assert!(
+        line.contains(" espora=io_uring") || line.contains(" espora=threads"),
+        "{line}"
+    );
     assert_eq!(
         common::statement(&instance.unix, 1)["saldo"]["limite"],
         100000

@@ -337,6 +337,18 @@ fn recover_once(
         image
             .write_back_differences(handle, mapping)
             .map_err(|e| io_error("write back", e))?;
+        let unwritten =
+            crate::device::has_unwritten_extents(handle).map_err(|e| io_error("fiemap", e))?;
+        if unwritten {
+            let slots = image
+                .write_out_empty_slots(handle)
+                .map_err(|e| io_error("write out", e))?;
+            eprintln!(
+                "espora: {}: wrote out {slots} empty slot(s) that the file system kept as \
+                 unwritten blocks",
+                path.display()
+            );
+        }
         if !shared
             .coherent()
             .map_err(|e| OpenError::File(FileError::io(shared.path(), "probe", e)))?

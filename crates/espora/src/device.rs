@@ -13,6 +13,7 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::ops::RangeInclusive;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -203,6 +204,44 @@ impl Image {
         Ok(written)
     }
 
+    /// Writes zeros, through `file`, over every slot that is empty in the image: what the device
+    /// already holds there, written so that the file system records those blocks as written
+    /// (see [`has_unwritten_extents`]). The caller holds the account's exclusive lock, and the
+    /// page cache agrees with the image. Returns how many slots it wrote.
+    pub fn write_out_empty_slots(&self, file: &File) -> io::Result<u64> {
+        let zeros = [0u8; READ_CHUNK];
+        let mut written = 0;
+        let mut run: Option<(usize, usize)> = None;
+        let flush = |run: Option<(usize, usize)>| -> io::Result<()> {
+            let Some((from, to)) = run else {
+                return Ok(());
+            };
+            let mut at = from;
+            while at < to {
+                let end = (at + READ_CHUNK).min(to);
+                file.write_all_at(&zeros[..end - at], at as u64)?;
+                at = end;
+            }
+            Ok(())
+        };
+        for offset in (HEADER_SIZE..self.header.file_size() as usize).step_by(RECORD_SIZE) {
+            if self.chunk(offset) != [0u8; RECORD_SIZE] {
+                flush(run.take())?;
+                continue;
+            }
+            written += 1;
+            run = match run {
+                Some((from, to)) if to == offset => Some((from, offset + RECORD_SIZE)),
+                other => {
+                    flush(other)?;
+                    Some((offset, offset + RECORD_SIZE))
+                }
+            };
+        }
+        flush(run)?;
+        Ok(written)
+    }
+
     /// Offsets of every 128-byte piece of the file.
     fn pieces(&self) -> impl Iterator<Item = usize> {
         (0..self.header.file_size() as usize).step_by(RECORD_SIZE)
@@ -216,6 +255,85 @@ impl Slots for Image {
 
     fn slot(&self, seq: u64) -> [u8; RECORD_SIZE] {
         self.chunk(self.header.slot_offset(seq))
+    }
+}
+
+/// Whether the file system keeps blocks of `file` as allocated but never written (`fallocate`'s
+/// unwritten extents; files created by earlier versions of espora have them). After a failed
+/// writeback into such a block ext4 stops converting it, so a later write that a successful
+/// fdatasync covered still reads back as zeros from the disk: the blocks must be written once
+/// while the disk works. False where the file system cannot say (no FIEMAP).
+pub fn has_unwritten_extents(file: &File) -> io::Result<bool> {
+    /// `struct fiemap` and `struct fiemap_extent` of `linux/fiemap.h`.
+    #[repr(C)]
+    struct Fiemap {
+        start: u64,
+        length: u64,
+        flags: u32,
+        mapped_extents: u32,
+        extent_count: u32,
+        reserved: u32,
+        extents: [FiemapExtent; FIEMAP_EXTENTS],
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct FiemapExtent {
+        logical: u64,
+        physical: u64,
+        length: u64,
+        reserved64: [u64; 2],
+        flags: u32,
+        reserved: [u32; 3],
+    }
+    const FIEMAP_EXTENTS: usize = 64;
+    /// `_IOWR('f', 11, struct fiemap)`: the header alone is 32 bytes.
+    const FS_IOC_FIEMAP: libc::c_ulong = 0xC020_660B;
+    const FIEMAP_EXTENT_LAST: u32 = 0x1;
+    const FIEMAP_EXTENT_UNWRITTEN: u32 = 0x800;
+    const _: () = assert!(std::mem::size_of::<FiemapExtent>() == 56);
+    const _: () = assert!(std::mem::size_of::<Fiemap>() == 32 + 56 * FIEMAP_EXTENTS);
+
+    let mut start = 0u64;
+    loop {
+        let mut map = Fiemap {
+            start,
+            length: u64::MAX - start,
+            flags: 0,
+            mapped_extents: 0,
+            extent_count: FIEMAP_EXTENTS as u32,
+            reserved: 0,
+            extents: [FiemapExtent {
+                logical: 0,
+                physical: 0,
+                length: 0,
+                reserved64: [0; 2],
+                flags: 0,
+                reserved: [0; 3],
+            }; FIEMAP_EXTENTS],
+        };
+        // SAFETY: `map` is a `struct fiemap` followed by room for `extent_count` extents, as
+        // the ioctl expects, and lives across the call.
+        let done = unsafe { libc::ioctl(file.as_raw_fd(), FS_IOC_FIEMAP, &mut map) };
+        if done < 0 {
+            let error = io::Error::last_os_error();
+            return match error.raw_os_error() {
+                Some(libc::EOPNOTSUPP | libc::ENOTTY | libc::EINVAL) => Ok(false),
+                _ => Err(error),
+            };
+        }
+        let extents = &map.extents[..(map.mapped_extents as usize).min(FIEMAP_EXTENTS)];
+        if extents
+            .iter()
+            .any(|e| e.flags & FIEMAP_EXTENT_UNWRITTEN != 0)
+        {
+            return Ok(true);
+        }
+        match extents.last() {
+            Some(last) if last.flags & FIEMAP_EXTENT_LAST == 0 => {
+                start = last.logical + last.length;
+            }
+            _ => return Ok(false),
+        }
     }
 }
 

@@ -20,8 +20,7 @@ use crate::layout::{
 use crate::shared::Shared;
 use crate::time::now_us;
 
-/// Bytes written per call when a file system without `fallocate` makes creation write the whole
-/// file out.
+/// Bytes written per call when creation writes the whole file out.
 const ZERO_FILL_CHUNK_BYTES: usize = 1 << 20;
 
 /// The file name of an account inside the data directory.
@@ -362,9 +361,11 @@ fn write_new_file(temp: &Path, header: &Header, faults: &Faults) -> Result<(), F
     file.sync_all().map_err(|e| FileError::io(temp, "fsync", e))
 }
 
-/// Reserves every block of the file now, so that no later write can fail for lack of space.
-/// `fallocate` does it in one call; file systems without it (FUSE, some network file systems)
-/// get the file written out with zeros instead, which reserves the same blocks.
+/// Reserves every block of the file now and writes it, so that no later write can fail for lack
+/// of space, even on a thin-provisioned disk, and no block stays *unwritten*: after a failed
+/// writeback into a block that `fallocate` left unwritten, ext4 stops converting it, and later
+/// writes that a successful fdatasync covered read back as zeros. `fallocate` first, where the
+/// file system has it, for one contiguous allocation; then zeros over the whole file.
 fn reserve_blocks(file: &File, path: &Path, size: u64, faults: &Faults) -> Result<(), FileError> {
     let allocated = if faults.fallocate_refused() {
         Err(rustix::io::Errno::OPNOTSUPP)
@@ -372,8 +373,7 @@ fn reserve_blocks(file: &File, path: &Path, size: u64, faults: &Faults) -> Resul
         rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, size)
     };
     match allocated {
-        Ok(()) => return Ok(()),
-        Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::NOSYS) => {}
+        Ok(()) | Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::NOSYS) => {}
         Err(e) => return Err(FileError::io(path, "allocate", e.into())),
     }
     let zeros = vec![0u8; ZERO_FILL_CHUNK_BYTES];
@@ -381,7 +381,7 @@ fn reserve_blocks(file: &File, path: &Path, size: u64, faults: &Faults) -> Resul
     while offset < size {
         let length = (size - offset).min(ZERO_FILL_CHUNK_BYTES as u64) as usize;
         file.write_all_at(&zeros[..length], offset)
-            .map_err(|e| FileError::io(path, "write out (no fallocate here)", e))?;
+            .map_err(|e| FileError::io(path, "write out", e))?;
         offset += length as u64;
     }
     Ok(())

@@ -382,6 +382,58 @@ pub fn peek_durable(path: &Path, header: &Header) -> u64 {
 mod tests {
     use super::*;
 
+    /// Threads opening one fresh shared-state file at once, round after round, while another
+    /// thread stats the name in a tight loop: the file is never seen shorter than its size (it
+    /// used to be created empty and grown, which a FUSE file system raced), and every opener
+    /// maps the same file.
+    #[test]
+    fn creation_races_never_show_a_short_file() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..1000 {
+            let path = dir.path().join(format!("account-{round}.espora-shm"));
+            let barrier = std::sync::Barrier::new(3);
+            let done = std::sync::atomic::AtomicBool::new(false);
+            let (inodes, short) = std::thread::scope(|scope| {
+                let watcher = scope.spawn(|| {
+                    let mut short = 0;
+                    while !done.load(Ordering::Relaxed) {
+                        if let Ok(metadata) = std::fs::metadata(&path) {
+                            short += u32::from(metadata.len() < SHARED_SIZE as u64);
+                        }
+                    }
+                    short
+                });
+                let openers: Vec<_> = (0..2)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            barrier.wait();
+                            Shared::open(&path).unwrap().file.metadata().unwrap().ino()
+                        })
+                    })
+                    .collect();
+                barrier.wait();
+                let inodes: Vec<u64> = openers.into_iter().map(|t| t.join().unwrap()).collect();
+                done.store(true, Ordering::Relaxed);
+                (inodes, watcher.join().unwrap())
+            });
+            assert_eq!(
+                short, 0,
+                "round {round}: the file was seen short {short} times"
+            );
+            assert!(
+                inodes.iter().all(|&i| i == inodes[0]),
+                "round {round}: {inodes:?}"
+            );
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp."))
+            .collect();
+        assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    }
+
     #[test]
     fn boot_ids_parse_as_the_kernel_prints_them() {
         let id = parse_boot_id("f3cd0254-4c40-4d25-b8dc-e0fa75f64c7a\n").unwrap();

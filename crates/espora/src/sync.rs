@@ -54,6 +54,49 @@ pub enum Backend {
     Threads,
 }
 
+impl Backend {
+    /// The back end this kernel allows: [`Backend::IoUring`] where a ring can be set up with
+    /// every operation espora needs, [`Backend::Threads`] otherwise. `Auto` decides the same
+    /// way for each worker; deciding once lets a process report it.
+    pub fn detect() -> Backend {
+        match probe_ring() {
+            Ok(_) => Backend::IoUring,
+            Err(_) => Backend::Threads,
+        }
+    }
+
+    /// `auto`, `io_uring` or `threads`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Auto => "auto",
+            Backend::IoUring => "io_uring",
+            Backend::Threads => "threads",
+        }
+    }
+}
+
+/// A ring with every operation espora needs, or why the kernel refuses one.
+fn probe_ring() -> io::Result<IoUring> {
+    let ring = IoUring::new(RING_ENTRIES)?;
+    let mut probe = io_uring::Probe::new();
+    ring.submitter().register_probe(&mut probe)?;
+    for code in [
+        opcode::Fsync::CODE,
+        opcode::FutexWait::CODE,
+        opcode::LinkTimeout::CODE,
+        opcode::Timeout::CODE,
+        opcode::Nop::CODE,
+    ] {
+        if !probe.is_supported(code) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("io_uring has no operation {code} here"),
+            ));
+        }
+    }
+    Ok(ring)
+}
+
 /// Submission entries of a worker's ring. Entries are submitted as soon as they are pushed, so
 /// at most two (a wait and its timeout) sit in the queue at once; the completion queue, twice
 /// as large, holds the results of a few operations per file, and the kernel keeps any overflow.
@@ -118,23 +161,7 @@ impl Io {
     /// The ring back end, with every operation it needs checked, and its reaper task started.
     /// Call it inside the worker's monoio runtime.
     pub(crate) fn ring(poisoned: Arc<AtomicBool>, faults: Faults) -> io::Result<Rc<Io>> {
-        let ring = IoUring::new(RING_ENTRIES)?;
-        let mut probe = io_uring::Probe::new();
-        ring.submitter().register_probe(&mut probe)?;
-        for code in [
-            opcode::Fsync::CODE,
-            opcode::FutexWait::CODE,
-            opcode::LinkTimeout::CODE,
-            opcode::Timeout::CODE,
-            opcode::Nop::CODE,
-        ] {
-            if !probe.is_supported(code) {
-                return Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    format!("io_uring has no operation {code} here"),
-                ));
-            }
-        }
+        let ring = probe_ring()?;
         // SAFETY: the ring's descriptor is open for as long as `ring` lives, past this call.
         let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(ring.as_raw_fd()) };
         let copy = rustix::io::dup(borrowed)?;

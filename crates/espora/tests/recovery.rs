@@ -724,6 +724,124 @@ fn at_most_a_quarter_of_the_ring_waits_for_a_sync() {
     assert_eq!(scan.newest, 200);
 }
 
+/// Files are created written out (no block left unwritten by `fallocate`); a file made the way
+/// earlier versions made it, fallocated and written only where records are, is written out at
+/// its first open, its records untouched. (After a failed writeback into an unwritten block,
+/// ext4 stops converting it, and later writes that a successful fdatasync covered read back as
+/// zeros.)
+#[test]
+fn unwritten_blocks_are_written_out_at_creation_and_at_open() {
+    use espora::device::has_unwritten_extents;
+    let dir = history(5, 0);
+    let path = account_path(dir.path());
+    let created = std::fs::File::open(&path).unwrap();
+    if has_unwritten_extents(&created).is_err() {
+        eprintln!("SKIP: this file system cannot list its extents");
+        return;
+    }
+    assert!(
+        !has_unwritten_extents(&created).unwrap(),
+        "created with unwritten blocks"
+    );
+    // The same bytes, in a file that was only fallocated, then written where the data is.
+    let bytes = std::fs::read(&path).unwrap();
+    let older = dir.path().join("older");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&older)
+        .unwrap();
+    rustix::fs::fallocate(
+        &file,
+        rustix::fs::FallocateFlags::empty(),
+        0,
+        bytes.len() as u64,
+    )
+    .unwrap();
+    let written = HEADER_SIZE + 5 * RECORD_SIZE;
+    file.write_all_at(&bytes[..written], 0).unwrap();
+    file.sync_all().unwrap();
+    if !has_unwritten_extents(&file).unwrap() {
+        eprintln!("SKIP: this file system keeps no unwritten extents");
+        return;
+    }
+    std::fs::rename(&older, &path).unwrap();
+    let db = Db::open(dir.path(), common::options()).unwrap();
+    let reopened = std::fs::File::open(&path).unwrap();
+    assert!(
+        !has_unwritten_extents(&reopened).unwrap(),
+        "still unwritten after the open"
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        bytes,
+        "the open changed the file's bytes"
+    );
+    drop(db);
+    let (scan, _, _) = read_history(dir.path(), 1);
+    assert_eq!((scan.newest, scan.balance), (5, 50));
+}
+
+/// A writer killed between its `pwrite` and publishing leaves records the head hint does not
+/// name. With a ring of 64 and 16 such records after the durable mark, the next writer adopts
+/// them and is refused by the window: it must announce what it adopted, so that the sync it
+/// waits for covers it, and go on after one or two syncs (it used to sync the stale head in a
+/// tight loop forever).
+#[test]
+fn a_writer_refused_by_the_window_is_woken_once_the_window_reopens() {
+    let dir = common::temp_dir();
+    let options = Options {
+        ring_records: RING,
+        ..common::options()
+    };
+    let db = Arc::new(Db::open(dir.path(), options).unwrap());
+    // Written under the lock, never published: the head hint stays at 0.
+    let (handle, mapping) = file::open_existing(&account_path(dir.path())).unwrap();
+    let shared = Shared::open(&dir.path().join(file::shared_file_name(1))).unwrap();
+    file::lock_exclusive_blocking(&handle).unwrap();
+    for i in 0..RING / 4 {
+        let description = format!("k{i}");
+        let tx = Transaction {
+            value: 1,
+            kind: Kind::Credit,
+            description: &description,
+        };
+        mapping
+            .append_locked(
+                &handle,
+                &shared,
+                &tx.validate().unwrap(),
+                espora::time::now_us(),
+            )
+            .unwrap();
+    }
+    file::unlock(&handle);
+    assert_eq!((shared.head().seq, shared.durable().seq), (0, 0));
+    let appended = block_on(async {
+        let worker = db.worker(common::backend()).unwrap();
+        let tx = Transaction {
+            value: 1,
+            kind: Kind::Credit,
+            description: "after",
+        };
+        let append = worker.append(1, &tx);
+        monoio::time::timeout(std::time::Duration::from_secs(5), append)
+            .await
+            .expect("the writer refused by the window never went on")
+            .unwrap()
+    });
+    assert_eq!(
+        (appended.seq, appended.balance),
+        (RING / 4 + 1, RING as i64 / 4 + 1)
+    );
+    let syncs = db.stats().syncs;
+    assert!(
+        (1..=2).contains(&syncs),
+        "{syncs} fdatasyncs for one append"
+    );
+}
+
 /// One database stands for each of two processes. While one's sync crawls (20 ms, below the
 /// takeover bound), the other's statement sleeps on the shared sync word; it must wake when
 /// that sync ends, not on a timer.
