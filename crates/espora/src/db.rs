@@ -556,3 +556,78 @@ fn rejected(rejection: Rejection) -> AppendError {
         Rejection::Window { .. } => unreachable!("the window is waited for"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use super::{Backend, Db, Options};
+
+    fn block_on<F: Future>(future: F) -> F::Output {
+        let built = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .enable_timer()
+            .build();
+        match built {
+            Ok(mut runtime) => runtime.block_on(future),
+            Err(_) => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+                .enable_timer()
+                .build()
+                .expect("epoll runtime")
+                .block_on(future),
+        }
+    }
+
+    /// Two databases on one directory stand for two processes. One holds an account's lock for
+    /// 10 ms; the other's writer, after its yields, sleeps on the lock word (whose sleeps time
+    /// out every 2 ms for dead holders). It must get the lock when the holder releases it, not
+    /// at its next timeout.
+    #[test]
+    fn a_writer_waiting_for_the_lock_is_woken_by_its_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = || Options {
+            accounts: vec![(1, 0)],
+            ..Options::default()
+        };
+        let holder_db = Arc::new(Db::open(dir.path(), options()).unwrap());
+        let waiter_db = Arc::new(Db::open(dir.path(), options()).unwrap());
+        let mut lags = Vec::new();
+        for _ in 0..7 {
+            let (held, wait_for_held) = std::sync::mpsc::channel();
+            let holder = {
+                let db = Arc::clone(&holder_db);
+                std::thread::spawn(move || {
+                    block_on(async move {
+                        let worker = db.worker(Backend::Auto).unwrap();
+                        let commit = worker.commit(0);
+                        let locked = commit.lock().await.unwrap();
+                        held.send(()).unwrap();
+                        monoio::time::sleep(Duration::from_millis(10)).await;
+                        drop(locked);
+                        Instant::now()
+                    })
+                })
+            };
+            wait_for_held.recv().unwrap();
+            let acquired = block_on(async {
+                let worker = waiter_db.worker(Backend::Auto).unwrap();
+                let commit = worker.commit(0);
+                let locked = commit.lock().await.unwrap();
+                let at = Instant::now();
+                drop(locked);
+                at
+            });
+            let released = holder.join().unwrap();
+            lags.push(acquired.saturating_duration_since(released));
+        }
+        lags.sort();
+        eprintln!("lock handed over after its release: {lags:?}");
+        assert!(waiter_db.stats().lock_sleeps >= 7, "the waiter never slept");
+        let median = lags[lags.len() / 2];
+        assert!(
+            median < Duration::from_micros(500),
+            "woken {median:?} after the release"
+        );
+    }
+}
