@@ -13,7 +13,9 @@ use crate::device::Image;
 use crate::error::{AppendError, FileError, OpenError, ReadError, Rejection, Unavailable};
 use crate::faults::Faults;
 use crate::file::{self, Mapping, Transaction};
-use crate::layout::{Header, Record, RING_RECORDS_DEFAULT, RING_RECORDS_MAX, RING_RECORDS_MIN};
+use crate::layout::{
+    Header, Record, RECORD_SIZE, RING_RECORDS_DEFAULT, RING_RECORDS_MAX, RING_RECORDS_MIN,
+};
 use crate::shared::{Event, Shared, Tagged};
 use crate::sync::{Backend, FileIo, Io};
 use crate::verify::{self, Slots};
@@ -317,10 +319,13 @@ fn recover_once(
                     corruption,
                 }
             })?;
-        let stale = image.differences(mapping);
-        if stale > 0 {
+        let stale = image
+            .differences(mapping)
+            .map_err(|e| io_error("mincore", e))?;
+        if !stale.is_empty() {
+            let pieces: usize = stale.iter().map(|run| run.len() / RECORD_SIZE).sum();
             eprintln!(
-                "espora: {}: {stale} piece(s) of 128 bytes in the page cache differ from the \
+                "espora: {}: {pieces} piece(s) of 128 bytes in the page cache differ from the \
                  device (a failed writeback); the device's bytes are put back",
                 path.display()
             );
@@ -334,8 +339,16 @@ fn recover_once(
             );
             image.erase(&scan.orphans);
         }
+        // Erased orphans reach the device through the cache whether or not it holds them.
+        let mut runs = image
+            .differences(mapping)
+            .map_err(|e| io_error("mincore", e))?;
+        runs.extend(scan.orphans.iter().map(|&slot| {
+            let offset = header.slot_offset(slot + 1);
+            offset..offset + RECORD_SIZE
+        }));
         image
-            .write_back_differences(handle, mapping)
+            .write_back(handle, &runs)
             .map_err(|e| io_error("write back", e))?;
         let unwritten =
             crate::device::has_unwritten_extents(handle).map_err(|e| io_error("fiemap", e))?;

@@ -12,7 +12,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::ops::RangeInclusive;
+use std::ops::{Range, RangeInclusive};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
@@ -165,43 +165,47 @@ impl Image {
         }
     }
 
-    /// How many 128-byte pieces of the file differ between the page cache (`mapping`) and the
-    /// image.
-    pub fn differences(&self, mapping: &Mapping) -> u64 {
-        self.pieces()
-            .filter(|&offset| mapping.read_piece(offset) != self.chunk(offset))
-            .count() as u64
-    }
-
-    /// Makes the page cache hold the image's bytes: writes with `pwrite`, through `file`, every
-    /// 128-byte piece where `mapping` shows something else, runs of them in one call. The caller
-    /// holds the account's exclusive lock. Returns how many pieces it wrote.
-    pub fn write_back_differences(&self, file: &File, mapping: &Mapping) -> io::Result<u64> {
-        let mut written = 0;
-        let mut run: Option<(usize, usize)> = None;
-        let flush = |run: Option<(usize, usize)>| -> io::Result<()> {
-            if let Some((from, to)) = run {
-                let bytes = &self.buffer[self.start + from..self.start + to];
-                file.write_all_at(bytes, from as u64)?;
-            }
-            Ok(())
-        };
-        for offset in self.pieces() {
-            if mapping.read_piece(offset) == self.chunk(offset) {
-                flush(run.take())?;
+    /// The runs of 128-byte pieces where the page cache (`mapping`) shows other bytes than the
+    /// image, as byte ranges of the file. Pages the cache does not hold are skipped: whoever
+    /// reads them reads the device, and comparing them would read the whole file twice. The
+    /// caller holds the account's lock (exclusive, or shared for the tool: no writer moves).
+    pub fn differences(&self, mapping: &Mapping) -> io::Result<Vec<Range<usize>>> {
+        let resident = mapping.resident_pages()?;
+        let page = crate::file::page_size();
+        let size = self.header.file_size() as usize;
+        let mut cached = vec![0u8; page];
+        let mut runs: Vec<Range<usize>> = Vec::new();
+        for (index, _) in resident.iter().enumerate().filter(|(_, &held)| held) {
+            let from = index * page;
+            let to = (from + page).min(size);
+            let cached = &mut cached[..to - from];
+            mapping.copy_locked(from, cached);
+            let image = &self.buffer[self.start + from..self.start + to];
+            if cached == image {
                 continue;
             }
-            written += 1;
-            run = match run {
-                Some((from, to)) if to == offset => Some((from, offset + RECORD_SIZE)),
-                other => {
-                    flush(other)?;
-                    Some((offset, offset + RECORD_SIZE))
+            for offset in (from..to).step_by(RECORD_SIZE) {
+                let at = offset - from;
+                if cached[at..at + RECORD_SIZE] == image[at..at + RECORD_SIZE] {
+                    continue;
                 }
-            };
+                match runs.last_mut() {
+                    Some(run) if run.end == offset => run.end += RECORD_SIZE,
+                    _ => runs.push(offset..offset + RECORD_SIZE),
+                }
+            }
         }
-        flush(run)?;
-        Ok(written)
+        Ok(runs)
+    }
+
+    /// Makes the page cache hold the image's bytes over `runs` (from [`Image::differences`]),
+    /// with `pwrite` through `file`. The caller holds the account's exclusive lock.
+    pub fn write_back(&self, file: &File, runs: &[Range<usize>]) -> io::Result<()> {
+        for run in runs {
+            let bytes = &self.buffer[self.start + run.start..self.start + run.end];
+            file.write_all_at(bytes, run.start as u64)?;
+        }
+        Ok(())
     }
 
     /// Writes zeros, through `file`, over every slot that is empty in the image: what the device
@@ -240,11 +244,6 @@ impl Image {
         }
         flush(run)?;
         Ok(written)
-    }
-
-    /// Offsets of every 128-byte piece of the file.
-    fn pieces(&self) -> impl Iterator<Item = usize> {
-        (0..self.header.file_size() as usize).step_by(RECORD_SIZE)
     }
 }
 

@@ -101,9 +101,40 @@ impl Mapping {
         bytes
     }
 
-    /// Copies the 128 bytes at `offset` (a record slot, or a piece of the header).
-    pub(crate) fn read_piece(&self, offset: usize) -> [u8; RECORD_SIZE] {
-        self.read_words(offset)
+    /// For each page of the file, whether the page cache holds it (`mincore`): a page it does not
+    /// hold is read from the device by anyone who reads it.
+    pub(crate) fn resident_pages(&self) -> io::Result<Vec<bool>> {
+        let length = self.header.file_size() as usize;
+        let page = page_size();
+        let mut resident = vec![0u8; length.div_ceil(page)];
+        // SAFETY: the mapping is page aligned and `length` bytes long, and `resident` has one
+        // byte per page of it, which is what mincore writes.
+        let done = unsafe {
+            libc::mincore(
+                self.map.as_ptr() as *mut libc::c_void,
+                length,
+                resident.as_mut_ptr(),
+            )
+        };
+        if done != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(resident.iter().map(|byte| byte & 1 == 1).collect())
+    }
+
+    /// Copies `out.len()` bytes from `offset` in one go. The caller holds the account's
+    /// exclusive lock, so no writer changes them meanwhile.
+    pub(crate) fn copy_locked(&self, offset: usize, out: &mut [u8]) {
+        assert!(offset + out.len() <= self.header.file_size() as usize);
+        // SAFETY: the range lies inside the mapping, and under the exclusive lock nothing
+        // writes the file, so the bytes do not change while they are copied.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.map.as_ptr().add(offset),
+                out.as_mut_ptr(),
+                out.len(),
+            );
+        }
     }
 
     /// Copies the raw bytes of the slot for `seq`.
@@ -224,6 +255,13 @@ impl Mapping {
         }
         Ok(out.first().map_or(0, |r| r.balance))
     }
+}
+
+/// The size of a page of memory (of the page cache).
+pub(crate) fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size).unwrap_or(4096)
 }
 
 /// Writes the slot for `seq`. The caller holds the account's lock.

@@ -8,7 +8,7 @@ use clap::Parser;
 
 use espora::device::Image;
 use espora::file::{self, Mapping};
-use espora::layout::{Record, RING_RECORDS_DEFAULT};
+use espora::layout::{Record, RECORD_SIZE, RING_RECORDS_DEFAULT};
 use espora::shared;
 use espora::verify::{self, Scan, Slots};
 use espora::{Corruption, Db, Options};
@@ -199,7 +199,12 @@ fn scan_file(path: &Path) -> Result<Checked, String> {
     let image = image.map_err(|e| format!("reading the device: {e}"))?;
     let shared_path = path.with_extension("espora-shm");
     let scan = verify::scan(&image, shared::peek_durable(&shared_path, mapping.header()));
-    let stale = image.differences(&mapping);
+    let stale = image
+        .differences(&mapping)
+        .map_err(|e| format!("mincore: {e}"))?
+        .iter()
+        .map(|run| run.len() as u64 / RECORD_SIZE as u64)
+        .sum();
     Ok(Checked {
         mapping,
         image,

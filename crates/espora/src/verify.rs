@@ -58,8 +58,11 @@ pub struct Scan {
 /// the limit and timestamp order. `known_durable` is a sequence number the caller knows was
 /// durable (the shared-state file's watermark), or 0. The caller holds at least a shared lock
 /// so no writer moves.
-pub fn scan(ring: &impl Slots, known_durable: u64) -> Result<Scan, Corruption> {
-    let header = *ring.header();
+pub fn scan(slots: &impl Slots, known_durable: u64) -> Result<Scan, Corruption> {
+    let header = *slots.header();
+    // Every slot is decoded once (a checksum over 124 bytes each): recovery runs this under the
+    // account's exclusive lock.
+    let ring = Decoded::new(slots);
     let capacity = header.capacity;
     let slot_of = |seq: u64| (seq - 1) % capacity;
     let corrupt = |seq: u64, problem: String| Corruption {
@@ -74,12 +77,12 @@ pub fn scan(ring: &impl Slots, known_durable: u64) -> Result<Scan, Corruption> {
     // without a gap. Records beyond a gap can only be newer than every sync, so their anchors
     // are no higher than the truth either. The newest records' own anchors lag behind them;
     // the shared-state file's watermark, when the caller has it, covers those too.
-    let anchor = (0..capacity)
-        .filter_map(|slot| Record::decode(&ring.slot(slot + 1)).ok())
+    let anchor = (ring.slots.iter())
+        .filter_map(|slot| slot.as_ref().ok())
         .map(|r| r.anchor)
         .fold(known_durable, u64::max);
     if anchor > 0 {
-        if let Err(problem) = expect_record(ring, anchor) {
+        if let Err(problem) = expect_record(&ring, anchor) {
             return Err(corrupt(
                 anchor,
                 format!("anchor record unreadable: {problem}"),
@@ -104,7 +107,7 @@ pub fn scan(ring: &impl Slots, known_durable: u64) -> Result<Scan, Corruption> {
         .max(1);
     if newest > 0 && oldest > oldest_possible {
         let seq = oldest - 1;
-        let problem = match Record::decode(&ring.slot(seq)) {
+        let problem = match ring.decoded(seq) {
             Ok(r) => format!("missing inside the history, slot holds seq {}", r.seq),
             Err(e) => format!("missing inside the history: {e}"),
         };
@@ -112,7 +115,7 @@ pub fn scan(ring: &impl Slots, known_durable: u64) -> Result<Scan, Corruption> {
     }
     let oldest = if newest == 0 { 0 } else { oldest };
 
-    let (balance, balance_min) = check_history(ring, oldest, newest)?;
+    let (balance, balance_min) = check_history(&ring, &header, oldest, newest)?;
 
     // Outside the retained window a slot is either empty or a leftover of a crash: the torn
     // write right after the newest record, records beyond a gap that a machine crash left half
@@ -122,8 +125,8 @@ pub fn scan(ring: &impl Slots, known_durable: u64) -> Result<Scan, Corruption> {
     let tail_slot = slot_of(newest + 1);
     let mut orphans = Vec::new();
     let mut torn_tail = false;
-    for slot in 0..capacity {
-        match Record::decode(&ring.slot(slot + 1)) {
+    for (slot, decoded) in (0..capacity).zip(&ring.slots) {
+        match decoded {
             Ok(r) if slot_of(r.seq) != slot => {
                 return Err(corrupt(
                     r.seq,
@@ -149,9 +152,14 @@ pub fn scan(ring: &impl Slots, known_durable: u64) -> Result<Scan, Corruption> {
 
 /// Walks `oldest..=newest`, checking each record and the chain between neighbours. Returns the
 /// final balance and the lowest balance seen.
-fn check_history(ring: &impl Slots, oldest: u64, newest: u64) -> Result<(i64, i64), Corruption> {
-    let capacity = ring.header().capacity;
-    let limit = ring.header().limit;
+fn check_history(
+    ring: &Decoded,
+    header: &Header,
+    oldest: u64,
+    newest: u64,
+) -> Result<(i64, i64), Corruption> {
+    let capacity = header.capacity;
+    let limit = header.limit;
     let mut previous: Option<Record> = None;
     let mut balance_min = 0;
     for seq in oldest.max(1)..=newest {
@@ -194,10 +202,39 @@ fn check_history(ring: &impl Slots, oldest: u64, newest: u64) -> Result<(i64, i6
     Ok((previous.map_or(0, |r| r.balance), balance_min))
 }
 
-fn expect_record(ring: &impl Slots, seq: u64) -> Result<Record, String> {
-    match Record::decode(&ring.slot(seq)) {
+fn expect_record(ring: &Decoded, seq: u64) -> Result<Record, String> {
+    match ring.decoded(seq) {
         Ok(r) if r.seq == seq => Ok(r),
         Ok(r) => Err(format!("slot holds seq {} instead", r.seq)),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Every slot of a ring, decoded once.
+struct Decoded {
+    capacity: u64,
+    /// Indexed by slot.
+    slots: Vec<Result<Record, RecordError>>,
+}
+
+impl Decoded {
+    fn new(slots: &impl Slots) -> Decoded {
+        let capacity = slots.header().capacity;
+        Decoded {
+            capacity,
+            slots: (1..=capacity)
+                .map(|seq| Record::decode(&slots.slot(seq)))
+                .collect(),
+        }
+    }
+
+    /// What the slot of `seq` holds, whatever its sequence number.
+    fn decoded(&self, seq: u64) -> Result<Record, RecordError> {
+        self.slots[((seq - 1) % self.capacity) as usize]
+    }
+
+    /// The record for `seq`, if its slot holds exactly that record.
+    fn record(&self, seq: u64) -> Option<Record> {
+        self.decoded(seq).ok().filter(|r| r.seq == seq)
     }
 }

@@ -55,11 +55,18 @@ fn cycle_from(
 #[test]
 fn modules_import_each_other_without_a_cycle() {
     let graph = imports();
-    assert!(graph.contains_key("db") && graph.contains_key("layout"), "{graph:?}");
+    assert!(
+        graph.contains_key("db") && graph.contains_key("layout"),
+        "{graph:?}"
+    );
     for module in graph.keys() {
         if let Some(cycle) = cycle_from(module, &graph, &mut Vec::new()) {
             panic!("module cycle: {}", cycle.join(" -> "));
         }
     }
-    assert!(graph["layout"].is_empty(), "layout is the bottom layer: {:?}", graph["layout"]);
+    assert!(
+        graph["layout"].is_empty(),
+        "layout is the bottom layer: {:?}",
+        graph["layout"]
+    );
 }
