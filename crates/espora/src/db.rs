@@ -295,20 +295,35 @@ fn recover_once(
     let path = mapping.path();
     let header = *mapping.header();
     let io_error = |operation, source| OpenError::File(FileError::io(path, operation, source));
+    // Unbound shared state: no process serves the file in this boot yet, so there are no
+    // writers to keep going, and the read happens under the lock.
     let generation = shared.generation_if_bound(&header);
-    let before = newest_cached(mapping, shared);
-    let mut image = Image::read(path, &header).map_err(|e| io_error("read the device", e))?;
+    let early = match generation {
+        Some(_) => {
+            let before = newest_cached(mapping, shared);
+            let image = Image::read(path, &header).map_err(|e| io_error("read the device", e))?;
+            Some((before, image))
+        }
+        None => None,
+    };
     file::lock_exclusive_blocking(handle).map_err(|e| io_error("flock", e))?;
     let locked = (|| {
-        let after = newest_cached(mapping, shared);
-        let moved = generation.is_none() || shared.generation_if_bound(&header) != generation;
-        if moved || after < before || after - before > header.in_flight_max() {
-            image = Image::read(path, &header).map_err(|e| io_error("read the device", e))?;
-        } else if after > before {
-            image
-                .reread(path, before + 1..=after)
-                .map_err(|e| io_error("read the device", e))?;
-        }
+        let read_all = || Image::read(path, &header).map_err(|e| io_error("read the device", e));
+        let mut image = match early {
+            Some((before, mut image)) if shared.generation_if_bound(&header) == generation => {
+                let after = newest_cached(mapping, shared);
+                if after < before || after - before > header.in_flight_max() {
+                    image = read_all()?;
+                } else if after > before {
+                    image
+                        .reread(path, before + 1..=after)
+                        .map_err(|e| io_error("read the device", e))?;
+                }
+                image
+            }
+            // Another recovery ran meanwhile (it may have rewritten any slot), or none yet.
+            _ => read_all()?,
+        };
         if Header::decode(image.header_bytes()).ok() != Some(header) {
             return Err(OpenError::HeaderMismatch(path.into()));
         }
@@ -369,15 +384,16 @@ fn recover_once(
             return Err(OpenError::Incoherent(shared.path().into()));
         }
         let generation = shared.reset(&header, scan.newest, scan.anchor.min(scan.newest));
-        Ok(Tagged {
+        let history = Tagged {
             generation,
             seq: scan.newest,
-        })
+        };
+        Ok((history, image.is_direct()))
     })();
     file::unlock(handle);
     shared.bump_and_wake(Event::Lock);
-    let history = locked?;
-    if !image.is_direct() {
+    let (history, direct) = locked?;
+    if !direct {
         eprintln!(
             "espora: {}: the file system refuses direct reads; recovery read the page cache",
             path.display()
