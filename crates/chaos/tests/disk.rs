@@ -1,0 +1,661 @@
+//! Writeback failures of a real disk that runs out of space: ext4 on a loop device whose sparse
+//! backing file sits on a small tmpfs (`disk/fixture.rs`). Once the tmpfs is full, writing back
+//! a new block fails (ENOSPC), and Linux keeps the written pages in the page cache, marked clean:
+//! a process that reads the file sees records the disk never got, and the error is reported
+//! once to each open file description, then never again. Nothing here injects faults into
+//! espora; the kernel fails the writes.
+//!
+//! espora creates its account files written out with zeros (after a failed writeback into a
+//! block that `fallocate` left unwritten, ext4 stops converting it, and later acknowledged
+//! writes read back as zeros), so every block of them is on the disk from the start, and
+//! rewriting a block the disk holds never fails. Once the files exist and nothing writes, the
+//! fixture gives their zero blocks back to the tmpfs ([`FaultyDisk::unprovision`]), so that the
+//! disk behaves like a thin volume again: the still-empty slots are unprovisioned, and their
+//! writeback fails once the tmpfs is full.
+//!
+//! - Through the stack (`rinha-lb` and two `rinha-api`), under load while the disk fills, the
+//!   instances stop acknowledging (503); after the space comes back and the stack restarts, a
+//!   statement read before anything new is written may list only records that the device holds
+//!   (read with O_DIRECT), with the device's balance. At the end, with the ext4 mounted again
+//!   (its page cache dropped), every acknowledged transaction is on the disk exactly once with
+//!   the balance it answered, no statement of the whole run listed a transaction the disk lacks,
+//!   `espora verify` passes and a new instance opens every account. Run with and without an
+//!   ext4 journal.
+//! - Two instances, one of which sees the failed fdatasync and is restarted while the other,
+//!   idle meanwhile, then takes load: no statement of either lists what the device lacks, and
+//!   nothing either acknowledges is missing at the end. Three rounds.
+//! - In the library, an append dropped while its failing fdatasync is in flight (a request
+//!   future cancelled) still poisons the database: later appends and statements fail as
+//!   unavailable, and no statement, not even after reopening, shows the dropped record unless
+//!   the device has it. Both I/O back ends.
+//!
+//! Each test needs root, loop devices, `mkfs.ext4`, `filefrag` and `fallocate`; without them it
+//! prints a `==== SKIPPED` line and passes. The tests run one at a time (they share the
+//! machine's two CPUs and their timing matters), each well under a minute (the file in about
+//! half a minute).
+
+#[path = "disk/fixture.rs"]
+mod fixture;
+#[path = "disk/ledger.rs"]
+mod ledger;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use espora::layout::{HEADER_SIZE, RECORD_SIZE};
+use espora::{AppendError, Backend, Db, Kind, Options, ReadError, Statement, Transaction};
+use rinha_testkit::bins::bins;
+use rinha_testkit::process::Server;
+use rinha_testkit::{free_tcp, http, temp_dir, wait_until, Addr};
+
+use fixture::{FaultyDisk, Journal};
+use ledger::{
+    assert_none, check_acknowledged, check_every_account_opens, check_listings, read_account,
+    read_disk, verify, Ledger, Load, Outcome, ACCOUNTS, READY_WAIT,
+};
+
+/// The tmpfs under the loop device: room for the file system's metadata (and its 16 MiB
+/// journal) and the five account files, written out with zeros (40 MiB), until their zero blocks
+/// are unprovisioned; then the filler file takes the rest.
+const TMPFS_MIB: u64 = 64;
+/// Client threads of the stack's load, and requests per second each.
+const CLIENTS: usize = 4;
+const RATE_PER_CLIENT: u32 = 40;
+/// How long the instances may keep acknowledging after the disk is full: each account's
+/// records reach a new block every 32 appends, about a second at this load.
+const FAILURE_WAIT: Duration = Duration::from_secs(20);
+const STOP_WAIT: Duration = Duration::from_secs(10);
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// One test at a time: each fills a disk and times its load.
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|error| error.into_inner())
+}
+
+fn skip(test: &str, why: &str) {
+    eprintln!("==== SKIPPED {test}: {why} ====");
+}
+
+/// The account files of `accounts` in `data`.
+fn account_files(data: &Path, accounts: &[u32]) -> Vec<PathBuf> {
+    let name = espora::file::account_file_name;
+    accounts.iter().map(|&id| data.join(name(id))).collect()
+}
+
+/// Gives the zero blocks of the account files in `data` back to the tmpfs (see the fixture),
+/// while nothing writes, and says how much.
+fn unprovision(disk: &FaultyDisk, data: &Path, accounts: &[u32], when: &str) {
+    let freed = disk.unprovision(&account_files(data, accounts));
+    eprintln!(
+        "  {when}: {freed} KiB of zeros unprovisioned ({} KiB of the disk held)",
+        disk.backing_kib()
+    );
+}
+
+/// Starts `rinha-api` (one worker) on `data`, listening on `addr`, logging to `log_dir`, and
+/// waits until it serves.
+fn start_instance(name: &str, data: &Path, addr: &Addr, log_dir: &Path) -> Server {
+    let mut command = Command::new(&bins().api);
+    command.arg("--data-dir").arg(data);
+    command.args(["--listen", &addr.to_string(), "--workers", "1"]);
+    let mut server = Server::start(name, command, log_dir);
+    let ready = wait_until(READY_WAIT, || http::is_ready(addr) || !server.is_running());
+    assert!(
+        ready && server.is_running(),
+        "{name} did not start on {}: {}",
+        data.display(),
+        server.log()
+    );
+    server
+}
+
+/// `rinha-lb` in front of two `rinha-api` over Unix sockets, the data directory on the faulty
+/// disk, sockets and logs elsewhere.
+struct Stack {
+    upstreams: [Addr; 2],
+    front: Addr,
+    /// The two instances, then the balancer.
+    servers: Vec<Server>,
+}
+
+impl Stack {
+    /// Starts the stack; `generation` tells the logs of each start apart.
+    fn start(data: &Path, work: &Path, generation: u32) -> Stack {
+        let upstreams = [1, 2].map(|n| Addr::Unix(work.join(format!("api{n}.sock"))));
+        let mut servers: Vec<Server> = upstreams
+            .iter()
+            .enumerate()
+            .map(|(index, addr)| {
+                let name = format!("api{}-start{generation}", index + 1);
+                start_instance(&name, data, addr, work)
+            })
+            .collect();
+        let front = free_tcp();
+        let mut command = Command::new(&bins().lb);
+        command.args(["--listen", &front.to_string(), "--workers", "1"]);
+        command.args(["--down-backoff-ms", "200"]);
+        for upstream in &upstreams {
+            command.args(["--upstream", &upstream.to_string()]);
+        }
+        servers.push(Server::start(
+            &format!("lb-start{generation}"),
+            command,
+            work,
+        ));
+        assert!(
+            wait_until(READY_WAIT, || http::is_ready(&front)),
+            "the balancer never answered"
+        );
+        Stack {
+            upstreams,
+            front,
+            servers,
+        }
+    }
+
+    /// SIGTERM to the balancer, then to each instance.
+    fn stop(&mut self) {
+        for server in self.servers.iter_mut().rev() {
+            let status = server.terminate(STOP_WAIT);
+            eprintln!("  {} exited: {status}", server.name);
+        }
+    }
+}
+
+/// Case (a) on an ext4 without a journal, where only data writes reach unbacked blocks.
+#[test]
+fn through_the_stack_nothing_the_disk_lacks_is_shown_or_acknowledged() {
+    through_the_stack(
+        "through_the_stack_nothing_the_disk_lacks_is_shown_or_acknowledged",
+        Journal::Without,
+    );
+}
+
+/// Case (a) again on an ext4 with its default journal (data=ordered).
+#[test]
+fn through_the_stack_on_a_journaled_ext4() {
+    through_the_stack("through_the_stack_on_a_journaled_ext4", Journal::Ordered);
+}
+
+/// Load through the balancer while the disk fills, until both instances answer 503 and a
+/// little after; then the space comes back and the whole stack restarts. What the restarted
+/// instances show before anything new is written must be on the device; then more load; then,
+/// with the ext4 mounted again, everything is checked against the disk.
+fn through_the_stack(test: &str, journal: Journal) {
+    let _serial = serial();
+    let started = Instant::now();
+    let mut disk = match FaultyDisk::create("disk-a", TMPFS_MIB, journal) {
+        Ok(disk) => disk,
+        Err(why) => return skip(test, &why),
+    };
+    let work = temp_dir("disk-a-work");
+    let data = disk.path().join("data");
+    let ledger = Ledger::new('a');
+    let mut stack = Stack::start(&data, work.path(), 1);
+    // The files are created and synced, and nothing writes until the load starts.
+    unprovision(&disk, &data, &ACCOUNTS, "after the first start");
+    let front = [("lb", stack.front.clone())];
+    let load = Load::start(&ledger, &front, CLIENTS, RATE_PER_CLIENT, "before the fill");
+    std::thread::sleep(Duration::from_millis(1500));
+
+    load.set_phase("disk full");
+    let filled = disk.fill();
+    eprintln!(
+        "{test}: tmpfs filled with {} KiB more ({} KiB of the disk written); waiting for 503s",
+        filled / 1024,
+        disk.backing_kib()
+    );
+    // Probe each instance directly: a statement of a process that saw a failed sync is 503.
+    let names = ["api1", "api2"];
+    let deadline = Instant::now() + FAILURE_WAIT;
+    let mut failing = [false; 2];
+    while failing.contains(&false) && Instant::now() < deadline {
+        for index in 0..2 {
+            if !failing[index] {
+                let status =
+                    ledger.statement(&stack.upstreams[index], names[index], "disk full", 1);
+                failing[index] = status == 503;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    load.set_phase("failing");
+    std::thread::sleep(Duration::from_secs(1));
+    load.stop();
+    assert!(
+        !failing.contains(&false),
+        "{test}: with the disk full, the instances still answered 200 after {FAILURE_WAIT:?} \
+         (failing: {failing:?}), so the fault never reached them"
+    );
+
+    disk.free();
+    stack.stop();
+    let mut stack = Stack::start(&data, work.path(), 2);
+    // Nothing has been written since the restart: every statement must show what the device
+    // holds, and nothing else.
+    for account in ACCOUNTS {
+        for (index, upstream) in stack.upstreams.iter().enumerate() {
+            ledger.statement(upstream, names[index], "restarted", account);
+        }
+        ledger.statement(&stack.front, "lb", "restarted", account);
+    }
+    let mut problems: Vec<String> =
+        check_listings(&ledger.statements_in("restarted"), &read_disk(&data), true)
+            .into_iter()
+            .map(|problem| format!("right after the restart: {problem}"))
+            .collect();
+
+    let front = [("lb", stack.front.clone())];
+    let load = Load::start(
+        &ledger,
+        &front,
+        CLIENTS,
+        RATE_PER_CLIENT,
+        "after the restart",
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    load.stop();
+    stack.stop();
+    drop(stack);
+
+    disk.remount();
+    problems.extend(final_checks(&data, work.path(), &ledger));
+    ledger.print_summary(test);
+    eprintln!("{test}: {:.1} s", started.elapsed().as_secs_f64());
+    assert_none(test, &problems);
+}
+
+/// With the ext4 mounted again (page cache dropped) and nothing running: every acknowledged
+/// transaction on the disk exactly once, no statement of the run listing what the disk lacks,
+/// `espora verify` passing, every account opening in a new instance.
+fn final_checks(data: &Path, log_dir: &Path, ledger: &Ledger) -> Vec<String> {
+    let on_disk = read_disk(data);
+    for account in &on_disk {
+        eprintln!(
+            "  disk after the remount: account {}: {} records, balance {}, {} beyond a gap",
+            account.account,
+            account.history.len(),
+            account.balance(),
+            account.orphans.len()
+        );
+    }
+    let mut problems: Vec<String> = verify(data).into_iter().collect();
+    problems.extend(check_every_account_opens(data, log_dir, ledger, &on_disk));
+    problems.extend(check_listings(&ledger.statements(), &on_disk, false));
+    problems.extend(check_acknowledged(&ledger.sent(), &on_disk));
+    problems
+        .into_iter()
+        .map(|problem| format!("after the remount: {problem}"))
+        .collect()
+}
+
+/// Rounds of case (b).
+const ROUNDS: u32 = 3;
+/// Requests instance A may answer 200 with the disk full before the test gives up: each
+/// account reaches a new block within 32 appends.
+const APPENDS_UNTIL_FAILURE_MAX: usize = 1000;
+
+/// Instances A and B on one data directory, no balancer. Each round starts, both idle, with the
+/// account files' zero blocks unprovisioned; then the disk fills and only A gets requests until it answers 503 (its fdatasync failed); B stays idle. The space comes
+/// back and A is restarted. Nothing is written until both have shown every account: each
+/// statement must list only what the device holds. Then B alone takes load, then both. B is
+/// restarted at the end of a round in which it answered 503 (a process that saw a failed sync
+/// serves nothing until restarted). At the end, with the ext4 mounted again, nothing either
+/// acknowledged is missing and no statement listed what the disk lacks.
+#[test]
+fn an_instance_restarted_after_a_failed_sync_and_its_idle_peer_show_only_the_disk() {
+    let test = "an_instance_restarted_after_a_failed_sync_and_its_idle_peer_show_only_the_disk";
+    let _serial = serial();
+    let started = Instant::now();
+    let mut disk = match FaultyDisk::create("disk-b", TMPFS_MIB, Journal::Without) {
+        Ok(disk) => disk,
+        Err(why) => return skip(test, &why),
+    };
+    let work = temp_dir("disk-b-work");
+    let data = disk.path().join("data");
+    let ledger = Ledger::new('b');
+    let a_addr = Addr::Unix(work.path().join("a.sock"));
+    let b_addr = Addr::Unix(work.path().join("b.sock"));
+    let mut a = start_instance("A-start0", &data, &a_addr, work.path());
+    let mut b = start_instance("B-start0", &data, &b_addr, work.path());
+    let mut problems = Vec::new();
+    for round in 1..=ROUNDS {
+        let phase = |what: &str| format!("round {round}: {what}");
+        // Both idle: the slots still empty, rewritten with zeros by a recovery or not, go back
+        // to the tmpfs.
+        unprovision(&disk, &data, &ACCOUNTS, &phase("start"));
+        for account in ACCOUNTS {
+            ledger.transact(&a_addr, "A", &phase("warm-up"), account, 10, 'c');
+            ledger.transact(&b_addr, "B", &phase("warm-up"), account, 10, 'c');
+        }
+
+        disk.fill();
+        let mut sent = 0;
+        loop {
+            let account = ACCOUNTS[sent % ACCOUNTS.len()];
+            let outcome = ledger.transact(&a_addr, "A", &phase("disk full"), account, 7, 'c');
+            if matches!(&outcome, Outcome::Failed(why) if why == "status 503") {
+                break;
+            }
+            sent += 1;
+            assert!(
+                sent < APPENDS_UNTIL_FAILURE_MAX,
+                "{test}: round {round}: A acknowledged {sent} transactions with the disk full"
+            );
+        }
+        for account in ACCOUNTS {
+            ledger.transact(&a_addr, "A", &phase("A failing"), account, 7, 'd');
+            ledger.statement(&a_addr, "A", &phase("A failing"), account);
+        }
+
+        disk.free();
+        a.terminate(STOP_WAIT);
+        a = start_instance(&format!("A-start{round}"), &data, &a_addr, work.path());
+        let shown = phase("after A's restart");
+        for account in ACCOUNTS {
+            ledger.statement(&a_addr, "A", &shown, account);
+            ledger.statement(&b_addr, "B", &shown, account);
+        }
+        problems.extend(
+            check_listings(&ledger.statements_in(&shown), &read_disk(&data), true)
+                .into_iter()
+                .map(|problem| format!("round {round}, right after A's restart: {problem}")),
+        );
+
+        let only_b = [("B", b_addr.clone())];
+        let load = Load::start(&ledger, &only_b, 2, RATE_PER_CLIENT, &phase("B under load"));
+        std::thread::sleep(Duration::from_millis(1000));
+        load.stop();
+        let both = [("A", a_addr.clone()), ("B", b_addr.clone())];
+        let load = Load::start(
+            &ledger,
+            &both,
+            2,
+            RATE_PER_CLIENT,
+            &phase("both under load"),
+        );
+        std::thread::sleep(Duration::from_millis(700));
+        load.stop();
+        if ledger.answered("B", &phase(""), "status 503") {
+            eprintln!("{test}: round {round}: B answered 503, restarting it");
+            b.terminate(STOP_WAIT);
+            b = start_instance(&format!("B-start{round}"), &data, &b_addr, work.path());
+        }
+    }
+    b.terminate(STOP_WAIT);
+    a.terminate(STOP_WAIT);
+    drop((a, b));
+
+    disk.remount();
+    problems.extend(final_checks(&data, work.path(), &ledger));
+    ledger.print_summary(test);
+    eprintln!("{test}: {:.1} s", started.elapsed().as_secs_f64());
+    assert_none(test, &problems);
+}
+
+/// Records of one page: the ring starts at a page boundary (the header is one page), so after
+/// this many appends the next record is the first of a block the disk never held.
+const RECORDS_PER_PAGE: usize = 4096 / RECORD_SIZE;
+const _: () = assert!(HEADER_SIZE.is_multiple_of(4096));
+/// The description of the append that is dropped mid-sync.
+const DROPPED: &str = "dropped";
+
+/// In the library: a page of records appended, the disk filled, then an append polled once
+/// (its record written and its fdatasync submitted, which fails) and dropped. The database must
+/// be poisoned; statements and appends must fail as unavailable, with the disk full and after
+/// the space comes back; and a database opened again on the files (a restart) must not show the
+/// dropped record unless the device holds it. For the ring back end on io_uring and the
+/// helper-thread back end on epoll.
+#[test]
+fn an_append_dropped_while_its_failing_sync_is_in_flight_poisons_the_database() {
+    let test = "an_append_dropped_while_its_failing_sync_is_in_flight_poisons_the_database";
+    let _serial = serial();
+    let started = Instant::now();
+    let mut disk = match FaultyDisk::create("disk-c", TMPFS_MIB, Journal::Without) {
+        Ok(disk) => disk,
+        Err(why) => return skip(test, &why),
+    };
+    let mut problems = Vec::new();
+    for (name, epoll, backend) in [
+        ("io_uring", false, Backend::IoUring),
+        ("threads", true, Backend::Threads),
+    ] {
+        match dropped_append(&mut disk, name, epoll, backend) {
+            Ok(found) => problems.extend(found),
+            Err(why) => skip(&format!("{test} ({name})"), &why),
+        }
+    }
+    eprintln!("{test}: {:.1} s", started.elapsed().as_secs_f64());
+    assert_none(test, &problems);
+}
+
+fn options() -> Options {
+    Options {
+        accounts: vec![(1, 0)],
+        ..Options::default()
+    }
+}
+
+fn credit(description: &str) -> Transaction<'_> {
+    Transaction {
+        value: 1,
+        kind: Kind::Credit,
+        description,
+    }
+}
+
+/// Runs `future` on a fresh monoio runtime (epoll or io_uring) with timers; `Err` when the
+/// runtime cannot be built here.
+fn block_on<F: Future>(epoll: bool, future: F) -> Result<F::Output, String> {
+    if epoll {
+        let runtime = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build();
+        let mut runtime = runtime.map_err(|error| format!("no epoll runtime: {error}"))?;
+        Ok(runtime.block_on(future))
+    } else {
+        let runtime = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .enable_timer()
+            .build();
+        let mut runtime = runtime.map_err(|error| format!("no io_uring runtime: {error}"))?;
+        Ok(runtime.block_on(future))
+    }
+}
+
+/// Attempts at dropping the append in flight: on the helper-thread back end the failing sync
+/// can end before the append's first poll returns, and then the test starts over on a new file.
+const DROP_ATTEMPTS: u32 = 5;
+
+/// Case (c) for one back end; returns the problems found.
+fn dropped_append(
+    disk: &mut FaultyDisk,
+    name: &str,
+    epoll: bool,
+    backend: Backend,
+) -> Result<Vec<String>, String> {
+    for attempt in 1..=DROP_ATTEMPTS {
+        let data = disk.path().join(format!("{name}-{attempt}"));
+        std::fs::create_dir(&data).expect("create a data directory");
+        let db = Arc::new(Db::open(&data, options()).expect("open a database on the loop disk"));
+        // Created, synced, and nothing writes until the worker's first append.
+        unprovision(disk, &data, &[1], &format!("{name}: attempt {attempt}"));
+        let mut problems = Vec::new();
+        let dropped_in_flight = block_on(epoll, async {
+            let worker = db.worker(backend).expect("a worker");
+            for index in 0..RECORDS_PER_PAGE {
+                let description = format!("c{index}");
+                let appended = worker.append(1, &credit(&description)).await;
+                appended.unwrap_or_else(|error| panic!("{name}: append {description}: {error}"));
+            }
+            disk.fill();
+            let dropped = credit(DROPPED);
+            let mut append = Box::pin(worker.append(1, &dropped));
+            let first = std::future::poll_fn(|cx| Poll::Ready(append.as_mut().poll(cx))).await;
+            if let Poll::Ready(result) = first {
+                eprintln!(
+                    "{name}: attempt {attempt}: the append ended within its first poll \
+                     ({result:?}); again on a new file"
+                );
+                disk.free();
+                return false;
+            }
+            drop(append);
+            // Let the runtime reap the abandoned fdatasync's completion.
+            monoio::time::sleep(Duration::from_millis(20)).await;
+            // Whether the dropped append's fdatasync ran: if it did, its failure left the page
+            // clean and a new description's fdatasync succeeds; if it never started, the page
+            // is still dirty and that fdatasync fails now. Only the first case is this test's.
+            let path = data.join(espora::file::account_file_name(1));
+            let probe = std::fs::OpenOptions::new().write(true).open(&path);
+            if let Err(error) = probe.and_then(|file| file.sync_data()) {
+                problems.push(format!(
+                    "{name}: the append's first poll did not reach its fdatasync (a new \
+                     descriptor's fdatasync found its page still dirty: {error}); this test \
+                     assumes that one poll of an append on an uncontended file submits its sync"
+                ));
+                disk.free();
+                return true;
+            }
+            if !db.is_poisoned() {
+                problems.push(format!(
+                    "{name}: the append dropped while its fdatasync failed (ENOSPC) left the \
+                     database unpoisoned"
+                ));
+            }
+            let full = "with the disk full";
+            problems.extend(statement_fails(&worker, name, full).await);
+            problems.extend(append_fails(&worker, name, "after1", full).await);
+            problems.extend(statement_fails(&worker, name, full).await);
+            disk.free();
+            let freed = "after the space came back";
+            problems.extend(append_fails(&worker, name, "after2", freed).await);
+            problems.extend(statement_fails(&worker, name, freed).await);
+            true
+        })?;
+        drop(db);
+        if dropped_in_flight {
+            problems.extend(reopened(&data, name, epoll, backend)?);
+            return Ok(problems);
+        }
+    }
+    Ok(vec![format!(
+        "{name}: in {DROP_ATTEMPTS} attempts the append's failing sync always ended within its \
+         first poll, so no append was dropped in flight"
+    )])
+}
+
+/// A restart after case (c): the files opened by a new database. The acknowledged page of
+/// records must be on the disk, and a statement must show only records the disk holds.
+fn reopened(data: &Path, name: &str, epoll: bool, backend: Backend) -> Result<Vec<String>, String> {
+    let mut problems = Vec::new();
+    let on_disk = read_account(data, 1);
+    let dropped_on_disk = on_disk.history.iter().any(|r| r.description() == DROPPED);
+    for index in 0..RECORDS_PER_PAGE {
+        let description = format!("c{index}");
+        if !on_disk
+            .history
+            .iter()
+            .any(|r| r.description() == description)
+        {
+            problems.push(format!(
+                "{name}: acknowledged {description} is not on the disk ({} records)",
+                on_disk.history.len()
+            ));
+        }
+    }
+    let db = match Db::open(data, options()) {
+        Ok(db) => Arc::new(db),
+        Err(error) => {
+            problems.push(format!("{name}: reopening failed: {error}"));
+            return Ok(problems);
+        }
+    };
+    let shown = block_on(epoll, async {
+        let worker = db.worker(backend).expect("a worker");
+        let mut statement = Statement::default();
+        worker
+            .statement(1, &mut statement)
+            .await
+            .map(|()| statement)
+    })?;
+    match shown {
+        Err(error) => problems.push(format!("{name}: after reopening, statement: {error}")),
+        Ok(statement) => {
+            for record in &statement.records {
+                if !on_disk.history.iter().any(|stored| stored == record) {
+                    problems.push(format!(
+                        "{name}: after reopening, the statement shows seq {} {} that the disk \
+                         lacks (the dropped append on the disk: {dropped_on_disk}; the disk's \
+                         history ends at seq {})",
+                        record.seq,
+                        record.description(),
+                        on_disk.history.len()
+                    ));
+                }
+            }
+        }
+    }
+    Ok(problems)
+}
+
+/// A statement must fail as unavailable; one that succeeds is reported, naming the dropped
+/// record if it shows it.
+async fn statement_fails(worker: &espora::Worker, name: &str, when: &str) -> Vec<String> {
+    let mut statement = Statement::default();
+    let read = monoio::time::timeout(Duration::from_secs(5), worker.statement(1, &mut statement));
+    match read.await {
+        Err(_) => vec![format!("{name}: a statement {when} hung")],
+        Ok(Err(ReadError::Unavailable(_))) => Vec::new(),
+        Ok(Err(error)) => vec![format!(
+            "{name}: a statement {when} failed otherwise: {error}"
+        )],
+        Ok(Ok(())) => {
+            let mut problems = vec![format!(
+                "{name}: a statement {when} succeeded after the dropped append's failed sync \
+                 (balance {}, newest {:?})",
+                statement.balance,
+                statement.records.first().map(|record| record.description())
+            )];
+            if let Some(record) = statement
+                .records
+                .iter()
+                .find(|record| record.description() == DROPPED)
+            {
+                problems.push(format!(
+                    "{name}: a statement {when} shows the dropped append's record {DROPPED:?} \
+                     (seq {}), whose fdatasync failed",
+                    record.seq
+                ));
+            }
+            problems
+        }
+    }
+}
+
+/// An append must fail as unavailable; one that is acknowledged is reported.
+async fn append_fails(
+    worker: &espora::Worker,
+    name: &str,
+    description: &str,
+    when: &str,
+) -> Vec<String> {
+    let transaction = credit(description);
+    let append = worker.append(1, &transaction);
+    match monoio::time::timeout(Duration::from_secs(5), append).await {
+        Err(_) => vec![format!("{name}: append {description} {when} hung")],
+        Ok(Err(AppendError::Unavailable(_))) => Vec::new(),
+        Ok(Err(error)) => vec![format!(
+            "{name}: append {description} {when} failed otherwise: {error}"
+        )],
+        Ok(Ok(appended)) => vec![format!(
+            "{name}: append {description} {when} was acknowledged (seq {}, balance {}) after the \
+             dropped append's failed sync",
+            appended.seq, appended.balance
+        )],
+    }
+}
