@@ -247,6 +247,11 @@ impl Commit<'_> {
             }
             let seen = self.shared.events(Event::Sync).load(Ordering::SeqCst);
             let durable = self.shared.durable();
+            if durable.generation != self.shared.head().generation {
+                // A recovery is between its two stores, or died there: the lock holder settles.
+                self.settle().await?;
+                continue;
+            }
             if durable.generation != target.generation {
                 return Ok(Durable::NewGeneration);
             }
@@ -284,6 +289,13 @@ impl Commit<'_> {
         }
     }
 
+    /// Takes the lock once, so that the head and durable words agree on their generation.
+    async fn settle(&self) -> Result<(), Unavailable> {
+        let _locked = self.lock().await?;
+        self.shared.settle_locked();
+        Ok(())
+    }
+
     /// How much longer to wait for the sync of `claim`: `None` when there is none in flight, or
     /// when it has not changed for [`SYNC_CLAIM_STALE`] and may be taken over.
     fn patience(&self, claim: u64) -> Option<Duration> {
@@ -310,6 +322,9 @@ impl Commit<'_> {
             token,
         };
         self.space_out().await?;
+        // The waiter's record is in the page cache, in this generation: the sync covers it even
+        // if the head hint lags (a hint settled after a recovery died, which restarts it lower).
+        self.shared.publish_head(waited);
         let durable = self.shared.durable();
         // Every record up to the head is in the page cache now, so a sync that starts after
         // this load covers it, whoever wrote it.
@@ -318,9 +333,8 @@ impl Commit<'_> {
             // A recovery started another generation: the caller looks again.
             return Ok(());
         }
-        // The waiter published its record as the head before waiting (a writer refused by the
-        // window published the record it adopted), so a sync of the head covers it: no waiter
-        // can loop on syncs that never reach its record.
+        // The waiter's record is at or below the head now, so a sync of the head covers it: no
+        // waiter can loop on syncs that never reach its record.
         assert!(
             durable.seq <= head.seq && waited.seq <= head.seq,
             "durable {} and waited-for {} against the head {}",

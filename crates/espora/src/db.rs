@@ -131,6 +131,10 @@ struct Account {
     id: u32,
     mapping: Mapping,
     shared: Arc<Shared>,
+    /// The file description recovery used, kept open: it was open before any writeback error
+    /// that its workers' descriptions, opened later, may never be told of (see
+    /// [`Db::worker`]).
+    recovered: std::fs::File,
 }
 
 /// The database of one process: the mapped account files, shared by all worker threads.
@@ -166,6 +170,7 @@ impl Db {
                 id,
                 mapping,
                 shared,
+                recovered: handle,
             });
         }
         Ok(Db {
@@ -229,20 +234,22 @@ impl Db {
                 .or_else(|_| Io::threads(poisoned, faults)),
         }
         .map_err(OpenError::Backend)?;
-        let mut files = Vec::with_capacity(self.accounts.len());
+        // A worker that fails to start ends the reaper task it started.
+        let started = self.worker_files(&io);
+        let files = started.inspect_err(|_| io.close())?;
+        // A writeback error that another process reported before these descriptions were
+        // opened is never reported to them (the kernel tells each description of an error once,
+        // and a description opened after one was seen starts past it). The description recovery
+        // used was open before any error since recovery, so one fdatasync of it tells: from
+        // here on, every error is reported to the worker's own descriptions.
         for account in &self.accounts {
-            let path = account.mapping.path();
-            let file = file::open_rw(path).map_err(|e| FileError::io(path, "open", e))?;
-            let copy = file
-                .try_clone()
-                .map_err(|e| FileError::io(path, "dup", e))?;
-            let io = FileIo::new(&io, copy, Arc::clone(&account.shared), account.id)
-                .map_err(|e| FileError::io(path, "start helper threads", e))?;
-            files.push(WorkerFile {
-                file,
-                io,
-                local: Local::default(),
-            });
+            if let Err(e) = account.recovered.sync_data() {
+                self.poisoned.store(true, Ordering::Release);
+                eprintln!(
+                    "espora: {}: fdatasync failed: {e}; stopping",
+                    account.mapping.path().display()
+                );
+            }
         }
         let counters = Arc::new(Counters::default());
         self.counters
@@ -256,6 +263,26 @@ impl Db {
             tokens: Cell::new(commit::token_seed()),
             counters,
         })
+    }
+
+    /// The calling worker's own descriptions and I/O of every account file.
+    fn worker_files(&self, io: &Rc<Io>) -> Result<Vec<WorkerFile>, OpenError> {
+        let mut files = Vec::with_capacity(self.accounts.len());
+        for account in &self.accounts {
+            let path = account.mapping.path();
+            let file = file::open_rw(path).map_err(|e| FileError::io(path, "open", e))?;
+            let copy = file
+                .try_clone()
+                .map_err(|e| FileError::io(path, "dup", e))?;
+            let io = FileIo::new(io, copy, Arc::clone(&account.shared), account.id)
+                .map_err(|e| FileError::io(path, "start helper threads", e))?;
+            files.push(WorkerFile {
+                file,
+                io,
+                local: Local::default(),
+            });
+        }
+        Ok(files)
     }
 }
 
@@ -516,22 +543,29 @@ impl Worker {
         account.shared.publish_head(target);
         self.counters.appends.fetch_add(1, Ordering::Relaxed);
         loop {
-            let durable = commit.wait_durable(target).await.map_err(unavailable)?;
-            // The slot must still hold this record: only a recovery that did not find it on
-            // the device puts other bytes there.
-            let kept = account.mapping.read_slot(record.seq) == record.encode();
-            let head = account.shared.head();
-            match durable {
-                Durable::Covered if kept => break,
-                // A recovery found the record on the device: it becomes durable in the new
-                // generation.
-                Durable::NewGeneration if kept && head.seq >= record.seq => {
-                    target.generation = head.generation;
-                }
-                _ => {
-                    self.db.poisoned.store(true, Ordering::Release);
-                    return Err(unavailable(Unavailable::Lost { seq: record.seq }));
-                }
+            match commit.wait_durable(target).await.map_err(unavailable)? {
+                // No recovery ran since the record was written: the sync that covered it
+                // started after it was in the page cache.
+                Durable::Covered => break,
+                // A recovery ran: it read the device and put its bytes back in the cache, so the
+                // record counts only if its slot still holds it.
+                Durable::NewGeneration => match account.mapping.read_record(record.seq) {
+                    Some(found) if found == record => {
+                        target.generation = account.shared.durable().generation;
+                        account.shared.publish_head(target);
+                    }
+                    _ => match Record::decode(&account.mapping.read_slot(record.seq)) {
+                        // The ring went round since: whether the recovery found the record
+                        // cannot be told any more.
+                        Ok(newer) if newer.seq > record.seq => {
+                            return Err(unavailable(Unavailable::Overtaken { seq: record.seq }));
+                        }
+                        _ => {
+                            self.db.poisoned.store(true, Ordering::Release);
+                            return Err(unavailable(Unavailable::Lost { seq: record.seq }));
+                        }
+                    },
+                },
             }
         }
         Ok(Appended {

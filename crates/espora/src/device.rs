@@ -85,7 +85,8 @@ impl Image {
     pub fn reread(&mut self, path: &Path, seqs: RangeInclusive<u64>) -> io::Result<()> {
         let (first, last) = (*seqs.start(), *seqs.end());
         assert!(first >= 1 && first <= last);
-        if last - first + 1 >= self.header.capacity {
+        // A range of more than half the ring may wrap onto its own first page: read it all.
+        if last - first + 1 > self.header.capacity / 2 {
             return self.reread_all(path);
         }
         let page_of = |seq: u64| self.header.slot_offset(seq) / DIRECT_ALIGN * DIRECT_ALIGN;

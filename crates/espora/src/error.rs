@@ -306,6 +306,10 @@ pub enum Unavailable {
     /// device never got it (a failed writeback) and put the device's bytes back: it was not
     /// acknowledged, and the process stops as after a failed fdatasync.
     Lost { seq: u64 },
+    /// Another process recovered the file while this append waited, and the ring has gone round
+    /// since: whether the record was on the device cannot be told. Not acknowledged; nothing
+    /// else is wrong.
+    Overtaken { seq: u64 },
 }
 
 impl fmt::Display for Unavailable {
@@ -322,6 +326,10 @@ impl fmt::Display for Unavailable {
             Unavailable::Lost { seq } => write!(
                 f,
                 "record {seq} never reached the disk (found by another process's recovery)"
+            ),
+            Unavailable::Overtaken { seq } => write!(
+                f,
+                "record {seq} waited across another process's recovery and a whole ring"
             ),
         }
     }

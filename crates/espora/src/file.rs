@@ -23,15 +23,7 @@ use crate::time::now_us;
 /// Bytes written per call when creation writes the whole file out.
 const ZERO_FILL_CHUNK_BYTES: usize = 1 << 20;
 
-/// The file name of an account inside the data directory.
-pub fn account_file_name(account_id: u32) -> String {
-    format!("account-{account_id}.espora")
-}
-
-/// The file name of an account's shared-state file (see `shared.rs`).
-pub fn shared_file_name(account_id: u32) -> String {
-    format!("account-{account_id}.espora-shm")
-}
+pub use crate::paths::{account_file_name, shared_file_name};
 
 /// A transaction to append.
 #[derive(Clone, Copy, Debug)]
@@ -160,15 +152,9 @@ impl Mapping {
         entry: &Entry,
         now_us: i64,
     ) -> Result<(Record, u16), Rejection> {
-        let hint = shared.head();
-        let durable = shared.durable();
-        // Only a recovery starts a generation, and it holds this lock to do so.
-        assert_eq!(
-            durable.generation,
-            hint.generation,
-            "{}: head and durable words of different generations under the lock",
-            self.path.display()
-        );
+        // Only a recovery starts a generation, and it holds this lock to do so; one that died
+        // halfway is completed here.
+        let (hint, durable) = shared.settle_locked();
         let durable = durable.seq;
         let (head, previous) = self.newest_locked(hint.seq)?;
         if head + 1 > durable + self.header.in_flight_max() {
@@ -367,13 +353,8 @@ fn create_account(
         capacity,
         created_us: now_us(),
     };
-    let temp = dir.join(format!(
-        ".{}.tmp.{}.{}",
-        account_file_name(account_id),
-        std::process::id(),
-        now_us()
-    ));
-    let result = write_new_file(&temp, &header, faults).and_then(|()| {
+    let (temp, file) = crate::paths::create_temp(path)?;
+    let result = write_new_file(&file, &temp, &header, faults).and_then(|()| {
         match std::fs::hard_link(&temp, path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
@@ -385,15 +366,13 @@ fn create_account(
     sync_dir(dir)
 }
 
-fn write_new_file(temp: &Path, header: &Header, faults: &Faults) -> Result<(), FileError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .custom_flags(rustix::fs::OFlags::CLOEXEC.bits() as i32)
-        .open(temp)
-        .map_err(|e| FileError::io(temp, "create", e))?;
-    reserve_blocks(&file, temp, header.file_size(), faults)?;
+fn write_new_file(
+    file: &File,
+    temp: &Path,
+    header: &Header,
+    faults: &Faults,
+) -> Result<(), FileError> {
+    reserve_blocks(file, temp, header.file_size(), faults)?;
     file.write_all_at(&header.encode(), 0)
         .map_err(|e| FileError::io(temp, "write header", e))?;
     file.sync_all().map_err(|e| FileError::io(temp, "fsync", e))

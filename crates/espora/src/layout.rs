@@ -221,7 +221,7 @@ impl Header {
     }
 }
 
-/// The shared-state file that sits next to each account file, `account-<id>.espora-shm`: the
+/// The shared-state file that sits next to each account file, `account-<id>.espora-state`: the
 /// words that processes coordinate through (see `shared.rs`). It is mapped by every process and
 /// never synced; everything in it is re-derived from the account file at open, and it is trusted
 /// only within the boot that wrote it, so losing or tearing it (power loss) loses nothing.

@@ -16,6 +16,7 @@
 pub mod device;
 pub mod file;
 pub mod layout;
+pub mod paths;
 pub mod shared;
 pub mod time;
 pub mod verify;

@@ -197,7 +197,7 @@ fn scan_file(path: &Path) -> Result<Checked, String> {
     let image = Image::read(path, mapping.header());
     file::unlock(&handle);
     let image = image.map_err(|e| format!("reading the device: {e}"))?;
-    let shared_path = path.with_extension("espora-shm");
+    let shared_path = path.with_extension("espora-state");
     let scan = verify::scan(&image, shared::peek_durable(&shared_path, mapping.header()));
     let stale = image
         .differences(&mapping)

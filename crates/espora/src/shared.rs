@@ -1,4 +1,4 @@
-//! The shared-state file of an account, `account-<id>.espora-shm`: the words through which every
+//! The shared-state file of an account, `account-<id>.espora-state`: the words through which every
 //! thread of every process that serves the account coordinates (the head hint, the durable
 //! watermark, the sync in flight, and the futex words that waiting writers sleep on).
 //!
@@ -141,6 +141,23 @@ impl Shared {
         raise(self.u64_at(shared_offset::HEAD), to);
     }
 
+    /// The head and durable words, made to agree on their generation. A recovery stores the
+    /// durable word first, then the head; one killed (or still working) between the two stores
+    /// leaves the head a generation behind. The caller holds the account's exclusive lock, so a
+    /// recovery that is still working is done: the durable word's generation is the newest, and
+    /// the head hint restarts at the durable mark of that generation (writers adopt the records
+    /// after it).
+    pub fn settle_locked(&self) -> (Tagged, Tagged) {
+        let durable = self.durable();
+        let head = self.head();
+        if head.generation == durable.generation {
+            return (head, durable);
+        }
+        self.u64_at(shared_offset::HEAD)
+            .store(durable.pack(), Ordering::Release);
+        (durable, durable)
+    }
+
     /// The highest sequence number known to be on disk, and its generation.
     pub fn durable(&self) -> Tagged {
         Tagged::unpack(self.u64_at(shared_offset::DURABLE).load(Ordering::Acquire))
@@ -272,6 +289,8 @@ impl Shared {
             generation,
             seq: durable,
         };
+        // The durable word first: a recovery killed between the two stores leaves the newer
+        // generation there, which `settle_locked` completes.
         self.u64_at(shared_offset::DURABLE)
             .store(durable.pack(), Ordering::Release);
         self.u64_at(shared_offset::HEAD)
@@ -311,28 +330,15 @@ fn open_existing(path: &Path) -> io::Result<File> {
 /// place; `EEXIST` means another process (or thread) won, with a file just as good. The file is
 /// never synced: nothing in it needs to survive a crash.
 fn create(path: &Path) -> Result<(), FileError> {
-    static TEMPS: AtomicU64 = AtomicU64::new(0);
-    let name = path
-        .file_name()
-        .map_or_else(Default::default, |n| n.to_string_lossy());
-    let temp = path.with_file_name(format!(
-        ".{name}.tmp.{}.{}",
-        std::process::id(),
-        TEMPS.fetch_add(1, Ordering::Relaxed)
-    ));
-    let made = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .custom_flags(rustix::fs::OFlags::CLOEXEC.bits() as i32)
-        .open(&temp)
-        .and_then(|file| file.write_all_at(&[0u8; SHARED_SIZE], 0))
-        .map_err(|e| FileError::io(&temp, "create", e));
-    let linked = made.and_then(|()| match std::fs::hard_link(&temp, path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(FileError::io(path, "link", e)),
-    });
+    let (temp, file) = crate::paths::create_temp(path)?;
+    let linked = file
+        .write_all_at(&[0u8; SHARED_SIZE], 0)
+        .map_err(|e| FileError::io(&temp, "write", e))
+        .and_then(|()| match std::fs::hard_link(&temp, path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(FileError::io(path, "link", e)),
+        });
     let _ = std::fs::remove_file(&temp);
     linked
 }
@@ -391,7 +397,7 @@ mod tests {
         use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
         for round in 0..1000 {
-            let path = dir.path().join(format!("account-{round}.espora-shm"));
+            let path = dir.path().join(format!("account-{round}.espora-state"));
             let barrier = std::sync::Barrier::new(3);
             let done = std::sync::atomic::AtomicBool::new(false);
             let (inodes, short) = std::thread::scope(|scope| {

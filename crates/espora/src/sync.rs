@@ -101,6 +101,9 @@ fn probe_ring() -> io::Result<IoUring> {
 /// at most two (a wait and its timeout) sit in the queue at once; the completion queue, twice
 /// as large, holds the results of a few operations per file, and the kernel keeps any overflow.
 const RING_ENTRIES: u32 = 64;
+/// Times a submission the kernel refuses for want of memory or room (EAGAIN, EBUSY) is tried.
+const SUBMIT_ATTEMPTS_MAX: u32 = 8;
+const SUBMIT_RETRYABLE: [i32; 2] = [errno::EAGAIN, errno::EBUSY];
 /// `user_data` of the linked timeouts, whose completions nobody waits for.
 const TIMEOUT_TAG: u64 = u64::MAX;
 /// `user_data` of the no-op that wakes the reaper when the worker goes away.
@@ -120,6 +123,9 @@ pub(crate) struct Io {
     /// helpers' wake-up socket. INVARIANT: nothing but `readable` is ever called on it.
     readiness: monoio::net::UnixStream,
     closed: Cell<bool>,
+    /// Set (to an errno) when the back end can no longer be used: every operation pending then
+    /// failed with it, and every later one fails at once.
+    broken: Cell<Option<i32>>,
     /// The database's poison flag (see `Db`).
     poisoned: Arc<AtomicBool>,
     faults: Faults,
@@ -203,6 +209,7 @@ impl Io {
             engine,
             readiness,
             closed: Cell::new(false),
+            broken: Cell::new(None),
             poisoned,
             faults,
             scratch: RefCell::new(Vec::new()),
@@ -262,8 +269,21 @@ impl Io {
         }
     }
 
-    /// Pushes entries to the ring and submits them.
+    /// Fails at once when the back end broke down (see `broken`).
+    fn usable(&self) -> io::Result<()> {
+        match self.broken.get() {
+            Some(errno) => Err(io::Error::from_raw_os_error(errno)),
+            None => Ok(()),
+        }
+    }
+
+    /// Pushes entries to the ring and submits them. An error means nothing was queued. Once
+    /// queued, the entries reach the kernel with this submission or never: if the kernel keeps
+    /// refusing it, the ring is given up (every pending operation fails, the database is
+    /// poisoned through the pending fdatasyncs, and nothing is submitted or reaped again), so
+    /// that no result can ever arrive for an id that was freed or reused.
     fn submit(&self, entries: &[squeue::Entry]) -> io::Result<()> {
+        self.usable()?;
         let Engine::Ring(ring) = &self.engine else {
             unreachable!("ring entries for the helper-thread back end")
         };
@@ -274,8 +294,33 @@ impl Io {
         // completions arrive (the worker's files outlive its reaper).
         unsafe { ring.submission().push_multiple(entries) }
             .map_err(|_| io::Error::other("espora's io_uring submission queue is full"))?;
-        ring.submit()?;
+        let mut attempts = 0;
+        let failed = loop {
+            match ring.submit() {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // Short of memory for requests, or completions waiting: try again a few times.
+                Err(e) if SUBMIT_RETRYABLE.contains(&e.raw_os_error().unwrap_or(0)) => {
+                    attempts += 1;
+                    if attempts == SUBMIT_ATTEMPTS_MAX {
+                        break e;
+                    }
+                    std::thread::yield_now();
+                }
+                Err(e) => break e,
+            }
+        };
+        drop(ring);
+        self.break_down(failed.raw_os_error().unwrap_or(errno::EIO));
         Ok(())
+    }
+
+    /// Gives the back end up: fails every pending operation with `errno` and every later one at
+    /// once, and ends the reaper.
+    fn break_down(&self, errno: i32) {
+        self.broken.set(Some(errno));
+        self.fail_all(errno);
+        self.closed.set(true);
     }
 
     /// Hands every result the back end has to its operation.
@@ -360,10 +405,12 @@ impl Io {
 async fn reap(io: Rc<Io>) {
     while !io.closed.get() {
         if let Err(e) = io.readiness.readable(false).await {
-            io.fail_all(e.raw_os_error().unwrap_or(errno::EIO));
+            io.break_down(e.raw_os_error().unwrap_or(errno::EIO));
             return;
         }
-        io.reap();
+        if io.broken.get().is_none() {
+            io.reap();
+        }
     }
 }
 
@@ -567,7 +614,7 @@ impl FileIo {
                     .user_data(op.id as u64);
                 self.io.submit(&[entry])
             }
-            Lanes::Threads { sync, .. } => send(sync, op.id, Work::Fdatasync),
+            Lanes::Threads { sync, .. } => send(&self.io, sync, op.id, Work::Fdatasync),
         };
         if let Err(e) = sent {
             op.unsubmitted();
@@ -589,7 +636,7 @@ impl FileIo {
                 let entry = opcode::Timeout::new(&time).build().user_data(op.id as u64);
                 self.io.submit(&[entry])
             }
-            Lanes::Threads { sync, .. } => send(sync, op.id, Work::Pause(duration)),
+            Lanes::Threads { sync, .. } => send(&self.io, sync, op.id, Work::Pause(duration)),
         };
         if let Err(e) = sent {
             op.unsubmitted();
@@ -634,7 +681,7 @@ impl FileIo {
                     seen,
                     timeout,
                 };
-                send(lane, op.id, work)
+                send(&self.io, lane, op.id, work)
             }
         };
         if let Err(e) = sent {
@@ -658,7 +705,8 @@ fn timespec(duration: Duration) -> types::Timespec {
         .nsec(duration.subsec_nanos())
 }
 
-fn send(lane: &Sender<Job>, op: usize, work: Work) -> io::Result<()> {
+fn send(io: &Io, lane: &Sender<Job>, op: usize, work: Work) -> io::Result<()> {
+    io.usable()?;
     lane.send(Job { op, work })
         .map_err(|_| io::Error::other("an espora helper thread has stopped"))
 }
@@ -753,4 +801,5 @@ mod errno {
     pub const ETIME: i32 = rustix::io::Errno::TIME.raw_os_error();
     pub const ETIMEDOUT: i32 = rustix::io::Errno::TIMEDOUT.raw_os_error();
     pub const EIO: i32 = rustix::io::Errno::IO.raw_os_error();
+    pub const EBUSY: i32 = rustix::io::Errno::BUSY.raw_os_error();
 }

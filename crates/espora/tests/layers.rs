@@ -1,6 +1,6 @@
 //! espora's modules form layers: no module reaches, through `crate::` paths in its non-test code,
-//! back to itself. A newcomer can then read them bottom up (layout, time, faults, error, shared,
-//! file, verify, device, sync, commit, db), each knowing only those below it.
+//! back to itself. A newcomer can then read them bottom up (layout, time, faults, error, paths,
+//! shared, file, verify, device, sync, commit, db), each knowing only those below it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
