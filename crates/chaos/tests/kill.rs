@@ -249,7 +249,7 @@ fn drive(
         let kind = if pick <= 22 { 'd' } else { 'c' };
         let value = (next() % 10_000 + 1) as i64;
         let number = counter.fetch_add(1, Ordering::Relaxed);
-        let description = format!("{PREFIX}{:0>9}", base36(number));
+        let description = rinha_testkit::description(PREFIX, number);
         let outcome = match http::post(front, account, value, kind, &description, REQUEST_TIMEOUT) {
             Ok(response) if response.status == 200 => {
                 let json = response.json();
@@ -298,20 +298,6 @@ fn statement(front: &Addr, account: u32, at: Duration, log: &Mutex<Log>) {
             .statement_failures
             .push((at, error.kind().to_string())),
     }
-}
-
-fn base36(mut number: u64) -> String {
-    let digits = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut text = Vec::new();
-    loop {
-        text.push(digits[(number % 36) as usize]);
-        number /= 36;
-        if number == 0 {
-            break;
-        }
-    }
-    text.reverse();
-    String::from_utf8(text).expect("ASCII")
 }
 
 /// Prints the load held and the failures around each event, and checks that the balancer kept

@@ -10,7 +10,7 @@
 //! - [`metrics`]: scrapes of a server's `--metrics` listener and the samples in them;
 //! - [`stack`]: two instances behind the balancer, as deployed;
 //! - [`temp_dir`]: a scratch directory removed at the end, with a name short enough for Unix
-//!   socket paths.
+//!   socket paths; [`description`]: unique transaction descriptions.
 //!
 //! Addresses are [`rinha_rt::Addr`], the type the servers' `--listen` and `--upstream` flags
 //! parse, so that what a test connects to and what it passes on a command line are one value.
@@ -28,6 +28,24 @@ use std::time::{Duration, Instant};
 
 pub use rinha_rt::Addr;
 pub use tempfile::TempDir;
+
+/// A unique transaction description, at most 10 characters: `prefix` and `number` in base 36
+/// (lower case), zero-padded to 9 digits, so that a test can tell each record on disk by it.
+pub fn description(prefix: char, number: u64) -> String {
+    let digits = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut text = Vec::new();
+    let mut rest = number;
+    loop {
+        text.push(digits[(rest % 36) as usize]);
+        rest /= 36;
+        if rest == 0 {
+            break;
+        }
+    }
+    text.reverse();
+    let digits = String::from_utf8(text).expect("ASCII");
+    format!("{prefix}{digits:0>9}")
+}
 
 /// A fresh directory under the system temp dir whose name starts with `rinha-<label>-`,
 /// removed when dropped. Unix socket paths must stay under about 100 bytes, so the name keeps

@@ -103,7 +103,7 @@ impl Ledger {
     /// A description used once in the test: the prefix, then the counter in base 36.
     fn next_description(&self) -> String {
         let number = self.counter.fetch_add(1, Ordering::Relaxed);
-        format!("{}{:0>9}", self.prefix, base36(number))
+        rinha_testkit::description(self.prefix, number)
     }
 
     /// Sends one transaction to `addr` on a new connection and records what it got.
@@ -257,21 +257,6 @@ impl Ledger {
             );
         }
     }
-}
-
-/// `number` in base 36 (lower case).
-fn base36(mut number: u64) -> String {
-    let digits = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut text = Vec::new();
-    loop {
-        text.push(digits[(number % 36) as usize]);
-        number /= 36;
-        if number == 0 {
-            break;
-        }
-    }
-    text.reverse();
-    String::from_utf8(text).expect("ASCII")
 }
 
 /// Client threads sending a mix of credits, debits (small amounts, so rarely beyond a limit)
