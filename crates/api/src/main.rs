@@ -184,9 +184,21 @@ async fn run_worker(
 ) -> Result<(), String> {
     // espora waits for the disk and for the other instances on its own io_uring, polled by
     // whichever driver the runtime has, or on helper threads where io_uring is refused.
-    let worker = db
-        .worker(backend)
-        .map_err(|error| format!("cannot open the account files: {error}"))?;
+    let worker = match db.worker(backend) {
+        Ok(worker) => worker,
+        // The probe at start made a ring; this one was refused (a memory-lock limit reached
+        // by the rings of several workers, say): this worker waits on helper threads instead.
+        Err(error) if backend == Backend::IoUring => {
+            eprintln!(
+                "{PROGRAM}: worker {}: espora's io_uring refused ({error}); helper threads \
+                 instead",
+                context.index
+            );
+            db.worker(Backend::Threads)
+                .map_err(|error| format!("cannot open the account files: {error}"))?
+        }
+        Err(error) => return Err(format!("cannot open the account files: {error}")),
+    };
     let service = Rc::new(Service::new(worker, metrics));
     let mut listeners = Vec::with_capacity(context.listeners.len());
     for listener in context.listeners {
