@@ -28,6 +28,10 @@
 //!   future cancelled) still poisons the database: later appends and statements fail as
 //!   unavailable, and no statement, not even after reopening, shows the dropped record unless
 //!   the device has it. Both I/O back ends.
+//! - In the library, a worker started after another process saw a failed fdatasync (its own
+//!   descriptions, opened after the error was reported, never hear of it): its statement must
+//!   fail as unavailable, not show the record the disk lacks, and its process must be poisoned.
+//!   Both I/O back ends.
 //!
 //! Each test needs root, loop devices, `mkfs.ext4`, `filefrag` and `fallocate`; without them it
 //! prints a `==== SKIPPED` line and passes. The tests run one at a time (they share the
@@ -658,4 +662,166 @@ async fn append_fails(
             appended.seq, appended.balance
         )],
     }
+}
+
+/// The description of process A's append whose fdatasync fails in case (d).
+const UNSYNCED: &str = "unsynced";
+
+/// Case (d): a worker started after another process saw a failed writeback.
+///
+/// The bug: the kernel reports a writeback error once to each file description that was open
+/// when it happened, and a description opened after some description has reported it starts
+/// past it, never to hear of it. A process's workers open their own descriptions when they
+/// start, which may be long after the process's recovery. So when process C had recovered the
+/// file (its workers not started yet), and process A then appended a record whose fdatasync
+/// failed (ENOSPC: the page stays in the cache, marked clean, the disk without it), C's worker,
+/// started next, never learned of it: its statement waited for A's record to be durable, ran an
+/// fdatasync of its own that succeeded (nothing dirty, no error for its new description),
+/// raised the shared durable mark over the record and showed it, a record the disk lacks. The
+/// description recovery used (open before the error) is now kept, and starting a worker
+/// fdatasyncs it once: a failure there poisons C.
+///
+/// Here A and C are two databases in the test process (each opens its own descriptions, as two
+/// processes do). A acknowledges a page of records, C opens the directory, the disk fills, A's
+/// next append fails and poisons A; then C starts its worker: its statement and an append must
+/// fail as unavailable and C must be poisoned. After the space comes back, both stop and the
+/// ext4 is mounted again (its page cache dropped): the acknowledged page is on the disk, the
+/// directory opens and its statement shows only what the disk holds, and `espora verify`
+/// passes. For the ring back end on io_uring and the helper-thread back end on epoll.
+#[test]
+fn a_worker_started_after_another_process_saw_a_failed_sync_shows_nothing_unsynced() {
+    let test = "a_worker_started_after_another_process_saw_a_failed_sync_shows_nothing_unsynced";
+    let _serial = serial();
+    let started = Instant::now();
+    let mut disk = match FaultyDisk::create("disk-d", TMPFS_MIB, Journal::Without) {
+        Ok(disk) => disk,
+        Err(why) => return skip(test, &why),
+    };
+    let mut problems = Vec::new();
+    let mut ran = Vec::new();
+    for (name, epoll, backend) in [
+        ("io_uring", false, Backend::IoUring),
+        ("threads", true, Backend::Threads),
+    ] {
+        match late_worker(&mut disk, name, epoll, backend) {
+            Ok((data, found)) => {
+                problems.extend(found);
+                ran.push((data, name, epoll, backend));
+            }
+            Err(why) => skip(&format!("{test} ({name})"), &why),
+        }
+    }
+    // Nothing uses the ext4 once the helper threads of the last workers have ended.
+    let helpers_gone =
+        rinha_testkit::wait_until(Duration::from_secs(10), || espora_threads().is_empty());
+    assert!(
+        helpers_gone,
+        "{test}: espora threads still running: {:?}",
+        espora_threads()
+    );
+    disk.remount();
+    for (data, name, epoll, backend) in ran {
+        if let Some(failed) = verify(&data) {
+            problems.push(format!("{name}: after the remount: {failed}"));
+        }
+        problems.extend(reopened(&data, name, epoll, backend).unwrap_or_else(|why| vec![why]));
+    }
+    eprintln!("{test}: {:.1} s", started.elapsed().as_secs_f64());
+    assert_none(test, &problems);
+}
+
+/// Names of this process's threads that espora started (the helper threads of workers on the
+/// helper-thread back end).
+fn espora_threads() -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|comm| comm.trim().to_owned())
+        .filter(|comm| comm.starts_with("espora-"))
+        .collect()
+}
+
+/// Case (d) for one back end, in a data directory of its own; returns it and the problems
+/// found. Both databases are closed when it returns.
+fn late_worker(
+    disk: &mut FaultyDisk,
+    name: &str,
+    epoll: bool,
+    backend: Backend,
+) -> Result<(PathBuf, Vec<String>), String> {
+    let data = disk.path().join(format!("late-{name}"));
+    std::fs::create_dir(&data).expect("create a data directory");
+    let a = Arc::new(Db::open(&data, options()).expect("open A on the loop disk"));
+    // Created, synced, and nothing writes until A's worker appends.
+    unprovision(disk, &data, &[1], name);
+    let (c, problems) = block_on(epoll, async {
+        let mut problems = Vec::new();
+        let worker_a = a.worker(backend).expect("A's worker");
+        for index in 0..RECORDS_PER_PAGE {
+            let description = format!("c{index}");
+            let appended = worker_a.append(1, &credit(&description)).await;
+            appended.unwrap_or_else(|error| panic!("{name}: A's append {description}: {error}"));
+        }
+        // Process C starts: its recovery reads the device now; its worker starts later.
+        let c = Arc::new(Db::open(&data, options()).expect("open C on the loop disk"));
+        disk.fill();
+        // A's next record is the first of a block the disk does not hold: its sync fails.
+        let unsynced = credit(UNSYNCED);
+        let failed = monoio::time::timeout(Duration::from_secs(5), worker_a.append(1, &unsynced));
+        match failed.await {
+            Ok(Err(AppendError::Unavailable(_))) if a.is_poisoned() => {}
+            other => {
+                problems.push(format!(
+                    "{name}: with the disk full, A's append {UNSYNCED} gave {other:?} (A \
+                     poisoned: {}): the disk did not fail its sync, as this test needs",
+                    a.is_poisoned()
+                ));
+                disk.free();
+                return (c, problems);
+            }
+        }
+        // C's worker starts after A saw the error: its own descriptions never hear of it.
+        let worker_c = c.worker(backend).expect("C's worker");
+        let mut statement = Statement::default();
+        let read = monoio::time::timeout(
+            Duration::from_secs(5),
+            worker_c.statement(1, &mut statement),
+        );
+        match read.await {
+            Err(_) => problems.push(format!("{name}: C's statement hung")),
+            Ok(Err(ReadError::Unavailable(_))) => {}
+            Ok(Err(error)) => {
+                problems.push(format!("{name}: C's statement failed otherwise: {error}"))
+            }
+            Ok(Ok(())) => {
+                let on_disk = read_account(&data, 1);
+                let lacking: Vec<String> = statement
+                    .records
+                    .iter()
+                    .filter(|record| !on_disk.history.contains(record))
+                    .map(|record| format!("seq {} {:?}", record.seq, record.description()))
+                    .collect();
+                problems.push(format!(
+                    "{name}: C's worker, started after A's fdatasync failed, answered a \
+                     statement (balance {}) showing {lacking:?} that the disk lacks (its history \
+                     ends at seq {})",
+                    statement.balance,
+                    on_disk.history.len()
+                ));
+            }
+        }
+        if !c.is_poisoned() {
+            problems.push(format!(
+                "{name}: C is not poisoned after starting a worker once A's fdatasync had failed"
+            ));
+        }
+        problems
+            .extend(append_fails(&worker_c, name, "c-after", "in C after A's failed sync").await);
+        disk.free();
+        (c, problems)
+    })?;
+    drop((a, c));
+    Ok((data, problems))
 }
