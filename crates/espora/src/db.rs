@@ -133,8 +133,9 @@ struct Account {
     shared: Arc<Shared>,
     /// The file description recovery used, kept open: it was open before any writeback error
     /// that its workers' descriptions, opened later, may never be told of (see
-    /// [`Db::worker`]).
-    recovered: std::fs::File,
+    /// [`Db::worker`]). Locked while synced, so that of two workers starting together neither
+    /// goes on before an error the other's sync consumed has poisoned the database.
+    recovered: Mutex<std::fs::File>,
 }
 
 /// The database of one process: the mapped account files, shared by all worker threads.
@@ -170,7 +171,7 @@ impl Db {
                 id,
                 mapping,
                 shared,
-                recovered: handle,
+                recovered: Mutex::new(handle),
             });
         }
         Ok(Db {
@@ -243,7 +244,8 @@ impl Db {
         // used was open before any error since recovery, so one fdatasync of it tells: from
         // here on, every error is reported to the worker's own descriptions.
         for account in &self.accounts {
-            if let Err(e) = account.recovered.sync_data() {
+            let recovered = account.recovered.lock().unwrap_or_else(|e| e.into_inner());
+            if let Err(e) = recovered.sync_data() {
                 self.poisoned.store(true, Ordering::Release);
                 eprintln!(
                     "espora: {}: fdatasync failed: {e}; stopping",
@@ -548,13 +550,18 @@ impl Worker {
                 // started after it was in the page cache.
                 Durable::Covered => break,
                 // A recovery ran: it read the device and put its bytes back in the cache, so the
-                // record counts only if its slot still holds it.
-                Durable::NewGeneration => match account.mapping.read_record(record.seq) {
-                    Some(found) if found == record => {
-                        target.generation = account.shared.durable().generation;
-                        account.shared.publish_head(target);
-                    }
-                    _ => match Record::decode(&account.mapping.read_slot(record.seq)) {
+                // record counts only if its slot still holds it. Decided under the lock: no
+                // writer is in the middle of a slot then, and no recovery between its stores.
+                Durable::NewGeneration => {
+                    let locked = commit.lock().await.map_err(unavailable)?;
+                    let (_, durable) = account.shared.settle_locked();
+                    let slot = Record::decode(&account.mapping.read_slot(record.seq));
+                    drop(locked);
+                    match slot {
+                        Ok(found) if found == record => {
+                            target.generation = durable.generation;
+                            account.shared.publish_head(target);
+                        }
                         // The ring went round since: whether the recovery found the record
                         // cannot be told any more.
                         Ok(newer) if newer.seq > record.seq => {
@@ -564,8 +571,8 @@ impl Worker {
                             self.db.poisoned.store(true, Ordering::Release);
                             return Err(unavailable(Unavailable::Lost { seq: record.seq }));
                         }
-                    },
-                },
+                    }
+                }
             }
         }
         Ok(Appended {

@@ -267,8 +267,10 @@ impl Shared {
             durable <= newest,
             "durable {durable} passed newest {newest}"
         );
-        let generation = if self.bound_to(header) {
-            self.head().generation.wrapping_add(1)
+        let before = if self.bound_to(header) {
+            // The durable word is stored first, so it holds the newest generation, also when
+            // a recovery died before storing the head.
+            Some(self.durable().generation)
         } else {
             let identity = shared_identity(header, &boot_id().unwrap_or_default());
             let base = self.map.as_mut_ptr();
@@ -279,20 +281,41 @@ impl Shared {
                 // SAFETY: as above.
                 unsafe { std::ptr::write_volatile(base.add(i), *byte) };
             }
-            1
+            None
         };
+        let generation = before.map_or(1, |g| g.wrapping_add(1));
+        // The durable word first: a recovery killed between the two stores leaves the newer
+        // generation there, which `settle_locked` completes. A sync of the generation before may
+        // have raised the word since the scan read it (syncs take no lock), and appends may have
+        // been acknowledged on it: the new mark keeps it, so that a head settled at the mark
+        // still covers them (what it covered is on the device: the scan's direct read came
+        // after that sync's writeback, or wrote the pages back itself).
+        let word = self.u64_at(shared_offset::DURABLE);
+        let mut current = word.load(Ordering::Acquire);
+        loop {
+            let seen = Tagged::unpack(current);
+            let kept = match before {
+                Some(g) if seen.generation == g => seen.seq,
+                _ => 0,
+            };
+            let to = Tagged {
+                generation,
+                seq: durable.max(kept).min(newest),
+            };
+            match word.compare_exchange_weak(
+                current,
+                to.pack(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(actual) => current = actual,
+            }
+        }
         let head = Tagged {
             generation,
             seq: newest,
         };
-        let durable = Tagged {
-            generation,
-            seq: durable,
-        };
-        // The durable word first: a recovery killed between the two stores leaves the newer
-        // generation there, which `settle_locked` completes.
-        self.u64_at(shared_offset::DURABLE)
-            .store(durable.pack(), Ordering::Release);
         self.u64_at(shared_offset::HEAD)
             .store(head.pack(), Ordering::Release);
         generation

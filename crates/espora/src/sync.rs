@@ -297,18 +297,20 @@ impl Io {
         let mut attempts = 0;
         let failed = loop {
             match ring.submit() {
-                Ok(_) => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // The kernel may take fewer entries than queued (short of memory for one): the
+                // rest stay in the queue for the next call.
+                Ok(_) if ring.submission().is_empty() => return Ok(()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // Short of memory for requests, or completions waiting: try again a few times.
-                Err(e) if SUBMIT_RETRYABLE.contains(&e.raw_os_error().unwrap_or(0)) => {
-                    attempts += 1;
-                    if attempts == SUBMIT_ATTEMPTS_MAX {
-                        break e;
-                    }
-                    std::thread::yield_now();
-                }
+                Err(e) if SUBMIT_RETRYABLE.contains(&e.raw_os_error().unwrap_or(0)) => {}
                 Err(e) => break e,
             }
+            attempts += 1;
+            if attempts == SUBMIT_ATTEMPTS_MAX {
+                break io::Error::from_raw_os_error(errno::EAGAIN);
+            }
+            std::thread::yield_now();
         };
         drop(ring);
         self.break_down(failed.raw_os_error().unwrap_or(errno::EIO));

@@ -408,3 +408,50 @@ fn an_append_that_waited_while_the_ring_lapped_is_acknowledged_without_poisoning
         );
     }
 }
+
+/// A recovery's reset never lowers the durable mark of the generation before it: a sync of that
+/// generation may complete between the recovery's scan (which read the mark) and its reset,
+/// acknowledging appends over it, and a head settled at the new mark (after the recovery died
+/// between its two stores) must still cover them.
+///
+/// The bug (found by a review): the reset stored the mark the scan had found, say 3, while 4
+/// and 5 had been acknowledged meanwhile; the recovery then died before storing the head, the
+/// next lock holder settled the head at 3, and a statement answered without 4 and 5.
+#[test]
+fn a_reset_keeps_the_durable_mark_that_syncs_raised_after_the_scan() {
+    let dir = common::temp_dir();
+    let db = Arc::new(Db::open(dir.path(), options()).unwrap());
+    block_on_with(false, async {
+        let worker = with_records(&db, Backend::Threads).await;
+        for index in 0..2 {
+            worker
+                .append(1, &credit(&format!("after{index}")))
+                .await
+                .unwrap();
+        }
+    });
+    let newest = BEFORE + 2;
+    let ((generation, _), (_, durable)) = words(dir.path());
+    assert_eq!(durable, newest);
+    // The recovery's scan had read the mark when it was BEFORE.
+    let (_, mapping) =
+        espora::file::open_existing(&dir.path().join(espora::file::account_file_name(1))).unwrap();
+    let shared =
+        espora::shared::Shared::open(&dir.path().join(espora::file::shared_file_name(1))).unwrap();
+    let next = shared.reset(mapping.header(), newest, BEFORE);
+    assert_eq!(u64::from(next), (generation + 1) & 0xffff);
+    let ((_, head), (_, durable)) = words(dir.path());
+    assert_eq!(
+        (head, durable),
+        (newest, newest),
+        "the reset lowered the mark"
+    );
+    // Settled at the mark, the head covers every acknowledged record.
+    assert_eq!(shared.settle_locked().0.seq, newest);
+    let mut statement = Statement::default();
+    block_on_with(false, async {
+        let worker = db.worker(Backend::Threads).unwrap();
+        worker.statement(1, &mut statement).await.unwrap();
+    });
+    assert_eq!(statement.records.first().map(|r| r.seq), Some(newest));
+}
