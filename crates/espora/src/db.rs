@@ -430,6 +430,11 @@ fn recover_once(
     }
     handle.sync_data().map_err(|e| io_error("fdatasync", e))?;
     shared.raise_durable(history);
+    // The direct reads left the page cache as it was: bring the file in now, before serving, as
+    // a scan through the mapping used to. Otherwise every append into a page the cache does not
+    // hold reads that page from the disk first, under the account's lock (and a readahead in the
+    // background competes with the first syncs for the disk).
+    crate::device::warm(handle, mapping.header().file_size());
     Ok(())
 }
 

@@ -36,9 +36,11 @@ const _: () = assert!(READ_CHUNK.is_multiple_of(DIRECT_ALIGN));
 
 /// The bytes of a whole account file as the device returned them.
 pub struct Image {
-    /// INVARIANT: `buffer[start..start + length]` is page aligned in memory; `length` is the
+    /// Anonymous memory of its own, page aligned, returned to the system when the image is
+    /// dropped (not kept by the allocator for the process's life). INVARIANT:
+    /// `buffer[start..start + length]` is page aligned in memory; `length` is the
     /// file's size rounded up to `DIRECT_ALIGN`.
-    buffer: Vec<u8>,
+    buffer: memmap2::MmapMut,
     start: usize,
     length: usize,
     header: Header,
@@ -50,8 +52,9 @@ impl Image {
     /// Reads the whole file described by `header` from the device.
     pub fn read(path: &Path, header: &Header) -> io::Result<Image> {
         let length = (header.file_size() as usize).next_multiple_of(DIRECT_ALIGN);
-        let buffer = vec![0u8; length + DIRECT_ALIGN];
-        let start = buffer.as_ptr().align_offset(DIRECT_ALIGN);
+        let buffer = memmap2::MmapMut::map_anon(length)?;
+        let start = 0;
+        assert!(buffer.as_ptr().align_offset(DIRECT_ALIGN) == 0);
         let mut image = Image {
             buffer,
             start,
@@ -255,6 +258,19 @@ impl Slots for Image {
 
     fn slot(&self, seq: u64) -> [u8; RECORD_SIZE] {
         self.chunk(self.header.slot_offset(seq))
+    }
+}
+
+/// Reads the first `size` bytes of `file` through the page cache, so that the cache holds them
+/// (best effort: an error only leaves pages to be read later).
+pub fn warm(file: &File, size: u64) {
+    let mut chunk = vec![0u8; READ_CHUNK];
+    let mut offset = 0;
+    while offset < size {
+        match file.read_at(&mut chunk, offset) {
+            Ok(0) | Err(_) => return,
+            Ok(read) => offset += read as u64,
+        }
     }
 }
 
