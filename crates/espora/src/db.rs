@@ -383,10 +383,9 @@ fn recover_once(
             );
             image.erase(&scan.orphans);
         }
-        // Erased orphans reach the device through the cache whether or not it holds them.
-        let mut runs = image
-            .differences(mapping)
-            .map_err(|e| io_error("mincore", e))?;
+        // Written from the image after the erasure, so a stale run over an orphan writes zeros;
+        // erased orphans reach the device through the cache whether or not it holds them.
+        let mut runs = stale;
         runs.extend(scan.orphans.iter().map(|&slot| {
             let offset = header.slot_offset(slot + 1);
             offset..offset + RECORD_SIZE
