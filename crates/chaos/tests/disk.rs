@@ -5,13 +5,12 @@
 //! once to each open file description, then never again. Nothing here injects faults into
 //! espora; the kernel fails the writes.
 //!
-//! espora creates its account files written out with zeros (after a failed writeback into a
-//! block that `fallocate` left unwritten, ext4 stops converting it, and later acknowledged
-//! writes read back as zeros), so every block of them is on the disk from the start, and
-//! rewriting a block the disk holds never fails. Once the files exist and nothing writes, the
-//! fixture gives their zero blocks back to the tmpfs ([`FaultyDisk::unprovision`]), so that the
-//! disk behaves like a thin volume again: the still-empty slots are unprovisioned, and their
-//! writeback fails once the tmpfs is full.
+//! espora creates its account files with `fallocate`: ext4 reserves the blocks and writes
+//! nothing to the device until records land in them, so the still-empty slots are unprovisioned
+//! (see `disk/fixture.rs`), and their writeback fails once the tmpfs is full. After such a
+//! failure ext4 leaves the block unwritten while the cached page claims it written, so later
+//! writes into that page, even fdatasynced, would read back as zeros: recovery must write the
+//! device's bytes back directly. Every case below reads the disk again at the end.
 //!
 //! - Through the stack (`rinha-lb` and two `rinha-api`), under load while the disk fills, the
 //!   instances stop acknowledging (503); after the space comes back and the stack restarts, a
@@ -33,7 +32,7 @@
 //!   fail as unavailable, not show the record the disk lacks, and its process must be poisoned.
 //!   Both I/O back ends.
 //!
-//! Each test needs root, loop devices, `mkfs.ext4`, `filefrag` and `fallocate`; without them it
+//! Each test needs root, loop devices and `mkfs.ext4`; without them it
 //! prints a `==== SKIPPED` line and passes. The tests run one at a time (they share the
 //! machine's two CPUs and their timing matters), each well under a minute (the file in about
 //! half a minute).
@@ -63,9 +62,8 @@ use ledger::{
 };
 
 /// The tmpfs under the loop device: room for the file system's metadata (and its 16 MiB
-/// journal) and the five account files, written out with zeros (40 MiB), until their zero blocks
-/// are unprovisioned; then the filler file takes the rest.
-const TMPFS_MIB: u64 = 64;
+/// journal) and the records written before the fill; then the filler file takes the rest.
+const TMPFS_MIB: u64 = 48;
 /// Client threads of the stack's load, and requests per second each.
 const CLIENTS: usize = 4;
 const RATE_PER_CLIENT: u32 = 40;
@@ -83,22 +81,6 @@ fn serial() -> MutexGuard<'static, ()> {
 
 fn skip(test: &str, why: &str) {
     eprintln!("==== SKIPPED {test}: {why} ====");
-}
-
-/// The account files of `accounts` in `data`.
-fn account_files(data: &Path, accounts: &[u32]) -> Vec<PathBuf> {
-    let name = espora::file::account_file_name;
-    accounts.iter().map(|&id| data.join(name(id))).collect()
-}
-
-/// Gives the zero blocks of the account files in `data` back to the tmpfs (see the fixture),
-/// while nothing writes, and says how much.
-fn unprovision(disk: &FaultyDisk, data: &Path, accounts: &[u32], when: &str) {
-    let freed = disk.unprovision(&account_files(data, accounts));
-    eprintln!(
-        "  {when}: {freed} KiB of zeros unprovisioned ({} KiB of the disk held)",
-        disk.backing_kib()
-    );
 }
 
 /// Starts `rinha-api` (one worker) on `data`, listening on `addr`, logging to `log_dir`, and
@@ -201,8 +183,6 @@ fn through_the_stack(test: &str, journal: Journal) {
     let data = disk.path().join("data");
     let ledger = Ledger::new('a');
     let mut stack = Stack::start(&data, work.path(), 1);
-    // The files are created and synced, and nothing writes until the load starts.
-    unprovision(&disk, &data, &ACCOUNTS, "after the first start");
     let front = [("lb", stack.front.clone())];
     let load = Load::start(&ledger, &front, CLIENTS, RATE_PER_CLIENT, "before the fill");
     std::thread::sleep(Duration::from_millis(1500));
@@ -304,8 +284,8 @@ const ROUNDS: u32 = 3;
 /// account reaches a new block within 32 appends.
 const APPENDS_UNTIL_FAILURE_MAX: usize = 1000;
 
-/// Instances A and B on one data directory, no balancer. Each round starts, both idle, with the
-/// account files' zero blocks unprovisioned; then the disk fills and only A gets requests until it answers 503 (its fdatasync failed); B stays idle. The space comes
+/// Instances A and B on one data directory, no balancer. Each round, the disk fills and only A
+/// gets requests until it answers 503 (its fdatasync failed); B stays idle. The space comes
 /// back and A is restarted. Nothing is written until both have shown every account: each
 /// statement must list only what the device holds. Then B alone takes load, then both. B is
 /// restarted at the end of a round in which it answered 503 (a process that saw a failed sync
@@ -330,9 +310,6 @@ fn an_instance_restarted_after_a_failed_sync_and_its_idle_peer_show_only_the_dis
     let mut problems = Vec::new();
     for round in 1..=ROUNDS {
         let phase = |what: &str| format!("round {round}: {what}");
-        // Both idle: the slots still empty, rewritten with zeros by a recovery or not, go back
-        // to the tmpfs.
-        unprovision(&disk, &data, &ACCOUNTS, &phase("start"));
         for account in ACCOUNTS {
             ledger.transact(&a_addr, "A", &phase("warm-up"), account, 10, 'c');
             ledger.transact(&b_addr, "B", &phase("warm-up"), account, 10, 'c');
@@ -486,8 +463,6 @@ fn dropped_append(
         let data = disk.path().join(format!("{name}-{attempt}"));
         std::fs::create_dir(&data).expect("create a data directory");
         let db = Arc::new(Db::open(&data, options()).expect("open a database on the loop disk"));
-        // Created, synced, and nothing writes until the worker's first append.
-        unprovision(disk, &data, &[1], &format!("{name}: attempt {attempt}"));
         let mut problems = Vec::new();
         let dropped_in_flight = block_on(epoll, async {
             let worker = db.worker(backend).expect("a worker");
@@ -754,8 +729,6 @@ fn late_worker(
     let data = disk.path().join(format!("late-{name}"));
     std::fs::create_dir(&data).expect("create a data directory");
     let a = Arc::new(Db::open(&data, options()).expect("open A on the loop disk"));
-    // Created, synced, and nothing writes until A's worker appends.
-    unprovision(disk, &data, &[1], name);
     let (c, problems) = block_on(epoll, async {
         let mut problems = Vec::new();
         let worker_a = a.worker(backend).expect("A's worker");

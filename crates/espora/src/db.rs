@@ -14,7 +14,8 @@ use crate::error::{AppendError, FileError, OpenError, ReadError, Rejection, Unav
 use crate::faults::Faults;
 use crate::file::{self, Mapping, Transaction};
 use crate::layout::{
-    Header, Record, RECORD_SIZE, RING_RECORDS_DEFAULT, RING_RECORDS_MAX, RING_RECORDS_MIN,
+    ring_records_valid, Header, Record, RECORD_SIZE, RING_RECORDS_DEFAULT, RING_RECORDS_MAX,
+    RING_RECORDS_MIN, RING_RECORDS_STEP,
 };
 use crate::shared::{Event, Shared, Tagged};
 use crate::sync::{Backend, FileIo, Io};
@@ -60,11 +61,12 @@ impl Default for Options {
 
 impl Options {
     fn check(&self) -> Result<(), OpenError> {
-        if !(RING_RECORDS_MIN..=RING_RECORDS_MAX).contains(&self.ring_records) {
+        if !ring_records_valid(self.ring_records) {
             return Err(OpenError::RingRecords {
                 asked: self.ring_records,
                 min: RING_RECORDS_MIN,
                 max: RING_RECORDS_MAX,
+                step: RING_RECORDS_STEP,
             });
         }
         if !(1..=STATEMENT_RECORDS_MAX).contains(&self.statement_records) {
@@ -384,25 +386,21 @@ fn recover_once(
             image.erase(&scan.orphans);
         }
         // Written from the image after the erasure, so a stale run over an orphan writes zeros;
-        // erased orphans reach the device through the cache whether or not it holds them.
+        // erased orphans reach the device whether or not the cache holds them.
         let mut runs = stale;
         runs.extend(scan.orphans.iter().map(|&slot| {
             let offset = header.slot_offset(slot + 1);
             offset..offset + RECORD_SIZE
         }));
-        image
-            .write_back(handle, &runs)
+        let repaired = image
+            .repair(path, handle, mapping, &runs)
             .map_err(|e| io_error("write back", e))?;
-        let unwritten =
-            crate::device::has_unwritten_extents(handle).map_err(|e| io_error("fiemap", e))?;
-        if unwritten {
-            let slots = image
-                .write_out_empty_slots(handle)
-                .map_err(|e| io_error("write out", e))?;
+        if repaired.pieces > 0 && image.is_direct() {
             eprintln!(
-                "espora: {}: wrote out {slots} empty slot(s) that the file system kept as \
-                 unwritten blocks",
-                path.display()
+                "espora: {}: {} piece(s) still differed after the direct write; written \
+                 through the page cache",
+                path.display(),
+                repaired.pieces
             );
         }
         if !shared
@@ -637,7 +635,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    use super::{Backend, Db, Options};
+    use super::{Backend, Db, OpenError, Options, RING_RECORDS_MAX};
 
     fn block_on<F: Future>(future: F) -> F::Output {
         let built = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
@@ -703,5 +701,31 @@ mod tests {
             median < Duration::from_micros(500),
             "woken {median:?} after the release"
         );
+    }
+
+    /// A ring is a whole number of 4 KiB pages of records (recovery writes pages back with
+    /// direct I/O) within the bounds; anything else is refused before a file is made.
+    #[test]
+    fn rings_of_partial_pages_or_out_of_bounds_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = |ring_records| Options {
+            accounts: vec![(1, 0)],
+            ring_records,
+            ..Options::default()
+        };
+        for ring_records in [32, 100, 1000, RING_RECORDS_MAX + 32] {
+            let refused = Db::open(dir.path(), options(ring_records)).err();
+            let message = refused
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            assert!(
+                matches!(refused, Some(OpenError::RingRecords { asked, .. }) if asked == ring_records)
+                    && message.contains("a multiple of 32"),
+                "{ring_records}: {message:?}"
+            );
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        drop(Db::open(dir.path(), options(96)).unwrap());
     }
 }

@@ -5,15 +5,15 @@
 //! the error once per open file description: a process that starts later reads through the
 //! cache records that the disk never got, and its own fdatasync succeeds. So recovery never
 //! trusts the cache: it reads the whole file with `O_DIRECT` (which first writes back what is
-//! dirty, then reads the device), decides the history from those bytes, and writes them back
-//! with `pwrite` wherever the cache differs, before anyone is told of the history. Where the
-//! file system refuses `O_DIRECT` (tmpfs before Linux 6.6, some FUSE file systems) the cache is
-//! all there is to read, and the image says so.
+//! dirty, then reads the device), decides the history from those bytes, and writes them back,
+//! with `O_DIRECT` again, over every page where the cache differs, before anyone is told of the
+//! history: the device keeps its bytes and the stale cached pages are dropped
+//! ([`Image::repair`]). Where the file system refuses `O_DIRECT` (tmpfs before Linux 6.6, some
+//! FUSE file systems) the cache is all there is to read, and the image says so.
 
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::ops::{Range, RangeInclusive};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -185,69 +185,119 @@ impl Image {
             let cached = &mut cached[..to - from];
             mapping.copy_locked(from, cached);
             let image = &self.buffer[self.start + from..self.start + to];
-            if cached == image {
-                continue;
-            }
-            for offset in (from..to).step_by(RECORD_SIZE) {
-                let at = offset - from;
-                if cached[at..at + RECORD_SIZE] == image[at..at + RECORD_SIZE] {
-                    continue;
-                }
-                match runs.last_mut() {
-                    Some(run) if run.end == offset => run.end += RECORD_SIZE,
-                    _ => runs.push(offset..offset + RECORD_SIZE),
-                }
-            }
+            push_differences(&mut runs, from, cached, image);
         }
         Ok(runs)
     }
 
-    /// Makes the page cache hold the image's bytes over `runs` (from [`Image::differences`]),
-    /// with `pwrite` through `file`. The caller holds the account's exclusive lock.
-    pub fn write_back(&self, file: &File, runs: &[Range<usize>]) -> io::Result<()> {
+    /// Makes the device and the page cache hold the image's bytes over `runs` (pieces from
+    /// [`Image::differences`] and erased orphans). The caller holds the account's exclusive lock.
+    ///
+    /// Every page that holds a run is written whole from the image with `O_DIRECT`, and the
+    /// kernel drops the cached page it replaces. The device gets back the bytes it already
+    /// holds (or zeros over an orphan), so there is no moment where it reads anything else (as
+    /// it would between a `fallocate` zeroing and the rewrite). The direct write matters on
+    /// ext4: when the writeback of a page into a block that `fallocate` left *unwritten*
+    /// fails, the cached page's buffers are left claiming a written block while the block stays
+    /// unwritten; every later write into that page would reach the disk, be covered by a
+    /// successful fdatasync, and still read back as zeros. A direct write converts the block
+    /// and the dropped page takes those buffers with it.
+    ///
+    /// Each page is then read back through the mapping; where the cache still shows other
+    /// bytes (the kernel could not drop a page in use), or where the file system refuses
+    /// direct I/O, the differing pieces are written through the cache with `pwrite`. Returns
+    /// the pages written directly and the pieces written through the cache.
+    pub fn repair(
+        &self,
+        path: &Path,
+        file: &File,
+        mapping: &Mapping,
+        runs: &[Range<usize>],
+    ) -> io::Result<Repaired> {
+        let pages = whole_pages(runs);
+        let mut repaired = Repaired::default();
+        let direct = match self.direct && !pages.is_empty() {
+            true => match open_direct_for_writing(path) {
+                Ok(direct) => Some(direct),
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => None,
+                Err(e) => return Err(e),
+            },
+            false => None,
+        };
+        let Some(direct) = direct else {
+            repaired.pieces = self.write_through_cache(file, runs)?;
+            return Ok(repaired);
+        };
+        for page in &pages {
+            let bytes = &self.buffer[self.start + page.start..self.start + page.end];
+            direct.write_all_at(bytes, page.start as u64)?;
+            repaired.pages += page.len() / DIRECT_ALIGN;
+        }
+        let mut cached = vec![0u8; DIRECT_ALIGN];
+        let mut left = Vec::new();
+        for page in &pages {
+            for from in page.clone().step_by(DIRECT_ALIGN) {
+                mapping.copy_locked(from, &mut cached);
+                let image = &self.buffer[self.start + from..self.start + from + DIRECT_ALIGN];
+                push_differences(&mut left, from, &cached, image);
+            }
+        }
+        repaired.pieces = self.write_through_cache(file, &left)?;
+        Ok(repaired)
+    }
+
+    /// Writes the image's bytes over `runs` with `pwrite` through `file`; returns the pieces.
+    fn write_through_cache(&self, file: &File, runs: &[Range<usize>]) -> io::Result<usize> {
         for run in runs {
             let bytes = &self.buffer[self.start + run.start..self.start + run.end];
             file.write_all_at(bytes, run.start as u64)?;
         }
-        Ok(())
+        Ok(runs.iter().map(|run| run.len() / RECORD_SIZE).sum())
     }
+}
 
-    /// Writes zeros, through `file`, over every slot that is empty in the image: what the device
-    /// already holds there, written so that the file system records those blocks as written
-    /// (see [`has_unwritten_extents`]). The caller holds the account's exclusive lock, and the
-    /// page cache agrees with the image. Returns how many slots it wrote.
-    pub fn write_out_empty_slots(&self, file: &File) -> io::Result<u64> {
-        let zeros = [0u8; READ_CHUNK];
-        let mut written = 0;
-        let mut run: Option<(usize, usize)> = None;
-        let flush = |run: Option<(usize, usize)>| -> io::Result<()> {
-            let Some((from, to)) = run else {
-                return Ok(());
-            };
-            let mut at = from;
-            while at < to {
-                let end = (at + READ_CHUNK).min(to);
-                file.write_all_at(&zeros[..end - at], at as u64)?;
-                at = end;
-            }
-            Ok(())
-        };
-        for offset in (HEADER_SIZE..self.header.file_size() as usize).step_by(RECORD_SIZE) {
-            if self.chunk(offset) != [0u8; RECORD_SIZE] {
-                flush(run.take())?;
-                continue;
-            }
-            written += 1;
-            run = match run {
-                Some((from, to)) if to == offset => Some((from, offset + RECORD_SIZE)),
-                other => {
-                    flush(other)?;
-                    Some((offset, offset + RECORD_SIZE))
-                }
-            };
+/// What [`Image::repair`] wrote.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Repaired {
+    /// 4 KiB pages written to the device with direct I/O.
+    pub pages: usize,
+    /// 128-byte pieces written through the page cache.
+    pub pieces: usize,
+}
+
+/// The 4 KiB pages that hold any of `runs`, merged into ascending runs of whole pages.
+fn whole_pages(runs: &[Range<usize>]) -> Vec<Range<usize>> {
+    let mut pages: Vec<Range<usize>> = runs
+        .iter()
+        .filter(|run| !run.is_empty())
+        .map(|run| run.start / DIRECT_ALIGN * DIRECT_ALIGN..run.end.next_multiple_of(DIRECT_ALIGN))
+        .collect();
+    pages.sort_by_key(|page| page.start);
+    let mut merged: Vec<Range<usize>> = Vec::with_capacity(pages.len());
+    for page in pages {
+        match merged.last_mut() {
+            Some(last) if last.end >= page.start => last.end = last.end.max(page.end),
+            _ => merged.push(page),
         }
-        flush(run)?;
-        Ok(written)
+    }
+    merged
+}
+
+/// Appends to `runs` the 128-byte pieces where `cached` and `image` (the same bytes of the
+/// file, from `offset`) differ, extending the last run where they touch.
+fn push_differences(runs: &mut Vec<Range<usize>>, offset: usize, cached: &[u8], image: &[u8]) {
+    if cached == image {
+        return;
+    }
+    for at in (0..cached.len()).step_by(RECORD_SIZE) {
+        if cached[at..at + RECORD_SIZE] == image[at..at + RECORD_SIZE] {
+            continue;
+        }
+        let piece = offset + at;
+        match runs.last_mut() {
+            Some(run) if run.end == piece => run.end += RECORD_SIZE,
+            _ => runs.push(piece..piece + RECORD_SIZE),
+        }
     }
 }
 
@@ -274,89 +324,65 @@ pub fn warm(file: &File, size: u64) {
     }
 }
 
-/// Whether the file system keeps blocks of `file` as allocated but never written (`fallocate`'s
-/// unwritten extents; files created by earlier versions of espora have them). After a failed
-/// writeback into such a block ext4 stops converting it, so a later write that a successful
-/// fdatasync covered still reads back as zeros from the disk: the blocks must be written once
-/// while the disk works. False where the file system cannot say (no FIEMAP).
-pub fn has_unwritten_extents(file: &File) -> io::Result<bool> {
-    /// `struct fiemap` and `struct fiemap_extent` of `linux/fiemap.h`.
-    #[repr(C)]
-    struct Fiemap {
-        start: u64,
-        length: u64,
-        flags: u32,
-        mapped_extents: u32,
-        extent_count: u32,
-        reserved: u32,
-        extents: [FiemapExtent; FIEMAP_EXTENTS],
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy)]
-    struct FiemapExtent {
-        logical: u64,
-        physical: u64,
-        length: u64,
-        reserved64: [u64; 2],
-        flags: u32,
-        reserved: [u32; 3],
-    }
-    const FIEMAP_EXTENTS: usize = 64;
-    /// `_IOWR('f', 11, struct fiemap)`: the header alone is 32 bytes.
-    const FS_IOC_FIEMAP: libc::c_ulong = 0xC020_660B;
-    const FIEMAP_EXTENT_LAST: u32 = 0x1;
-    const FIEMAP_EXTENT_UNWRITTEN: u32 = 0x800;
-    const _: () = assert!(std::mem::size_of::<FiemapExtent>() == 56);
-    const _: () = assert!(std::mem::size_of::<Fiemap>() == 32 + 56 * FIEMAP_EXTENTS);
-
-    let mut start = 0u64;
-    loop {
-        let mut map = Fiemap {
-            start,
-            length: u64::MAX - start,
-            flags: 0,
-            mapped_extents: 0,
-            extent_count: FIEMAP_EXTENTS as u32,
-            reserved: 0,
-            extents: [FiemapExtent {
-                logical: 0,
-                physical: 0,
-                length: 0,
-                reserved64: [0; 2],
-                flags: 0,
-                reserved: [0; 3],
-            }; FIEMAP_EXTENTS],
-        };
-        // SAFETY: `map` is a `struct fiemap` followed by room for `extent_count` extents, as
-        // the ioctl expects, and lives across the call.
-        let done = unsafe { libc::ioctl(file.as_raw_fd(), FS_IOC_FIEMAP, &mut map) };
-        if done < 0 {
-            let error = io::Error::last_os_error();
-            return match error.raw_os_error() {
-                Some(libc::EOPNOTSUPP | libc::ENOTTY | libc::EINVAL) => Ok(false),
-                _ => Err(error),
-            };
-        }
-        let extents = &map.extents[..(map.mapped_extents as usize).min(FIEMAP_EXTENTS)];
-        if extents
-            .iter()
-            .any(|e| e.flags & FIEMAP_EXTENT_UNWRITTEN != 0)
-        {
-            return Ok(true);
-        }
-        match extents.last() {
-            Some(last) if last.flags & FIEMAP_EXTENT_LAST == 0 => {
-                start = last.logical + last.length;
-            }
-            _ => return Ok(false),
-        }
-    }
-}
-
 fn open_direct(path: &Path) -> io::Result<File> {
     let flags = rustix::fs::OFlags::DIRECT | rustix::fs::OFlags::CLOEXEC;
     OpenOptions::new()
         .read(true)
         .custom_flags(flags.bits() as i32)
         .open(path)
+}
+
+fn open_direct_for_writing(path: &Path) -> io::Result<File> {
+    let flags = rustix::fs::OFlags::DIRECT | rustix::fs::OFlags::CLOEXEC;
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_become_whole_pages_merged_in_order() {
+        let runs = [
+            9000..9128,
+            4096..4224,
+            8192..8320,
+            100 * 4096 - 128..100 * 4096 + 128,
+            5000..5000,
+        ];
+        assert_eq!(
+            whole_pages(&runs),
+            [4096..12288, 99 * 4096..101 * 4096],
+            "pages holding each run, touching pages merged, empty runs ignored"
+        );
+        assert_eq!(whole_pages(&[]), Vec::<Range<usize>>::new());
+    }
+
+    #[test]
+    fn differences_are_128_byte_pieces_joined_where_they_touch() {
+        let image = vec![0u8; 1024];
+        let mut cached = image.clone();
+        cached[0] = 1;
+        cached[130] = 1;
+        cached[600] = 1;
+        let mut runs = Vec::new();
+        runs.push(0..128);
+        push_differences(&mut runs, 4096, &cached, &image);
+        assert_eq!(runs, [0..128, 4096..4352, 4608..4736]);
+        let mut runs = Vec::new();
+        runs.push(3968..4096);
+        push_differences(&mut runs, 4096, &cached, &image);
+        assert_eq!(
+            runs,
+            [3968..4352, 4608..4736],
+            "a run reaching the offset extends"
+        );
+        let mut runs = Vec::new();
+        push_differences(&mut runs, 0, &image, &image);
+        assert!(runs.is_empty());
+    }
 }

@@ -139,8 +139,13 @@ pub enum Rejection {
 pub enum OpenError {
     /// The data directory is missing or not a directory.
     NoDirectory(PathBuf),
-    /// The ring capacity asked for is outside what the format allows.
-    RingRecords { asked: u64, min: u64, max: u64 },
+    /// The ring capacity asked for is not one the format allows.
+    RingRecords {
+        asked: u64,
+        min: u64,
+        max: u64,
+        step: u64,
+    },
     /// The statement length asked for is outside what a lock-free snapshot allows.
     StatementRecords { asked: usize, max: usize },
     /// The account table is empty or inconsistent.
@@ -170,9 +175,15 @@ impl fmt::Display for OpenError {
                 "data directory {} does not exist or is not a directory",
                 dir.display()
             ),
-            OpenError::RingRecords { asked, min, max } => {
-                write!(f, "ring of {asked} records is outside {min}..={max}")
-            }
+            OpenError::RingRecords {
+                asked,
+                min,
+                max,
+                step,
+            } => write!(
+                f,
+                "ring of {asked} records: rings hold {min}..={max} records, a multiple of {step}"
+            ),
             OpenError::StatementRecords { asked, max } => {
                 write!(f, "statements of {asked} records are outside 1..={max}")
             }

@@ -20,7 +20,7 @@ use crate::layout::{
 use crate::shared::Shared;
 use crate::time::now_us;
 
-/// Bytes written per call when creation writes the whole file out.
+/// Bytes written per call when creation writes the whole file out (no `fallocate`).
 const ZERO_FILL_CHUNK_BYTES: usize = 1 << 20;
 
 pub use crate::paths::{account_file_name, shared_file_name};
@@ -378,11 +378,13 @@ fn write_new_file(
     file.sync_all().map_err(|e| FileError::io(temp, "fsync", e))
 }
 
-/// Reserves every block of the file now and writes it, so that no later write can fail for lack
-/// of space, even on a thin-provisioned disk, and no block stays *unwritten*: after a failed
-/// writeback into a block that `fallocate` left unwritten, ext4 stops converting it, and later
-/// writes that a successful fdatasync covered read back as zeros. `fallocate` first, where the
-/// file system has it, for one contiguous allocation; then zeros over the whole file.
+/// Reserves every block of the file now, so that no later write can fail for lack of space in
+/// the file system. `fallocate` does it in one call and leaves the blocks *unwritten* (they read
+/// as zeros until written; recovery repairs a page whose writeback into one failed, see
+/// `device.rs`); file systems without it (FUSE, some network file systems) get the file written
+/// out with zeros instead, which reserves the same blocks. Neither reserves room on a
+/// thin-provisioned device under the file system: there a full pool fails the writeback, and
+/// the fdatasync that reports it keeps the record from being acknowledged.
 fn reserve_blocks(file: &File, path: &Path, size: u64, faults: &Faults) -> Result<(), FileError> {
     let allocated = if faults.fallocate_refused() {
         Err(rustix::io::Errno::OPNOTSUPP)
@@ -390,7 +392,8 @@ fn reserve_blocks(file: &File, path: &Path, size: u64, faults: &Faults) -> Resul
         rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, size)
     };
     match allocated {
-        Ok(()) | Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::NOSYS) => {}
+        Ok(()) => return Ok(()),
+        Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::NOSYS) => {}
         Err(e) => return Err(FileError::io(path, "allocate", e.into())),
     }
     let zeros = vec![0u8; ZERO_FILL_CHUNK_BYTES];
@@ -398,7 +401,7 @@ fn reserve_blocks(file: &File, path: &Path, size: u64, faults: &Faults) -> Resul
     while offset < size {
         let length = (size - offset).min(ZERO_FILL_CHUNK_BYTES as u64) as usize;
         file.write_all_at(&zeros[..length], offset)
-            .map_err(|e| FileError::io(path, "write out", e))?;
+            .map_err(|e| FileError::io(path, "write out (no fallocate here)", e))?;
         offset += length as u64;
     }
     Ok(())

@@ -26,6 +26,13 @@ pub const RING_RECORDS_DEFAULT: u64 = 65_536;
 pub const RING_RECORDS_MIN: u64 = 64;
 /// Largest ring accepted (1 GiB of records), to keep the mapping size sane.
 pub const RING_RECORDS_MAX: u64 = 1 << 23;
+/// Rings hold a whole number of 4 KiB pages of records, so that recovery can write any page of
+/// the file back with direct I/O (aligned offsets and lengths, never past the end of the file).
+pub const RING_RECORDS_STEP: u64 = (4096 / RECORD_SIZE) as u64;
+
+const _: () = assert!(RING_RECORDS_DEFAULT.is_multiple_of(RING_RECORDS_STEP));
+const _: () = assert!(RING_RECORDS_MIN.is_multiple_of(RING_RECORDS_STEP));
+const _: () = assert!(RING_RECORDS_MAX.is_multiple_of(RING_RECORDS_STEP));
 
 /// Byte offsets inside the header.
 pub mod header_offset {
@@ -214,11 +221,18 @@ impl Header {
         if header.limit < 0 {
             return Err(HeaderError::Field("limit"));
         }
-        if !(RING_RECORDS_MIN..=RING_RECORDS_MAX).contains(&header.capacity) {
+        if !ring_records_valid(header.capacity) {
             return Err(HeaderError::Field("capacity"));
         }
         Ok(header)
     }
+}
+
+/// Whether a ring of `records` is one the format allows: within the bounds, whole pages.
+pub const fn ring_records_valid(records: u64) -> bool {
+    RING_RECORDS_MIN <= records
+        && records <= RING_RECORDS_MAX
+        && records.is_multiple_of(RING_RECORDS_STEP)
 }
 
 /// The shared-state file that sits next to each account file, `account-<id>.espora-state`: the
@@ -589,6 +603,14 @@ mod tests {
         assert!(HeaderError::Version(1)
             .to_string()
             .contains("empty directory"));
+        for capacity in [
+            RING_RECORDS_MIN - RING_RECORDS_STEP,
+            100,
+            RING_RECORDS_MAX + 32,
+        ] {
+            let odd = Header { capacity, ..h }.encode();
+            assert_eq!(Header::decode(&odd), Err(HeaderError::Field("capacity")));
+        }
         assert_eq!(h.slot_offset(1), HEADER_SIZE);
         assert_eq!(h.slot_offset(65_537), HEADER_SIZE);
         assert_eq!(h.slot_offset(2), HEADER_SIZE + RECORD_SIZE);

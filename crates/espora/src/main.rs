@@ -30,7 +30,7 @@ enum Tool {
             value_parser = parse_account
         )]
         accounts: Vec<(u32, i64)>,
-        /// Records per ring, fixed at creation
+        /// Records per ring, fixed at creation: 64 to 8,388,608, a multiple of 32
         #[arg(long, value_name = "N", default_value_t = RING_RECORDS_DEFAULT)]
         ring_records: u64,
     },

@@ -724,65 +724,6 @@ fn at_most_a_quarter_of_the_ring_waits_for_a_sync() {
     assert_eq!(scan.newest, 200);
 }
 
-/// Files are created written out (no block left unwritten by `fallocate`); a file made the way
-/// earlier versions made it, fallocated and written only where records are, is written out at
-/// its first open, its records untouched. (After a failed writeback into an unwritten block,
-/// ext4 stops converting it, and later writes that a successful fdatasync covered read back as
-/// zeros.)
-#[test]
-fn unwritten_blocks_are_written_out_at_creation_and_at_open() {
-    use espora::device::has_unwritten_extents;
-    let dir = history(5, 0);
-    let path = account_path(dir.path());
-    let created = std::fs::File::open(&path).unwrap();
-    if has_unwritten_extents(&created).is_err() {
-        eprintln!("SKIP: this file system cannot list its extents");
-        return;
-    }
-    assert!(
-        !has_unwritten_extents(&created).unwrap(),
-        "created with unwritten blocks"
-    );
-    // The same bytes, in a file that was only fallocated, then written where the data is.
-    let bytes = std::fs::read(&path).unwrap();
-    let older = dir.path().join("older");
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&older)
-        .unwrap();
-    rustix::fs::fallocate(
-        &file,
-        rustix::fs::FallocateFlags::empty(),
-        0,
-        bytes.len() as u64,
-    )
-    .unwrap();
-    let written = HEADER_SIZE + 5 * RECORD_SIZE;
-    file.write_all_at(&bytes[..written], 0).unwrap();
-    file.sync_all().unwrap();
-    if !has_unwritten_extents(&file).unwrap() {
-        eprintln!("SKIP: this file system keeps no unwritten extents");
-        return;
-    }
-    std::fs::rename(&older, &path).unwrap();
-    let db = Db::open(dir.path(), common::options()).unwrap();
-    let reopened = std::fs::File::open(&path).unwrap();
-    assert!(
-        !has_unwritten_extents(&reopened).unwrap(),
-        "still unwritten after the open"
-    );
-    assert_eq!(
-        std::fs::read(&path).unwrap(),
-        bytes,
-        "the open changed the file's bytes"
-    );
-    drop(db);
-    let (scan, _, _) = read_history(dir.path(), 1);
-    assert_eq!((scan.newest, scan.balance), (5, 50));
-}
-
 /// A writer killed between its `pwrite` and publishing leaves records the head hint does not
 /// name. With a ring of 64 and 16 such records after the durable mark, the next writer adopts
 /// them and is refused by the window: it must announce what it adopted, so that the sync it

@@ -9,17 +9,15 @@
 //! so rewriting them still works: only writes into unprovisioned blocks fail, as on a full thin
 //! volume.
 //!
-//! espora creates its account files written out with zeros, which provisions every block of
-//! them. [`FaultyDisk::unprovision`] gives the blocks of such files that hold only zeros back to
-//! the tmpfs (holes punched in the backing file, as a thin volume's discard would), so that
-//! their still-empty slots are unprovisioned again and their writeback fails once the tmpfs is
-//! full. ext4 never learns of it: its extents stay written, and a hole reads as zeros, the bytes
-//! the blocks held. It is done only while nothing writes to the disk: a write landing between
-//! the test reading a block as zeros and punching it would be lost by the test's own doing.
+//! espora creates its account files with `fallocate`, which on ext4 reserves their blocks and
+//! leaves them *unwritten*: nothing reaches the device until a record is written back into a
+//! block, so the empty slots are unprovisioned, like a thin volume's, and their writeback fails
+//! once the tmpfs is full. That is also the case where ext4 itself goes wrong after the failure
+//! (a block whose writeback failed stays unwritten while its cached page says otherwise), which
+//! espora's recovery must repair.
 //!
 //! mkfs writes the inode tables (and the journal, when there is one) out at once, so that
-//! ext4's own metadata lives in blocks the tmpfs already holds (and holes are only ever punched
-//! inside the files the test names, never in metadata). Unmounting and mounting the ext4 again
+//! ext4's own metadata lives in blocks the tmpfs already holds. Unmounting and mounting the ext4 again
 //! drops its page cache, and only its own: after a remount, a read shows what the disk holds.
 
 use std::fs::File;
@@ -34,7 +32,7 @@ use rinha_testkit::{is_root, temp_dir, TempDir};
 const DEVICE_BYTES: u64 = 256 << 20;
 /// errno ENOSPC (the same on every Linux architecture).
 const ENOSPC: i32 = 28;
-/// The ext4's block size, the unit of its extents and of the holes punched.
+/// The ext4's block size.
 const BLOCK: u64 = 4096;
 
 /// Whether the ext4 keeps a journal.
@@ -62,19 +60,13 @@ pub struct FaultyDisk {
 impl FaultyDisk {
     /// Mounts a tmpfs of `tmpfs_mib` MiB, makes the backing file on it, attaches it to a free
     /// loop device, makes an ext4 on it and mounts that. `Err` says why this machine cannot
-    /// (not root, no loop device, no mkfs.ext4, filefrag or fallocate, mount refused): the
-    /// caller skips.
+    /// (not root, no loop device, no mkfs.ext4, mount refused): the caller skips.
     pub fn create(label: &str, tmpfs_mib: u64, journal: Journal) -> Result<FaultyDisk, String> {
         if !is_root() {
             return Err("not running as root (mount(2) and loop devices need it)".into());
         }
         if !Path::new("/dev/loop-control").exists() {
             return Err("no /dev/loop-control: this kernel has no loop devices".into());
-        }
-        for (program, flag) in [("filefrag", "-V"), ("fallocate", "--version")] {
-            let mut command = Command::new(program);
-            command.arg(flag);
-            run(command).map_err(|why| format!("{program} is needed: {why}"))?;
         }
         let dir = temp_dir(label);
         let store = dir.path().join("store");
@@ -144,48 +136,6 @@ impl FaultyDisk {
         std::fs::metadata(self.store.join("backing"))
             .map(|metadata| metadata.blocks() / 2)
             .unwrap_or(0)
-    }
-
-    /// Punches holes in the backing file wherever a block of one of `files` (on the ext4) holds
-    /// only zeros, so that the disk no longer holds those blocks: writing them back needs room in
-    /// the tmpfs again. Syncs the ext4 first. Call it only while nothing writes to the disk (the
-    /// servers idle or stopped): a write racing the punch would be lost. Returns the KiB given
-    /// back to the tmpfs.
-    pub fn unprovision(&self, files: &[PathBuf]) -> u64 {
-        // syncfs reports a writeback error of the file system that nobody has seen yet, however
-        // old (an earlier fill's): the second one says whether this one wrote everything.
-        let sync = || {
-            let mut sync = Command::new("sync");
-            sync.arg("-f").arg(&self.mnt);
-            run(sync)
-        };
-        if let Err(first) = sync() {
-            sync().unwrap_or_else(|why| {
-                panic!(
-                    "sync -f {} failed twice: {first}; {why}",
-                    self.mnt.display()
-                )
-            });
-        }
-        let before = self.backing_kib();
-        let path = self.store.join("backing");
-        let backing = File::open(&path).expect("open the backing file");
-        for file in files {
-            for (start, length) in physical_extents(file) {
-                for (offset, length) in zero_runs(&backing, start, length) {
-                    // `fallocate --punch-hole` rather than `--dig-holes`: util-linux 2.38's
-                    // dig-holes, given an offset and a length, also punches the block right
-                    // after the range, zeros or not (here: the next file's header).
-                    let mut punch = Command::new("fallocate");
-                    punch.args(["--punch-hole", "--offset", &offset.to_string()]);
-                    punch.args(["--length", &length.to_string()]).arg(&path);
-                    run(punch).unwrap_or_else(|why| {
-                        panic!("punching a hole under {}: {why}", file.display())
-                    });
-                }
-            }
-        }
-        before.saturating_sub(self.backing_kib())
     }
 
     /// Fills the tmpfs with a filler file until it has no room left, so that from now on the
@@ -267,89 +217,6 @@ impl Drop for FaultyDisk {
             }
         }
     }
-}
-
-/// Byte ranges of the device (offset, length) that hold `file`'s data, from `filefrag -e -s`
-/// (FIEMAP, after syncing the file). Every extent must be written and placed: an unwritten
-/// extent would read as zeros whatever its blocks hold, so the premise of
-/// [`FaultyDisk::unprovision`] (a hole reads as what the block held) would not be checked.
-fn physical_extents(file: &Path) -> Vec<(u64, u64)> {
-    let mut filefrag = Command::new("filefrag");
-    filefrag.args(["-e", "-s", &format!("-b{BLOCK}")]).arg(file);
-    let report = run(filefrag).unwrap_or_else(|why| panic!("filefrag {}: {why}", file.display()));
-    // `   0:        0..    2047:      34816..     36863:   2048:             last,eof`, with
-    // an `expected` column before the flags when an extent does not follow the one before.
-    let mut extents = Vec::new();
-    for line in report.lines() {
-        let fields: Vec<&str> = line.split(':').map(str::trim).collect();
-        let is_extent = fields.len() >= 5 && fields[0].parse::<u64>().is_ok();
-        if !is_extent {
-            continue;
-        }
-        let flags = fields[fields.len() - 1];
-        for bad in [
-            "unwritten",
-            "unknown_loc",
-            "delalloc",
-            "encoded",
-            "not_aligned",
-        ] {
-            assert!(
-                !flags.split(',').any(|flag| flag == bad),
-                "{} has a {bad} extent ({line}); the test needs every block written and placed",
-                file.display()
-            );
-        }
-        let start = fields[2]
-            .split("..")
-            .next()
-            .and_then(|n| n.trim().parse::<u64>().ok());
-        let length = fields[3].parse::<u64>().ok();
-        let (Some(start), Some(length)) = (start, length) else {
-            panic!(
-                "filefrag {}: cannot read the extent {line:?}",
-                file.display()
-            );
-        };
-        extents.push((start * BLOCK, length * BLOCK));
-    }
-    assert!(
-        !extents.is_empty(),
-        "filefrag found no extent of {}:\n{report}",
-        file.display()
-    );
-    extents
-}
-
-/// The runs of blocks in `start..start + length` of `backing` that hold only zeros (holes
-/// included), as (offset, length) in bytes.
-fn zero_runs(backing: &File, start: u64, length: u64) -> Vec<(u64, u64)> {
-    use std::os::unix::fs::FileExt;
-    const CHUNK: u64 = 256 * BLOCK;
-    let mut runs: Vec<(u64, u64)> = Vec::new();
-    let mut buffer = vec![0u8; CHUNK as usize];
-    let end = start + length;
-    let mut at = start;
-    while at < end {
-        let chunk = &mut buffer[..(end - at).min(CHUNK) as usize];
-        backing
-            .read_exact_at(chunk, at)
-            .expect("read the backing file");
-        for (index, block) in chunk.chunks(BLOCK as usize).enumerate() {
-            if block.iter().any(|&byte| byte != 0) {
-                continue;
-            }
-            let offset = at + index as u64 * BLOCK;
-            match runs.last_mut() {
-                Some((run_start, run_length)) if *run_start + *run_length == offset => {
-                    *run_length += block.len() as u64;
-                }
-                _ => runs.push((offset, block.len() as u64)),
-            }
-        }
-        at += chunk.len() as u64;
-    }
-    runs
 }
 
 /// Runs a command to completion; its stdout on success, otherwise its exit status and stderr
