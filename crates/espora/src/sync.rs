@@ -77,7 +77,9 @@ impl Backend {
 
 /// A ring with every operation espora needs, or why the kernel refuses one.
 fn probe_ring() -> io::Result<IoUring> {
-    let ring = IoUring::new(RING_ENTRIES)?;
+    let ring = IoUring::builder()
+        .setup_cqsize(COMPLETION_ENTRIES)
+        .build(RING_ENTRIES)?;
     let mut probe = io_uring::Probe::new();
     ring.submitter().register_probe(&mut probe)?;
     for code in [
@@ -98,12 +100,14 @@ fn probe_ring() -> io::Result<IoUring> {
 }
 
 /// Submission entries of a worker's ring. Entries are submitted as soon as they are pushed, so
-/// at most two (a wait and its timeout) sit in the queue at once; the completion queue, twice
-/// as large, holds the results of a few operations per file, and the kernel keeps any overflow.
+/// at most two (a wait and its timeout) sit in the queue at once.
 const RING_ENTRIES: u32 = 64;
+/// Completion entries of a worker's ring: room for the results of every task of a busy worker
+/// waiting at once (a wait and its timeout each). More completions than that wait in the
+/// kernel until the reaper takes them (see [`Io::reap`]); 16 bytes each.
+const COMPLETION_ENTRIES: u32 = 1024;
 /// Times a submission the kernel refuses for want of memory or room (EAGAIN, EBUSY) is tried.
 const SUBMIT_ATTEMPTS_MAX: u32 = 8;
-const SUBMIT_RETRYABLE: [i32; 2] = [errno::EAGAIN, errno::EBUSY];
 /// `user_data` of the linked timeouts, whose completions nobody waits for.
 const TIMEOUT_TAG: u64 = u64::MAX;
 /// `user_data` of the no-op that wakes the reaper when the worker goes away.
@@ -287,23 +291,29 @@ impl Io {
         let Engine::Ring(ring) = &self.engine else {
             unreachable!("ring entries for the helper-thread back end")
         };
-        let mut ring = ring.borrow_mut();
         // SAFETY: the entries point only at memory that outlives their submission (the futex
         // word lives in a mapping held by the file's `Shared`, which the operation's entry keeps;
         // timeouts are copied in `submit`), and the descriptors they name stay open until their
         // completions arrive (the worker's files outlive its reaper).
-        unsafe { ring.submission().push_multiple(entries) }
+        unsafe { ring.borrow_mut().submission().push_multiple(entries) }
             .map_err(|_| io::Error::other("espora's io_uring submission queue is full"))?;
         let mut attempts = 0;
         let failed = loop {
-            match ring.submit() {
+            let submitted = {
+                let mut ring = ring.borrow_mut();
+                ring.submit().map(|_| ring.submission().is_empty())
+            };
+            match submitted {
+                Ok(true) => return Ok(()),
                 // The kernel may take fewer entries than queued (short of memory for one): the
                 // rest stay in the queue for the next call.
-                Ok(_) if ring.submission().is_empty() => return Ok(()),
-                Ok(_) => {}
+                Ok(false) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // Short of memory for requests, or completions waiting: try again a few times.
-                Err(e) if SUBMIT_RETRYABLE.contains(&e.raw_os_error().unwrap_or(0)) => {}
+                // Completions overflowed the completion queue, and the kernel takes no more
+                // entries until they are reaped: hand them over now, then try again.
+                Err(e) if e.raw_os_error() == Some(errno::EBUSY) => self.reap(),
+                // Short of memory for requests: try again a few times.
+                Err(e) if e.raw_os_error() == Some(errno::EAGAIN) => {}
                 Err(e) => break e,
             }
             attempts += 1;
@@ -312,7 +322,6 @@ impl Io {
             }
             std::thread::yield_now();
         };
-        drop(ring);
         self.break_down(failed.raw_os_error().unwrap_or(errno::EIO));
         Ok(())
     }
@@ -331,10 +340,18 @@ impl Io {
         match &self.engine {
             Engine::Ring(ring) => {
                 let mut ring = ring.borrow_mut();
-                for entry in ring.completion() {
-                    let tag = entry.user_data();
-                    if tag != TIMEOUT_TAG && tag != CLOSE_TAG {
-                        finished.push((tag as usize, entry.result()));
+                loop {
+                    for entry in ring.completion() {
+                        let tag = entry.user_data();
+                        if tag != TIMEOUT_TAG && tag != CLOSE_TAG {
+                            finished.push((tag as usize, entry.result()));
+                        }
+                    }
+                    // Completions the queue had no room for wait in the kernel, which moves
+                    // them in at the next enter (the ring stays readable meanwhile, so
+                    // without it the reaper would spin and their operations never end).
+                    if !ring.submission().cq_overflow() || ring.submit().is_err() {
+                        break;
                     }
                 }
             }
@@ -804,4 +821,94 @@ mod errno {
     pub const ETIMEDOUT: i32 = rustix::io::Errno::TIMEDOUT.raw_os_error();
     pub const EIO: i32 = rustix::io::Errno::IO.raw_os_error();
     pub const EBUSY: i32 = rustix::io::Errno::BUSY.raw_os_error();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// More completions than the completion queue holds arrive while the runtime is blocked
+    /// (nothing reaps): the next submission must hand them over and go on, not give the ring
+    /// up (older kernels refuse submissions with EBUSY until the overflow is reaped).
+    #[test]
+    fn completions_that_overflow_the_queue_are_reaped_and_the_ring_goes_on() {
+        // A reaper that never takes the overflow spins inside one poll, where no timer of the
+        // runtime can end the test: a watchdog thread fails it instead of letting it hang.
+        let finished = Arc::new(AtomicBool::new(false));
+        let watchdog = {
+            let finished = Arc::clone(&finished);
+            std::thread::spawn(move || {
+                let deadline = std::time::Instant::now() + Duration::from_secs(60);
+                while !finished.load(Ordering::Acquire) {
+                    if std::time::Instant::now() > deadline {
+                        eprintln!("the ring never handed over the completions past its queue");
+                        std::process::abort();
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            })
+        };
+        // Also when the test fails: the watchdog must not abort the tests that run after it.
+        let done = SetOnDrop(finished);
+        let mut runtime = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("an epoll runtime");
+        runtime.block_on(async {
+            let poisoned = Arc::new(AtomicBool::new(false));
+            let Ok(io) = Io::ring(Arc::clone(&poisoned), Faults::default()) else {
+                eprintln!("SKIP: this kernel's io_uring lacks what espora needs");
+                return;
+            };
+            let dir = tempfile::tempdir().unwrap();
+            let shared = Arc::new(Shared::open(&dir.path().join("state")).unwrap());
+            let file = File::create(dir.path().join("file")).unwrap();
+            let file_io = Rc::new(FileIo::new(&io, file, shared, 1).unwrap());
+            let sleepers = COMPLETION_ENTRIES as usize + RING_ENTRIES as usize;
+            let tasks: Vec<_> = (0..sleepers)
+                .map(|_| {
+                    let file_io = Rc::clone(&file_io);
+                    monoio::spawn(async move { file_io.pause(Duration::from_millis(20)).await })
+                })
+                .collect();
+            // Every task submits its timeout, then the thread blocks: they all complete, and
+            // the completion queue (twice the submission queue) overflows.
+            monoio::time::sleep(Duration::from_millis(2)).await;
+            assert_eq!(
+                io.ops
+                    .borrow()
+                    .iter()
+                    .filter(|op| matches!(op, Op::Pending { .. }))
+                    .count(),
+                sleepers,
+                "not every task submitted before the thread blocked"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+            let Engine::Ring(ring) = &io.engine else {
+                unreachable!("a ring back end")
+            };
+            assert!(
+                ring.borrow_mut().submission().cq_overflow(),
+                "the completion queue did not overflow"
+            );
+            let after = file_io.pause(Duration::from_micros(100)).await;
+            assert!(after.is_ok(), "the pause after the overflow: {after:?}");
+            for task in tasks {
+                assert!(task.await.is_ok());
+            }
+            assert!(io.broken.get().is_none(), "the ring was given up");
+            assert!(!poisoned.load(Ordering::Acquire));
+            io.close();
+        });
+        drop(done);
+        watchdog.join().unwrap();
+    }
+
+    struct SetOnDrop(Arc<AtomicBool>);
+
+    impl Drop for SetOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Release);
+        }
+    }
 }
