@@ -163,6 +163,12 @@ impl Db {
         if !dir.is_dir() {
             return Err(OpenError::NoDirectory(dir.into()));
         }
+        for path in crate::paths::remove_abandoned(dir) {
+            eprintln!(
+                "espora: removed {}, left by a file creation that did not finish",
+                path.display()
+            );
+        }
         let mut accounts = Vec::with_capacity(options.accounts.len());
         for &(id, limit) in &options.accounts {
             let (handle, mapping) =

@@ -353,16 +353,9 @@ fn create_account(
         capacity,
         created_us: now_us(),
     };
-    let (temp, file) = crate::paths::create_temp(path)?;
-    let result = write_new_file(&file, &temp, &header, faults).and_then(|()| {
-        match std::fs::hard_link(&temp, path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-            Err(e) => Err(FileError::io(path, "link", e)),
-        }
-    });
-    let _ = std::fs::remove_file(&temp);
-    result?;
+    crate::paths::create_linked(path, |file, temp| {
+        write_new_file(file, temp, &header, faults)
+    })?;
     sync_dir(dir)
 }
 

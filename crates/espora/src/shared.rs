@@ -353,17 +353,10 @@ fn open_existing(path: &Path) -> io::Result<File> {
 /// place; `EEXIST` means another process (or thread) won, with a file just as good. The file is
 /// never synced: nothing in it needs to survive a crash.
 fn create(path: &Path) -> Result<(), FileError> {
-    let (temp, file) = crate::paths::create_temp(path)?;
-    let linked = file
-        .write_all_at(&[0u8; SHARED_SIZE], 0)
-        .map_err(|e| FileError::io(&temp, "write", e))
-        .and_then(|()| match std::fs::hard_link(&temp, path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-            Err(e) => Err(FileError::io(path, "link", e)),
-        });
-    let _ = std::fs::remove_file(&temp);
-    linked
+    crate::paths::create_linked(path, |file, temp| {
+        file.write_all_at(&[0u8; SHARED_SIZE], 0)
+            .map_err(|e| FileError::io(temp, "write", e))
+    })
 }
 
 /// This boot of the machine, from the kernel; `None` where /proc is missing, and then the
