@@ -157,7 +157,12 @@ impl Connection {
             match self.read_more(deadline).await {
                 ReadOutcome::Data => self.set_busy(true),
                 ReadOutcome::Closed => return true,
-                ReadOutcome::TimedOut if idle => return false,
+                ReadOutcome::TimedOut if idle => {
+                    // A FIN, so that the client's next request on it is refused at once
+                    // instead of vanishing into a socket nobody reads.
+                    self.stream.shut_down_now();
+                    return false;
+                }
                 ReadOutcome::TimedOut => {
                     // The read buffer went with the cancelled read; lingering needs one.
                     self.buffers.read = Vec::with_capacity(READ_BUFFER_BYTES_MIN);
@@ -298,8 +303,12 @@ impl Connection {
                 self.buffers.write = written;
                 result.is_ok()
             }
-            // The client stopped reading; the buffer went with the cancelled write.
-            Err(_elapsed) => false,
+            // The client stopped reading; the buffer went with the cancelled write. The
+            // shutdown ends the write wherever the cancellation does not reach it.
+            Err(_elapsed) => {
+                self.stream.shut_down_now();
+                false
+            }
         }
     }
 
@@ -351,7 +360,10 @@ impl Connection {
             match self.read_more(deadline).await {
                 ReadOutcome::Data => drained += self.buffers.read.len(),
                 ReadOutcome::Closed => return true,
-                ReadOutcome::TimedOut => return false,
+                ReadOutcome::TimedOut => {
+                    self.stream.shut_down_now();
+                    return false;
+                }
             }
         }
         true

@@ -221,7 +221,13 @@ async fn first_bytes(client: &Stream, local: &Local, wait: Duration) -> Option<(
         }
         match monoio::time::timeout_at(deadline, client.readable()).await {
             Ok(Ok(())) => {}
-            Ok(Err(_)) | Err(_) => return None,
+            Ok(Err(_)) | Err(_) => {
+                // The dropped wait is cancelled in the ring, and the shutdown completes it
+                // wherever the cancellation is not honoured: the socket closes now, not when
+                // the silent client next sends.
+                client.shut_down_now();
+                return None;
+            }
         }
     }
 }

@@ -52,6 +52,15 @@ impl Stream {
         }
     }
 
+    /// Shuts both directions down at once, without waiting: the peer sees the end of the
+    /// stream, and every operation still pending on the socket completes (a pending poll, read
+    /// or write would otherwise keep it, and its descriptor, until the peer sends or reads).
+    /// Every timeout calls it before letting a connection go, so that a timed-out socket is
+    /// closed when dropped. An error (already shut down, reset) changes nothing.
+    pub fn shut_down_now(&self) {
+        let _ = rustix::net::shutdown(self.as_fd(), rustix::net::Shutdown::Both);
+    }
+
     /// Waits until the stream is writable; the same caveats as [`Stream::readable`] apply.
     pub async fn writable(&self) -> io::Result<()> {
         match self {

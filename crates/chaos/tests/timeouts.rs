@@ -1,0 +1,351 @@
+//! Every timeout closes its socket, on both I/O drivers.
+//!
+//! The story: on io_uring, monoio dropped a timed-out operation without cancelling it (the
+//! workspace built it without `async-cancel`), and the operation kept its socket open until the
+//! kernel completed it, perhaps never. Clients that connected to the balancer and stayed silent
+//! were "closed" by its idle timeout and left the connection count, but their sockets stayed:
+//! under `--nofile 300`, four waves of 90 silent clients took the balancer from 101 to 300
+//! descriptors, and a normal client's request then timed out (71 of 360 silent clients were
+//! ever closed; on epoll all 360 were, with 11 descriptors open after every wave). The API's
+//! write timeout left the sockets of clients that never read, and a connect to an upstream that
+//! never answers stayed in SYN-SENT for two minutes. Now the operations are cancelled
+//! (`async-cancel`) and every timeout shuts its socket down before letting it go.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rinha_testkit::bins::bins;
+use rinha_testkit::process::{limit_nofile, Server};
+use rinha_testkit::{free_tcp, http, temp_dir, wait_until, Addr, TempDir};
+
+const DRIVERS: [&str; 2] = ["io_uring", "epoll"];
+const READY_WAIT: Duration = Duration::from_secs(10);
+const REQUEST_WAIT: Duration = Duration::from_secs(10);
+
+/// One `rinha-api` with one worker on a Unix socket in `dir`.
+fn start_api(dir: &TempDir, driver: &str) -> (Server, Addr) {
+    let data = dir.path().join(format!("data-{driver}"));
+    std::fs::create_dir_all(&data).unwrap();
+    let addr = Addr::Unix(dir.path().join(format!("api-{driver}.sock")));
+    let mut command = Command::new(&bins().api);
+    command.arg("--data-dir").arg(&data);
+    command.args(["--listen", &addr.to_string(), "--workers", "1"]);
+    command.args(["--driver", driver]);
+    let server = Server::start(&format!("api-{driver}"), command, dir.path());
+    assert!(
+        wait_until(READY_WAIT, || http::is_ready(&addr)),
+        "rinha-api ({driver}) did not start: {}",
+        server.log()
+    );
+    (server, addr)
+}
+
+/// `rinha-lb` with one worker in front of `upstreams`, with `args` and at most `nofile` open
+/// files (soft and hard).
+fn start_lb(
+    dir: &TempDir,
+    name: &str,
+    driver: &str,
+    upstreams: &[Addr],
+    args: &[&str],
+    nofile: u64,
+) -> (Server, Addr) {
+    let front = free_tcp();
+    let mut command = Command::new(&bins().lb);
+    command.args(["--listen", &front.to_string(), "--workers", "1"]);
+    command.args(["--driver", driver]);
+    for upstream in upstreams {
+        command.args(["--upstream", &upstream.to_string()]);
+    }
+    command.args(args);
+    limit_nofile(&mut command, nofile, Some(nofile));
+    let server = Server::start(name, command, dir.path());
+    assert!(
+        wait_until(READY_WAIT, || http::is_ready(&front)),
+        "{name} did not start: {}",
+        server.log()
+    );
+    (server, front)
+}
+
+fn tcp(addr: &Addr) -> SocketAddr {
+    match addr {
+        Addr::Tcp(addr) => *addr,
+        Addr::Unix(_) => unreachable!("a TCP address"),
+    }
+}
+
+/// Whether the peer closed `stream` within `wait`: end of file or a reset.
+fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
+    closed_by(stream, Instant::now() + wait)
+}
+
+/// Whether the peer closed `stream` by `deadline`: end of file or a reset.
+fn closed_by(stream: &mut TcpStream, deadline: Instant) -> bool {
+    let mut buffer = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            // One last look without waiting.
+            stream.set_nonblocking(true).unwrap();
+            let ended = matches!(stream.read(&mut buffer), Ok(0))
+                || matches!(stream.read(&mut buffer), Err(ref e) if e.kind() == std::io::ErrorKind::ConnectionReset);
+            stream.set_nonblocking(false).unwrap();
+            return ended;
+        }
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut buffer) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Clients that connect to the balancer and never send are closed by its idle timeout: their
+/// sockets too, not only their count. Four waves of 90 under a limit of 300 descriptors, one
+/// every 1.6 s against a 1 s timeout: a normal request after each wave is answered, every
+/// silent client sees its connection end, and the balancer's descriptors come back to where
+/// they started.
+#[test]
+fn silent_clients_are_closed_by_the_balancers_idle_timeout() {
+    const WAVES: usize = 4;
+    const SILENT_PER_WAVE: usize = 90;
+    const NOFILE: u64 = 300;
+    let dir = temp_dir("timeouts-silent");
+    let mut problems = Vec::new();
+    for driver in DRIVERS {
+        let (mut api, upstream) = start_api(&dir, driver);
+        let args = ["--idle-timeout-ms", "1000", "--connections-max", "100"];
+        let name = format!("lb-{driver}");
+        let (mut lb, front) = start_lb(&dir, &name, driver, &[upstream], &args, NOFILE);
+        assert_eq!(
+            http::statement(&front, 1, REQUEST_WAIT).unwrap().status,
+            200
+        );
+        let baseline = lb.open_fds();
+        let mut silent = Vec::new();
+        let mut highest = baseline;
+        for wave in 1..=WAVES {
+            for _ in 0..SILENT_PER_WAVE {
+                silent.push(TcpStream::connect(tcp(&front)).unwrap());
+            }
+            let until = Instant::now() + Duration::from_millis(1600);
+            while Instant::now() < until {
+                highest = highest.max(lb.open_fds());
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            match http::statement(&front, 1, REQUEST_WAIT) {
+                Ok(response) if response.status == 200 => {}
+                Ok(response) => problems.push(format!(
+                    "{driver}: wave {wave}: a normal request got {}",
+                    response.status
+                )),
+                Err(error) => problems.push(format!(
+                    "{driver}: wave {wave}: a normal request failed: {error}"
+                )),
+            }
+        }
+        // Clients beyond the connection cap wait in the listen backlog until earlier ones are
+        // closed, one timeout per hundred.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let open = silent
+            .iter_mut()
+            .map(|stream| closed_by(stream, deadline))
+            .filter(|&closed| !closed)
+            .count();
+        if open > 0 {
+            problems.push(format!(
+                "{driver}: {open} of {} silent clients were never closed",
+                silent.len()
+            ));
+        }
+        drop(silent);
+        // A pipe set or two may have joined the pool meanwhile (four descriptors each).
+        let settled = wait_until(Duration::from_secs(3), || lb.open_fds() <= baseline + 8);
+        eprintln!(
+            "{driver}: descriptors {baseline} at the start, at most {highest} during the waves, \
+             {} at the end",
+            lb.open_fds()
+        );
+        if !settled {
+            problems.push(format!(
+                "{driver}: the balancer holds {} descriptors after the silent clients, {baseline} \
+                 before them",
+                lb.open_fds()
+            ));
+        }
+        lb.terminate(Duration::from_secs(5));
+        api.terminate(Duration::from_secs(10));
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// A connect to an upstream that never answers (its listen backlog is full, so the kernel drops
+/// the SYNs) times out, and its socket goes with it: no half-open connects pile up in SYN-SENT
+/// for the minutes the kernel would retry them.
+#[test]
+fn a_timed_out_upstream_connect_leaves_no_socket_behind() {
+    const REQUESTS: usize = 9;
+    let dir = temp_dir("timeouts-connect");
+    let mut problems = Vec::new();
+    for driver in DRIVERS {
+        // A listener whose backlog is full: one connection waits in it, never accepted.
+        let black_hole = TcpListener::bind("127.0.0.1:0").unwrap();
+        rustix::net::listen(&black_hole, 0).unwrap();
+        let hole = black_hole.local_addr().unwrap();
+        let mut fillers = Vec::new();
+        for _ in 0..2 {
+            let mut filler = TcpStream::connect_timeout(&hole, Duration::from_millis(300));
+            if let Ok(stream) = filler.as_mut() {
+                stream.set_nonblocking(true).unwrap();
+            }
+            fillers.push(filler);
+        }
+        let upstream = Addr::Tcp(hole);
+        let args = ["--connect-timeout-ms", "200", "--down-backoff-ms", "1"];
+        let name = format!("lb-connect-{driver}");
+        let front = free_tcp();
+        let mut command = Command::new(&bins().lb);
+        command.args(["--listen", &front.to_string(), "--workers", "1"]);
+        command.args(["--driver", driver, "--upstream", &upstream.to_string()]);
+        command.args(args);
+        let mut lb = Server::start(&name, command, dir.path());
+        assert!(
+            wait_until(READY_WAIT, || TcpStream::connect(tcp(&front)).is_ok()),
+            "{name} did not start: {}",
+            lb.log()
+        );
+        for _ in 0..REQUESTS {
+            let mut client = TcpStream::connect(tcp(&front)).unwrap();
+            client.write_all(&http::statement_request(1)).unwrap();
+            let _ = client.shutdown(Shutdown::Write);
+            if !closed_within(&mut client, Duration::from_secs(5)) {
+                problems.push(format!(
+                    "{driver}: a client was not closed after the timeout"
+                ));
+            }
+        }
+        let syn_sent = || syn_sent_to(hole.port());
+        if !wait_until(Duration::from_secs(2), || syn_sent() == 0) {
+            problems.push(format!(
+                "{driver}: {} connects to the silent upstream still in SYN-SENT after {REQUESTS} \
+                 requests",
+                syn_sent()
+            ));
+        }
+        lb.terminate(Duration::from_secs(5));
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// Sockets of this machine in SYN-SENT towards `port` on 127.0.0.1 (`/proc/net/tcp`).
+fn syn_sent_to(port: u16) -> usize {
+    const SYN_SENT: &str = "02";
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let remote = format!("0100007F:{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() > 3 && fields[2] == remote && fields[3] == SYN_SENT
+        })
+        .count()
+}
+
+/// The API's write timeout: clients that pipeline requests and never read their answers are
+/// closed after it (the client sees the end), and the instance's descriptors come back.
+#[test]
+fn clients_that_never_read_are_closed_by_the_apis_write_timeout() {
+    const CLIENTS: usize = 5;
+    /// Statements of ten transactions (about 1 KB each): more than the kernel's buffers hold
+    /// both ways (about 10 MB), so that the instance's writes block.
+    const REQUESTS_EACH: usize = 10_000;
+    let dir = temp_dir("timeouts-write");
+    let mut problems = Vec::new();
+    for driver in DRIVERS {
+        let front = free_tcp();
+        let data = dir.path().join(format!("data-{driver}"));
+        std::fs::create_dir_all(&data).unwrap();
+        let mut command = Command::new(&bins().api);
+        command.arg("--data-dir").arg(&data);
+        command.args(["--listen", &front.to_string(), "--workers", "1"]);
+        command.args(["--driver", driver]);
+        let mut api = Server::start(&format!("api-write-{driver}"), command, dir.path());
+        assert!(wait_until(READY_WAIT, || http::is_ready(&front)));
+        for index in 0..10 {
+            let posted = http::post(&front, 1, 1, 'c', &format!("t{index}"), REQUEST_WAIT);
+            assert_eq!(posted.unwrap().status, 200);
+        }
+        let baseline = quiet_fds(&api);
+        let pipelined = http::statement_request(1).repeat(REQUESTS_EACH);
+        let clients: Vec<TcpStream> = (0..CLIENTS)
+            .map(|_| TcpStream::connect(tcp(&front)).unwrap())
+            .collect();
+        // Each client sends everything it can and reads nothing: once the instance's writes
+        // block, it stops reading, and the client's own writes block until the instance
+        // gives up on it.
+        let senders: Vec<_> = clients
+            .iter()
+            .map(|client| {
+                let mut client = client.try_clone().unwrap();
+                let pipelined = pipelined.clone();
+                std::thread::spawn(move || {
+                    client
+                        .set_write_timeout(Some(Duration::from_secs(20)))
+                        .unwrap();
+                    let _ = client.write_all(&pipelined);
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_secs(2));
+        let during = api.open_fds();
+        // The write timeout is 5 s from the write that blocked.
+        let settled = wait_until(Duration::from_secs(20), || api.open_fds() <= baseline);
+        eprintln!(
+            "{driver}: descriptors {baseline} at the start, {during} with the clients, {} after \
+             the write timeout",
+            api.open_fds()
+        );
+        if !settled {
+            problems.push(format!(
+                "{driver}: rinha-api holds {} descriptors after the write timeout, {baseline} \
+                 before the clients",
+                api.open_fds()
+            ));
+        }
+        for sender in senders {
+            sender.join().unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for (index, mut client) in clients.into_iter().enumerate() {
+            if !closed_by(&mut client, deadline) {
+                problems.push(format!(
+                    "{driver}: client {index} never saw its connection end"
+                ));
+            }
+        }
+        assert_eq!(
+            http::statement(&front, 1, REQUEST_WAIT).unwrap().status,
+            200
+        );
+        api.terminate(Duration::from_secs(10));
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// The fewest descriptors `server` holds over half a second: connections of earlier requests
+/// that the client closed may still be on their way out.
+fn quiet_fds(server: &Server) -> usize {
+    (0..10)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            server.open_fds()
+        })
+        .min()
+        .unwrap_or(0)
+}
