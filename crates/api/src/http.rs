@@ -27,7 +27,8 @@ pub enum Method {
     Get,
     /// `POST`.
     Post,
-    /// `HEAD`: no route accepts it, and its answer carries no content (RFC 9110, 9.3.2).
+    /// `HEAD`: no route accepts it (405, see `docs/api.md`), and its answer carries no content
+    /// (RFC 9110, 9.3.2).
     Head,
     /// Any other method; no route accepts it.
     Other,
@@ -47,7 +48,8 @@ pub enum Framing {
 pub struct Head<'b> {
     /// The request method.
     pub method: Method,
-    /// The request target without its query string.
+    /// The path of the request target, without its query string (for an absolute-form target,
+    /// the path after its authority).
     pub path: &'b str,
     /// Whether the request is HTTP/1.0 (otherwise HTTP/1.1).
     pub http_1_0: bool,
@@ -70,6 +72,12 @@ pub enum HttpError {
     TooManyHeaders,
     /// The request line or a header field is not valid HTTP/1.x syntax.
     Malformed,
+    /// The request target is neither a path nor an `http` or `https` absolute URI.
+    InvalidTarget,
+    /// An HTTP/1.1 request without a `Host` field (RFC 9112, section 3.2).
+    MissingHost,
+    /// More than one `Host` field line, whatever their case or values (RFC 9112, section 3.2).
+    RepeatedHost,
     /// The protocol is not HTTP/1.0 or HTTP/1.1.
     UnsupportedVersion,
     /// A `Content-Length` is not a decimal number, or two of them differ.
@@ -97,6 +105,9 @@ impl HttpError {
         match self {
             HttpError::HeadTooLarge | HttpError::TooManyHeaders => Status::HeaderFieldsTooLarge,
             HttpError::Malformed
+            | HttpError::InvalidTarget
+            | HttpError::MissingHost
+            | HttpError::RepeatedHost
             | HttpError::InvalidContentLength
             | HttpError::LengthAndTransferEncoding
             | HttpError::ChunkedNotFinal
@@ -115,6 +126,9 @@ impl HttpError {
             HttpError::HeadTooLarge => "request head too large",
             HttpError::TooManyHeaders => "too many header fields",
             HttpError::Malformed => "malformed request",
+            HttpError::InvalidTarget => "invalid request target",
+            HttpError::MissingHost => "missing Host header",
+            HttpError::RepeatedHost => "more than one Host header",
             HttpError::UnsupportedVersion => "unsupported HTTP version",
             HttpError::InvalidContentLength => "invalid Content-Length",
             HttpError::LengthAndTransferEncoding => "Content-Length with Transfer-Encoding",
@@ -284,6 +298,8 @@ struct FramingFields {
     close: bool,
     keep_alive: bool,
     expect_continue: bool,
+    /// How many `Host` field lines the head has.
+    host_count: u32,
 }
 
 /// Parses the request head at the start of `buf`.
@@ -307,6 +323,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Progress<Head<'_>>, HttpError> {
         unreachable!("httparse fills every request line field of a complete head");
     };
     let http_1_0 = version == 0;
+    let path = target_path(target)?;
     let mut fields = FramingFields::default();
     for header in request.headers.iter() {
         read_field(&mut fields, header.name, header.value)?;
@@ -328,13 +345,21 @@ pub fn parse_head(buf: &[u8]) -> Result<Progress<Head<'_>>, HttpError> {
         (Some(length), false) => Framing::Length(length as usize),
         (None, false) => Framing::Length(0),
     };
+    // RFC 9112 (section 3.2) asks 400 for an HTTP/1.1 request without Host and for any request
+    // with more than one. Host came with HTTP/1.1, so a 1.0 request without one is served, as
+    // most servers do. The framing verdicts above come first: they decide whether a body may
+    // be waited for, and every one of these refusals closes the connection anyway.
+    match fields.host_count {
+        0 if !http_1_0 => return Err(HttpError::MissingHost),
+        0 | 1 => {}
+        _ => return Err(HttpError::RepeatedHost),
+    }
     let method = match method {
         "GET" => Method::Get,
         "POST" => Method::Post,
         "HEAD" => Method::Head,
         _ => Method::Other,
     };
-    let path = target.split_once('?').map_or(target, |(path, _query)| path);
     let keep_alive = if http_1_0 {
         fields.keep_alive && !fields.close
     } else {
@@ -350,6 +375,120 @@ pub fn parse_head(buf: &[u8]) -> Result<Progress<Head<'_>>, HttpError> {
         framing,
         head_bytes,
     }))
+}
+
+/// The path a request target names, without its query (RFC 9112, section 3.2). Clients send
+/// the origin form (`/path?query`) to a server; the absolute form (`http://host/path?query`),
+/// which proxies get, must be accepted too (3.2.2), its authority then standing in for Host.
+/// Only the path routes here: the server answers under any name, so the authority is checked
+/// for syntax and never compared with Host. The asterisk form (`*`, for OPTIONS) passes and
+/// routes nowhere. Anything else (another scheme, CONNECT's authority form, a relative path)
+/// names nothing this server serves and is refused.
+fn target_path(target: &str) -> Result<&str, HttpError> {
+    fn without_query(target: &str) -> &str {
+        target.split_once('?').map_or(target, |(path, _query)| path)
+    }
+    if target.starts_with('/') || target == "*" {
+        return Ok(without_query(target));
+    }
+    let (scheme, rest) = target.split_once("://").ok_or(HttpError::InvalidTarget)?;
+    if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
+        return Err(HttpError::InvalidTarget);
+    }
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path_and_query) = rest.split_at(authority_end);
+    if !valid_authority(authority.as_bytes()) {
+        return Err(HttpError::InvalidTarget);
+    }
+    // An empty path is the root (RFC 9110, section 4.2.3).
+    match without_query(path_and_query) {
+        "" => Ok("/"),
+        path => Ok(path),
+    }
+}
+
+/// Whether `authority` is `host [ ":" port ]` as RFC 3986 (3.2) writes it, the host an IP
+/// literal in brackets or a registered name (which covers IPv4 addresses), and not empty (RFC
+/// 9110, 4.2.1). Userinfo is refused, as RFC 9110 (4.2.4) asks: its `@` is no host byte.
+/// Checked by byte classes, not as address grammar, since the authority routes nothing.
+fn valid_authority(authority: &[u8]) -> bool {
+    let host_bytes = if authority.first() == Some(&b'[') {
+        let Some(close) = authority.iter().position(|&byte| byte == b']') else {
+            return false;
+        };
+        let literal = &authority[1..close];
+        let literal_byte = |&byte: &u8| is_unreserved(byte) || is_sub_delim(byte) || byte == b':';
+        if literal.is_empty() || !literal.iter().all(literal_byte) {
+            return false;
+        }
+        close + 1
+    } else {
+        let end = authority
+            .iter()
+            .position(|&byte| byte == b':')
+            .unwrap_or(authority.len());
+        if end == 0 || !valid_reg_name(&authority[..end]) {
+            return false;
+        }
+        end
+    };
+    match &authority[host_bytes..] {
+        [] => true,
+        [b':', port @ ..] => port.iter().all(u8::is_ascii_digit),
+        _ => false,
+    }
+}
+
+/// RFC 3986's `reg-name`: unreserved bytes, sub-delimiters and percent-escapes.
+fn valid_reg_name(name: &[u8]) -> bool {
+    let mut rest = name;
+    while let Some((&byte, tail)) = rest.split_first() {
+        rest = match (byte, tail) {
+            (b'%', [high, low, tail @ ..])
+                if high.is_ascii_hexdigit() && low.is_ascii_hexdigit() =>
+            {
+                tail
+            }
+            _ if is_unreserved(byte) || is_sub_delim(byte) => tail,
+            _ => return false,
+        };
+    }
+    true
+}
+
+/// RFC 3986's `unreserved`.
+fn is_unreserved(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~')
+}
+
+/// RFC 3986's `sub-delims`.
+fn is_sub_delim(byte: u8) -> bool {
+    matches!(
+        byte,
+        b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+    )
+}
+
+/// RFC 9110's `tchar`, the bytes of a token (5.6.2).
+fn is_tchar(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric()
+        || matches!(
+            byte,
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
+        )
 }
 
 /// Whether `buf` may hold the blank line that ends a head, looking only from about `from` on
@@ -405,6 +544,8 @@ fn read_field(fields: &mut FramingFields, name: &str, value: &[u8]) -> Result<()
             fields.close |= option.eq_ignore_ascii_case(b"close");
             fields.keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
         }
+    } else if name.eq_ignore_ascii_case("host") {
+        fields.host_count += 1;
     } else if name.eq_ignore_ascii_case("expect") {
         if !trim(value).eq_ignore_ascii_case(b"100-continue") {
             return Err(HttpError::ExpectationFailed);
@@ -474,19 +615,9 @@ pub fn decode_chunked(
         body.clear();
     }
     while !state.in_trailers {
-        let rest = &wire[state.position..];
-        // httparse takes an empty size line as zero; a size must have at least one digit.
-        if rest.first().is_some_and(|byte| !byte.is_ascii_hexdigit()) {
-            return Err(HttpError::InvalidChunk);
-        }
-        let (line_bytes, size) = match httparse::parse_chunk_size(rest) {
-            Ok(httparse::Status::Complete(parsed)) => parsed,
-            Ok(httparse::Status::Partial) => return partial_line(wire, rest),
-            Err(httparse::InvalidChunkSize) => return Err(HttpError::InvalidChunk),
+        let Some((line_bytes, size)) = parse_chunk_line(&wire[state.position..])? else {
+            return partial_chunked(wire);
         };
-        if line_bytes > CHUNK_LINE_BYTES_MAX {
-            return Err(HttpError::InvalidChunk);
-        }
         if size == 0 {
             state.position += line_bytes;
             state.in_trailers = true;
@@ -513,7 +644,7 @@ pub fn decode_chunked(
             return partial_line(wire, rest);
         };
         let line = &rest[..line_bytes];
-        if line_bytes > CHUNK_LINE_BYTES_MAX || !(line.is_empty() || line.contains(&b':')) {
+        if line_bytes > CHUNK_LINE_BYTES_MAX || !(line.is_empty() || valid_field_line(line)) {
             return Err(HttpError::InvalidChunk);
         }
         state.position += line_bytes + 2;
@@ -527,8 +658,122 @@ pub fn decode_chunked(
     Ok(Progress::Complete(state.position))
 }
 
-/// An unfinished size or trailer line: its length is bounded, since it is scanned again on
-/// every read until it ends.
+/// Where the reading of a chunk-size line is (RFC 9112, section 7.1.1):
+///
+/// ```text
+/// chunk-line     = chunk-size [ chunk-ext ] CRLF
+/// chunk-size     = 1*HEXDIG
+/// chunk-ext      = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+/// chunk-ext-name = token
+/// chunk-ext-val  = token / quoted-string
+/// ```
+///
+/// BWS (spaces and tabs) is accepted exactly where the grammar puts it: before each `;`, after
+/// it, and on both sides of `=`, since RFC 9110 (5.6.3) asks recipients to parse it even though
+/// senders must not send it. So `1a ; name = "quoted value"` is valid, while blanks before the
+/// line's end (`5 `, `5;a `) are not, as no rule ends in BWS. Only CRLF ends the line: a bare
+/// LF, a CR not followed by LF, NUL and every other control byte are refused wherever they are
+/// (inside a quoted string too), since a reader that took any of them otherwise would see
+/// another body.
+#[derive(Clone, Copy)]
+enum ChunkLine {
+    /// Before the size's first digit.
+    SizeStart,
+    /// In the size.
+    Size,
+    /// After the size, an extension's name (`name`) or its value, and `spaced` if BWS followed:
+    /// then the line cannot end before another `;` (or `=` after a name).
+    After { name: bool, spaced: bool },
+    /// After `;`, before the extension's name.
+    NameStart,
+    /// In the extension's name.
+    Name,
+    /// After `=`, before the value.
+    ValueStart,
+    /// In a token value.
+    Token,
+    /// In a quoted-string value.
+    Quoted,
+    /// After a backslash in a quoted string.
+    QuotedPair,
+    /// After CR, which only LF may follow.
+    Cr,
+}
+
+/// Reads the chunk-size line at the start of `rest`: its length with CRLF and the size, or
+/// `None` while it is unfinished. A line is refused as soon as a byte breaks the grammar, and
+/// once it is longer than `CHUNK_LINE_BYTES_MAX` (it is scanned again on every read until it
+/// ends); a size beyond 64 bits is refused too.
+fn parse_chunk_line(rest: &[u8]) -> Result<Option<(usize, u64)>, HttpError> {
+    use ChunkLine::*;
+    let mut size = 0u64;
+    let mut state = SizeStart;
+    for (index, &byte) in rest.iter().enumerate().take(CHUNK_LINE_BYTES_MAX) {
+        // A byte that cannot continue the size, a name or a token ends it.
+        let current = match state {
+            Size if !byte.is_ascii_hexdigit() => After {
+                name: false,
+                spaced: false,
+            },
+            Name if !is_tchar(byte) => After {
+                name: true,
+                spaced: false,
+            },
+            Token if !is_tchar(byte) => After {
+                name: false,
+                spaced: false,
+            },
+            other => other,
+        };
+        state = match (current, byte) {
+            (SizeStart | Size, _) if byte.is_ascii_hexdigit() => {
+                let digit = char::from(byte).to_digit(16).expect("a hex digit");
+                size = size
+                    .checked_mul(16)
+                    .and_then(|size| size.checked_add(u64::from(digit)))
+                    .ok_or(HttpError::InvalidChunk)?;
+                Size
+            }
+            (After { name, .. }, b' ' | b'\t') => After { name, spaced: true },
+            (After { .. }, b';') => NameStart,
+            (After { name: true, .. }, b'=') => ValueStart,
+            (After { spaced: false, .. }, b'\r') => Cr,
+            (NameStart | ValueStart, b' ' | b'\t') => current,
+            (NameStart | Name, _) if is_tchar(byte) => Name,
+            (ValueStart, b'"') => Quoted,
+            (ValueStart | Token, _) if is_tchar(byte) => Token,
+            (Quoted, b'"') => After {
+                name: false,
+                spaced: false,
+            },
+            (Quoted, b'\\') => QuotedPair,
+            // qdtext: blanks, visible bytes but `"` and `\`, obs-text.
+            (Quoted, b'\t' | b' ' | 0x21 | 0x23..=0x5b | 0x5d..=0x7e | 0x80..=0xff) => Quoted,
+            (QuotedPair, b'\t' | b' ' | 0x21..=0x7e | 0x80..=0xff) => Quoted,
+            (Cr, b'\n') => return Ok(Some((index + 1, size))),
+            _ => return Err(HttpError::InvalidChunk),
+        };
+    }
+    if rest.len() >= CHUNK_LINE_BYTES_MAX {
+        return Err(HttpError::InvalidChunk);
+    }
+    Ok(None)
+}
+
+/// Whether `line` (without its CRLF) is a field line of the trailer section (RFC 9112, 5 and
+/// 7.1.2): a token, `:`, then visible bytes and blanks only, so that a bare CR or LF, NUL or
+/// another control byte cannot make it two lines to another reader.
+fn valid_field_line(line: &[u8]) -> bool {
+    let Some(colon) = line.iter().position(|&byte| byte == b':') else {
+        return false;
+    };
+    let (name, value) = (&line[..colon], &line[colon + 1..]);
+    let value_byte = |&byte: &u8| matches!(byte, b'\t' | b' '..=b'~' | 0x80..=0xff);
+    !name.is_empty() && name.iter().all(|&byte| is_tchar(byte)) && value.iter().all(value_byte)
+}
+
+/// An unfinished trailer line: its length is bounded, since it is scanned again on every read
+/// until it ends.
 fn partial_line(wire: &[u8], line: &[u8]) -> Result<Progress<usize>, HttpError> {
     if line.len() > CHUNK_LINE_BYTES_MAX {
         return Err(HttpError::InvalidChunk);
@@ -569,6 +814,7 @@ mod tests {
     }
 
     /// `expected.head_bytes` of 0 means "the whole input".
+    #[track_caller]
     fn check(input: &[u8], expected: Result<Progress<Head<'_>>, HttpError>) {
         let expected = expected.map(|progress| match progress {
             Progress::Complete(mut head) if head.head_bytes == 0 => {
@@ -612,16 +858,12 @@ mod tests {
             b"GET /clientes/1/extrato HTTP/1.1\r\nHost: x\r\n\r\n",
             get("/clientes/1/extrato"),
         );
-        check(
-            b"GET /clientes/1/extrato HTTP/1.1\r\n\r\n",
-            get("/clientes/1/extrato"),
-        );
         // The query string is not part of the path.
         check(
-            b"GET /clientes/1/extrato?a=1&b HTTP/1.1\r\n\r\n",
+            b"GET /clientes/1/extrato?a=1&b HTTP/1.1\r\nHost: x\r\n\r\n",
             get("/clientes/1/extrato"),
         );
-        check(b"GET /?x HTTP/1.1\r\n\r\n", get("/"));
+        check(b"GET /?x HTTP/1.1\r\nHost: x\r\n\r\n", get("/"));
         // Methods are case-sensitive; unknown ones are parsed and answered 405 or 404 later.
         let other = |path| {
             Ok(Progress::Complete(head(
@@ -633,15 +875,16 @@ mod tests {
             )))
         };
         check(
-            b"DELETE /clientes/1/extrato HTTP/1.1\r\n\r\n",
+            b"DELETE /clientes/1/extrato HTTP/1.1\r\nHost: x\r\n\r\n",
             other("/clientes/1/extrato"),
         );
-        check(b"get /x HTTP/1.1\r\n\r\n", other("/x"));
+        check(b"get /x HTTP/1.1\r\nHost: x\r\n\r\n", other("/x"));
+        // HEAD is parsed as such; the handlers answer it 405 on every route (docs/api.md).
         check(
-            b"HEAD /x HTTP/1.1\r\n\r\n",
+            b"HEAD /clientes/1/extrato HTTP/1.1\r\nHost: x\r\n\r\n",
             Ok(Progress::Complete(head(
                 Method::Head,
-                "/x",
+                "/clientes/1/extrato",
                 false,
                 true,
                 Framing::Length(0),
@@ -730,27 +973,27 @@ mod tests {
             http_1_0(false),
         );
         check(
-            b"GET /x HTTP/1.1\r\nConnection: close\r\n\r\n",
+            b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
             http_1_1(false),
         );
         check(
-            b"GET /x HTTP/1.1\r\nConnection: CLOSE\r\n\r\n",
+            b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: CLOSE\r\n\r\n",
             http_1_1(false),
         );
         check(
-            b"GET /x HTTP/1.1\r\nConnection: upgrade, close\r\n\r\n",
+            b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: upgrade, close\r\n\r\n",
             http_1_1(false),
         );
         check(
-            b"GET /x HTTP/1.1\r\nConnection: keep-alive\r\n\r\n",
+            b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n",
             http_1_1(true),
         );
         check(
-            b"GET /x HTTP/1.1\r\nConnection: closed\r\n\r\n",
+            b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: closed\r\n\r\n",
             http_1_1(true),
         );
         check(
-            b"GET /x HTTP/1.1\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n",
+            b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n",
             http_1_1(false),
         );
     }
@@ -758,7 +1001,7 @@ mod tests {
     #[test]
     fn content_length() {
         let request = |value: &str| {
-            format!("POST /clientes/1/transacoes HTTP/1.1\r\nContent-Length: {value}\r\n\r\n")
+            format!("POST /clientes/1/transacoes HTTP/1.1\r\nHost: x\r\nContent-Length: {value}\r\n\r\n")
         };
         check(request("0").as_bytes(), post(0));
         check(request("42").as_bytes(), post(42));
@@ -808,7 +1051,7 @@ mod tests {
         );
         // Two headers: equal is fine, different is the classic smuggling setup.
         let twice = |a: &str, b: &str| {
-            format!("POST /clientes/1/transacoes HTTP/1.1\r\nContent-Length: {a}\r\ncontent-length: {b}\r\n\r\n")
+            format!("POST /clientes/1/transacoes HTTP/1.1\r\nHost: x\r\nContent-Length: {a}\r\ncontent-length: {b}\r\n\r\n")
         };
         check(twice("5", "5").as_bytes(), post(5));
         check(
@@ -828,7 +1071,7 @@ mod tests {
             Framing::Chunked,
         )));
         check(
-            b"POST /t HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST /t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
             chunked,
         );
         let chunked = Ok(Progress::Complete(head(
@@ -839,7 +1082,7 @@ mod tests {
             Framing::Chunked,
         )));
         check(
-            b"POST /t HTTP/1.1\r\ntransfer-encoding: Chunked \r\n\r\n",
+            b"POST /t HTTP/1.1\r\nHost: x\r\ntransfer-encoding: Chunked \r\n\r\n",
             chunked,
         );
         // A coding before a final chunked is understood as framing but not decoded: 501.
@@ -918,11 +1161,11 @@ mod tests {
             Ok(Progress::Complete(head))
         };
         check(
-            b"POST /t HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+            b"POST /t HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
             expecting(false, true),
         );
         check(
-            b"POST /t HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-Continue\r\n\r\n",
+            b"POST /t HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-Continue\r\n\r\n",
             expecting(false, true),
         );
         // HTTP/1.0 clients cannot wait for an interim response: the expectation is ignored.
@@ -966,16 +1209,161 @@ mod tests {
         );
         // Header values may hold any visible byte, including obs-text.
         check(
-            b"GET /x HTTP/1.1\r\nX-A: caf\xc3\xa9 \"q\"\r\n\r\n",
+            b"GET /x HTTP/1.1\r\nHost: x\r\nX-A: caf\xc3\xa9 \"q\"\r\n\r\n",
             get("/x"),
         );
     }
 
     #[test]
+    fn host() {
+        // The story of this table: requests without Host, or with two, were answered 200;
+        // RFC 9112 (section 3.2) asks 400 for both.
+        check(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n", get("/x"));
+        check(b"GET /x HTTP/1.1\r\nhOsT: x\r\n\r\n", get("/x"));
+        // An empty value is what a client sends for a target without authority (3.2).
+        check(b"GET /x HTTP/1.1\r\nHost:\r\n\r\n", get("/x"));
+        check(b"GET /x HTTP/1.1\r\n\r\n", Err(HttpError::MissingHost));
+        check(
+            b"GET /x HTTP/1.1\r\nX-Host: x\r\n\r\n",
+            Err(HttpError::MissingHost),
+        );
+        check(
+            b"GET /x HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+            Err(HttpError::RepeatedHost),
+        );
+        check(
+            b"GET /x HTTP/1.1\r\nHost: x\r\nHost: x\r\n\r\n",
+            Err(HttpError::RepeatedHost),
+        );
+        check(
+            b"GET /x HTTP/1.1\r\nHost: x\r\nhost: y\r\n\r\n",
+            Err(HttpError::RepeatedHost),
+        );
+        check(
+            b"GET /x HTTP/1.1\r\nHost: x\r\nX-A: a\r\nHOST: x\r\n\r\n",
+            Err(HttpError::RepeatedHost),
+        );
+        // Host came with HTTP/1.1: a 1.0 request may lack it, but never repeat it.
+        let http_1_0 = Ok(Progress::Complete(head(
+            Method::Get,
+            "/x",
+            true,
+            false,
+            Framing::Length(0),
+        )));
+        check(b"GET /x HTTP/1.0\r\n\r\n", http_1_0);
+        check(b"GET /x HTTP/1.0\r\nHost: x\r\n\r\n", http_1_0);
+        check(
+            b"GET /x HTTP/1.0\r\nHost: x\r\nHost: y\r\n\r\n",
+            Err(HttpError::RepeatedHost),
+        );
+        // The framing verdicts come first.
+        check(
+            b"POST /x HTTP/1.1\r\nContent-Length: 4097\r\n\r\n",
+            Err(HttpError::BodyTooLarge),
+        );
+        check(
+            b"POST /x HTTP/1.1\r\nHost: x\r\nHost: y\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            Err(HttpError::LengthAndTransferEncoding),
+        );
+    }
+
+    #[test]
+    fn absolute_form_targets() {
+        // The story of this table: an absolute-form target was routed as a path, and so
+        // answered 404; RFC 9112 (section 3.2.2) asks servers to accept it.
+        let statement = get("/clientes/1/extrato");
+        check(
+            b"GET http://localhost:9999/clientes/1/extrato HTTP/1.1\r\nHost: localhost:9999\r\n\r\n",
+            statement,
+        );
+        check(
+            b"GET https://localhost/clientes/1/extrato HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            statement,
+        );
+        check(
+            b"GET HTTP://LOCALHOST/clientes/1/extrato HTTP/1.1\r\nHost: x\r\n\r\n",
+            statement,
+        );
+        check(
+            b"GET http://x/clientes/1/extrato?a=1 HTTP/1.1\r\nHost: x\r\n\r\n",
+            statement,
+        );
+        // The authority stands in for Host and is not compared with it: the path routes.
+        check(
+            b"GET http://elsewhere.example/clientes/1/extrato HTTP/1.1\r\nHost: x\r\n\r\n",
+            statement,
+        );
+        check(
+            b"GET http://127.0.0.1:9999/clientes/1/extrato HTTP/1.1\r\nHost: x\r\n\r\n",
+            statement,
+        );
+        check(
+            b"GET http://[::1]:9999/clientes/1/extrato HTTP/1.1\r\nHost: x\r\n\r\n",
+            statement,
+        );
+        check(
+            b"GET http://x:/clientes/1/extrato HTTP/1.1\r\nHost: x\r\n\r\n",
+            statement,
+        );
+        check(
+            b"GET http://my%2Dhost/clientes/1/extrato HTTP/1.1\r\nHost: x\r\n\r\n",
+            statement,
+        );
+        // An empty path is the root.
+        check(b"GET http://x HTTP/1.1\r\nHost: x\r\n\r\n", get("/"));
+        check(b"GET http://x?a=1 HTTP/1.1\r\nHost: x\r\n\r\n", get("/"));
+        // Host is still required of an HTTP/1.1 client.
+        check(
+            b"GET http://x/clientes/1/extrato HTTP/1.1\r\n\r\n",
+            Err(HttpError::MissingHost),
+        );
+        // The asterisk form passes, to route nowhere.
+        check(
+            b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
+            Ok(Progress::Complete(head(
+                Method::Other,
+                "*",
+                false,
+                true,
+                Framing::Length(0),
+            ))),
+        );
+        // Malformed absolute forms, other schemes, and targets of no form at all.
+        let invalid = Err(HttpError::InvalidTarget);
+        for target in [
+            "http:/clientes/1/extrato",
+            "http:clientes/1/extrato",
+            "http:///clientes/1/extrato",
+            "http://:9999/clientes/1/extrato",
+            "http://user@x/clientes/1/extrato",
+            "http://user:pass@x/clientes/1/extrato",
+            "http://x:port/clientes/1/extrato",
+            "http://x:9999:1/clientes/1/extrato",
+            "http://x%zz/clientes/1/extrato",
+            "http://x%2/clientes/1/extrato",
+            "http://[::1/clientes/1/extrato",
+            "http://[]/clientes/1/extrato",
+            "http://[::1]x/clientes/1/extrato",
+            "http://x#y/clientes/1/extrato",
+            "ftp://x/clientes/1/extrato",
+            "httpx://x/clientes/1/extrato",
+            "://x/clientes/1/extrato",
+            "clientes/1/extrato",
+            "localhost:9999",
+            "**",
+        ] {
+            let request = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
+            check(request.as_bytes(), invalid);
+        }
+    }
+
+    #[test]
     fn limits() {
+        // `count` header fields, Host the first.
         let many = |count: usize| {
-            let mut request = b"GET /x HTTP/1.1\r\n".to_vec();
-            for index in 0..count {
+            let mut request = b"GET /x HTTP/1.1\r\nHost: x\r\n".to_vec();
+            for index in 1..count {
                 request.extend_from_slice(format!("X-{index}: v\r\n").as_bytes());
             }
             request.extend_from_slice(b"\r\n");
@@ -984,7 +1372,7 @@ mod tests {
         check(&many(HEADERS_MAX), get("/x"));
         check(&many(HEADERS_MAX + 1), Err(HttpError::TooManyHeaders));
         let long = |value_bytes: usize, finished: bool| {
-            let mut request = b"GET /x HTTP/1.1\r\nX-Long: ".to_vec();
+            let mut request = b"GET /x HTTP/1.1\r\nHost: x\r\nX-Long: ".to_vec();
             request.resize(request.len() + value_bytes, b'a');
             if finished {
                 request.extend_from_slice(b"\r\n\r\n");
@@ -992,11 +1380,11 @@ mod tests {
             request
         };
         // The largest head accepted is exactly HEAD_BYTES_MAX bytes, blank line included.
-        let fits = long(HEAD_BYTES_MAX - 29, true);
+        let fits = long(HEAD_BYTES_MAX - 38, true);
         assert_eq!(fits.len(), HEAD_BYTES_MAX);
         check(&fits, get("/x"));
         check(
-            &long(HEAD_BYTES_MAX - 28, true),
+            &long(HEAD_BYTES_MAX - 37, true),
             Err(HttpError::HeadTooLarge),
         );
         check(&long(HEAD_BYTES_MAX - 200, false), Ok(Progress::Partial));
@@ -1008,6 +1396,7 @@ mod tests {
     }
 
     /// `expected` is the decoded body and the wire bytes it took.
+    #[track_caller]
     fn check_chunked(wire: &[u8], expected: Result<Progress<(&[u8], usize)>, HttpError>) {
         let mut body = Vec::new();
         let decoded = decode_chunked(wire, &mut body, &mut ChunkedState::default());
@@ -1034,7 +1423,7 @@ mod tests {
         whole(b"A\r\n0123456789\r\n0\r\n\r\n", b"0123456789");
         whole(b"a\r\n0123456789\r\n0\r\n\r\n", b"0123456789");
         whole(b"005\r\nhello\r\n0\r\n\r\n", b"hello");
-        // Extensions are skipped, trailers ignored.
+        // Extensions are checked and skipped, trailers checked and ignored.
         whole(b"5;name=value\r\nhello\r\n0;last\r\n\r\n", b"hello");
         whole(
             b"5\r\nhello\r\n0\r\nX-Trailer: 1\r\nX-Other: 2\r\n\r\n",
@@ -1090,6 +1479,103 @@ mod tests {
         extension.resize(CHUNK_LINE_BYTES_MAX - 2, b'e');
         extension.extend_from_slice(b"\r\nx\r\n0\r\n\r\n");
         check_chunked(&extension, Ok(Progress::Complete((b"x", extension.len()))));
+    }
+
+    #[test]
+    fn chunk_extensions() {
+        // The story of this table: extensions were skipped up to the first CR whatever they
+        // held, so `26;a\nb\r\n` was read as a size line while a bare `26\n` was refused, the
+        // disagreement between parsers that the "funky chunks" research turned into request
+        // smuggling. Now the whole line follows RFC 9112 (section 7.1.1), see `ChunkLine`.
+        let whole =
+            |wire: &[u8]| check_chunked(wire, Ok(Progress::Complete((b"hello", wire.len()))));
+        whole(b"5;name=value\r\nhello\r\n0\r\n\r\n");
+        whole(b"5;a\r\nhello\r\n0\r\n\r\n");
+        whole(b"5;a;b=c;d\r\nhello\r\n0\r\n\r\n");
+        whole(b"5;name=\"quoted value\"\r\nhello\r\n0\r\n\r\n");
+        whole(b"5;q=\"\"\r\nhello\r\n0\r\n\r\n");
+        whole(b"5;q=\"a \\\"pair\\\" \\\\ \\\t\"\r\nhello\r\n0\r\n\r\n");
+        whole(b"5;q=\"caf\xc3\xa9\"\r\nhello\r\n0\r\n\r\n");
+        whole(b"5;!#$%&'*+-.^_`|~09AZaz=!#$%&'*+-.^_`|~09AZaz\r\nhello\r\n0\r\n\r\n");
+        // Bad whitespace where the grammar has BWS: before `;`, after it, around `=`.
+        whole(b"5 ;a\r\nhello\r\n0\r\n\r\n");
+        whole(b"5 ; name = \"quoted value\"\r\nhello\r\n0\r\n\r\n");
+        whole(b"5\t;\ta\t=\tb ;c\r\nhello\r\n0\r\n\r\n");
+        whole(b"5\r\nhello\r\n0;last=\"x\"\r\n\r\n");
+        // Unfinished lines wait, as long as nothing so far breaks the grammar.
+        for wire in [
+            &b"5;"[..],
+            b"5;a",
+            b"5;a ",
+            b"5;a=",
+            b"5;a= ",
+            b"5;a=\"x",
+            b"5;a=\"x\\",
+            b"5;a=\"x\"",
+            b"5 ",
+            b"5;a\r",
+        ] {
+            check_chunked(wire, Ok(Progress::Partial));
+        }
+        let invalid = Err(HttpError::InvalidChunk);
+        // Only CRLF ends the line: a bare LF or CR anywhere in it is refused.
+        check_chunked(b"26;a\nb\r\n", invalid);
+        check_chunked(b"26\n", invalid);
+        check_chunked(b"5;a=b\nhello\r\n0\r\n\r\n", invalid);
+        check_chunked(b"5;a\rb\r\nhello\r\n0\r\n\r\n", invalid);
+        check_chunked(b"5\r\r\nhello\r\n0\r\n\r\n", invalid);
+        check_chunked(b"5;a=\"x\ny\"\r\nhello\r\n0\r\n\r\n", invalid);
+        check_chunked(b"5;a=\"x\r\nhello\r\n0\r\n\r\n", invalid);
+        check_chunked(b"5\r\nhello\r\n0;a\nb\r\n\r\n", invalid);
+        // Control bytes, as soon as they arrive.
+        check_chunked(b"5;a\0", invalid);
+        check_chunked(b"5;a\0b\r\nhello\r\n0\r\n\r\n", invalid);
+        check_chunked(b"5;a=\x01\r\nhello\r\n0\r\n\r\n", invalid);
+        check_chunked(b"5;a=b\x7f\r\nhello\r\n0\r\n\r\n", invalid);
+        check_chunked(b"5;a=\"\0\"\r\nhello\r\n0\r\n\r\n", invalid);
+        check_chunked(b"5;a=\"\\\0\"\r\nhello\r\n0\r\n\r\n", invalid);
+        check_chunked(b"5;a=\"\x7f\"\r\nhello\r\n0\r\n\r\n", invalid);
+        check_chunked(b"5;\x80\r\nhello\r\n0\r\n\r\n", invalid);
+        // Whitespace where the grammar has none: before the line's end, inside a size.
+        check_chunked(b"5 \r\nhello\r\n0\r\n\r\n", invalid);
+        check_chunked(b"5;a \r\nhello\r\n0\r\n\r\n", invalid);
+        check_chunked(b"5;a=b \r\nhello\r\n0\r\n\r\n", invalid);
+        check_chunked(b"5;a=\"b\" \r\nhello\r\n0\r\n\r\n", invalid);
+        check_chunked(b"0 5\r\nhello\r\n0\r\n\r\n", invalid);
+        // Names and values that are not tokens or quoted strings.
+        check_chunked(b"5;\r\nhello\r\n0\r\n\r\n", invalid);
+        check_chunked(b"5;;a\r\nhello\r\n0\r\n\r\n", invalid);
+        check_chunked(b"5;=b\r\nhello\r\n0\r\n\r\n", invalid);
+        check_chunked(b"5;a=\r\nhello\r\n0\r\n\r\n", invalid);
+        check_chunked(b"5;a==b\r\nhello\r\n0\r\n\r\n", invalid);
+        check_chunked(b"5;a=b=c\r\nhello\r\n0\r\n\r\n", invalid);
+        check_chunked(b"5;a=b c\r\nhello\r\n0\r\n\r\n", invalid);
+        check_chunked(b"5;a/b\r\nhello\r\n0\r\n\r\n", invalid);
+        check_chunked(b"5;a=b/c\r\nhello\r\n0\r\n\r\n", invalid);
+        check_chunked(b"5;a=\"x\"y\r\nhello\r\n0\r\n\r\n", invalid);
+        check_chunked(b"5;a=x\"y\"\r\nhello\r\n0\r\n\r\n", invalid);
+        check_chunked(b"5=a\r\nhello\r\n0\r\n\r\n", invalid);
+        check_chunked(b"5,a\r\nhello\r\n0\r\n\r\n", invalid);
+        check_chunked(b"5 a\r\nhello\r\n0\r\n\r\n", invalid);
+    }
+
+    #[test]
+    fn trailer_fields() {
+        let whole = |wire: &[u8]| check_chunked(wire, Ok(Progress::Complete((b"", wire.len()))));
+        whole(b"0\r\nX-T: v\r\n\r\n");
+        whole(b"0\r\nX-T:\r\n\r\n");
+        whole(b"0\r\nX-T:\tv w \t\r\n\r\n");
+        whole(b"0\r\nX-T: caf\xc3\xa9\r\n\r\n");
+        // Like the size lines, trailer lines end at CRLF only and hold no control byte.
+        let invalid = Err(HttpError::InvalidChunk);
+        check_chunked(b"0\r\nX-T: a\nb\r\n\r\n", invalid);
+        check_chunked(b"0\r\nX-T: a\rb\r\n\r\n", invalid);
+        check_chunked(b"0\r\nX-T: a\0\r\n\r\n", invalid);
+        check_chunked(b"0\r\nX-T: \x7f\r\n\r\n", invalid);
+        check_chunked(b"0\r\n: v\r\n\r\n", invalid);
+        check_chunked(b"0\r\nX T: v\r\n\r\n", invalid);
+        check_chunked(b"0\r\nX-T : v\r\n\r\n", invalid);
+        check_chunked(b"0\r\n X-T: v\r\n\r\n", invalid);
     }
 
     #[test]
@@ -1206,6 +1692,9 @@ mod tests {
         check_status(HttpError::HeadTooLarge, "431");
         check_status(HttpError::TooManyHeaders, "431");
         check_status(HttpError::Malformed, "400");
+        check_status(HttpError::InvalidTarget, "400");
+        check_status(HttpError::MissingHost, "400");
+        check_status(HttpError::RepeatedHost, "400");
         check_status(HttpError::UnsupportedVersion, "505");
         check_status(HttpError::InvalidContentLength, "400");
         check_status(HttpError::LengthAndTransferEncoding, "400");

@@ -27,7 +27,8 @@ impl Resource {
 /// Most digits of an account id: `u32::MAX` has ten.
 const ACCOUNT_ID_DIGITS_MAX: usize = 10;
 
-/// Maps a request path (query string already removed) to its resource.
+/// Maps a request path (query string already removed, and an absolute-form target already
+/// reduced to its path by `http::parse_head`) to its resource.
 pub fn route(path: &str) -> Resource {
     let Some(rest) = path.strip_prefix("/clientes/") else {
         return Resource::NotFound;
@@ -99,6 +100,7 @@ mod tests {
         check("/clientes", Resource::NotFound);
         check("/", Resource::NotFound);
         check("*", Resource::NotFound);
+        // Only paths come here: http.rs routes an absolute-form target by its path.
         check("http://localhost/clientes/1/extrato", Resource::NotFound);
         check("//clientes/1/extrato", Resource::NotFound);
     }

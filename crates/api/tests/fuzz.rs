@@ -3,7 +3,7 @@
 //! contract and RFC 9112, not from the code under test. They are the only property tests of
 //! these parsers.
 //!
-//! - `parse_head`: arbitrary bytes never panic; generated heads (framing and persistence
+//! - `parse_head`: arbitrary bytes never panic; generated heads (framing, persistence and Host
 //!   headers, in any case, repeated, with lists) get exactly the framing or the error status the
 //!   reference predicts; mutated requests are never accepted with ambiguous framing; a valid
 //!   head is found whole and every proper prefix of it waits for more.
@@ -101,8 +101,23 @@ fn field_strategy() -> impl Strategy<Value = Field> {
     })
 }
 
-/// The reference: RFC 9112's framing rules as the contract applies them.
+/// The reference: RFC 9112's framing rules as the contract applies them, then its Host rule
+/// (section 3.2): exactly one Host, which an HTTP/1.0 request may leave out.
 fn reference_head(http_1_0: bool, fields: &[Field]) -> Expected {
+    let hosts = fields
+        .iter()
+        .filter(|field| field.name.eq_ignore_ascii_case("host"))
+        .count();
+    match reference_framing(http_1_0, fields) {
+        Expected::Framing { .. } if hosts > 1 || (hosts == 0 && !http_1_0) => {
+            Expected::Status("400")
+        }
+        framing => framing,
+    }
+}
+
+/// RFC 9112's framing rules as the contract applies them.
+fn reference_framing(http_1_0: bool, fields: &[Field]) -> Expected {
     let mut lengths = Vec::new();
     let mut codings = Vec::new();
     let mut transfer_encoding = false;
@@ -195,8 +210,13 @@ proptest! {
     fn generated_heads_match_the_reference(
         post in any::<bool>(),
         http_1_0 in any::<bool>(),
+        with_host in any::<bool>(),
         fields in prop::collection::vec(field_strategy(), 0..6),
     ) {
+        let mut fields = fields;
+        if with_host {
+            fields.insert(0, Field { name: "Host".to_owned(), value: "localhost".to_owned() });
+        }
         let method = if post { "POST" } else { "GET" };
         let bytes = render_head(method, http_1_0, &fields);
         let expected = reference_head(http_1_0, &fields);
@@ -250,7 +270,7 @@ proptest! {
         path in "/[a-z0-9/]{0,40}",
         extra in prop::collection::vec(("[A-Za-z][A-Za-z0-9-]{0,15}", "[ -~]{0,40}"), 0..8),
     ) {
-        let mut head = format!("GET {path} HTTP/1.1\r\n");
+        let mut head = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n");
         for (name, value) in &extra {
             // Keep clear of the fields with framing meaning; those have their own tables.
             let name = format!("X-{name}");

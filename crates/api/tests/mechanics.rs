@@ -139,7 +139,7 @@ fn chunked(target: &Addr) {
     std::thread::sleep(Duration::from_millis(20));
     conn.send(format!("{:x}\r\n{whole}\r\n", whole.len()).as_bytes());
     std::thread::sleep(Duration::from_millis(20));
-    conn.send(b"0\r\nX-Trailer: yes\r\n\r\nGET /clientes/2/extrato HTTP/1.1\r\n\r\n");
+    conn.send(b"0\r\nX-Trailer: yes\r\n\r\nGET /clientes/2/extrato HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(reader.response(&mut conn).status, 200);
     let statement = reader.response(&mut conn).json();
     assert_eq!(statement["ultimas_transacoes"][0]["descricao"], "chunk2");
@@ -182,7 +182,7 @@ fn expect_continue(target: &Addr) {
     let response = Reader::new().response(&mut conn);
     assert_eq!(response.status, 200, "{response:?}");
     // With a chunked body too.
-    conn.send(b"POST /clientes/2/transacoes HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n");
+    conn.send(b"POST /clientes/2/transacoes HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n");
     let mut received = vec![0u8; interim.len()];
     conn.read_exact(&mut received).unwrap();
     assert_eq!(received, interim);
@@ -190,13 +190,13 @@ fn expect_continue(target: &Addr) {
     assert_eq!(Reader::new().response(&mut conn).status, 200);
     // A body too large is refused at once, without waiting for it and without 100 Continue.
     let mut conn = open(target);
-    conn.send(b"POST /clientes/2/transacoes HTTP/1.1\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n");
+    conn.send(b"POST /clientes/2/transacoes HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n");
     let rest = rest_until_close(&mut conn);
     assert!(rest.starts_with("HTTP/1.1 413 "), "{rest}");
     // An expectation the server does not know is 417.
     let mut conn = open(target);
     conn.send(
-        b"POST /clientes/2/transacoes HTTP/1.1\r\nContent-Length: 2\r\nExpect: something\r\n\r\n{}",
+        b"POST /clientes/2/transacoes HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nExpect: something\r\n\r\n{}",
     );
     let rest = rest_until_close(&mut conn);
     assert!(rest.starts_with("HTTP/1.1 417 "), "{rest}");
@@ -205,7 +205,7 @@ fn expect_continue(target: &Addr) {
 fn limits(target: &Addr) {
     // A head beyond 8 KiB: 431, even while it is still arriving.
     let mut conn = open(target);
-    let mut head = b"GET /clientes/1/extrato HTTP/1.1\r\nX-Big: ".to_vec();
+    let mut head = b"GET /clientes/1/extrato HTTP/1.1\r\nHost: t\r\nX-Big: ".to_vec();
     head.resize(9 * 1024, b'a');
     conn.send(&head);
     let rest = rest_until_close(&mut conn);
@@ -213,7 +213,7 @@ fn limits(target: &Addr) {
     assert!(rest.contains("Connection: close"), "{rest}");
     // Too many header fields: 431.
     let mut conn = open(target);
-    let mut head = b"GET /clientes/1/extrato HTTP/1.1\r\n".to_vec();
+    let mut head = b"GET /clientes/1/extrato HTTP/1.1\r\nHost: t\r\n".to_vec();
     for index in 0..100 {
         head.extend_from_slice(format!("X-{index}: v\r\n").as_bytes());
     }
@@ -223,7 +223,9 @@ fn limits(target: &Addr) {
     assert!(rest.starts_with("HTTP/1.1 431 "), "{rest}");
     // A declared body beyond 4 KiB: 413 before the body is sent.
     let mut conn = open(target);
-    conn.send(b"POST /clientes/1/transacoes HTTP/1.1\r\nContent-Length: 1000000\r\n\r\n");
+    conn.send(
+        b"POST /clientes/1/transacoes HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n",
+    );
     let rest = rest_until_close(&mut conn);
     assert!(rest.starts_with("HTTP/1.1 413 "), "{rest}");
     // A body of exactly 4 KiB is read (and rejected as JSON on its merits).
@@ -232,7 +234,7 @@ fn limits(target: &Addr) {
     body.resize(4096 - 2, b'x');
     body.extend_from_slice(b"\"}");
     let mut request = format!(
-        "POST /clientes/1/transacoes HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+        "POST /clientes/1/transacoes HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
         body.len()
     )
     .into_bytes();
@@ -242,15 +244,15 @@ fn limits(target: &Addr) {
 }
 
 fn smuggling(target: &Addr) {
-    let smuggled = "GET /clientes/1/extrato HTTP/1.1\r\n\r\n";
+    let smuggled = "GET /clientes/1/extrato HTTP/1.1\r\nHost: t\r\n\r\n";
     // Content-Length with Transfer-Encoding: 400, close, and the hidden request is never run.
     for head in [
-        "POST /clientes/1/transacoes HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
-        "POST /clientes/1/transacoes HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
-        "POST /clientes/1/transacoes HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 41\r\n\r\n",
-        "POST /clientes/1/transacoes HTTP/1.1\r\nContent-Length: 5, 41\r\n\r\n",
-        "POST /clientes/1/transacoes HTTP/1.1\r\nContent-Length : 5\r\n\r\n",
-        "POST /clientes/1/transacoes HTTP/1.1\r\nContent-Length: +5\r\n\r\n",
+        "POST /clientes/1/transacoes HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "POST /clientes/1/transacoes HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+        "POST /clientes/1/transacoes HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nContent-Length: 41\r\n\r\n",
+        "POST /clientes/1/transacoes HTTP/1.1\r\nHost: t\r\nContent-Length: 5, 41\r\n\r\n",
+        "POST /clientes/1/transacoes HTTP/1.1\r\nHost: t\r\nContent-Length : 5\r\n\r\n",
+        "POST /clientes/1/transacoes HTTP/1.1\r\nHost: t\r\nContent-Length: +5\r\n\r\n",
     ] {
         let mut conn = open(target);
         conn.send(format!("{head}0\r\n\r\n{smuggled}").as_bytes());
@@ -261,7 +263,7 @@ fn smuggling(target: &Addr) {
     // An unknown transfer coding before chunked: 501 and close. (Without a final chunked the
     // body's end is unknown: 400, see the transfer_encoding table of http.rs.)
     let mut conn = open(target);
-    conn.send(b"POST /clientes/1/transacoes HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
+    conn.send(b"POST /clientes/1/transacoes HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
     let rest = rest_until_close(&mut conn);
     assert!(rest.starts_with("HTTP/1.1 501 "), "{rest}");
     // Versions and request lines.
@@ -269,10 +271,13 @@ fn smuggling(target: &Addr) {
         ("GET /clientes/1/extrato HTTP/2.0\r\n\r\n", "505"),
         ("GET /clientes/1/extrato HTTP/1.7\r\n\r\n", "505"),
         ("GET /clientes/1/extrato FOO\r\n\r\n", "400"),
-        ("GET  /clientes/1/extrato HTTP/1.1\r\n\r\n", "400"),
+        (
+            "GET  /clientes/1/extrato HTTP/1.1\r\nHost: t\r\n\r\n",
+            "400",
+        ),
         ("hello\r\n\r\n", "400"),
         (
-            "GET /clientes/1/extrato HTTP/1.1\r\nBad Header\r\n\r\n",
+            "GET /clientes/1/extrato HTTP/1.1\r\nHost: t\r\nBad Header\r\n\r\n",
             "400",
         ),
     ] {
@@ -316,9 +321,10 @@ fn http_1_0(target: &Addr) {
 
 fn connection_close(target: &Addr) {
     let mut conn = open(target);
-    let mut batch = b"GET /clientes/1/extrato HTTP/1.1\r\nConnection: close\r\n\r\n".to_vec();
+    let mut batch =
+        b"GET /clientes/1/extrato HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".to_vec();
     // A request after the closing one is never answered.
-    batch.extend_from_slice(b"GET /clientes/1/extrato HTTP/1.1\r\n\r\n");
+    batch.extend_from_slice(b"GET /clientes/1/extrato HTTP/1.1\r\nHost: t\r\n\r\n");
     conn.send(&batch);
     let rest = rest_until_close(&mut conn);
     assert!(rest.starts_with("HTTP/1.1 200 OK\r\n"), "{rest}");
@@ -329,7 +335,7 @@ fn connection_close(target: &Addr) {
 fn vanishing_client(target: &Addr) {
     for partial in [
         &b"GET /clientes/1/ext"[..],
-        b"POST /clientes/1/transacoes HTTP/1.1\r\nContent-Length: 40\r\n\r\n{\"va",
+        b"POST /clientes/1/transacoes HTTP/1.1\r\nHost: t\r\nContent-Length: 40\r\n\r\n{\"va",
     ] {
         let mut conn = open(target);
         conn.send(partial);
@@ -359,7 +365,7 @@ fn check_slow_request(driver: Driver) {
     let mut conn = open(&single.instance.tcp);
     let started = Instant::now();
     let request =
-        b"GET /clientes/1/extrato HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        b"GET /clientes/1/extrato HTTP/1.1\r\nHost: t\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     let mut sent = 0;
     conn.set_read_timeout(Some(Duration::from_millis(400)))
         .unwrap();
@@ -421,7 +427,7 @@ fn check_graceful_shutdown(driver: Driver) {
     let mut in_flight = open(&single.instance.unix);
     in_flight.send(
         format!(
-            "POST /clientes/1/transacoes HTTP/1.1\r\nContent-Length: {}\r\n\r\n{}",
+            "POST /clientes/1/transacoes HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{}",
             body.len(),
             &body[..10]
         )

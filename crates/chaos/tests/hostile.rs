@@ -55,14 +55,14 @@ fn hostile_clients_through_the_balancer() {
     attack(
         &stack.front,
         "slowloris",
-        b"POST /clientes/1/transacoes HTTP/1.1\r\n",
+        b"POST /clientes/1/transacoes HTTP/1.1\r\nHost: x\r\n",
         b"X",
     );
     // Slow body: a complete head announcing 60 bytes, then one byte at a time.
     attack(
         &stack.front,
         "slow body",
-        b"POST /clientes/1/transacoes HTTP/1.1\r\nContent-Length: 60\r\n\r\n{",
+        b"POST /clientes/1/transacoes HTTP/1.1\r\nHost: x\r\nContent-Length: 60\r\n\r\n{",
         b" ",
     );
 }
