@@ -56,6 +56,24 @@ pub struct Args {
         value_parser = at_least_one
     )]
     pub connections_max: usize,
+    /// Close a client and skip its upstream for the back-off when the upstream sends no byte
+    /// this long after the client's first bytes reached it (a frozen instance); 0: never
+    #[arg(
+        long,
+        value_name = "MS",
+        env = "RINHA_LB_ANSWER_TIMEOUT_MS",
+        default_value_t = ANSWER_TIMEOUT_DEFAULT_MS
+    )]
+    pub answer_timeout_ms: u64,
+    /// After SIGTERM, how long relays get to pass on the answers to what they already
+    /// forwarded (they read no more from their clients) before the rest are cut
+    #[arg(
+        long,
+        value_name = "MS",
+        env = "RINHA_LB_DRAIN_TIMEOUT_MS",
+        default_value_t = 3_000
+    )]
+    pub drain_timeout_ms: u64,
     /// Skip an upstream this long after a failed connect
     #[arg(
         long,
@@ -120,11 +138,23 @@ pub struct Config {
     pub connections_per_worker_max: usize,
     /// How long an upstream that failed a connect is skipped.
     pub down_backoff: Duration,
+    /// How soon an upstream must send its first byte after the client's first bytes reached
+    /// it; `None`: no bound but the idle timeout.
+    pub answer_timeout: Option<Duration>,
+    /// After SIGTERM, how long relays get to finish.
+    pub drain_timeout: Duration,
     /// Most upstreams tried for one client.
     pub attempts_max: usize,
     /// How splices are issued; `None` picks per driver ([`SpliceMode::default_for`]).
     pub splice: Option<SpliceMode>,
 }
+
+/// The default answer timeout: well above the slowest answer an instance gives while it works.
+/// rinha-api answers 503 after waiting 2 s for an account's lock; a durable write on this
+/// project's disks takes 0.2-3 ms at the median and tail, tens of ms at worst under load (see
+/// BENCHMARKS.md), and a slow network disk's flush stays far below a second. An instance silent
+/// for 5 s is frozen or dying.
+const ANSWER_TIMEOUT_DEFAULT_MS: u64 = 5_000;
 
 /// How long startup keeps retrying upstream host names that do not resolve yet (containers
 /// started together register their names in DNS a moment apart).
@@ -156,6 +186,9 @@ impl Config {
             idle_timeout: Duration::from_millis(args.idle_timeout_ms),
             connections_per_worker_max: args.connections_max,
             down_backoff: Duration::from_millis(args.down_backoff_ms),
+            answer_timeout: (args.answer_timeout_ms > 0)
+                .then(|| Duration::from_millis(args.answer_timeout_ms)),
+            drain_timeout: Duration::from_millis(args.drain_timeout_ms),
             splice: args.splice,
         })
     }

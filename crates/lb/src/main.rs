@@ -36,6 +36,8 @@ fn main() {
     };
     let mut options = LaunchOptions::new(NAME, workers);
     options.driver = driver;
+    // The workers' drain, and a second to end their runtimes.
+    options.shutdown_grace = config.drain_timeout + std::time::Duration::from_secs(1);
     let listen = vec![config.listen.clone()];
     let upstreams = rinha_rt::join_addrs(&config.upstreams);
     let splice = config.splice;

@@ -109,7 +109,7 @@ fn render_upstreams(text: &mut Text, upstreams: &Upstreams, workers: &[Arc<Worke
         ),
         (
             "rinha_lb_upstream_failures_total",
-            "Failed connects to each upstream (each marks it down for the back-off).",
+            "Failed connects to each upstream, and connections it left unanswered past the answer timeout (each marks it down for the back-off).",
             |w| &w.failures,
         ),
     ];
@@ -123,7 +123,7 @@ fn render_upstreams(text: &mut Text, upstreams: &Upstreams, workers: &[Arc<Worke
     text.family(
         "rinha_lb_upstream_down",
         "gauge",
-        "1 while an upstream is skipped after a failed connect.",
+        "1 while an upstream is skipped: after a failed connect, or until it answers a probe after leaving a client unanswered.",
     );
     for (index, addr) in upstreams.addrs().iter().enumerate() {
         let down = u8::from(upstreams.is_down(index));

@@ -20,12 +20,13 @@
 //! On epoll the operation mode is the default: monoio already waits for readiness and calls
 //! splice(2), while the direct mode would add a poll(2) per readiness wait.
 
-use std::cell::{Cell, UnsafeCell};
+use std::cell::{Cell, RefCell, UnsafeCell};
 use std::future::Future;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::pin::pin;
 use std::rc::Rc;
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use monoio::io::as_fd::{AsReadFd, AsWriteFd, SharedFdWrapper};
@@ -155,23 +156,119 @@ pub enum RelayEnd {
     Clean(PipeSet),
     /// No byte moved in either direction for the idle timeout.
     Idle,
+    /// The upstream sent no byte within the answer timeout after the client's first bytes
+    /// reached it: frozen, or too slow to keep in the rotation.
+    Unanswered,
     /// A socket error (reset, broken pipe...) ended the connection.
     Failed(io::Error),
 }
 
-/// Relays until both directions end, one fails, or the connection idles out. The client's
-/// first `pending` bytes are already in the client-to-upstream pipe ([`try_read_first`]).
-/// `poll_first` makes operation-mode reads wait for readiness first (wanted on io_uring, not on
-/// epoll).
+/// The relays of one worker, for the drain at shutdown: once [`Drains::start`] is called, each
+/// relay stops reading its client, half-closes its upstream once the bytes already read are
+/// passed on (so the instance answers every request it got, then closes), and ends when the
+/// answers are through.
+#[derive(Default)]
+pub struct Drains {
+    started: Cell<bool>,
+    /// Per live relay, the waker of its drain wait; `None` in free slots.
+    wakers: RefCell<Vec<Option<Waker>>>,
+    free: RefCell<Vec<usize>>,
+}
+
+impl Drains {
+    /// Starts the drain of every relay, present and future.
+    pub fn start(&self) {
+        self.started.set(true);
+        for waker in self.wakers.borrow_mut().iter_mut() {
+            if let Some(waker) = waker.take() {
+                waker.wake();
+            }
+        }
+    }
+
+    fn register(&self) -> DrainSlot<'_> {
+        let slot = match self.free.borrow_mut().pop() {
+            Some(slot) => slot,
+            None => {
+                let mut wakers = self.wakers.borrow_mut();
+                wakers.push(None);
+                wakers.len() - 1
+            }
+        };
+        DrainSlot { drains: self, slot }
+    }
+}
+
+/// A relay's place in [`Drains`], given back when the relay ends.
+struct DrainSlot<'a> {
+    drains: &'a Drains,
+    slot: usize,
+}
+
+impl DrainSlot<'_> {
+    /// Resolves once the drain has started.
+    async fn started(&self) {
+        std::future::poll_fn(|context| {
+            if self.drains.started.get() {
+                return Poll::Ready(());
+            }
+            self.drains.wakers.borrow_mut()[self.slot] = Some(context.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+impl Drop for DrainSlot<'_> {
+    fn drop(&mut self) {
+        self.drains.wakers.borrow_mut()[self.slot] = None;
+        self.drains.free.borrow_mut().push(self.slot);
+    }
+}
+
+/// What the client-to-upstream direction shares with the driver for a drain.
+#[derive(Default)]
+struct Draining {
+    /// The drain started: read no more from the client.
+    started: Cell<bool>,
+    /// The direction is waiting for the client's next bytes, with nothing in its pipe: it can be
+    /// dropped there without losing a byte already read.
+    idle: Cell<bool>,
+}
+
+/// How a relay ended, and whether the upstream answered at all.
+pub struct Relayed {
+    pub end: RelayEnd,
+    /// The upstream sent at least one byte.
+    pub answered: bool,
+}
+
+/// How one relay runs.
+#[derive(Clone, Copy, Debug)]
+pub struct RelaySettings {
+    /// Operation-mode reads wait for readiness first (wanted on io_uring, not on epoll).
+    pub poll_first: bool,
+    /// No byte either way this long ends the connection.
+    pub idle: Duration,
+    /// The upstream's first byte must come this soon after the relay starts (the client's first
+    /// bytes are already waiting to go to it); `None` waits as long as the idle timeout allows.
+    pub answer: Option<Duration>,
+}
+
+/// Relays until both directions end, one fails, the connection idles out or the upstream
+/// leaves the client's first bytes unanswered. The client's first `pending` bytes are already
+/// in the client-to-upstream pipe ([`try_read_first`]).
 pub async fn relay(
     client: Stream,
     upstream: Stream,
     mut pipes: PipeSet,
     pending: usize,
-    poll_first: bool,
-    idle: Duration,
+    settings: RelaySettings,
+    drains: &Drains,
     metrics: &WorkerMetrics,
-) -> RelayEnd {
+) -> Relayed {
+    let drain_slot = drains.register();
+    let draining = Draining::default();
     let client = Rc::new(UnsafeCell::new(client));
     let upstream = Rc::new(UnsafeCell::new(upstream));
     let (mut client_read, mut client_write) = (Side(Rc::clone(&client)), Side(Rc::clone(&client)));
@@ -180,12 +277,17 @@ pub async fn relay(
     // The sides through which the ends are shut down: their descriptors stay borrowed until
     // the relay returns, and the streams, which the relay owns, close only after that.
     let (client_end, upstream_end) = (Side(client), Side(upstream));
-    let activity = Cell::new(Instant::now());
+    let started = Instant::now();
+    let activity = Cell::new(started);
+    let answered = Cell::new(false);
     let ends = Ends {
         client: client_end.fd(),
         upstream: upstream_end.fd(),
         activity: &activity,
-        idle,
+        idle: settings.idle,
+        answered: &answered,
+        answer_deadline: settings.answer.map(|answer| started + answer),
+        draining: &draining,
     };
     let outcome = match &mut pipes {
         PipeSet::Op { up, down } => {
@@ -194,18 +296,21 @@ pub async fn relay(
                 &mut upstream_write,
                 up,
                 pending,
-                poll_first,
-                (&activity, &metrics.bytes_to_upstreams),
+                settings.poll_first,
+                (&activity, &metrics.bytes_to_upstreams, None),
+                Some(&draining),
             );
             let to_client = pump_op(
                 &mut upstream_read,
                 &mut client_write,
                 down,
                 0,
-                poll_first,
-                (&activity, &metrics.bytes_to_clients),
+                settings.poll_first,
+                (&activity, &metrics.bytes_to_clients, Some(&answered)),
+                None,
             );
-            ends.drive(to_upstream, to_client).await
+            ends.drive(to_upstream, to_client, drain_slot.started())
+                .await
         }
         PipeSet::Direct { up, down } => {
             let to_upstream = pump_direct(
@@ -213,19 +318,22 @@ pub async fn relay(
                 &upstream_write,
                 up,
                 pending,
-                (&activity, &metrics.bytes_to_upstreams),
+                (&activity, &metrics.bytes_to_upstreams, None),
+                Some(&draining),
             );
             let to_client = pump_direct(
                 &upstream_read,
                 &client_write,
                 down,
                 0,
-                (&activity, &metrics.bytes_to_clients),
+                (&activity, &metrics.bytes_to_clients, Some(&answered)),
+                None,
             );
-            ends.drive(to_upstream, to_client).await
+            ends.drive(to_upstream, to_client, drain_slot.started())
+                .await
         }
     };
-    match outcome {
+    let end = match outcome {
         Ok(()) => RelayEnd::Clean(pipes),
         Err(end) => {
             // Wake anything still parked on these sockets so their operations finish quickly
@@ -234,6 +342,10 @@ pub async fn relay(
             shutdown(ends.upstream, rustix::net::Shutdown::Both);
             end
         }
+    };
+    Relayed {
+        end,
+        answered: answered.get(),
     }
 }
 
@@ -279,6 +391,11 @@ struct Ends<'a> {
     upstream: BorrowedFd<'a>,
     activity: &'a Cell<Instant>,
     idle: Duration,
+    /// Set by the upstream-to-client direction when it first moves bytes.
+    answered: &'a Cell<bool>,
+    /// When the upstream must have answered by, if it is watched.
+    answer_deadline: Option<Instant>,
+    draining: &'a Draining,
 }
 
 impl Ends<'_> {
@@ -286,17 +403,25 @@ impl Ends<'_> {
     /// on shuts down the write side of its destination, so that peer sees end of stream; when
     /// it is the last to end, closing both sockets right after says the same with one system
     /// call less (both receive queues are drained to end of stream, so the close sends a FIN,
-    /// not a reset). The first error, or idleness, ends the whole relay.
-    async fn drive<A, B>(&self, to_upstream: A, to_client: B) -> Result<(), RelayEnd>
+    /// not a reset). The first error, idleness, or an upstream silent past the answer deadline
+    /// ends the whole relay. Once `drain` resolves, the client-to-upstream direction reads no
+    /// more: it ends when the bytes it holds are passed on (at once if it holds none), and the
+    /// upstream's write side is shut down as for an end of stream.
+    async fn drive<A, B, D>(&self, to_upstream: A, to_client: B, drain: D) -> Result<(), RelayEnd>
     where
         A: Future<Output = io::Result<()>>,
         B: Future<Output = io::Result<()>>,
+        D: Future<Output = ()>,
     {
         let mut to_upstream = pin!(to_upstream);
         let mut to_client = pin!(to_client);
+        let mut drain = pin!(drain);
         let (mut up_done, mut down_done) = (false, false);
+        // Far enough never to fire when no answer is watched.
+        let never = Instant::now() + self.idle;
         while !(up_done && down_done) {
             let deadline = self.activity.get() + self.idle;
+            let watching = self.answer_deadline.is_some() && !self.answered.get() && !down_done;
             monoio::select! {
                 biased;
                 result = &mut to_upstream, if !up_done => {
@@ -316,6 +441,20 @@ impl Ends<'_> {
                 _ = monoio::time::sleep_until(deadline) => {
                     if self.activity.get() + self.idle <= Instant::now() {
                         return Err(RelayEnd::Idle);
+                    }
+                }
+                _ = &mut drain, if !self.draining.started.get() => {
+                    self.draining.started.set(true);
+                    if !up_done && self.draining.idle.get() {
+                        up_done = true;
+                        if !down_done {
+                            shutdown(self.upstream, rustix::net::Shutdown::Write);
+                        }
+                    }
+                }
+                _ = monoio::time::sleep_until(self.answer_deadline.unwrap_or(never)), if watching => {
+                    if !self.answered.get() {
+                        return Err(RelayEnd::Unanswered);
                     }
                 }
             }
@@ -344,7 +483,8 @@ async fn pump_op(
     pipe: &mut (Pipe, Pipe),
     pending: usize,
     poll_first: bool,
-    (activity, moved): (&Cell<Instant>, &Counter),
+    (activity, moved, answered): (&Cell<Instant>, &Counter, Option<&Cell<bool>>),
+    draining: Option<&Draining>,
 ) -> io::Result<()> {
     let (pipe_read, pipe_write) = pipe;
     let mut left = u32::try_from(pending).expect("at most one chunk pending");
@@ -363,19 +503,32 @@ async fn pump_op(
                 Err(error) => return Err(error),
             }
         }
+        if draining.is_some_and(|draining| draining.started.get()) {
+            return Ok(());
+        }
+        // Until bytes are read the direction can be dropped (see `Draining`): with
+        // `poll_first` the splice starts only after the readiness wait; without it (epoll), the
+        // operation moves bytes only while it is polled.
+        let idle = IdleWhile::new(draining);
         if poll_first {
             source.stream().readable().await?;
+            drop(idle);
         }
-        left = match source
+        let idle = IdleWhile::new(draining.filter(|_| !poll_first));
+        let spliced = source
             .splice_to_pipe(pipe_write, SPLICE_CHUNK_BYTES_MAX)
-            .await
-        {
+            .await;
+        drop(idle);
+        left = match spliced {
             Ok(0) => return Ok(()),
             Ok(moved) => moved,
             Err(error) if is_transient(&error) => continue,
             Err(error) => return Err(error),
         };
         activity.set(Instant::now());
+        if let Some(answered) = answered {
+            answered.set(true);
+        }
     }
 }
 
@@ -389,7 +542,8 @@ async fn pump_direct(
     destination: &Side,
     pipe: &(OwnedFd, OwnedFd),
     pending: usize,
-    (activity, moved): (&Cell<Instant>, &Counter),
+    (activity, moved, answered): (&Cell<Instant>, &Counter, Option<&Cell<bool>>),
+    draining: Option<&Draining>,
 ) -> io::Result<()> {
     let (pipe_read, pipe_write) = (pipe.0.as_fd(), pipe.1.as_fd());
     let flags = SpliceFlags::MOVE | SpliceFlags::NONBLOCK;
@@ -410,7 +564,12 @@ async fn pump_direct(
                 Err(errno) => return Err(errno.into()),
             }
         }
+        if draining.is_some_and(|draining| draining.started.get()) {
+            return Ok(());
+        }
+        let idle = IdleWhile::new(draining);
         source.stream().readable().await?;
+        drop(idle);
         let source_fd = source.stream().as_fd();
         left = match rustix::pipe::splice(source_fd, None, pipe_write, None, chunk(), flags) {
             Ok(0) => return Ok(()),
@@ -421,6 +580,29 @@ async fn pump_direct(
             Err(errno) => return Err(errno.into()),
         };
         activity.set(Instant::now());
+        if let Some(answered) = answered {
+            answered.set(true);
+        }
+    }
+}
+
+/// Marks the client-to-upstream direction idle (see [`Draining`]) for as long as it lives.
+struct IdleWhile<'a>(Option<&'a Draining>);
+
+impl<'a> IdleWhile<'a> {
+    fn new(draining: Option<&'a Draining>) -> IdleWhile<'a> {
+        if let Some(draining) = draining {
+            draining.idle.set(true);
+        }
+        IdleWhile(draining)
+    }
+}
+
+impl Drop for IdleWhile<'_> {
+    fn drop(&mut self) {
+        if let Some(draining) = self.0 {
+            draining.idle.set(false);
+        }
     }
 }
 

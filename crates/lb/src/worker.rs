@@ -14,7 +14,7 @@ use rinha_rt::{
 
 use crate::config::Config;
 use crate::metrics::{Metrics, WorkerMetrics};
-use crate::relay::{relay, try_read_first, PipeSet, RelayEnd, SpliceMode};
+use crate::relay::{relay, try_read_first, Drains, PipeSet, RelayEnd, RelaySettings, SpliceMode};
 use crate::upstreams::Upstreams;
 
 /// How long accepting pauses after running out of descriptors or memory.
@@ -26,9 +26,6 @@ const ACCEPT_PAUSE_UNEXPECTED: Duration = Duration::from_millis(5);
 /// Clean pipe sets kept per worker for reuse by later connections. Each holds four
 /// descriptors, so the pool stays small next to common open-files limits (1024).
 const POOLED_PIPE_SETS_MAX: usize = 64;
-
-/// How long a stopping worker waits for its open connections to finish.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Everything the workers share.
 #[derive(Debug)]
@@ -81,6 +78,8 @@ struct Local {
     connections: Gauge,
     pipes: RefCell<Vec<PipeSet>>,
     metrics: Arc<WorkerMetrics>,
+    /// Every relay, for the drain at shutdown.
+    drains: Drains,
 }
 
 /// Runs one worker until shutdown, then waits (bounded) for its connections to end.
@@ -107,6 +106,7 @@ pub async fn run_worker(
         connections: Gauge::new(),
         pipes: RefCell::new(Vec::new()),
         metrics: balancer.metrics.worker(balancer.upstreams.addrs().len()),
+        drains: Drains::default(),
     });
     let policy = AcceptPolicy {
         connections_max: balancer.config.connections_per_worker_max,
@@ -123,6 +123,7 @@ pub async fn run_worker(
         // New clients are refused during the drain instead of hanging until the process exits.
         shut_listeners: true,
     };
+    let drain_timeout = balancer.config.drain_timeout;
     let serve_client = {
         let local = Rc::clone(&local);
         move |client, open| serve(client, Arc::clone(&balancer), Rc::clone(&local), open)
@@ -135,7 +136,10 @@ pub async fn run_worker(
         serve_client,
     )
     .await;
-    local.connections.drained(DRAIN_TIMEOUT).await;
+    // Every relay passes on what it read, half-closes its upstream, and ends once the answers
+    // are through; clients still connected after the drain timeout are cut.
+    local.drains.start();
+    local.connections.drained(drain_timeout).await;
     Ok(())
 }
 
@@ -162,7 +166,7 @@ async fn serve(client: Stream, balancer: Arc<Balancer>, local: Rc<Local>, _open:
     let Some((pipes, pending)) = first_bytes(&client, &local, config.idle_timeout).await else {
         return;
     };
-    let Some(upstream) = connect_upstream(&balancer, &local.metrics).await else {
+    let Some((upstream, index)) = connect_upstream(&balancer, &local.metrics).await else {
         // No upstream answered: dropping the client closes it at once, and the pipes with
         // whatever the client sent still in them.
         local.metrics.unserved();
@@ -173,21 +177,39 @@ async fn serve(client: Stream, balancer: Arc<Balancer>, local: Rc<Local>, _open:
         // nonblocking: a blocking splice would park a kernel worker thread on an idle socket,
         // and a readiness wait followed by splice(2) must see EAGAIN, not block.
         if rustix::io::ioctl_fionbio(&upstream, true).is_err() {
+            balancer.upstreams.finished(index, false, false);
             return;
         }
     }
-    let poll_first = local.driver == Driver::IoUring;
-    if let RelayEnd::Clean(pipes) = relay(
+    let settings = RelaySettings {
+        poll_first: local.driver == Driver::IoUring,
+        idle: config.idle_timeout,
+        answer: config.answer_timeout,
+    };
+    let relayed = relay(
         client,
         upstream,
         pipes,
         pending,
-        poll_first,
-        config.idle_timeout,
+        settings,
+        &local.drains,
         &local.metrics,
     )
-    .await
-    {
+    .await;
+    // The client's bytes are never sent to another upstream: a request may have been applied.
+    let silent = matches!(relayed.end, RelayEnd::Unanswered);
+    if silent {
+        local.metrics.failed(index);
+    }
+    if balancer.upstreams.finished(index, relayed.answered, silent) {
+        eprintln!(
+            "rinha-lb: upstream {} sent nothing for {} ms after a client's request; skipped \
+             until it answers a probe",
+            balancer.upstreams.addr(index),
+            config.answer_timeout.unwrap_or_default().as_millis()
+        );
+    }
+    if let RelayEnd::Clean(pipes) = relayed.end {
         local.give_back(pipes);
     }
 }
@@ -242,23 +264,26 @@ impl Local {
     }
 }
 
-/// Tries the upstreams in round-robin order, skipping those in back-off, each at most once.
-async fn connect_upstream(balancer: &Balancer, metrics: &WorkerMetrics) -> Option<Stream> {
-    let plan = balancer.upstreams.plan(balancer.config.attempts_max);
+/// Tries the upstreams in round-robin order, skipping those in back-off, each at most once;
+/// the stream and the upstream's index.
+async fn connect_upstream(balancer: &Balancer, metrics: &WorkerMetrics) -> Option<(Stream, usize)> {
+    let upstreams = &balancer.upstreams;
+    let plan = upstreams.plan(balancer.config.attempts_max);
     for &index in plan.indices() {
-        let addr = balancer.upstreams.addr(index);
+        let addr = upstreams.addr(index);
         match monoio::time::timeout(balancer.config.connect_timeout, Stream::connect(addr)).await {
             Ok(Ok(stream)) => {
-                balancer.upstreams.mark_up(index);
+                upstreams.mark_up(index);
                 metrics.picked(index);
-                return Some(stream);
+                return Some((stream, index));
             }
             Ok(Err(error)) if !is_upstream_fault(&error) => metrics.failed(index),
             Ok(Err(_)) | Err(_) => {
                 metrics.failed(index);
-                balancer.upstreams.mark_down(index);
+                upstreams.mark_down(index);
             }
         }
+        upstreams.connect_failed(index);
     }
     None
 }
