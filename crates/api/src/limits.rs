@@ -33,8 +33,26 @@ pub const READ_BUFFER_BYTES_MIN: usize = 2 * 1024;
 /// pipelines many requests without reading cannot make the server buffer without bound.
 pub const WRITE_BUFFER_FLUSH_BYTES: usize = 64 * 1024;
 
-/// Open connections per worker thread; connections accepted beyond it are closed at once.
+/// Open connections per worker thread; connections accepted beyond it are closed at once. At
+/// start it is lowered to what the open-files limit leaves room for (`rinha_rt::cap_connections`
+/// with the descriptor figures below).
 pub const CONNECTIONS_MAX: usize = 4096;
+
+/// Descriptors one open connection holds: its socket.
+pub const CONNECTION_DESCRIPTORS: u64 = 1;
+
+/// Descriptors the storage holds per account for the whole process: the account file's
+/// description that recovery used, kept open (espora's `Db`), and the shared-state file.
+pub const STORAGE_ACCOUNT_DESCRIPTORS: u64 = 2;
+
+/// Descriptors each worker's storage handle holds per account: its own description of the
+/// account file (so that its flocks exclude the other workers) and the copy its I/O lane syncs
+/// through (espora's `Db::worker`).
+pub const STORAGE_WORKER_ACCOUNT_DESCRIPTORS: u64 = 2;
+
+/// Descriptors each worker's storage handle waits on: its io_uring and the copy its runtime
+/// polls, or with helper threads the two ends of their wake-up socket pair.
+pub const STORAGE_WORKER_WAIT_DESCRIPTORS: u64 = 2;
 
 /// Connection buffers each worker keeps for reuse once their connections close.
 pub const POOLED_BUFFERS_MAX: usize = 256;

@@ -6,10 +6,14 @@ use std::sync::Arc;
 
 use rinha_api::healthcheck;
 use rinha_api::ledger::{Backend, Db, Faults, Options};
+use rinha_api::limits::{
+    CONNECTIONS_MAX, CONNECTION_DESCRIPTORS, STORAGE_ACCOUNT_DESCRIPTORS,
+    STORAGE_WORKER_ACCOUNT_DESCRIPTORS, STORAGE_WORKER_WAIT_DESCRIPTORS,
+};
 use rinha_api::metrics::{Metrics, WorkerMetrics};
 use rinha_api::server::Service;
 use rinha_rt::flags::{ServerArgs, ServerEnv};
-use rinha_rt::{Addr, LaunchOptions, WorkerContext};
+use rinha_rt::{Addr, DescriptorBudget, LaunchOptions, WorkerContext};
 
 const PROGRAM: &str = "rinha-api";
 const FAULT_ENV: &str = "RINHA_FAULT_SYNC_FAILS_AFTER";
@@ -69,7 +73,7 @@ fn main() {
     // a small default soft limit (1024 under many shells and init systems). The reliability
     // tests (crates/chaos/tests/idle.rs) found this instance stuck at 1024 while the balancer,
     // which raised its own, kept handing it connections.
-    rinha_rt::raise_nofile_limit();
+    let nofile = rinha_rt::raise_nofile_limit();
     rinha_rt::reserve_descriptor_table(rinha_rt::DESCRIPTOR_TABLE_RESERVED);
     let args: Args = rinha_rt::flags::parse_or_exit();
     if let Some(target) = &args.healthcheck {
@@ -96,6 +100,11 @@ fn main() {
         .collect();
     let workers = args.server.worker_count();
     let driver = args.server.driver;
+    // Each worker serves what the open-files limit leaves room for, at most CONNECTIONS_MAX.
+    let budget = descriptor_budget(listen.len(), args.metrics.is_some());
+    let cap = rinha_rt::cap_connections(CONNECTIONS_MAX, nofile, budget, workers)
+        .unwrap_or_else(|error| fail(&error));
+    let connections_max = cap.connections_max;
     // A missing directory is created (with its parents), as `espora init` does; anything that
     // still cannot be a data directory fails startup with one line.
     if data_dir.exists() && !data_dir.is_dir() {
@@ -124,11 +133,18 @@ fn main() {
     // Decided once for every worker: espora waits on an io_uring of its own where the kernel
     // has what it needs (Linux 6.7 or newer, io_uring allowed), on helper threads otherwise.
     let backend = Backend::detect();
-    let extra = format!("data_dir={} espora={}", data_dir.display(), backend.name());
+    let extra = format!(
+        "data_dir={} espora={} {cap}",
+        data_dir.display(),
+        backend.name()
+    );
     let launched = rinha_rt::launch(
         options,
         listeners,
-        move |context| run_worker(context, Arc::clone(&db), metrics.worker(), backend),
+        move |context| {
+            let db = Arc::clone(&db);
+            run_worker(context, db, metrics.worker(), backend, connections_max)
+        },
         |driver| rinha_rt::print_startup_line(PROGRAM, VERSION, driver, workers, &listen, &extra),
     );
     if let Err(error) = launched {
@@ -175,12 +191,37 @@ fn storage_options() -> Options {
     options
 }
 
-/// One worker: its storage handle, an accept loop per address, then the drain at shutdown.
+/// The descriptors this server holds: one per connection; per worker, a listener per address,
+/// the client accepted beyond the cap only to be closed (one per listener at a time), its
+/// runtime and its storage handle; for the process, standard I/O, the margin, the storage's
+/// per-account files and the metrics listener when there is one.
+fn descriptor_budget(listen_addresses: usize, metrics: bool) -> DescriptorBudget {
+    let accounts = rinha_api::contract::ACCOUNTS.len() as u64;
+    let addresses = listen_addresses as u64;
+    let server = DescriptorBudget::server(CONNECTION_DESCRIPTORS, listen_addresses);
+    let server = if metrics {
+        server.with_metrics()
+    } else {
+        server
+    };
+    DescriptorBudget {
+        worker_descriptors: server.worker_descriptors
+            + addresses
+            + accounts * STORAGE_WORKER_ACCOUNT_DESCRIPTORS
+            + STORAGE_WORKER_WAIT_DESCRIPTORS,
+        process_descriptors: server.process_descriptors + accounts * STORAGE_ACCOUNT_DESCRIPTORS,
+        ..server
+    }
+}
+
+/// One worker: its storage handle, an accept loop per address (at most `connections_max`
+/// connections open), then the drain at shutdown.
 async fn run_worker(
     context: WorkerContext,
     db: Arc<Db>,
     metrics: Arc<WorkerMetrics>,
     backend: Backend,
+    connections_max: usize,
 ) -> Result<(), String> {
     // espora waits for the disk and for the other instances on its own io_uring, polled by
     // whichever driver the runtime has, or on helper threads where io_uring is refused.
@@ -208,7 +249,7 @@ async fn run_worker(
         listeners.push(listener);
     }
     service
-        .accept_until_shutdown(listeners, &context.shutdown)
+        .accept_until_shutdown(listeners, &context.shutdown, connections_max)
         .await;
     service.drain().await;
     Ok(())

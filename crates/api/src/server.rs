@@ -22,7 +22,8 @@ use crate::metrics::WorkerMetrics;
 /// How long accepting pauses after an error other than a client lost in the queue.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(20);
 
-/// How this server accepts.
+/// How this server accepts; the connection cap is lowered at start to what the open-files limit
+/// leaves room for (see [`Service::accept_until_shutdown`]).
 const ACCEPT: AcceptPolicy = AcceptPolicy {
     connections_max: CONNECTIONS_MAX,
     when_full: WhenFull::Close,
@@ -40,7 +41,7 @@ pub struct Service {
     pub(crate) handlers: Handlers,
     /// Set once shutdown was asked: responses then say `Connection: close`.
     pub(crate) draining: Cell<bool>,
-    /// Open connections, bounded by `CONNECTIONS_MAX`.
+    /// Open connections, bounded by the worker's cap (at most `CONNECTIONS_MAX`).
     connections: Gauge,
     /// Connections in the middle of a request (input buffered or a response unwritten).
     pub(crate) busy: Gauge,
@@ -67,15 +68,25 @@ impl Service {
     }
 
     /// Accepts connections on every listener until `shutdown` fires. A client beyond
-    /// `CONNECTIONS_MAX` is closed at once.
+    /// `connections_max` open connections (at most `CONNECTIONS_MAX`: the cap the open-files
+    /// limit leaves room for, `rinha_rt::cap_connections`) is closed at once.
     pub async fn accept_until_shutdown(
         self: &Rc<Self>,
         listeners: Vec<AsyncListener>,
         shutdown: &Shutdown,
+        connections_max: usize,
     ) {
+        assert!(
+            (1..=CONNECTIONS_MAX).contains(&connections_max),
+            "a worker's cap is lowered, never raised: {connections_max}"
+        );
+        let policy = AcceptPolicy {
+            connections_max,
+            ..ACCEPT
+        };
         let service = Rc::clone(self);
         let serve = move |stream, open| Connection::serve(stream, open, Rc::clone(&service));
-        rinha_rt::accept_until_shutdown(listeners, ACCEPT, &self.connections, shutdown, serve)
+        rinha_rt::accept_until_shutdown(listeners, policy, &self.connections, shutdown, serve)
             .await;
     }
 

@@ -136,6 +136,10 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Open connections per worker; beyond it accepting pauses.
     pub connections_per_worker_max: usize,
+    /// Connections per worker relaying at once (each holds an upstream socket and two pipes);
+    /// a client that sends its first bytes beyond it is turned away. `--connections-max` unless
+    /// the open-files limit lowers it.
+    pub relays_per_worker_max: usize,
     /// How long an upstream that failed a connect is skipped.
     pub down_backoff: Duration,
     /// How soon an upstream must send its first byte after the client's first bytes reached
@@ -185,6 +189,7 @@ impl Config {
             connect_timeout: Duration::from_millis(args.connect_timeout_ms),
             idle_timeout: Duration::from_millis(args.idle_timeout_ms),
             connections_per_worker_max: args.connections_max,
+            relays_per_worker_max: args.connections_max,
             down_backoff: Duration::from_millis(args.down_backoff_ms),
             answer_timeout: (args.answer_timeout_ms > 0)
                 .then(|| Duration::from_millis(args.answer_timeout_ms)),

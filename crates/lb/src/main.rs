@@ -5,10 +5,26 @@ use std::sync::Arc;
 use rinha_lb::config::{Args, Config};
 use rinha_lb::relay::SpliceMode;
 use rinha_lb::{run_worker, Balancer};
-use rinha_rt::{flags, LaunchOptions};
+use rinha_rt::{flags, ConnectionsCap, DescriptorBudget, LaunchOptions};
 
 const NAME: &str = "rinha-lb";
 const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Descriptors a relayed connection holds, in either splice mode: the client's socket, the
+/// upstream's, and two pipes of two ends each, one per direction (`relay::PipeSet`: monoio
+/// pipes in `op` mode, raw nonblocking ones in `direct` mode). The worker's pool of clean pipe
+/// sets adds nothing: a set is made only when the pool is empty, so the sets in existence never
+/// outnumber the relays that held one at the same time, which the relay cap bounds.
+const RELAY_DESCRIPTORS: u64 = 6;
+
+/// Descriptors a client that has not sent its first bytes yet holds: its socket.
+const WAITING_CLIENT_DESCRIPTORS: u64 = 1;
+
+/// Descriptors set aside per relay when the open-files limit is shared out: its own, and as
+/// many again for clients still waiting to send (one each). Relays get at most half of the
+/// room, so that thousands of silent clients never leave no room for relays (they hold no
+/// pipes), nor relays none for them.
+const RELAY_SHARE_DESCRIPTORS: u64 = 2 * RELAY_DESCRIPTORS;
 
 fn main() {
     let args: Args = flags::parse_or_exit();
@@ -22,10 +38,38 @@ fn main() {
             }
         }
     }
-    let config = Config::from_args(&args).unwrap_or_else(|e| flags::exit_usage(NAME, &e));
+    let mut config = Config::from_args(&args).unwrap_or_else(|e| flags::exit_usage(NAME, &e));
     let driver = args.server.driver;
     let workers = config.workers.unwrap_or_else(rinha_rt::cpus_available);
-    rinha_rt::raise_nofile_limit();
+    let nofile = rinha_rt::raise_nofile_limit();
+    // Each worker serves what the open-files limit leaves room for, at most --connections-max:
+    // beyond it accepting pauses, and beyond the relay cap a client that sends is turned away,
+    // where running out of descriptors would fail clients at random.
+    let budget = |per_connection| {
+        let budget = DescriptorBudget::server(per_connection, 1);
+        match args.metrics {
+            Some(_) => budget.with_metrics(),
+            None => budget,
+        }
+    };
+    let asked = config.connections_per_worker_max;
+    let relays = rinha_rt::cap_connections(asked, nofile, budget(RELAY_SHARE_DESCRIPTORS), workers)
+        .unwrap_or_else(|error| {
+            eprintln!("{NAME}: {error}");
+            std::process::exit(1);
+        })
+        .connections_max;
+    // The room at one descriptor per connection, less what the relays hold beyond their socket.
+    let room =
+        rinha_rt::connections_per_worker_fit(nofile, budget(WAITING_CLIENT_DESCRIPTORS), workers);
+    let relays_extra = (RELAY_DESCRIPTORS - WAITING_CLIENT_DESCRIPTORS) as usize * relays;
+    let cap = ConnectionsCap {
+        connections_max: room.map_or(asked, |room| room.saturating_sub(relays_extra).min(asked)),
+        asked,
+        nofile,
+    };
+    config.connections_per_worker_max = cap.connections_max;
+    config.relays_per_worker_max = relays;
     rinha_rt::reserve_descriptor_table(rinha_rt::DESCRIPTOR_TABLE_RESERVED);
     let listeners = match rinha_rt::bind_listeners(std::slice::from_ref(&config.listen), workers) {
         Ok(listeners) => listeners,
@@ -51,7 +95,7 @@ fn main() {
         move |context| run_worker(context, Arc::clone(&balancer)),
         |driver| {
             let splice = splice.unwrap_or(SpliceMode::default_for(driver));
-            let extra = format!("upstreams={upstreams} splice={splice}");
+            let extra = format!("upstreams={upstreams} {cap} relays-max={relays} splice={splice}");
             rinha_rt::print_startup_line(NAME, VERSION, driver, workers, &listen, &extra);
         },
     );

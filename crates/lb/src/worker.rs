@@ -1,10 +1,11 @@
 //! One worker: how it accepts clients (through rinha-rt's accept loop), then for each one
 //! picks an upstream and relays.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use monoio::time::Instant;
@@ -76,6 +77,9 @@ struct Local {
     splice: SpliceMode,
     /// Open client connections, bounded by `Config::connections_per_worker_max`.
     connections: Gauge,
+    /// Connections relaying (holding pipes and an upstream), bounded by
+    /// `Config::relays_per_worker_max`.
+    relays: Relays,
     pipes: RefCell<Vec<PipeSet>>,
     metrics: Arc<WorkerMetrics>,
     /// Every relay, for the drain at shutdown.
@@ -104,6 +108,7 @@ pub async fn run_worker(
         driver: context.driver,
         splice,
         connections: Gauge::new(),
+        relays: Relays::new(balancer.config.relays_per_worker_max),
         pipes: RefCell::new(Vec::new()),
         metrics: balancer.metrics.worker(balancer.upstreams.addrs().len()),
         drains: Drains::default(),
@@ -163,7 +168,8 @@ fn accept_pause(error: &io::Error) -> Option<Duration> {
 async fn serve(client: Stream, balancer: Arc<Balancer>, local: Rc<Local>, _open: GaugeGuard) {
     let _counted = rinha_metrics::OpenConnection::new(&local.metrics);
     let config = &balancer.config;
-    let Some((pipes, pending)) = first_bytes(&client, &local, config.idle_timeout).await else {
+    let Some((pipes, pending, _relaying)) = first_bytes(&client, &local, config.idle_timeout).await
+    else {
         return;
     };
     let Some((upstream, index)) = connect_upstream(&balancer, &local.metrics).await else {
@@ -226,16 +232,39 @@ async fn serve(client: Stream, balancer: Arc<Balancer>, local: Rc<Local>, _open:
 /// instances until the idle ones timed out. Later, pipes taken at accept made the same 10,000
 /// clients need 50,000 descriptors. A client that sends its request with the connect (every
 /// real one) costs no readiness wait: the first attempt finds the bytes.
-async fn first_bytes(client: &Stream, local: &Local, wait: Duration) -> Option<(PipeSet, usize)> {
+///
+/// While every relay the open-files limit leaves room for is busy, a client waits here holding
+/// only its socket, and takes pipes once one ends: the relay it returns is its own.
+async fn first_bytes<'a>(
+    client: &Stream,
+    local: &'a Local,
+    wait: Duration,
+) -> Option<(PipeSet, usize, Relay<'a>)> {
     let deadline = Instant::now() + wait;
     loop {
-        let pipes = match local.pipes.borrow_mut().pop() {
-            Some(pipes) => pipes,
-            None => PipeSet::new(local.splice).ok()?,
+        let Ok(relay) = monoio::time::timeout_at(deadline, local.relays.take()).await else {
+            client.shut_down_now();
+            local.metrics.unserved();
+            return None;
+        };
+        let pooled = local.pipes.borrow_mut().pop();
+        let pipes = match pooled.map_or_else(|| PipeSet::new(local.splice), Ok) {
+            Ok(pipes) => pipes,
+            // Out of descriptors for a moment (on io_uring the sockets of ended connections
+            // close a moment after they stop being counted): wait, as accepting does.
+            Err(error) if is_descriptor_shortage(&error) && Instant::now() < deadline => {
+                monoio::time::sleep(ACCEPT_PAUSE).await;
+                continue;
+            }
+            Err(_) => return None,
         };
         match try_read_first(client, &pipes) {
-            Ok(Some(pending)) => return Some((pipes, pending)),
-            Ok(None) => local.give_back(pipes),
+            Ok(Some(pending)) => return Some((pipes, pending, relay)),
+            // Nothing yet: the pipes and the relay go back while the client is silent.
+            Ok(None) => {
+                local.give_back(pipes);
+                drop(relay);
+            }
             Err(_) => {
                 local.give_back(pipes);
                 return None;
@@ -250,6 +279,54 @@ async fn first_bytes(client: &Stream, local: &Local, wait: Duration) -> Option<(
                 client.shut_down_now();
                 return None;
             }
+        }
+    }
+}
+
+/// The relays of one worker, at most `max` at once (each holds an upstream socket and two
+/// pipes: the open-files limit sizes `max`). A client that finds them all busy waits for one.
+struct Relays {
+    max: usize,
+    count: Cell<usize>,
+    /// Clients waiting for a relay; every one is woken when a relay ends, and looks again.
+    waiters: RefCell<Vec<Waker>>,
+}
+
+impl Relays {
+    fn new(max: usize) -> Relays {
+        assert!(max >= 1, "room for a relay");
+        Relays {
+            max,
+            count: Cell::new(0),
+            waiters: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Waits until fewer than `max` relays run, then counts one more until the returned
+    /// guard is dropped.
+    async fn take(&self) -> Relay<'_> {
+        std::future::poll_fn(|context| {
+            if self.count.get() < self.max {
+                self.count.set(self.count.get() + 1);
+                return Poll::Ready(Relay(self));
+            }
+            self.waiters.borrow_mut().push(context.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+/// One relay of [`Relays`], counted until dropped.
+struct Relay<'a>(&'a Relays);
+
+impl Drop for Relay<'_> {
+    fn drop(&mut self) {
+        let relays = self.0;
+        relays.count.set(relays.count.get() - 1);
+        let waiters = std::mem::take(&mut *relays.waiters.borrow_mut());
+        for waker in waiters {
+            waker.wake();
         }
     }
 }
@@ -269,13 +346,21 @@ impl Local {
 async fn connect_upstream(balancer: &Balancer, metrics: &WorkerMetrics) -> Option<(Stream, usize)> {
     let upstreams = &balancer.upstreams;
     let plan = upstreams.plan(balancer.config.attempts_max);
-    for &index in plan.indices() {
+    let mut indices = plan.indices().iter().copied().peekable();
+    let mut retried = false;
+    while let Some(&index) = indices.peek() {
         let addr = upstreams.addr(index);
         match monoio::time::timeout(balancer.config.connect_timeout, Stream::connect(addr)).await {
             Ok(Ok(stream)) => {
                 upstreams.mark_up(index);
                 metrics.picked(index);
                 return Some((stream, index));
+            }
+            Ok(Err(error)) if is_descriptor_shortage(&error) && !retried => {
+                // Out of descriptors for a moment: the same upstream once more after a pause.
+                retried = true;
+                monoio::time::sleep(ACCEPT_PAUSE).await;
+                continue;
             }
             Ok(Err(error)) if !is_upstream_fault(&error) => metrics.failed(index),
             Ok(Err(_)) | Err(_) => {
@@ -284,8 +369,15 @@ async fn connect_upstream(balancer: &Balancer, metrics: &WorkerMetrics) -> Optio
             }
         }
         upstreams.connect_failed(index);
+        indices.next();
+        retried = false;
     }
     None
+}
+
+/// Whether an error says this process is out of descriptors (its own limit, or the system's).
+fn is_descriptor_shortage(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
 /// True when a failed connect says something about the upstream (refused, unreachable, gone)

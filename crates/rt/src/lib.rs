@@ -37,7 +37,12 @@ pub use driver::{
 pub use launch::{
     launch, spawn_workers, LaunchError, LaunchOptions, Shutdown, WorkerContext, Workers,
 };
-pub use limits::{raise_nofile_limit, reserve_descriptor_table, DESCRIPTOR_TABLE_RESERVED};
+pub use limits::{
+    cap_connections, connections_per_worker_fit, raise_nofile_limit, reserve_descriptor_table,
+    ConnectionsCap, DescriptorBudget, DescriptorShortage, CONNECTIONS_PER_WORKER_MIN,
+    DESCRIPTOR_TABLE_RESERVED, LISTENER_DESCRIPTORS, MARGIN_DESCRIPTORS, METRICS_DESCRIPTORS,
+    RUNTIME_DESCRIPTORS, STDIO_DESCRIPTORS,
+};
 pub use listen::{
     bind_listeners, bind_tcp, AsyncListener, BindError, Listener, LISTEN_BACKLOG_MAX,
 };
