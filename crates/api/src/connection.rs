@@ -19,7 +19,7 @@ use crate::handler::Scratch;
 use crate::http::{self, HttpError, Method, Persistence};
 use crate::json;
 use crate::limits::{
-    IDLE_TIMEOUT, LINGER_BYTES_MAX, LINGER_TIMEOUT, READ_BUFFER_BYTES_MAX, READ_BUFFER_BYTES_MIN,
+    LINGER_BYTES_MAX, LINGER_TIMEOUT, READ_BUFFER_BYTES_MAX, READ_BUFFER_BYTES_MIN,
     REQUEST_TIMEOUT, WRITE_BUFFER_FLUSH_BYTES,
 };
 use crate::metrics::Route;
@@ -147,7 +147,7 @@ impl Connection {
                 }
             }
             let deadline = if idle {
-                Instant::now() + IDLE_TIMEOUT
+                Instant::now() + self.service.idle_timeout
             } else {
                 *self
                     .pending

@@ -60,8 +60,9 @@ pub const POOLED_BUFFERS_MAX: usize = 256;
 /// A request, head and body, must arrive within this time of its first byte (slowloris: 408).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// An idle keep-alive connection is closed after this time without a request.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// An idle keep-alive connection is closed after this time without a request, unless
+/// `--idle-timeout-ms` says otherwise (tests shorten it).
+pub const IDLE_TIMEOUT_DEFAULT_MS: u64 = 60_000;
 
 /// After SIGTERM, connections still busy after this time are abandoned and the worker exits.
 /// It stays below the 5 s that rinha-rt grants workers to stop.

@@ -3,11 +3,12 @@
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rinha_api::healthcheck;
 use rinha_api::ledger::{Backend, Db, Faults, Options};
 use rinha_api::limits::{
-    CONNECTIONS_MAX, CONNECTION_DESCRIPTORS, STORAGE_ACCOUNT_DESCRIPTORS,
+    CONNECTIONS_MAX, CONNECTION_DESCRIPTORS, IDLE_TIMEOUT_DEFAULT_MS, STORAGE_ACCOUNT_DESCRIPTORS,
     STORAGE_WORKER_ACCOUNT_DESCRIPTORS, STORAGE_WORKER_WAIT_DESCRIPTORS,
 };
 use rinha_api::metrics::{Metrics, WorkerMetrics};
@@ -43,6 +44,15 @@ struct Args {
     /// an API address); off when not given
     #[arg(long, value_name = "ADDR", env = "RINHA_METRICS")]
     metrics: Option<std::net::SocketAddr>,
+    /// Close a keep-alive connection idle this long between requests
+    #[arg(
+        long,
+        value_name = "MS",
+        env = "RINHA_IDLE_TIMEOUT_MS",
+        default_value_t = IDLE_TIMEOUT_DEFAULT_MS,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    idle_timeout_ms: u64,
     /// Ask GET /clientes/1/extrato on ADDR, exit 0 on a 200 and 1 otherwise
     #[arg(long, value_name = "ADDR")]
     healthcheck: Option<String>,
@@ -105,6 +115,7 @@ fn main() {
     let cap = rinha_rt::cap_connections(CONNECTIONS_MAX, nofile, budget, workers)
         .unwrap_or_else(|error| fail(&error));
     let connections_max = cap.connections_max;
+    let idle_timeout = Duration::from_millis(args.idle_timeout_ms);
     // A missing directory is created (with its parents), as `espora init` does; anything that
     // still cannot be a data directory fails startup with one line.
     if data_dir.exists() && !data_dir.is_dir() {
@@ -143,7 +154,14 @@ fn main() {
         listeners,
         move |context| {
             let db = Arc::clone(&db);
-            run_worker(context, db, metrics.worker(), backend, connections_max)
+            run_worker(
+                context,
+                db,
+                metrics.worker(),
+                backend,
+                connections_max,
+                idle_timeout,
+            )
         },
         |driver| rinha_rt::print_startup_line(PROGRAM, VERSION, driver, workers, &listen, &extra),
     );
@@ -222,6 +240,7 @@ async fn run_worker(
     metrics: Arc<WorkerMetrics>,
     backend: Backend,
     connections_max: usize,
+    idle_timeout: Duration,
 ) -> Result<(), String> {
     // espora waits for the disk and for the other instances on its own io_uring, polled by
     // whichever driver the runtime has, or on helper threads where io_uring is refused.
@@ -240,7 +259,7 @@ async fn run_worker(
         }
         Err(error) => return Err(format!("cannot open the account files: {error}")),
     };
-    let service = Rc::new(Service::new(worker, metrics));
+    let service = Rc::new(Service::new(worker, metrics, idle_timeout));
     let mut listeners = Vec::with_capacity(context.listeners.len());
     for listener in context.listeners {
         let listener = listener

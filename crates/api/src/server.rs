@@ -47,6 +47,8 @@ pub struct Service {
     pub(crate) busy: Gauge,
     /// This worker's live metrics.
     pub(crate) metrics: Arc<WorkerMetrics>,
+    /// How long a keep-alive connection may stay idle between requests.
+    pub(crate) idle_timeout: Duration,
     /// The `Date` header value and the second it was formatted for.
     date: Cell<(i64, [u8; HTTP_DATE_BYTES])>,
     pool: RefCell<Vec<Buffers>>,
@@ -54,10 +56,11 @@ pub struct Service {
 
 impl Service {
     /// A service over this thread's storage handle, which it passes on to the handlers, counting
-    /// into this thread's `metrics`.
-    pub fn new(worker: Worker, metrics: Arc<WorkerMetrics>) -> Service {
+    /// into this thread's `metrics`, closing connections idle for `idle_timeout`.
+    pub fn new(worker: Worker, metrics: Arc<WorkerMetrics>, idle_timeout: Duration) -> Service {
         Service {
             metrics,
+            idle_timeout,
             handlers: Handlers::new(worker),
             draining: Cell::new(false),
             connections: Gauge::new(),

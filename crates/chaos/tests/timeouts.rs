@@ -9,7 +9,9 @@
 //! ever closed; on epoll all 360 were, with 11 descriptors open after every wave). The API's
 //! write timeout left the sockets of clients that never read, and a connect to an upstream that
 //! never answers stayed in SYN-SENT for two minutes. Now the operations are cancelled
-//! (`async-cancel`) and every timeout shuts its socket down before letting it go.
+//! (`async-cancel`) and every timeout shuts its socket down before letting it go. A keep-alive
+//! connection idle past the API's idle timeout got no FIN either, so a request sent on it
+//! afterwards vanished: end of file, no answer.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -348,4 +350,82 @@ fn quiet_fds(server: &Server) -> usize {
         })
         .min()
         .unwrap_or(0)
+}
+
+/// The API's idle timeout: a keep-alive connection idle past it is closed with a FIN (the client
+/// sees the end at once, and a request it sends afterwards gets a reset or an end, never
+/// silence); the request timeout: a request that never completes gets its 408 and the close.
+/// Either way the instance's descriptors come back.
+#[test]
+fn the_apis_idle_and_request_timeouts_close_their_sockets() {
+    let dir = temp_dir("timeouts-idle");
+    let mut problems = Vec::new();
+    for driver in DRIVERS {
+        let front = free_tcp();
+        let data = dir.path().join(format!("data-{driver}"));
+        std::fs::create_dir_all(&data).unwrap();
+        let mut command = Command::new(&bins().api);
+        command.arg("--data-dir").arg(&data);
+        command.args(["--listen", &front.to_string(), "--workers", "1"]);
+        command.args(["--driver", driver, "--idle-timeout-ms", "500"]);
+        let mut api = Server::start(&format!("api-idle-{driver}"), command, dir.path());
+        assert!(wait_until(READY_WAIT, || http::is_ready(&front)));
+        let baseline = quiet_fds(&api);
+
+        // Idle: one request answered, then nothing for longer than the timeout.
+        let mut conn = http::Conn::open(&front, Duration::from_secs(5)).unwrap();
+        conn.send(&http::statement_request(1));
+        let answered = http::Reader::new().response(&mut conn);
+        assert_eq!(answered.status, 200);
+        let started = Instant::now();
+        let ended = conn.closes_without_more();
+        let after = started.elapsed();
+        if !ended || after > Duration::from_secs(3) {
+            problems.push(format!(
+                "{driver}: an idle keep-alive connection was not closed ({ended}) after {after:?}"
+            ));
+        }
+        // A request on the closed connection is refused, not swallowed: the write or the
+        // read fails, or the read sees the end, at once.
+        let _ = conn.write_all(&http::statement_request(1));
+        let mut byte = [0u8; 1];
+        let refused = match std::io::Read::read(&mut conn, &mut byte) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(error) => {
+                error.kind() != std::io::ErrorKind::WouldBlock
+                    && error.kind() != std::io::ErrorKind::TimedOut
+            }
+        };
+        if !refused {
+            problems.push(format!(
+                "{driver}: a request after the idle timeout was swallowed"
+            ));
+        }
+        drop(conn);
+
+        // Request timeout: a head that never ends gets 408 after 5 s, then the close.
+        let mut conn = http::Conn::open(&front, Duration::from_secs(10)).unwrap();
+        conn.send(b"GET /clientes/1/extrato HTTP/1.1\r\nHost: x\r\n");
+        let response = http::Reader::new().next(&mut conn);
+        match response {
+            Ok(Some(response)) if response.status == 408 => {
+                if !conn.closes_without_more() {
+                    problems.push(format!("{driver}: the 408 was not followed by the close"));
+                }
+            }
+            other => problems.push(format!(
+                "{driver}: a request that never ended got {other:?}"
+            )),
+        }
+        drop(conn);
+        if !wait_until(Duration::from_secs(3), || api.open_fds() <= baseline) {
+            problems.push(format!(
+                "{driver}: rinha-api holds {} descriptors after its timeouts, {baseline} before",
+                api.open_fds()
+            ));
+        }
+        api.terminate(Duration::from_secs(10));
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
 }
