@@ -8,18 +8,17 @@
 //! instance has answered them and closed.
 
 use std::io::Write;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rinha_testkit::bins::bins;
 use rinha_testkit::http::{self, Conn, Reader};
-use rinha_testkit::process::{Server, Signal};
-use rinha_testkit::{free_tcp, temp_dir, wait_until, Addr};
+use rinha_testkit::process::Signal;
+use rinha_testkit::stack::{start_stack, stop_all};
+use rinha_testkit::{temp_dir, Addr};
 
 const DRIVERS: [&str; 2] = ["io_uring", "epoll"];
-const READY_WAIT: Duration = Duration::from_secs(10);
 const CLIENTS: usize = 8;
 /// POSTs each client writes before it reads their answers.
 const BATCH: usize = 50;
@@ -42,41 +41,18 @@ fn sigterm_to_the_balancer_answers_every_request_it_passed_on() {
 /// One stack and one drain; a problem, if any.
 fn drain_once(dir: &rinha_testkit::TempDir, driver: &str, splice: &str) -> Option<String> {
     let name = format!("{driver}-{splice}");
-    let data = dir.path().join(format!("data-{name}"));
-    std::fs::create_dir_all(&data).unwrap();
+    let run = dir.path().join(&name);
+    std::fs::create_dir_all(&run).unwrap();
+    let (mut servers, front) = start_stack(&run, |mut command| {
+        command.args(["--driver", driver]);
+        if command.get_program() == bins().lb.as_os_str() {
+            command.args(["--splice", splice]);
+        }
+        command
+    });
     let upstreams: Vec<Addr> = (1..=2)
-        .map(|n| Addr::Unix(dir.path().join(format!("{name}-api{n}.sock"))))
+        .map(|n| Addr::Unix(run.join(format!("api{n}.sock"))))
         .collect();
-    let mut apis: Vec<Server> = upstreams
-        .iter()
-        .enumerate()
-        .map(|(index, addr)| {
-            let mut command = Command::new(&bins().api);
-            command.arg("--data-dir").arg(&data);
-            command.args(["--listen", &addr.to_string(), "--workers", "1"]);
-            command.args(["--driver", driver]);
-            let server = Server::start(&format!("{name}-api{}", index + 1), command, dir.path());
-            assert!(
-                wait_until(READY_WAIT, || http::is_ready(addr)),
-                "{}",
-                server.log()
-            );
-            server
-        })
-        .collect();
-    let front = free_tcp();
-    let mut command = Command::new(&bins().lb);
-    command.args(["--listen", &front.to_string(), "--workers", "1"]);
-    command.args(["--driver", driver, "--splice", splice]);
-    for upstream in &upstreams {
-        command.args(["--upstream", &upstream.to_string()]);
-    }
-    let mut lb = Server::start(&format!("{name}-lb"), command, dir.path());
-    assert!(
-        wait_until(READY_WAIT, || http::is_ready(&front)),
-        "{}",
-        lb.log()
-    );
     let before = balances(&upstreams[0]);
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -87,15 +63,14 @@ fn drain_once(dir: &rinha_testkit::TempDir, driver: &str, splice: &str) -> Optio
         })
         .collect();
     std::thread::sleep(Duration::from_millis(1500));
+    let lb = &mut servers[2];
     lb.signal(Signal::TERM);
     let status = lb.wait(Duration::from_secs(10));
     stop.store(true, Ordering::Relaxed);
     let answered: u64 = clients.into_iter().map(|c| c.join().unwrap()).sum();
     let after = balances(&upstreams[0]);
     let applied: i64 = after.iter().zip(&before).map(|(a, b)| a - b).sum();
-    for api in &mut apis {
-        api.terminate(Duration::from_secs(10));
-    }
+    stop_all(&mut servers[..2], Duration::from_secs(10));
     eprintln!("{name}: {applied} POSTs applied, {answered} answered; the balancer: {status:?}");
     let clean = status.is_some_and(|status| status.success());
     if !clean || applied != answered as i64 || answered == 0 {

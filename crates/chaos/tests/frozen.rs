@@ -6,17 +6,16 @@
 //! the answer timeout after a client's first bytes reached it is skipped for the back-off, then
 //! gets one connection at a time (a probe) until one is answered.
 
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rinha_testkit::bins::bins;
-use rinha_testkit::process::{Server, Signal};
-use rinha_testkit::{free_tcp, http, metrics, temp_dir, wait_until, Addr};
+use rinha_testkit::process::Signal;
+use rinha_testkit::stack::{start_stack, stop_all};
+use rinha_testkit::{free_tcp, http, metrics, temp_dir, Addr};
 
 const DRIVERS: [&str; 2] = ["io_uring", "epoll"];
-const READY_WAIT: Duration = Duration::from_secs(10);
 /// The balancer's answer timeout and back-off in this test.
 const ANSWER_TIMEOUT: Duration = Duration::from_millis(1000);
 const BACKOFF: Duration = Duration::from_millis(1000);
@@ -32,53 +31,33 @@ fn a_frozen_instance_leaves_the_rotation_and_comes_back() {
     let dir = temp_dir("frozen");
     let mut problems = Vec::new();
     for driver in DRIVERS {
-        let data = dir.path().join(format!("data-{driver}"));
-        std::fs::create_dir_all(&data).unwrap();
+        let run = dir.path().join(driver);
+        std::fs::create_dir_all(&run).unwrap();
+        let scrape = free_tcp();
+        let lb_args = [
+            "--metrics".to_string(),
+            scrape.to_string(),
+            "--answer-timeout-ms".to_string(),
+            ANSWER_TIMEOUT.as_millis().to_string(),
+            "--down-backoff-ms".to_string(),
+            BACKOFF.as_millis().to_string(),
+        ];
+        let (mut servers, front) = start_stack(&run, |mut command| {
+            command.args(["--driver", driver]);
+            if command.get_program() == bins().lb.as_os_str() {
+                command.args(&lb_args);
+            }
+            command
+        });
         let upstreams: Vec<Addr> = (1..=2)
-            .map(|n| Addr::Unix(dir.path().join(format!("{driver}-api{n}.sock"))))
+            .map(|n| Addr::Unix(run.join(format!("api{n}.sock"))))
             .collect();
-        let mut apis: Vec<Server> = upstreams
-            .iter()
-            .enumerate()
-            .map(|(index, addr)| {
-                let mut command = Command::new(&bins().api);
-                command.arg("--data-dir").arg(&data);
-                command.args(["--listen", &addr.to_string(), "--workers", "1"]);
-                command.args(["--driver", driver]);
-                let server =
-                    Server::start(&format!("{driver}-api{}", index + 1), command, dir.path());
-                assert!(
-                    wait_until(READY_WAIT, || http::is_ready(addr)),
-                    "{}",
-                    server.log()
-                );
-                server
-            })
-            .collect();
-        let (front, scrape) = (free_tcp(), free_tcp());
-        let mut command = Command::new(&bins().lb);
-        command.args(["--listen", &front.to_string(), "--workers", "1"]);
-        command.args(["--driver", driver, "--metrics", &scrape.to_string()]);
-        for upstream in &upstreams {
-            command.args(["--upstream", &upstream.to_string()]);
-        }
-        command.args([
-            "--answer-timeout-ms",
-            &ANSWER_TIMEOUT.as_millis().to_string(),
-        ]);
-        command.args(["--down-backoff-ms", &BACKOFF.as_millis().to_string()]);
-        let mut lb = Server::start(&format!("{driver}-lb"), command, dir.path());
-        assert!(
-            wait_until(READY_WAIT, || http::is_ready(&front)),
-            "{}",
-            lb.log()
-        );
 
         // Frozen under a steady stream of POSTs.
-        apis[1].signal(Signal::STOP);
+        servers[1].signal(Signal::STOP);
         let frozen_at = Instant::now();
         let outcomes = load(&front, FROZEN);
-        apis[1].signal(Signal::CONT);
+        servers[1].signal(Signal::CONT);
         // Requests the balancer sent the frozen instance before it noticed, and its probes
         // afterwards (one per back-off at most, each closed after the answer timeout).
         let noticed = ANSWER_TIMEOUT + Duration::from_millis(500);
@@ -135,10 +114,7 @@ fn a_frozen_instance_leaves_the_rotation_and_comes_back() {
                  took {gained} of them"
             ));
         }
-        lb.terminate(Duration::from_secs(5));
-        for api in &mut apis {
-            api.terminate(Duration::from_secs(10));
-        }
+        stop_all(&mut servers, Duration::from_secs(10));
     }
     assert!(problems.is_empty(), "{problems:#?}");
 }

@@ -26,22 +26,23 @@ const DRIVERS: [&str; 2] = ["io_uring", "epoll"];
 const READY_WAIT: Duration = Duration::from_secs(10);
 const REQUEST_WAIT: Duration = Duration::from_secs(10);
 
-/// One `rinha-api` with one worker on a Unix socket in `dir`.
-fn start_api(dir: &TempDir, driver: &str) -> (Server, Addr) {
-    let data = dir.path().join(format!("data-{driver}"));
+/// One `rinha-api` named `name` with one worker serving `addr`, on a data directory of its own
+/// in `dir`, with `args` besides; returns once it answers.
+fn start_api(dir: &TempDir, name: &str, driver: &str, addr: &Addr, args: &[&str]) -> Server {
+    let data = dir.path().join(format!("data-{name}"));
     std::fs::create_dir_all(&data).unwrap();
-    let addr = Addr::Unix(dir.path().join(format!("api-{driver}.sock")));
     let mut command = Command::new(&bins().api);
     command.arg("--data-dir").arg(&data);
     command.args(["--listen", &addr.to_string(), "--workers", "1"]);
     command.args(["--driver", driver]);
-    let server = Server::start(&format!("api-{driver}"), command, dir.path());
+    command.args(args);
+    let server = Server::start(name, command, dir.path());
     assert!(
-        wait_until(READY_WAIT, || http::is_ready(&addr)),
-        "rinha-api ({driver}) did not start: {}",
+        wait_until(READY_WAIT, || http::is_ready(addr)),
+        "{name} did not start: {}",
         server.log()
     );
-    (server, addr)
+    server
 }
 
 /// `rinha-lb` with one worker in front of `upstreams`, with `args` and at most `nofile` open
@@ -120,7 +121,8 @@ fn silent_clients_are_closed_by_the_balancers_idle_timeout() {
     let dir = temp_dir("timeouts-silent");
     let mut problems = Vec::new();
     for driver in DRIVERS {
-        let (mut api, upstream) = start_api(&dir, driver);
+        let upstream = Addr::Unix(dir.path().join(format!("api-{driver}.sock")));
+        let mut api = start_api(&dir, &format!("api-{driver}"), driver, &upstream, &[]);
         let args = ["--idle-timeout-ms", "1000", "--connections-max", "100"];
         let name = format!("lb-{driver}");
         let (mut lb, front) = start_lb(&dir, &name, driver, &[upstream], &args, NOFILE);
@@ -271,14 +273,7 @@ fn clients_that_never_read_are_closed_by_the_apis_write_timeout() {
     let mut problems = Vec::new();
     for driver in DRIVERS {
         let front = free_tcp();
-        let data = dir.path().join(format!("data-{driver}"));
-        std::fs::create_dir_all(&data).unwrap();
-        let mut command = Command::new(&bins().api);
-        command.arg("--data-dir").arg(&data);
-        command.args(["--listen", &front.to_string(), "--workers", "1"]);
-        command.args(["--driver", driver]);
-        let mut api = Server::start(&format!("api-write-{driver}"), command, dir.path());
-        assert!(wait_until(READY_WAIT, || http::is_ready(&front)));
+        let mut api = start_api(&dir, &format!("api-write-{driver}"), driver, &front, &[]);
         for index in 0..10 {
             let posted = http::post(&front, 1, 1, 'c', &format!("t{index}"), REQUEST_WAIT);
             assert_eq!(posted.unwrap().status, 200);
@@ -362,14 +357,8 @@ fn the_apis_idle_and_request_timeouts_close_their_sockets() {
     let mut problems = Vec::new();
     for driver in DRIVERS {
         let front = free_tcp();
-        let data = dir.path().join(format!("data-{driver}"));
-        std::fs::create_dir_all(&data).unwrap();
-        let mut command = Command::new(&bins().api);
-        command.arg("--data-dir").arg(&data);
-        command.args(["--listen", &front.to_string(), "--workers", "1"]);
-        command.args(["--driver", driver, "--idle-timeout-ms", "500"]);
-        let mut api = Server::start(&format!("api-idle-{driver}"), command, dir.path());
-        assert!(wait_until(READY_WAIT, || http::is_ready(&front)));
+        let name = format!("api-idle-{driver}");
+        let mut api = start_api(&dir, &name, driver, &front, &["--idle-timeout-ms", "500"]);
         let baseline = quiet_fds(&api);
 
         // Idle: one request answered, then nothing for longer than the timeout.
