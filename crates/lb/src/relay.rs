@@ -417,8 +417,12 @@ impl Ends<'_> {
         let mut to_client = pin!(to_client);
         let mut drain = pin!(drain);
         let (mut up_done, mut down_done) = (false, false);
-        // Far enough never to fire when no answer is watched.
+        // One timer for the relay's life (the idle deadline moves with traffic, this one does
+        // not); far enough never to fire when no answer is watched.
         let never = Instant::now() + self.idle;
+        let mut answer_timer = pin!(monoio::time::sleep_until(
+            self.answer_deadline.unwrap_or(never)
+        ));
         while !(up_done && down_done) {
             let deadline = self.activity.get() + self.idle;
             let watching = self.answer_deadline.is_some() && !self.answered.get() && !down_done;
@@ -452,7 +456,7 @@ impl Ends<'_> {
                         }
                     }
                 }
-                _ = monoio::time::sleep_until(self.answer_deadline.unwrap_or(never)), if watching => {
+                _ = &mut answer_timer, if watching => {
                     if !self.answered.get() {
                         return Err(RelayEnd::Unanswered);
                     }
