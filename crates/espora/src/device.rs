@@ -62,7 +62,7 @@ impl Image {
             header: *header,
             direct: true,
         };
-        image.direct = match open_direct(path) {
+        image.direct = match open_direct(path, false) {
             Ok(file) => {
                 image.read_range(&file, 0, length)?;
                 true
@@ -95,7 +95,7 @@ impl Image {
         let page_of = |seq: u64| self.header.slot_offset(seq) / DIRECT_ALIGN * DIRECT_ALIGN;
         let (from, to) = (page_of(first), page_of(last) + DIRECT_ALIGN);
         let file = match self.direct {
-            true => open_direct(path)?,
+            true => open_direct(path, false)?,
             false => File::open(path)?,
         };
         if from < to {
@@ -214,10 +214,12 @@ impl Image {
         mapping: &Mapping,
         runs: &[Range<usize>],
     ) -> io::Result<Repaired> {
-        let pages = whole_pages(runs);
         let mut repaired = Repaired::default();
-        let direct = match self.direct && !pages.is_empty() {
-            true => match open_direct_for_writing(path) {
+        if runs.is_empty() {
+            return Ok(repaired);
+        }
+        let direct = match self.direct {
+            true => match open_direct(path, true) {
                 Ok(direct) => Some(direct),
                 Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => None,
                 Err(e) => return Err(e),
@@ -228,6 +230,7 @@ impl Image {
             repaired.pieces = self.write_through_cache(file, runs)?;
             return Ok(repaired);
         };
+        let pages = whole_pages(runs);
         for page in &pages {
             let bytes = &self.buffer[self.start + page.start..self.start + page.end];
             direct.write_all_at(bytes, page.start as u64)?;
@@ -324,19 +327,12 @@ pub fn warm(file: &File, size: u64) {
     }
 }
 
-fn open_direct(path: &Path) -> io::Result<File> {
+/// Opens `path` past the page cache (`O_DIRECT`), for reading, and for writing too if `write`.
+fn open_direct(path: &Path, write: bool) -> io::Result<File> {
     let flags = rustix::fs::OFlags::DIRECT | rustix::fs::OFlags::CLOEXEC;
     OpenOptions::new()
         .read(true)
-        .custom_flags(flags.bits() as i32)
-        .open(path)
-}
-
-fn open_direct_for_writing(path: &Path) -> io::Result<File> {
-    let flags = rustix::fs::OFlags::DIRECT | rustix::fs::OFlags::CLOEXEC;
-    OpenOptions::new()
-        .read(true)
-        .write(true)
+        .write(write)
         .custom_flags(flags.bits() as i32)
         .open(path)
 }
