@@ -513,12 +513,11 @@ async fn pump_op(
         // Until bytes are read the direction can be dropped (see `Draining`): with
         // `poll_first` the splice starts only after the readiness wait; without it (epoll), the
         // operation moves bytes only while it is polled.
-        let idle = IdleWhile::new(draining);
+        let mut idle = Some(IdleWhile::new(draining));
         if poll_first {
             source.stream().readable().await?;
-            drop(idle);
+            idle = None;
         }
-        let idle = IdleWhile::new(draining.filter(|_| !poll_first));
         let spliced = source
             .splice_to_pipe(pipe_write, SPLICE_CHUNK_BYTES_MAX)
             .await;

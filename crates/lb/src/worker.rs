@@ -242,10 +242,17 @@ async fn first_bytes<'a>(
 ) -> Option<(PipeSet, usize, Relay<'a>)> {
     let deadline = Instant::now() + wait;
     loop {
-        let Ok(relay) = monoio::time::timeout_at(deadline, local.relays.take()).await else {
-            client.shut_down_now();
-            local.metrics.unserved();
-            return None;
+        // Free at once but at saturation: no timer then.
+        let relay = match local.relays.try_take() {
+            Some(relay) => relay,
+            None => match monoio::time::timeout_at(deadline, local.relays.take()).await {
+                Ok(relay) => relay,
+                Err(_) => {
+                    client.shut_down_now();
+                    local.metrics.unserved();
+                    return None;
+                }
+            },
         };
         let pooled = local.pipes.borrow_mut().pop();
         let pipes = match pooled.map_or_else(|| PipeSet::new(local.splice), Ok) {
@@ -305,15 +312,23 @@ impl Relays {
     /// Waits until fewer than `max` relays run, then counts one more until the returned
     /// guard is dropped.
     async fn take(&self) -> Relay<'_> {
-        std::future::poll_fn(|context| {
-            if self.count.get() < self.max {
-                self.count.set(self.count.get() + 1);
-                return Poll::Ready(Relay(self));
+        std::future::poll_fn(|context| match self.try_take() {
+            Some(relay) => Poll::Ready(relay),
+            None => {
+                self.waiters.borrow_mut().push(context.waker().clone());
+                Poll::Pending
             }
-            self.waiters.borrow_mut().push(context.waker().clone());
-            Poll::Pending
         })
         .await
+    }
+
+    /// A relay if one is free now.
+    fn try_take(&self) -> Option<Relay<'_>> {
+        let count = self.count.get();
+        (count < self.max).then(|| {
+            self.count.set(count + 1);
+            Relay(self)
+        })
     }
 }
 
@@ -346,21 +361,21 @@ impl Local {
 async fn connect_upstream(balancer: &Balancer, metrics: &WorkerMetrics) -> Option<(Stream, usize)> {
     let upstreams = &balancer.upstreams;
     let plan = upstreams.plan(balancer.config.attempts_max);
-    let mut indices = plan.indices().iter().copied().peekable();
-    let mut retried = false;
-    while let Some(&index) = indices.peek() {
+    let connect =
+        |addr| monoio::time::timeout(balancer.config.connect_timeout, Stream::connect(addr));
+    for &index in plan.indices() {
         let addr = upstreams.addr(index);
-        match monoio::time::timeout(balancer.config.connect_timeout, Stream::connect(addr)).await {
+        let mut connected = connect(addr).await;
+        if matches!(&connected, Ok(Err(error)) if is_descriptor_shortage(error)) {
+            // Out of descriptors for a moment: the same upstream once more after a pause.
+            monoio::time::sleep(ACCEPT_PAUSE).await;
+            connected = connect(addr).await;
+        }
+        match connected {
             Ok(Ok(stream)) => {
                 upstreams.mark_up(index);
                 metrics.picked(index);
                 return Some((stream, index));
-            }
-            Ok(Err(error)) if is_descriptor_shortage(&error) && !retried => {
-                // Out of descriptors for a moment: the same upstream once more after a pause.
-                retried = true;
-                monoio::time::sleep(ACCEPT_PAUSE).await;
-                continue;
             }
             Ok(Err(error)) if !is_upstream_fault(&error) => metrics.failed(index),
             Ok(Err(_)) | Err(_) => {
@@ -369,8 +384,6 @@ async fn connect_upstream(balancer: &Balancer, metrics: &WorkerMetrics) -> Optio
             }
         }
         upstreams.connect_failed(index);
-        indices.next();
-        retried = false;
     }
     None
 }
