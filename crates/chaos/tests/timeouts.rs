@@ -93,8 +93,11 @@ fn closed_by(stream: &mut TcpStream, deadline: Instant) -> bool {
         if left.is_zero() {
             // One last look without waiting.
             stream.set_nonblocking(true).unwrap();
-            let ended = matches!(stream.read(&mut buffer), Ok(0))
-                || matches!(stream.read(&mut buffer), Err(ref e) if e.kind() == std::io::ErrorKind::ConnectionReset);
+            let ended = match stream.read(&mut buffer) {
+                Ok(0) => true,
+                Ok(_) => false,
+                Err(error) => error.kind() == std::io::ErrorKind::ConnectionReset,
+            };
             stream.set_nonblocking(false).unwrap();
             return ended;
         }
