@@ -25,6 +25,13 @@ pub fn shared_file_name(account_id: u32) -> String {
 /// [`remove_abandoned`]) in the instant between its creation and its lock.
 const CREATE_ATTEMPTS_MAX: u32 = 4;
 
+/// How long after its last change a temporary file nobody holds counts as abandoned. A creator
+/// makes its file, then locks it: in the instant between, the file is free but new, and
+/// a cleaner (another process opening the same directory, as two instances starting together
+/// do) must leave it alone. A creator that died left a file older than this by the time
+/// anything opens the directory again, or one open later.
+const ABANDONED_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Makes the file `path` whole or not at all: `fill` writes it under a temporary name beside
 /// it, then it is linked into place. `EEXIST` from the link means another process (or thread)
 /// won the race with a file just as good: an existing file is never replaced. The temporary
@@ -112,7 +119,8 @@ const TEMP_SUFFIX_DIGITS: usize = 16;
 
 /// Removes the temporary files in `dir` that creators left when they died (a crash during the
 /// first start), each 8 MiB for an account file: those of espora's names that no process holds
-/// locked. Best effort: a file it cannot read or lock stays. Returns the names removed.
+/// locked and that nothing changed for [`ABANDONED_AGE`]. Best effort: a file it cannot read,
+/// lock or date stays. Returns the names removed.
 pub(crate) fn remove_abandoned(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
@@ -132,6 +140,13 @@ pub(crate) fn remove_abandoned(dir: &Path) -> Vec<PathBuf> {
         else {
             continue;
         };
+        let old = file
+            .metadata()
+            .and_then(|metadata| metadata.modified())
+            .is_ok_and(|modified| modified.elapsed().is_ok_and(|age| age >= ABANDONED_AGE));
+        if !old {
+            continue;
+        }
         let free = rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive);
         if free.is_ok() && std::fs::remove_file(&path).is_ok() {
             removed.push(path);
@@ -186,17 +201,29 @@ mod tests {
         }
     }
 
-    /// A temporary file whose creator died (nobody holds it) is removed; one a creator holds,
-    /// files of other names, and the account files themselves stay.
+    /// Dates `file` back past [`ABANDONED_AGE`], as a creator that died a while ago left it.
+    fn age(file: &File) {
+        let long_ago = std::time::SystemTime::now() - 2 * ABANDONED_AGE;
+        file.set_modified(long_ago).unwrap();
+    }
+
+    /// A temporary file whose creator died (nobody holds it, nothing changed it for a while) is
+    /// removed; one a creator holds, a new one not locked yet (a creator in the instant before
+    /// its lock), files of other names, and the account files themselves stay.
     #[test]
     fn only_abandoned_temporary_files_are_removed() {
         let dir = tempfile::tempdir().unwrap();
         let account = dir.path().join(account_file_name(1));
         let (held_path, held) = create_temp(&account).unwrap();
+        age(&held);
         let (dead_path, dead) = create_temp(&account).unwrap();
+        age(&dead);
         drop(dead);
         let (dead_state, dead) = create_temp(&dir.path().join(shared_file_name(2))).unwrap();
+        age(&dead);
         drop(dead);
+        let (new_path, new) = create_temp(&account).unwrap();
+        drop(new);
         std::fs::write(&account, b"account").unwrap();
         let other = dir.path().join(".notes.tmp.0123456789abcdef");
         std::fs::write(&other, b"not espora's").unwrap();
@@ -205,7 +232,7 @@ mod tests {
         let mut expected = vec![dead_path, dead_state];
         expected.sort();
         assert_eq!(removed, expected);
-        assert!(held_path.exists() && account.exists() && other.exists());
+        assert!(held_path.exists() && new_path.exists() && account.exists() && other.exists());
         drop(held);
         assert_eq!(remove_abandoned(dir.path()), [held_path]);
     }
