@@ -12,12 +12,14 @@
 # it stays small, checks docker/seccomp.json against the image's binaries and in its containers
 # (docker/seccomp-check.sh), then for each compose file brings the stack up on that image
 # (every process on io_uring when local processes are), checks with docker inspect that every
-# container got its CPU and memory limit, runs the scenario against port 9999 with the
-# containers' cgroup counters read before and after, stops the stack, runs espora verify on the
-# volume and tears everything down, also on failure. Without an engine part 2 is skipped with a
-# visible message. Then the local scenario runs again and each stack's p99 and max are printed
-# against the mean of the two local runs.
+# container got the CPU and memory limits the compose file declares, runs the scenario against
+# port 9999 with the containers' cgroup counters read before and after, stops the stack, runs
+# espora verify on the volume and tears everything down, also on failure. Without an engine
+# part 2 is skipped with a visible message. Then the local scenario runs again and each stack's
+# p99 and max are printed against the mean of the two local runs. The figures (cgroup counters,
+# ratios) come from bench/e2e-figures.sh; the checks are all here.
 #
+# Needs what `scripts/setup.sh e2e docker` installs (.ci/run calls it); checks, installs nothing.
 # Environment: E2E_RAMP, E2E_HOLD (default 20s each), E2E_PORT (the compose stack's published
 # port, default 9999).
 set -euo pipefail
@@ -33,16 +35,8 @@ seconds_since() { awk -v start="$1" -v end="$(now)" 'BEGIN { printf "%.2f", end 
 
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
-
-ensure_tools() {
-    local missing=()
-    command -v ss >/dev/null || missing+=(iproute2)
-    command -v awk >/dev/null || missing+=(gawk)
-    if [ "${#missing[@]}" -gt 0 ]; then
-        echo "e2e: installing ${missing[*]}"
-        apt-get update -qq && apt-get install -y -qq "${missing[@]}"
-    fi
-}
+# shellcheck source=bench/e2e-figures.sh
+source bench/e2e-figures.sh
 
 part_local() {
     banner "release build"
@@ -85,14 +79,32 @@ local_scenario() {
     rm -rf "$work"
 }
 
-# The limits docker-compose.yml declares, per service: NanoCPUs and bytes (MB means MiB to
-# compose). Keep in step with docker-compose.yml.
-declare -A cpu_expected=([api01]=600000000 [api02]=600000000 [lb]=300000000)
-declare -A memory_expected=([api01]=209715200 [api02]=209715200 [lb]=157286400)
+# Prints the limits compose file $1 declares (deploy.resources.limits), one line per service:
+# the service, NanoCPUs and bytes (compose reads memory units as binary: MB means MiB), or "- -"
+# when the service declares none.
+compose_limits() {
+    python3 - "$1" <<'PY'
+import re, sys, yaml
+units = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+for name, service in yaml.safe_load(open(sys.argv[1]))["services"].items():
+    limits = ((service.get("deploy") or {}).get("resources") or {}).get("limits") or {}
+    if "cpus" not in limits or "memory" not in limits:
+        print(name, "-", "-")
+        continue
+    number, unit = re.fullmatch(r"([0-9.]+) ?([kmgt]?)i?b?", str(limits["memory"]).lower()).groups()
+    print(name, round(float(limits["cpus"]) * 1e9), int(float(number) * units[unit]))
+PY
+}
 
+# Checks with docker inspect that every container got the limits of $limits (compose_limits of
+# the stack's file), and that together they stay within the challenge's 1.5 CPUs and 550MB.
 check_limits() {
-    local cpu_total=0 memory_total=0 service id nano quota period memory
-    for service in api01 api02 lb; do
+    local cpu_total=0 memory_total=0 service cpu_expected memory_expected id nano quota period memory
+    while read -r service cpu_expected memory_expected; do
+        if [ "$cpu_expected" = - ]; then
+            echo "e2e: $compose_file declares no CPU and memory limits for $service" >&2
+            return 1
+        fi
         id=$("${compose[@]}" -f "$compose_file" -p "$project" ps -q "$service")
         read -r nano quota period memory < <(docker inspect --format \
             '{{.HostConfig.NanoCpus}} {{.HostConfig.CpuQuota}} {{.HostConfig.CpuPeriod}} {{.HostConfig.Memory}}' "$id")
@@ -101,32 +113,18 @@ check_limits() {
             nano=$((quota * 1000000000 / period))
         fi
         echo "e2e: $service: cpus $(awk -v n="$nano" 'BEGIN { print n / 1e9 }'), memory $((memory / 1048576)) MiB"
-        if [ "$nano" != "${cpu_expected[$service]}" ] || [ "$memory" != "${memory_expected[$service]}" ]; then
-            echo "e2e: $service did not get its limits (expected ${cpu_expected[$service]} nano-CPUs and ${memory_expected[$service]} bytes)" >&2
+        if [ "$nano" != "$cpu_expected" ] || [ "$memory" != "$memory_expected" ]; then
+            echo "e2e: $service did not get the limits $compose_file declares (expected $cpu_expected nano-CPUs and $memory_expected bytes)" >&2
             return 1
         fi
         cpu_total=$((cpu_total + nano))
         memory_total=$((memory_total + memory))
-    done
+    done <<<"$limits"
     echo "e2e: total: $(awk -v n="$cpu_total" 'BEGIN { print n / 1e9 }') CPUs, $((memory_total / 1048576)) MiB"
-    [ "$cpu_total" -le 1500000000 ] && [ "$memory_total" -le $((550 * 1048576)) ] ||
-        { echo "e2e: the limits exceed 1.5 CPUs / 550MB" >&2; return 1; }
-}
-
-# Prints each container's peak memory as its cgroup counted it, page cache of the mapped account
-# files included (docker stats leaves the cache out), when the cgroup files are readable here.
-cgroup_peaks() {
-    local service id file
-    for service in api01 api02 lb; do
-        id=$(docker inspect --format '{{.Id}}' "$("${compose[@]}" -f "$compose_file" -p "$project" ps -q "$service")")
-        for file in "/sys/fs/cgroup/memory/docker/$id/memory.max_usage_in_bytes" \
-            "/sys/fs/cgroup/system.slice/docker-$id.scope/memory.peak"; do
-            if [ -r "$file" ]; then
-                echo "  $service: cgroup peak $(($(cat "$file") / 1048576)) MiB (page cache included)"
-                break
-            fi
-        done
-    done
+    if [ "$cpu_total" -gt 1500000000 ] || [ "$memory_total" -gt $((550 * 1048576)) ]; then
+        echo "e2e: the limits exceed 1.5 CPUs / 550MB" >&2
+        return 1
+    fi
 }
 
 teardown_compose() {
@@ -142,36 +140,6 @@ teardown_compose() {
     return "$status"
 }
 
-# Prints one line per container: name, CPU time used so far (ns), throttled periods, throttled
-# time (ns), from its cgroup (v1 or v2). Reading files costs nothing, unlike `docker stats`,
-# which starts a client and queries the engine, and so measured itself (it took a quarter of a
-# CPU when sampled in a loop during the scenario).
-cgroup_counters() {
-    local service id dir usage throttled throttled_ns
-    for service in api01 api02 lb; do
-        id=$(docker inspect --format '{{.Id}}' "$("${compose[@]}" -f "$compose_file" -p "$project" ps -q "$service")")
-        if [ -r "/sys/fs/cgroup/cpu/docker/$id/cpu.stat" ]; then
-            dir=/sys/fs/cgroup/cpu/docker/$id
-            usage=$(cat "/sys/fs/cgroup/cpuacct/docker/$id/cpuacct.usage" 2>/dev/null || echo 0)
-            throttled=$(awk '$1 == "nr_throttled" { print $2 }' "$dir/cpu.stat")
-            throttled_ns=$(awk '$1 == "throttled_time" { print $2 }' "$dir/cpu.stat")
-        elif [ -r "/sys/fs/cgroup/system.slice/docker-$id.scope/cpu.stat" ]; then
-            dir=/sys/fs/cgroup/system.slice/docker-$id.scope
-            usage=$(awk '$1 == "usage_usec" { print $2 * 1000 }' "$dir/cpu.stat")
-            throttled=$(awk '$1 == "nr_throttled" { print $2 }' "$dir/cpu.stat")
-            throttled_ns=$(awk '$1 == "throttled_usec" { print $2 * 1000 }' "$dir/cpu.stat")
-        else
-            usage=0 throttled=0 throttled_ns=0
-        fi
-        echo "$service $usage $throttled $throttled_ns"
-    done
-}
-
-# The p99 and max (ms) of the `all` row of a rinha-scenario report.
-scenario_tail() {
-    awk '$1 == "all" { print $8, $9 }' "$1"
-}
-
 part_image() {
     banner "docker"
     if ! docker info >/dev/null 2>&1; then
@@ -182,6 +150,7 @@ part_image() {
         docker_ready=0
         return 0
     fi
+    require_tools docker
     find_compose
     project=
     export RINHA_PORT
@@ -227,10 +196,20 @@ part_compose() {
     run_compose docker-compose.bridge.yml "bridge network, published port"
 }
 
+# The stack's containers as SERVICE=ID, one per service of its compose file.
+stack_containers() {
+    local service
+    for service in "${services[@]}"; do
+        echo "$service=$(docker inspect --format '{{.Id}}' "$("${compose[@]}" -f "$compose_file" -p "$project" ps -q "$service")")"
+    done
+}
+
 # Runs the reference scenario against the stack of compose file $1 ($2 says what it is).
 run_compose() {
-    local file=$1 what=$2 started ready report before after
+    local file=$1 what=$2 started ready report before after containers
     compose_file=$file
+    limits=$(compose_limits "$file")
+    mapfile -t services < <(cut -d' ' -f1 <<<"$limits")
     project=rinhae2e$$${file//[^a-z]/}
     banner "compose up: $file, $what (project $project, port $RINHA_PORT)"
     started=$(now)
@@ -244,7 +223,7 @@ run_compose() {
     local startup
     startup=$("${compose[@]}" -f "$compose_file" -p "$project" logs --no-color | grep -E 'rinha-(api|lb) ' || true)
     echo "$startup"
-    if [ "$local_driver" = io_uring ] && [ "$(grep -c 'driver=io_uring' <<<"$startup")" != 3 ]; then
+    if [ "$local_driver" = io_uring ] && [ "$(grep -c 'driver=io_uring' <<<"$startup")" != "${#services[@]}" ]; then
         echo "e2e: a container is not on io_uring although local processes are: check docker/seccomp.json" >&2
         return 1
     fi
@@ -255,19 +234,12 @@ run_compose() {
     settle
     banner "scenario against port $RINHA_PORT (ramp $ramp, hold $hold)"
     report=$(mktemp)
-    before=$(cgroup_counters)
+    mapfile -t containers < <(stack_containers)
+    before=$(cgroup_counters "${containers[@]}")
     started=$(now)
     "$bin/rinha-scenario" --target "http://127.0.0.1:$RINHA_PORT" --ramp "$ramp" --hold "$hold" | tee "$report"
-    after=$(cgroup_counters)
-    local seconds
-    seconds=$(seconds_since "$started")
-    echo "e2e: per container over the scenario (cgroup counters; CPU in percent of one core):"
-    join <(sort <<<"$before") <(sort <<<"$after") | awk -v s="$seconds" '{
-        printf "  %s CPU %.1f%% mean, throttled periods %d before and %d after (%.1f ms throttled)\n",
-            $1, ($5 - $2) / 1e9 / s * 100, $3, $6, ($7 - $4) / 1e6 }'
-    cgroup_peaks
-    docker stats --no-stream --format '  {{.Name}}: memory {{.MemUsage}} (docker stats, after the scenario)' \
-        $("${compose[@]}" -f "$compose_file" -p "$project" ps -q) || true
+    after=$(cgroup_counters "${containers[@]}")
+    containers_report "$before" "$after" "$(seconds_since "$started")" "${containers[@]}"
     read -r p99 max < <(scenario_tail "$report")
     compose_tails+=("$file $p99 $max")
     rm -f "$report"
@@ -286,27 +258,7 @@ settle() {
     sleep 2
 }
 
-# The deployment's cost: each compose stack's p99 and max against the local processes' on the
-# same machine. Local runs come before and after the compose stacks, minutes apart, and the
-# ratios are taken against their mean, so a drift of the machine's speed (its disk's flush
-# latency moves from hour to hour) weighs on both sides alike.
-summary() {
-    [ "${#compose_tails[@]}" -gt 0 ] || return 0
-    banner "the compose stacks against local processes"
-    local line file p99 max local_p99 local_max
-    read -r local_p99 local_max < <(printf '%s\n' "${local_tails[@]}" |
-        awk '{ p += $1; m += $2 } END { printf "%.3f %.3f\n", p / NR, m / NR }')
-    echo "e2e: local processes, p99 / max per run: $(printf '%s\n' "${local_tails[@]}" |
-        awk '{ printf "%s%s / %s ms", (NR > 1 ? ", " : ""), $1, $2 }'); mean $local_p99 / $local_max ms"
-    for line in "${compose_tails[@]}"; do
-        read -r file p99 max <<<"$line"
-        echo "e2e: $file against local processes: p99 $p99 ms against $local_p99 ms" \
-            "($(awk -v a="$p99" -v b="$local_p99" 'BEGIN { printf "%.2f", a / b }')x)," \
-            "max $max ms against $local_max ms ($(awk -v a="$max" -v b="$local_max" 'BEGIN { printf "%.2f", a / b }')x)"
-    done
-}
-
-ensure_tools
+require_tools e2e
 docker_ready=0
 local_driver=epoll
 local_tails=()
@@ -319,5 +271,8 @@ part_compose
 if [ "$docker_ready" = 1 ]; then
     local_scenario "again, after the compose stacks"
 fi
-summary
+if [ "${#compose_tails[@]}" -gt 0 ]; then
+    banner "the compose stacks against local processes"
+    tails_summary "$(printf '%s\n' "${local_tails[@]}")" "${compose_tails[@]}"
+fi
 banner "passed"

@@ -13,12 +13,14 @@
 #   --keep       keep the work directory (console logs, disks, initramfs images) even when all
 #                passed; without it only a failed run's console logs stay
 #
-# What it needs, installed with apt-get when missing (as root): qemu-system-x86, cpio,
-# e2fsprogs. Kernels and busybox come from Debian's archive with `apt-get download` and are
-# extracted with `dpkg-deb -x`, never installed; for 5.10 the bullseye suite is added to apt in
+# What it needs is installed first, when missing, by `scripts/setup.sh kernels` (as root):
+# qemu-system-x86, cpio, e2fsprogs, xz-utils, zstd. Kernels and busybox come from Debian's
+# archive with `apt-get download` and are extracted with `dpkg-deb -x`, never installed; for
+# 5.10 the bullseye suite is added to apt in
 # /etc/apt/sources.list.d/kernel-matrix-bullseye.sources (archive.debian.org when
-# deb.debian.org no longer carries it). The packages and extracted kernels stay in the cache, so
-# a second run downloads nothing new. The binaries are built static, as docker/Dockerfile does.
+# deb.debian.org no longer carries it). The packages and extracted kernels stay in the cache,
+# so a second run downloads nothing new. The binaries are built static, as docker/Dockerfile
+# does.
 # scripts/kernel-matrix/README.md describes the pieces.
 #
 # Environment:
@@ -174,6 +176,7 @@ remove_work() {
 
 main() {
     parse_args "$@"
+    bash "$km_repo/scripts/setup.sh" kernels
     km_cache=${KERNELS_CACHE:-$(default_cache)}
     mkdir -p "$km_cache" || km_die "cannot create the cache $km_cache (set KERNELS_CACHE)"
     if [ -n "${KERNELS_WORK:-}" ]; then
@@ -187,7 +190,6 @@ main() {
 
     local prepared series failed=0 started total
     prepared=$(km_now)
-    km_ensure_tools
     build_binaries
     km_prepare_busybox
     declare -gA kernel_dirs=()

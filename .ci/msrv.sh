@@ -16,10 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v jq >/dev/null; then
-    echo "msrv: installing jq"
-    apt-get update -qq && apt-get install -y -qq jq
-fi
+bash scripts/setup.sh --check jq
 
 metadata=$(cargo metadata --locked --format-version 1) ||
     { echo "msrv: cargo metadata --locked failed (is Cargo.lock up to date?)" >&2; exit 1; }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One rinha-api instance alone (no balancer) under wrk and the reference mix (bench/mix.lua, as
 # in bench/run.sh, which compares whole stacks side by side): keep-alive, then one connection per
-# request. Builds the release binary and installs wrk when missing.
+# request. Builds the release binary and installs wrk when missing (scripts/setup.sh wrk).
 #
 #   bench/api.sh [CONNECTIONS] [DURATION]     (defaults: 64 20s)
 #
@@ -19,7 +19,7 @@ bin=$root/target/release
 # shellcheck source=bench/lib.sh
 source "$here/lib.sh"
 
-bench_apt_install wrk=wrk
+bash scripts/setup.sh wrk
 cargo build --quiet --release --locked --bin rinha-api
 work=$(mktemp -d /tmp/rinha-api-bench.XXXXXX)
 trap 'stop_stack; rm -rf "$work"' EXIT

@@ -9,7 +9,8 @@
 # it with the reference mix (wrk and bench/mix.lua, closed loop), records all three processes
 # with `perf record -g` at 999 Hz while the load runs, and renders with inferno:
 #   bench/flamegraphs/<mode>-rinha-lb.svg, <mode>-rinha-api-1.svg, <mode>-rinha-api-2.svg
-# Installs what is missing: linux-perf, wrk, nginx, jq (Debian) and inferno (crates.io).
+# Installs what is missing (scripts/setup.sh bench flamegraph): linux-perf, wrk, nginx, jq
+# (Debian) and inferno (crates.io).
 # Must run as root (or with kernel.perf_event_paranoid <= 1) to see kernel frames, which is
 # where most of the time goes. Environment: BENCH_CONNECTIONS [32], BENCH_API_WORKERS [1],
 # BENCH_LB_WORKERS [1], as in bench/run.sh.
@@ -24,16 +25,11 @@ connections=${BENCH_CONNECTIONS:-32}
 api_workers=${BENCH_API_WORKERS:-1}
 lb_workers=${BENCH_LB_WORKERS:-1}
 bin=$root/target/profiling
-open_loop=0 # no oha needed here
 # shellcheck source=bench/lib.sh
 source "$here/lib.sh"
 
 case $mode in keepalive | close) ;; *) echo "usage: bench/flamegraph.sh [keepalive|close] [seconds]" >&2; exit 2 ;; esac
-bench_install_tools linux-perf
-if ! command -v inferno-flamegraph >/dev/null; then
-    echo "bench: installing inferno (cargo install)" >&2
-    cargo install --locked inferno >&2
-fi
+bash scripts/setup.sh bench flamegraph
 echo "bench: building with the profiling profile and frame pointers" >&2
 RUSTFLAGS="-C force-frame-pointers=yes" cargo build --quiet --locked --profile profiling \
     --bin rinha-api --bin rinha-lb

@@ -14,10 +14,11 @@
 # prints the proxy's own CPU time per request (us/req, from /proc: threads, io-wq workers and
 # nginx workers included), the steadier measure on a shared machine.
 #
-# Builds the release binaries and installs what is missing (see bench/lib.sh). Environment:
-# WORKERS [1] worker threads of rinha-lb and worker processes of nginx stream (1 is what the
-# deployment's 0.3-CPU quota gives rinha-lb); RATES ["20000:keepalive 5000:close"] the
-# fixed-rate rows (empty skips them and oha); UPSTREAM [nginx] or api.
+# Builds the release binaries and installs what is missing (scripts/setup.sh bench, and oha for
+# the fixed-rate rows). Environment: WORKERS [1] worker threads of rinha-lb and worker
+# processes of nginx stream (1 is what the deployment's 0.3-CPU quota gives rinha-lb); RATES
+# ["20000:keepalive 5000:close"] the fixed-rate rows (empty skips them and oha); UPSTREAM
+# [nginx] or api.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
@@ -35,7 +36,8 @@ bin=$root/target/release
 # shellcheck source=bench/lib.sh
 source "$here/lib.sh"
 
-bench_install_tools
+# oha only for the fixed-rate rows.
+if [ "$open_loop" = 1 ]; then bash scripts/setup.sh bench oha; else bash scripts/setup.sh bench; fi
 cargo build --quiet --release --locked --bin rinha-api --bin rinha-lb
 work=$(mktemp -d /tmp/rinha-lb-bench.XXXXXX)
 chmod 755 "$work"

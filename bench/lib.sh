@@ -1,40 +1,11 @@
-# Shared by the scripts of bench/ (sourced, not run): tool installation, starting and stopping
-# the processes under test on loopback, and reading their CPU time and memory from /proc.
-# Expects `root` (the repository) and `work` (a scratch directory) to be set.
+# Shared by the scripts of bench/ (sourced, not run): starting and stopping the processes under
+# test on loopback, and reading their CPU time and memory from /proc. Expects `root` (the
+# repository) and `work` (a scratch directory) to be set. The tools come from scripts/setup.sh,
+# which each script calls first.
+# shellcheck shell=bash disable=SC2154
 
-# Installs with apt-get those of the Debian packages named that are missing. COMMAND=PACKAGE
-# names a package by a command it provides: present when the command is on PATH, from wherever.
-bench_apt_install() {
-    local missing=() item
-    for item in "$@"; do
-        case $item in
-            *=*) command -v "${item%%=*}" >/dev/null || missing+=("${item#*=}") ;;
-            *) dpkg -s "$item" >/dev/null 2>&1 || missing+=("$item") ;;
-        esac
-    done
-    if [ "${#missing[@]}" -gt 0 ]; then
-        echo "bench: installing ${missing[*]} (apt-get)" >&2
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
-    fi
-}
-
-# Installs what is missing: wrk, nginx with its stream module and jq from Debian, oha from
-# crates.io (unless $open_loop is 0). Extra Debian packages may be named as arguments
-# (flamegraph.sh adds linux-perf).
-bench_install_tools() {
-    local stream=()
-    [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || stream=(libnginx-mod-stream)
-    bench_apt_install wrk=wrk nginx=nginx-light ${stream[@]+"${stream[@]}"} jq=jq ss=iproute2 python3=python3 "$@"
-    export PATH="$HOME/.cargo/bin:$PATH"
-    # oha with the system's OpenSSL (native-tls) instead of its default rustls and aws-lc,
-    # whose C build is most of oha's build time; only plain HTTP is measured here, but oha does
-    # not build without a TLS backend.
-    if [ "${open_loop:-1}" = 1 ] && ! command -v oha >/dev/null; then
-        bench_apt_install libssl-dev pkg-config
-        echo "bench: installing oha (cargo install, several minutes)" >&2
-        cargo install --locked --no-default-features --features native-tls oha >&2
-    fi
-}
+# Where cargo install put oha and inferno.
+export PATH="$HOME/.cargo/bin:$PATH"
 
 # Prints the machine in one line: CPUs, model, memory, kernel, load average.
 bench_machine() {
@@ -57,11 +28,11 @@ stack=()
 # directory is $data, else $work/data; the workers $api_workers, else rinha-api's own default
 # (RINHA_WORKERS, or the CPUs it may use).
 start_api() {
-    local workers=() metrics=()
+    local workers=() metrics_flag=()
     [ -n "${api_workers:-}" ] && workers=(--workers "$api_workers")
-    [ -n "${with_metrics:-}" ] && metrics=(--metrics "127.0.0.1:$(metrics_port)")
+    [ -n "${with_metrics:-}" ] && metrics_flag=(--metrics "127.0.0.1:$(metrics_port)")
     RINHA_API_STATS=1 "$bin/rinha-api" --data-dir "${data:-$work/data}" --listen "$2" \
-        ${workers[@]+"${workers[@]}"} ${metrics[@]+"${metrics[@]}"} 2>"$work/$1.err" &
+        ${workers[@]+"${workers[@]}"} ${metrics_flag[@]+"${metrics_flag[@]}"} 2>"$work/$1.err" &
     stack+=("$1 $!")
 }
 

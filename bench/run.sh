@@ -4,11 +4,11 @@
 #   bench/run.sh                          the current build against nginx
 #   BENCH_BASELINE=HEAD~1 bench/run.sh    ... and against an earlier build, in the same run
 #
-# Builds the release binaries, installs what is missing (wrk, nginx-light, libnginx-mod-stream,
-# jq from Debian; oha from crates.io), measures the data directory's disk (the disk row: paced
-# 128-byte writes, each followed by fdatasync, with `espora probe-disk`), then, on loopback and for
-# each repetition, runs the reference mix (bench/mix.lua: 220 debits : 110 credits : 10
-# statements) against:
+# Builds the release binaries, installs what is missing (scripts/setup.sh bench oha: wrk,
+# nginx-light, libnginx-mod-stream, jq from Debian; oha from crates.io), measures the data
+# directory's disk (the disk row: paced 128-byte writes, each followed by fdatasync, with
+# `espora probe-disk`), then, on loopback and for each repetition, runs the reference mix
+# (bench/mix.lua: 220 debits : 110 credits : 10 statements) against:
 #   ceiling       nginx, one worker, a fixed JSON answer from memory (a server that does nothing)
 #   direct        one rinha-api instance over TCP
 #   lb1           rinha-lb in front of one rinha-api instance over a Unix socket
@@ -61,7 +61,8 @@ bin=$current_bin
 # shellcheck source=bench/lib.sh
 source "$here/lib.sh"
 
-bench_install_tools
+# oha only for the fixed-rate rows.
+if [ "$open_loop" = 1 ]; then bash scripts/setup.sh bench oha; else bash scripts/setup.sh bench; fi
 echo "bench: building release binaries" >&2
 cargo build --quiet --release --locked --bin rinha-api --bin rinha-lb --bin espora
 

@@ -17,7 +17,7 @@
 # image, never in the context or in the final FROM scratch image.
 #
 # Needs root (debootstrap and chroot), a Docker engine, and network access to a Debian mirror and
-# crates.io; debootstrap is installed with apt-get when missing.
+# crates.io; debootstrap must be there (scripts/setup.sh docker installs it).
 #
 # Caching, so that a second run costs seconds: the image is tagged crebitos-builder:<key>, where
 # the key hashes everything that goes into it (this recipe, the toolchain's `rustc -vV`,
@@ -145,11 +145,7 @@ mkdir -p "$cache"
 rootfs=$cache/rootfs-$suite-$rootfs_key.tar
 if [ "$no_cache" = 1 ] || [ ! -f "$rootfs" ] || too_old "$(stat -c %Y "$rootfs")"; then
     [ "$(id -u)" = 0 ] || die "making the Debian rootfs needs root (debootstrap, chroot)"
-    if ! command -v debootstrap >/dev/null; then
-        log "installing debootstrap"
-        { quiet apt-get update && quiet apt-get install -y debootstrap debian-archive-keyring; } ||
-            die "could not install debootstrap with apt-get"
-    fi
+    bash scripts/setup.sh --check debootstrap
     rm -f "$cache"/rootfs-*.tar "$cache"/rootfs-*.tar.partial
     make_rootfs "$rootfs"
 else

@@ -28,7 +28,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-image= bin=$PWD/target/release profile=docker/seccomp.json print=0
+image='' bin=$PWD/target/release profile=docker/seccomp.json print=0
 while [ $# -gt 0 ]; do
     case $1 in
         --image) image=$2; shift 2 ;;
@@ -41,17 +41,9 @@ while [ $# -gt 0 ]; do
 done
 scenario=$PWD/target/release/rinha-scenario
 [ -x "$scenario" ] || { echo "seccomp-check: $scenario is missing (cargo build --release)" >&2; exit 1; }
-missing=()
-command -v strace >/dev/null || missing+=(strace)
-command -v curl >/dev/null || missing+=(curl)
-command -v pkill >/dev/null || missing+=(procps)
-if [ "${#missing[@]}" -gt 0 ]; then
-    echo "seccomp-check: installing ${missing[*]}"
-    apt-get update -qq && apt-get install -y -qq "${missing[@]}"
-fi
-
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
+require_tools strace curl pkill
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/seccomp-check.XXXXXX")
 pids=()
@@ -127,8 +119,10 @@ odd_requests() {
 # (Captured, not piped: `grep -q` leaves at the first match and a pipe would fail the writer.)
 scrape() {
     local body
-    body=$(curl -fsS "http://127.0.0.1:$1/metrics") && grep -q '^# TYPE' <<<"$body" ||
-        { echo "seccomp-check: no metrics on port $1" >&2; exit 1; }
+    if ! body=$(curl -fsS "http://127.0.0.1:$1/metrics") || ! grep -q '^# TYPE' <<<"$body"; then
+        echo "seccomp-check: no metrics on port $1" >&2
+        exit 1
+    fi
 }
 
 # One stack per driver: two instances (Unix and TCP listeners, metrics), then the balancer in each

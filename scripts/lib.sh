@@ -1,5 +1,10 @@
 # Shell helpers shared by .ci/e2e.sh, docker/seccomp-check.sh, scripts/soak.sh and bench/lib.sh.
 # Source it; the caller sets $bin to the directory holding the rinha-api binary.
+# shellcheck shell=bash disable=SC2154
+
+# Fails with a line naming the command that installs them unless the groups or tools named
+# are present (scripts/setup.sh --check).
+require_tools() { bash "$(dirname "${BASH_SOURCE[0]}")/setup.sh" --check "$@"; }
 
 # Prints a free loopback TCP port, from $1 upwards.
 free_port() {
@@ -21,15 +26,13 @@ wait_ready() {
     done
 }
 
-# Sets the compose command in the array `compose`, installing docker-compose if neither exists.
+# Sets the compose command in the array `compose`: Compose v2, else docker-compose (v1), which
+# scripts/setup.sh docker installs when neither exists.
 find_compose() {
     if docker compose version >/dev/null 2>&1; then
         compose=(docker compose)
     else
-        if ! command -v docker-compose >/dev/null; then
-            echo "${0##*/}: installing docker-compose"
-            apt-get update -qq && apt-get install -y -qq docker-compose
-        fi
+        require_tools compose
         # Compose v1 applies deploy.resources.limits only in compatibility mode.
         compose=(docker-compose --compatibility)
     fi

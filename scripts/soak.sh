@@ -44,6 +44,7 @@ say() { printf 'soak: %s\n' "$*"; }
 
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
+require_tools ss awk
 
 # Prints "name=RSS_KiB" for every server process, on one line.
 rss_line() {
@@ -65,6 +66,7 @@ loaders=()
 run_pid=""
 project=""
 
+# shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
     local pid
     for pid in "${loaders[@]}"; do kill "$pid" 2>/dev/null || true; done

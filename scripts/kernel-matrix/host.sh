@@ -1,6 +1,6 @@
-# Host side of the kernel matrix (.ci/kernels.sh sources this file): the tools, the Debian kernel
-# packages and their modules, the busybox binary, the initramfs, the data disk, the virtual
-# machine and the reading of its console.
+# Host side of the kernel matrix (.ci/kernels.sh sources this file, after scripts/setup.sh
+# kernels installed its tools): the Debian kernel packages and their modules, the busybox
+# binary, the initramfs, the data disk, the virtual machine and the reading of its console.
 #
 # The caller sets:
 #   km_repo    the repository root
@@ -35,36 +35,6 @@ km_is_root() { [ "$(id -u)" = 0 ]; }
 # Seconds since the epoch with centiseconds, and the time elapsed since such a value.
 km_now() { date +%s.%N; }
 km_since() { awk -v start="$1" -v end="$(km_now)" 'BEGIN { printf "%.1f", end - start }'; }
-
-# --- tools -------------------------------------------------------------------------------------
-
-# Installs the Debian packages named in "$@" (pairs of command and package), for the commands
-# that are missing. Root only; anyone else gets the apt-get command to run.
-km_require_commands() {
-    local missing=() command package
-    while [ "$#" -ge 2 ]; do
-        command=$1 package=$2
-        shift 2
-        command -v "$command" >/dev/null 2>&1 || missing+=("$package")
-    done
-    [ "${#missing[@]}" -gt 0 ] || return 0
-    km_is_root || km_die "missing packages: ${missing[*]} (run: sudo apt-get install ${missing[*]})"
-    km_log "installing ${missing[*]}"
-    apt-get update -qq || km_die "apt-get update failed"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
-        >/dev/null || km_die "apt-get install ${missing[*]} failed"
-}
-
-km_ensure_tools() {
-    command -v apt-get >/dev/null 2>&1 || km_die "apt-get not found: this script needs Debian or a derivative"
-    km_require_commands \
-        qemu-system-x86_64 qemu-system-x86 \
-        cpio cpio \
-        mkfs.ext4 e2fsprogs \
-        gzip gzip \
-        dpkg-deb dpkg \
-        awk gawk
-}
 
 # --- apt: resolving and downloading packages ---------------------------------------------------
 
@@ -247,8 +217,8 @@ km_module_builtin() {
 km_decompress_module() {
     case $1 in
         *.ko) cp "$1" "$2" ;;
-        *.ko.xz) km_require_commands xz xz-utils && xz -dc "$1" >"$2" ;;
-        *.ko.zst) km_require_commands zstd zstd && zstd -qdc "$1" >"$2" ;;
+        *.ko.xz) xz -dc "$1" >"$2" ;;
+        *.ko.zst) zstd -qdc "$1" >"$2" ;;
         *.ko.gz) gzip -dc "$1" >"$2" ;;
         *) km_die "unknown module file $1" ;;
     esac
