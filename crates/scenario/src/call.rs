@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::client::{self, Method, Response, Target};
+use crate::config::Config;
 use crate::stats::Recorder;
 
 /// The balance-within-limit check on a transaction answer (`saldo >= -limite`), named as the
@@ -124,6 +125,45 @@ pub fn send(
         Err(error) => call.fail(format!("no answer: {error}")),
     }
     call
+}
+
+/// `POST /clientes/{account}/transacoes` with `body`, a request named `name` of `scenario`.
+pub fn post(
+    config: &Config,
+    scenario: &'static str,
+    name: &'static str,
+    account: u32,
+    body: &str,
+) -> Call {
+    let path = format!("/clientes/{account}/transacoes");
+    send(
+        &config.target,
+        config.timeout,
+        scenario,
+        name,
+        Method::Post,
+        &path,
+        Some(body),
+    )
+}
+
+/// `GET /clientes/{account}/extrato`, a request named `name` of `scenario`.
+pub fn get_statement(
+    config: &Config,
+    scenario: &'static str,
+    name: &'static str,
+    account: u32,
+) -> Call {
+    let path = format!("/clientes/{account}/extrato");
+    send(
+        &config.target,
+        config.timeout,
+        scenario,
+        name,
+        Method::Get,
+        &path,
+        None,
+    )
 }
 
 impl Call {
@@ -280,6 +320,7 @@ mod tests {
     }
 
     /// Reads a statement from `body` and compares it and the number of failed checks.
+    #[track_caller]
     fn check(body: &str, expected: Option<Statement>, problems: usize) {
         let mut call = call_with(200, body);
         assert_eq!(call.statement(), expected, "body {body}");

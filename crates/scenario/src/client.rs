@@ -275,6 +275,7 @@ mod tests {
         Error,
     }
 
+    #[track_caller]
     fn check(input: &str, expected: Expect) {
         let got = match parse_complete(input.as_bytes()) {
             Ok(Some(response)) => Expect::Done(

@@ -11,6 +11,7 @@
 
 pub mod call;
 pub mod client;
+pub mod config;
 pub mod load;
 pub mod rng;
 pub mod scenario;
@@ -18,5 +19,6 @@ pub mod schedule;
 pub mod stats;
 
 pub use client::Target;
-pub use scenario::{check_fresh, run, wait_ready, Config};
+pub use config::Config;
+pub use scenario::{check_fresh, run, wait_ready};
 pub use stats::Report;

@@ -10,11 +10,20 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::call::{STATEMENT_WITHIN_LIMIT, TRANSACTION_WITHIN_LIMIT};
+use rinha_api::contract::ACCOUNTS;
+
+use crate::call::{self, STATEMENT_WITHIN_LIMIT, TRANSACTION_WITHIN_LIMIT};
+use crate::config::Config;
 use crate::rng::Rng;
-use crate::scenario::{self, Config, ACCOUNTS, CREDITS, DEBITS, STATEMENTS};
 use crate::schedule::Injection;
 use crate::stats::Recorder;
+
+/// The debit scenario: random debits. Each load scenario names its one request after itself.
+pub const DEBITS: &str = "debits";
+/// The credit scenario: random credits.
+pub const CREDITS: &str = "credits";
+/// The statement scenario: statements of random accounts.
+pub const STATEMENTS: &str = "statements";
 
 /// Users per second at the start of every ramp.
 pub const START_PER_S: f64 = 1.0;
@@ -140,7 +149,7 @@ fn transaction(config: &Config, rng: &mut Rng, kind: &str, recorder: &mut Record
     } else {
         (CREDITS, &[200])
     };
-    let mut call = scenario::post(config, name, name, account, &body);
+    let mut call = call::post(config, name, name, account, &body);
     if call.status_in(allowed) && call.status() == Some(200) {
         if let Some(outcome) = call.outcome() {
             call.consistent(TRANSACTION_WITHIN_LIMIT, outcome.balance, outcome.limit);
@@ -152,7 +161,7 @@ fn transaction(config: &Config, rng: &mut Rng, kind: &str, recorder: &mut Record
 /// A statement of a random account must not show a balance below the limit.
 fn statement(config: &Config, rng: &mut Rng, recorder: &mut Recorder) {
     let account = rng.between(1, ACCOUNTS.len() as u64) as u32;
-    let mut call = scenario::get_statement(config, STATEMENTS, STATEMENTS, account);
+    let mut call = call::get_statement(config, STATEMENTS, STATEMENTS, account);
     if call.status_in(&[200]) {
         if let Some(statement) = call.statement() {
             call.consistent(STATEMENT_WITHIN_LIMIT, statement.total, statement.limit);

@@ -8,7 +8,7 @@ use rinha_scenario::{load, scenario, Config, Target};
 
 const PROGRAM: &str = "rinha-scenario";
 
-/// rinha-scenario: the reference load test (LOAD.md) against a running stack
+/// rinha-scenario: the reference load test (docs/load-test.md) against a running stack
 #[derive(clap::Parser, Debug)]
 #[command(
     name = PROGRAM,
@@ -193,6 +193,7 @@ fn print_plan(config: &Config) {
 mod tests {
     use super::*;
 
+    #[track_caller]
     fn check(input: &str, expected: Option<Duration>) {
         assert_eq!(duration(input), expected, "input {input:?}");
     }

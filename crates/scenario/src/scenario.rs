@@ -10,8 +10,9 @@ use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::call::{self, Call, Entry, TRANSACTION_WITHIN_LIMIT};
+use crate::call::{self, get_statement, post, Call, Entry, TRANSACTION_WITHIN_LIMIT};
 use crate::client::{Method, Target};
+use crate::config::Config;
 use crate::load;
 use crate::stats::{Recorder, Report};
 
@@ -36,12 +37,6 @@ pub const TOTAL_AFTER_CREDITS: &str = "validations: total after credits";
 pub const VALIDATION_CHAIN: &str = "validations: chain per account";
 /// Phase 3, alongside the chain: the statement of an unknown account answers 404.
 pub const NOT_FOUND: &str = "not found";
-/// Load phase: random debits. Each load scenario names its one request after itself.
-pub const DEBITS: &str = "debits";
-/// Load phase: random credits.
-pub const CREDITS: &str = "credits";
-/// Load phase: statements of random accounts.
-pub const STATEMENTS: &str = "statements";
 
 /// Every scenario of a run, in the order they start; the Gatling twin has one `scenario(...)`
 /// per name. Failure messages name the scenario of the failed request.
@@ -52,32 +47,13 @@ pub const SCENARIOS: [&str; 9] = [
     TOTAL_AFTER_CREDITS,
     VALIDATION_CHAIN,
     NOT_FOUND,
-    DEBITS,
-    CREDITS,
-    STATEMENTS,
+    load::DEBITS,
+    load::CREDITS,
+    load::STATEMENTS,
 ];
 
 /// The report's name for every request of phases 1 to 3 except the 404, as in the simulation.
 pub const VALIDATIONS: &str = "validations";
-
-/// How a run is driven.
-#[derive(Clone, Debug)]
-pub struct Config {
-    /// Where the API (normally the balancer) listens.
-    pub target: Target,
-    /// Length of the linear ramp of the load phase (the reference: 2 minutes).
-    pub ramp: Duration,
-    /// Length of the peak hold after the ramp (the reference: 2 minutes).
-    pub hold: Duration,
-    /// Client threads running load users; a user waits for a free thread.
-    pub threads: usize,
-    /// Bound on one request, from connect to the last byte.
-    pub timeout: Duration,
-    /// Seed of the random accounts, values and descriptions.
-    pub seed: u64,
-    /// Skip phases 1 to 3 and run only the load phase (for a stack that is not fresh).
-    pub load_only: bool,
-}
 
 /// Runs the whole scenario and returns what it saw.
 pub fn run(config: &Config) -> Report {
@@ -316,43 +292,4 @@ fn expect_entry(call: &mut Call, latest: &[Entry], index: usize, description: &s
             latest.get(index)
         )
     });
-}
-
-/// `POST /clientes/{account}/transacoes` with `body`, a request named `name` of `scenario`.
-pub fn post(
-    config: &Config,
-    scenario: &'static str,
-    name: &'static str,
-    account: u32,
-    body: &str,
-) -> Call {
-    let path = format!("/clientes/{account}/transacoes");
-    call::send(
-        &config.target,
-        config.timeout,
-        scenario,
-        name,
-        Method::Post,
-        &path,
-        Some(body),
-    )
-}
-
-/// `GET /clientes/{account}/extrato`, a request named `name` of `scenario`.
-pub fn get_statement(
-    config: &Config,
-    scenario: &'static str,
-    name: &'static str,
-    account: u32,
-) -> Call {
-    let path = format!("/clientes/{account}/extrato");
-    call::send(
-        &config.target,
-        config.timeout,
-        scenario,
-        name,
-        Method::Get,
-        &path,
-        None,
-    )
 }

@@ -79,6 +79,7 @@ mod tests {
     }
 
     /// Checks the user count, the first and last arrival (seconds, to 1 ms) of a profile.
+    #[track_caller]
     fn check(injection: Injection, users: u64, first_s: f64, last_s: f64) {
         let arrivals = injection.arrivals();
         assert_eq!(arrivals.len() as u64, users, "{injection:?}");

@@ -247,6 +247,7 @@ fn ms(us: u64) -> String {
 mod tests {
     use super::*;
 
+    #[track_caller]
     fn check(values: &[u64], p: f64, expected: u64) {
         assert_eq!(percentile(values, p), expected, "p{p} of {values:?}");
     }

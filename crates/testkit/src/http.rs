@@ -345,6 +345,7 @@ mod tests {
         Complete(u16, Vec<u8>, usize),
     }
 
+    #[track_caller]
     fn check(bytes: &[u8], expected: Parsed) {
         let got = match parse_response(bytes) {
             Ok(None) => Parsed::Partial,

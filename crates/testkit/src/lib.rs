@@ -9,19 +9,22 @@
 //!   test gives it, well-formed or hostile, and one response parser;
 //! - [`metrics`]: scrapes of a server's `--metrics` listener and the samples in them;
 //! - [`stack`]: two instances behind the balancer, as deployed;
+//! - [`source`]: the repository's own files as text (Rust split into code and comments), for the
+//!   tests that check the repository itself: `tests/layers.rs` and `tests/citations.rs`;
 //! - [`temp_dir`]: a scratch directory removed at the end, with a name short enough for Unix
 //!   socket paths; [`description`]: unique transaction descriptions.
 //!
 //! Addresses are [`rinha_rt::Addr`], the type the servers' `--listen` and `--upstream` flags
 //! parse, so that what a test connects to and what it passes on a command line are one value.
 //!
-//! The in-process helpers of the storage engine (`crates/espora/tests/common`) are not here:
+//! The in-process helpers of the storage engine (`crates/espora/tests/support`) are not here:
 //! they open files in the test's own process and start no binary.
 
 pub mod bins;
 pub mod http;
 pub mod metrics;
 pub mod process;
+pub mod source;
 pub mod stack;
 
 use std::time::{Duration, Instant};
