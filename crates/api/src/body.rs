@@ -19,7 +19,7 @@ use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 
-use crate::ledger::{Kind, Transaction};
+use crate::ledger::{Entry, Kind, Transaction, DESCRIPTION_BYTES_MAX};
 
 /// Most characters in a description.
 pub const DESCRIPTION_CHARS_MAX: usize = 10;
@@ -34,14 +34,23 @@ pub struct NewTransaction<'b> {
     pub description: Cow<'b, str>,
 }
 
+// The storage keeps a description in a field of `DESCRIPTION_BYTES_MAX` bytes; the contract's
+// characters take at most 4 UTF-8 bytes each.
+const _: () = assert!(DESCRIPTION_CHARS_MAX * 4 <= DESCRIPTION_BYTES_MAX);
+
 impl NewTransaction<'_> {
-    /// The transaction in the storage engine's terms.
-    pub fn as_transaction(&self) -> Transaction<'_> {
-        Transaction {
+    /// The transaction as the storage engine appends it. The storage's own rules (a positive
+    /// amount, a description that fits its record field) are implied by the contract's, which
+    /// the parser checked, so they cannot fail here.
+    pub fn entry(&self) -> Entry {
+        let transaction = Transaction {
             value: self.value,
             kind: self.kind,
             description: &self.description,
-        }
+        };
+        transaction
+            .validate()
+            .expect("the contract's rules imply the storage's")
     }
 }
 
@@ -206,6 +215,7 @@ mod tests {
     use super::*;
 
     /// `expected` is `Ok((valor, tipo, descricao))` or the error.
+    #[track_caller]
     fn check(body: &str, expected: Result<(i64, char, &str), BodyError>) {
         let parsed = parse_transaction(body.as_bytes());
         let parsed = parsed

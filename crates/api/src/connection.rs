@@ -12,51 +12,18 @@ use std::rc::Rc;
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::time::Instant;
-use rinha_rt::{GaugeGuard, Stream};
+use rinha_rt::{LiveGuard, Stream};
 
-use crate::framing::{Framed, FramedRequest, Framer};
-use crate::handler::Scratch;
-use crate::http::{self, HttpError, Method, Persistence};
+use crate::framing::{Buffered, Framer, Request};
+use crate::http::{HttpError, Method};
 use crate::json;
 use crate::limits::{
     LINGER_BYTES_MAX, LINGER_TIMEOUT, READ_BUFFER_BYTES_MAX, READ_BUFFER_BYTES_MIN,
     REQUEST_TIMEOUT, WRITE_BUFFER_FLUSH_BYTES,
 };
 use crate::metrics::Route;
-use crate::server::Service;
-
-/// The reusable buffers of one connection.
-pub struct Buffers {
-    /// Received bytes not yet consumed start at `Connection::start`.
-    read: Vec<u8>,
-    /// Responses not yet written.
-    write: Vec<u8>,
-    /// A decoded chunked body.
-    body: Vec<u8>,
-    /// The JSON body of the response being built.
-    json: Vec<u8>,
-    /// What the handlers keep between requests.
-    scratch: Scratch,
-}
-
-impl Buffers {
-    /// Fresh buffers, sized for a typical request.
-    pub fn new() -> Buffers {
-        Buffers {
-            read: Vec::with_capacity(READ_BUFFER_BYTES_MIN),
-            write: Vec::with_capacity(READ_BUFFER_BYTES_MIN),
-            body: Vec::new(),
-            json: Vec::with_capacity(READ_BUFFER_BYTES_MIN),
-            scratch: Scratch::default(),
-        }
-    }
-
-    /// Forgets the bytes of the connection that used these buffers, keeping their capacity.
-    pub fn clear(&mut self) {
-        self.read.clear();
-        self.write.clear();
-    }
-}
+use crate::response::{self, Content, Persistence, Response};
+use crate::service::{Buffers, Service};
 
 /// What the connection does after answering what it had buffered.
 enum Next {
@@ -99,16 +66,16 @@ pub struct Connection {
     /// What is known of the incomplete request at `start`.
     pending: PendingRequest,
     /// Counts this connection in `Service::busy` while it is in the middle of a request.
-    busy: Option<GaugeGuard>,
+    busy: Option<LiveGuard>,
     /// Counts this connection as open until it is dropped.
-    _open: GaugeGuard,
+    _open: LiveGuard,
     service: Rc<Service>,
 }
 
 impl Connection {
     /// Serves `stream` until it ends, then gives its buffers back to the worker's pool. `open`
     /// counts it among the worker's open connections until then.
-    pub async fn serve(stream: Stream, open: GaugeGuard, service: Rc<Service>) {
+    pub async fn serve(stream: Stream, open: LiveGuard, service: Rc<Service>) {
         let _counted = rinha_metrics::OpenConnection::new(&service.metrics);
         let buffers = service.take_buffers();
         let mut connection = Connection {
@@ -188,14 +155,16 @@ impl Connection {
     async fn answer_buffered(&mut self) -> Next {
         loop {
             let buffers = &mut self.buffers;
-            let framed = self
+            let buffered = self
                 .pending
                 .framer
                 .frame(&buffers.read, self.start, &mut buffers.body);
-            let request = match framed {
-                Framed::Request(request) => request,
-                Framed::Incomplete { expect_continue } => return self.await_body(expect_continue),
-                Framed::Invalid(error) => return self.reject(error),
+            let request = match buffered {
+                Buffered::Request(request) => request,
+                Buffered::Incomplete { expect_continue } => {
+                    return self.await_body(expect_continue)
+                }
+                Buffered::Invalid(error) => return self.reject(error),
             };
             let end = request.end;
             let close = self.answer_one(request).await;
@@ -214,45 +183,48 @@ impl Connection {
         }
     }
 
-    /// Answers one framed request into the write buffer; returns whether to close after it.
-    async fn answer_one(&mut self, request: FramedRequest) -> bool {
+    /// Answers one complete request into the write buffer; returns whether to close after it.
+    async fn answer_one(&mut self, request: Request) -> bool {
         let started = Instant::now();
         let buffers = &mut self.buffers;
         let body = match request.body {
             Some(range) => &buffers.read[range],
             None => &buffers.body[..],
         };
-        let line = request.line;
+        let facts = request.facts;
         let answer = self
             .service
             .handlers
             .answer(
-                line.method,
-                line.resource,
+                facts.method,
+                facts.resource,
                 body,
                 &mut buffers.json,
                 &mut buffers.scratch,
             )
             .await;
-        let route = Route::of(line.resource);
+        let route = Route::of(facts.resource);
         self.service
             .metrics
             .answered(route, answer.status, started.elapsed());
-        let close = !line.keep_alive || answer.close || self.service.draining.get();
-        let persistence = match (close, line.http_1_0) {
+        let close = !facts.keep_alive || answer.close || self.service.draining.get();
+        let persistence = match (close, facts.http_1_0) {
             (true, _) => Persistence::Close,
             (false, true) => Persistence::KeepAlive,
             (false, false) => Persistence::Default,
         };
-        http::write_response(
-            &mut buffers.write,
-            answer.status,
+        let content = match facts.method {
+            Method::Head => Content::Omitted,
+            _ => Content::Json(&buffers.json),
+        };
+        let response = Response {
+            status: answer.status,
             persistence,
-            answer.allow,
-            &self.service.http_date(),
-            &buffers.json,
-            line.method == Method::Head,
-        );
+            allow: answer.allow,
+            date: &self.service.http_date(),
+            content,
+        };
+        response::write_response(&mut buffers.write, &response);
         close
     }
 
@@ -260,7 +232,7 @@ impl Connection {
     fn await_body(&mut self, expect_continue: bool) -> Next {
         if expect_continue && !self.pending.continue_sent {
             self.pending.continue_sent = true;
-            self.buffers.write.extend_from_slice(http::CONTINUE);
+            self.buffers.write.extend_from_slice(response::CONTINUE);
         }
         Next::Read
     }
@@ -277,17 +249,16 @@ impl Connection {
         let buffers = &mut self.buffers;
         buffers.json.clear();
         json::write_error(&mut buffers.json, error.message());
-        http::write_response(
-            &mut buffers.write,
-            error.status(),
-            Persistence::Close,
-            None,
-            &self.service.http_date(),
-            &buffers.json,
+        let response = Response {
+            status: error.status(),
+            persistence: Persistence::Close,
+            allow: None,
+            date: &self.service.http_date(),
             // The connection closes after a framing error, so a body cannot be mistaken for
             // the next response even if the request was a HEAD.
-            false,
-        );
+            content: Content::Json(&buffers.json),
+        };
+        response::write_response(&mut buffers.write, &response);
     }
 
     /// Writes the pending responses in one call (the kernel may split it); false on failure.

@@ -6,9 +6,10 @@
 use std::cell::Cell;
 
 use crate::body::{parse_transaction, BodyError};
-use crate::http::{Method, Status};
+use crate::http::Method;
 use crate::json;
-use crate::ledger::{now_us, AppendError, Invalid, ReadError, Statement, Worker};
+use crate::ledger::{now_us, AppendError, ReadError, Statement, Worker};
+use crate::response::Status;
 use crate::route::Resource;
 
 /// The handlers of one worker thread, over its storage handle.
@@ -106,11 +107,7 @@ impl Handlers {
                 return Answer::status(Status::UnprocessableContent);
             }
         };
-        match self
-            .worker
-            .append(account_id, &transaction.as_transaction())
-            .await
-        {
+        match self.worker.append(account_id, &transaction.entry()).await {
             Ok(appended) => {
                 json::write_appended(json, appended.limit, appended.balance);
                 Answer::status(Status::Ok)
@@ -118,12 +115,6 @@ impl Handlers {
             Err(AppendError::UnknownAccount) => not_found(json, "account not found"),
             Err(AppendError::LimitExceeded) => rejected(json, "limit exceeded"),
             Err(AppendError::Overflow) => rejected(json, "balance overflow"),
-            Err(AppendError::Invalid(Invalid::Value)) => {
-                rejected(json, "valor must be a positive integer")
-            }
-            Err(AppendError::Invalid(Invalid::Description)) => {
-                rejected(json, "descricao must have 1 to 10 characters")
-            }
             Err(AppendError::Unavailable(error)) => self.unavailable(json, &error),
         }
     }

@@ -1,15 +1,13 @@
-//! HTTP/1.x request framing and response writing.
+//! HTTP/1.x request heads: their parsing, and the errors that refuse a request.
 //!
 //! Parsing works on the bytes received so far and keeps "incomplete" apart from "invalid", as
 //! httparse does: the caller reads more on [`Progress::Partial`] and answers the error's status
 //! (then closes) on `Err`. Any ambiguity about where a request ends is an error, never a guess,
-//! because a server and a client that disagree on framing is how requests get smuggled.
+//! because a server and a client that disagree on framing is how requests get smuggled. A
+//! chunked body is `chunked.rs`'s; the head says only that one follows ([`BodyLength`]).
 
-use crate::json;
-use crate::limits::{
-    BODY_BYTES_MAX, CHUNKED_WIRE_BYTES_MAX, CHUNK_LINE_BYTES_MAX, HEADERS_MAX, HEAD_BYTES_MAX,
-};
-use std::fmt::Write as _;
+use crate::limits::{BODY_BYTES_MAX, HEADERS_MAX, HEAD_BYTES_MAX};
+use crate::response::Status;
 
 /// The outcome of parsing bytes that may not hold a whole message yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,12 +32,12 @@ pub enum Method {
     Other,
 }
 
-/// How the body of a request is delimited.
+/// How long the body of a request is (RFC 9112, section 6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// By `Content-Length` (zero when the header is absent).
-    Length(usize),
-    /// By `Transfer-Encoding: chunked`.
+pub enum BodyLength {
+    /// This many bytes, as `Content-Length` says (zero when the header is absent).
+    Bytes(usize),
+    /// As long as its chunked coding says (`Transfer-Encoding: chunked`).
     Chunked,
 }
 
@@ -57,8 +55,8 @@ pub struct Head<'b> {
     pub keep_alive: bool,
     /// Whether the client waits for `100 Continue` before sending the body.
     pub expect_continue: bool,
-    /// How the body is delimited.
-    pub framing: Framing,
+    /// How long the body is.
+    pub body_length: BodyLength,
     /// Length of the head in bytes, blank line included.
     pub head_bytes: usize,
 }
@@ -142,151 +140,9 @@ impl HttpError {
     }
 }
 
-/// Response statuses the server sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    // INVARIANT: in the order of `Status::ALL`.
-    Ok,
-    BadRequest,
-    NotFound,
-    MethodNotAllowed,
-    RequestTimeout,
-    ContentTooLarge,
-    ExpectationFailed,
-    UnprocessableContent,
-    HeaderFieldsTooLarge,
-    NotImplemented,
-    ServiceUnavailable,
-    VersionNotSupported,
-}
-
-impl Status {
-    /// Every status, in declaration order (the metrics count them in this order).
-    pub const ALL: [Status; 12] = [
-        Status::Ok,
-        Status::BadRequest,
-        Status::NotFound,
-        Status::MethodNotAllowed,
-        Status::RequestTimeout,
-        Status::ContentTooLarge,
-        Status::ExpectationFailed,
-        Status::UnprocessableContent,
-        Status::HeaderFieldsTooLarge,
-        Status::NotImplemented,
-        Status::ServiceUnavailable,
-        Status::VersionNotSupported,
-    ];
-
-    /// The three-digit code.
-    pub fn code(self) -> &'static str {
-        std::str::from_utf8(&self.line()[9..12]).expect("an ASCII status line")
-    }
-
-    /// The status line, without the trailing CRLF.
-    pub fn line(self) -> &'static [u8] {
-        match self {
-            Status::Ok => b"HTTP/1.1 200 OK",
-            Status::BadRequest => b"HTTP/1.1 400 Bad Request",
-            Status::NotFound => b"HTTP/1.1 404 Not Found",
-            Status::MethodNotAllowed => b"HTTP/1.1 405 Method Not Allowed",
-            Status::RequestTimeout => b"HTTP/1.1 408 Request Timeout",
-            Status::ContentTooLarge => b"HTTP/1.1 413 Content Too Large",
-            Status::ExpectationFailed => b"HTTP/1.1 417 Expectation Failed",
-            Status::UnprocessableContent => b"HTTP/1.1 422 Unprocessable Content",
-            Status::HeaderFieldsTooLarge => b"HTTP/1.1 431 Request Header Fields Too Large",
-            Status::NotImplemented => b"HTTP/1.1 501 Not Implemented",
-            Status::ServiceUnavailable => b"HTTP/1.1 503 Service Unavailable",
-            Status::VersionNotSupported => b"HTTP/1.1 505 HTTP Version Not Supported",
-        }
-    }
-}
-
-/// The interim response sent when a client expects `100 Continue`.
-pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
-
-/// What the `Connection` header of a response says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Persistence {
-    /// HTTP/1.1 default: nothing to say.
-    Default,
-    /// `Connection: keep-alive`, for HTTP/1.0 clients that asked for it.
-    KeepAlive,
-    /// `Connection: close`: the server closes after this response.
-    Close,
-}
-
-/// Length of an IMF-fixdate such as `Sun, 06 Nov 1994 08:49:37 GMT`.
-pub const HTTP_DATE_BYTES: usize = 29;
-
-/// Formats `unix_seconds` as the IMF-fixdate of the `Date` header (RFC 9110, section 5.6.7),
-/// with the `httpdate` crate, into a fixed array: nothing is allocated.
-pub fn http_date(unix_seconds: i64) -> [u8; HTTP_DATE_BYTES] {
-    let seconds = u64::try_from(unix_seconds).unwrap_or(0);
-    let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds);
-    let mut out = Fixed {
-        bytes: [0u8; HTTP_DATE_BYTES],
-        len: 0,
-    };
-    // An IMF-fixdate is always 29 ASCII bytes, for every year httpdate accepts (1970..=9999).
-    write!(out, "{}", httpdate::HttpDate::from(when)).expect("a 29-byte IMF-fixdate");
-    assert_eq!(out.len, HTTP_DATE_BYTES);
-    out.bytes
-}
-
-/// A `fmt::Write` into a fixed array that refuses to overflow.
-struct Fixed<const N: usize> {
-    bytes: [u8; N],
-    len: usize,
-}
-
-impl<const N: usize> std::fmt::Write for Fixed<N> {
-    fn write_str(&mut self, text: &str) -> std::fmt::Result {
-        let end = self.len + text.len();
-        let slot = self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?;
-        slot.copy_from_slice(text.as_bytes());
-        self.len = end;
-        Ok(())
-    }
-}
-
-/// Appends a complete response with a JSON `body` to `out`. `allow` adds an `Allow` header. The
-/// answer to a HEAD request (`head_only`) stops after the head and leaves out `Content-Length`,
-/// which would have to be the length a GET would get (RFC 9110, 8.6 and 9.3.2).
-pub fn write_response(
-    out: &mut Vec<u8>,
-    status: Status,
-    persistence: Persistence,
-    allow: Option<&str>,
-    date: &[u8; HTTP_DATE_BYTES],
-    body: &[u8],
-    head_only: bool,
-) {
-    out.extend_from_slice(status.line());
-    out.extend_from_slice(b"\r\nDate: ");
-    out.extend_from_slice(date);
-    out.extend_from_slice(b"\r\nContent-Type: application/json");
-    if !head_only {
-        out.extend_from_slice(b"\r\nContent-Length: ");
-        json::write_u64(out, body.len() as u64);
-    }
-    match persistence {
-        Persistence::Default => {}
-        Persistence::KeepAlive => out.extend_from_slice(b"\r\nConnection: keep-alive"),
-        Persistence::Close => out.extend_from_slice(b"\r\nConnection: close"),
-    }
-    if let Some(allow) = allow {
-        out.extend_from_slice(b"\r\nAllow: ");
-        out.extend_from_slice(allow.as_bytes());
-    }
-    out.extend_from_slice(b"\r\n\r\n");
-    if !head_only {
-        out.extend_from_slice(body);
-    }
-}
-
-/// The header fields that decide framing and persistence, gathered from a head.
+/// What the header fields of a head say about framing, persistence, expectations and Host.
 #[derive(Default)]
-struct FramingFields {
+struct HeadFields {
     content_length: Option<u64>,
     transfer_encoding: bool,
     /// How many times `chunked` was named, over every `Transfer-Encoding` field.
@@ -324,11 +180,11 @@ pub fn parse_head(buf: &[u8]) -> Result<Progress<Head<'_>>, HttpError> {
     };
     let http_1_0 = version == 0;
     let path = target_path(target)?;
-    let mut fields = FramingFields::default();
+    let mut fields = HeadFields::default();
     for header in request.headers.iter() {
         read_field(&mut fields, header.name, header.value)?;
     }
-    let framing = match (fields.content_length, fields.transfer_encoding) {
+    let body_length = match (fields.content_length, fields.transfer_encoding) {
         (Some(_), true) => return Err(HttpError::LengthAndTransferEncoding),
         // HTTP/1.0 has no chunked coding; a 1.0 message carrying one is faulty framing.
         (None, true) if http_1_0 => return Err(HttpError::Malformed),
@@ -338,12 +194,12 @@ pub fn parse_head(buf: &[u8]) -> Result<Progress<Head<'_>>, HttpError> {
         (None, true) if fields.unsupported_coding => {
             return Err(HttpError::UnsupportedTransferEncoding)
         }
-        (None, true) => Framing::Chunked,
+        (None, true) => BodyLength::Chunked,
         (Some(length), false) if length > BODY_BYTES_MAX as u64 => {
             return Err(HttpError::BodyTooLarge)
         }
-        (Some(length), false) => Framing::Length(length as usize),
-        (None, false) => Framing::Length(0),
+        (Some(length), false) => BodyLength::Bytes(length as usize),
+        (None, false) => BodyLength::Bytes(0),
     };
     // RFC 9112 (section 3.2) asks 400 for an HTTP/1.1 request without Host and for any request
     // with more than one. Host came with HTTP/1.1, so a 1.0 request without one is served, as
@@ -372,7 +228,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Progress<Head<'_>>, HttpError> {
         keep_alive,
         // A server must ignore a 100-continue expectation of an HTTP/1.0 request.
         expect_continue: fields.expect_continue && !http_1_0,
-        framing,
+        body_length,
         head_bytes,
     }))
 }
@@ -469,28 +325,6 @@ fn is_sub_delim(byte: u8) -> bool {
     )
 }
 
-/// RFC 9110's `tchar`, the bytes of a token (5.6.2).
-fn is_tchar(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric()
-        || matches!(
-            byte,
-            b'!' | b'#'
-                | b'$'
-                | b'%'
-                | b'&'
-                | b'\''
-                | b'*'
-                | b'+'
-                | b'-'
-                | b'.'
-                | b'^'
-                | b'_'
-                | b'`'
-                | b'|'
-                | b'~'
-        )
-}
-
 /// Whether `buf` may hold the blank line that ends a head, looking only from about `from` on
 /// (the bytes before were searched already). Any head ends in `\n\n` or `\n\r\n`.
 pub fn may_end_head(buf: &[u8], from: usize) -> bool {
@@ -517,7 +351,7 @@ fn version_error(buf: &[u8]) -> HttpError {
 }
 
 /// Records what one header field says about framing and persistence.
-fn read_field(fields: &mut FramingFields, name: &str, value: &[u8]) -> Result<(), HttpError> {
+fn read_field(fields: &mut HeadFields, name: &str, value: &[u8]) -> Result<(), HttpError> {
     if name.eq_ignore_ascii_case("content-length") {
         let length = parse_content_length(value)?;
         if fields
@@ -591,1118 +425,344 @@ fn trim(bytes: &[u8]) -> &[u8] {
     &bytes[start..end]
 }
 
-/// How far the decoding of one chunked body got, kept between reads so that each byte of the
-/// wire is looked at about once however finely the body trickles in. A new request starts
-/// from `ChunkedState::default()`.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct ChunkedState {
-    /// Wire bytes already consumed: whole chunks, then whole trailer lines.
-    position: usize,
-    /// Whether the last (empty) chunk was seen and only trailer lines remain.
-    in_trailers: bool,
-}
-
-/// Decodes the chunked body at the start of `wire` into `body`, resuming from `state` (and
-/// clearing `body` when starting afresh). `wire` must only grow between calls for one body. On
-/// completion returns how many wire bytes the body took, trailers included; trailer fields are
-/// ignored.
-pub fn decode_chunked(
-    wire: &[u8],
-    body: &mut Vec<u8>,
-    state: &mut ChunkedState,
-) -> Result<Progress<usize>, HttpError> {
-    if *state == ChunkedState::default() {
-        body.clear();
-    }
-    while !state.in_trailers {
-        let Some((line_bytes, size)) = parse_chunk_line(&wire[state.position..])? else {
-            return partial_chunked(wire);
-        };
-        if size == 0 {
-            state.position += line_bytes;
-            state.in_trailers = true;
-            break;
-        }
-        if size > (BODY_BYTES_MAX - body.len()) as u64 {
-            return Err(HttpError::BodyTooLarge);
-        }
-        let data_start = state.position + line_bytes;
-        let data_end = data_start + size as usize;
-        if wire.len() < data_end + 2 {
-            return partial_chunked(wire);
-        }
-        if &wire[data_end..data_end + 2] != b"\r\n" {
-            return Err(HttpError::InvalidChunk);
-        }
-        body.extend_from_slice(&wire[data_start..data_end]);
-        state.position = data_end + 2;
-    }
-    // The trailer section: header lines up to an empty line.
-    loop {
-        let rest = &wire[state.position..];
-        let Some(line_bytes) = rest.windows(2).position(|pair| pair == b"\r\n") else {
-            return partial_line(wire, rest);
-        };
-        let line = &rest[..line_bytes];
-        if line_bytes > CHUNK_LINE_BYTES_MAX || !(line.is_empty() || valid_field_line(line)) {
-            return Err(HttpError::InvalidChunk);
-        }
-        state.position += line_bytes + 2;
-        if line.is_empty() {
-            break;
-        }
-    }
-    if state.position > CHUNKED_WIRE_BYTES_MAX {
-        return Err(HttpError::BodyTooLarge);
-    }
-    Ok(Progress::Complete(state.position))
-}
-
-/// Where the reading of a chunk-size line is (RFC 9112, section 7.1.1):
-///
-/// ```text
-/// chunk-line     = chunk-size [ chunk-ext ] CRLF
-/// chunk-size     = 1*HEXDIG
-/// chunk-ext      = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
-/// chunk-ext-name = token
-/// chunk-ext-val  = token / quoted-string
-/// ```
-///
-/// BWS (spaces and tabs) is accepted exactly where the grammar puts it: before each `;`, after
-/// it, and on both sides of `=`, since RFC 9110 (5.6.3) asks recipients to parse it even though
-/// senders must not send it. So `1a ; name = "quoted value"` is valid, while blanks before the
-/// line's end (`5 `, `5;a `) are not, as no rule ends in BWS. Only CRLF ends the line: a bare
-/// LF, a CR not followed by LF, NUL and every other control byte are refused wherever they are
-/// (inside a quoted string too), since a reader that took any of them otherwise would see
-/// another body.
-#[derive(Clone, Copy)]
-enum ChunkLine {
-    /// Before the size's first digit.
-    SizeStart,
-    /// In the size.
-    Size,
-    /// After the size, an extension's name (`name`) or its value, and `spaced` if BWS followed:
-    /// then the line cannot end before another `;` (or `=` after a name).
-    After { name: bool, spaced: bool },
-    /// After `;`, before the extension's name.
-    NameStart,
-    /// In the extension's name.
-    Name,
-    /// After `=`, before the value.
-    ValueStart,
-    /// In a token value.
-    Token,
-    /// In a quoted-string value.
-    Quoted,
-    /// After a backslash in a quoted string.
-    QuotedPair,
-    /// After CR, which only LF may follow.
-    Cr,
-}
-
-/// Reads the chunk-size line at the start of `rest`: its length with CRLF and the size, or
-/// `None` while it is unfinished. A line is refused as soon as a byte breaks the grammar, and
-/// once it is longer than `CHUNK_LINE_BYTES_MAX` (it is scanned again on every read until it
-/// ends); a size beyond 64 bits is refused too.
-fn parse_chunk_line(rest: &[u8]) -> Result<Option<(usize, u64)>, HttpError> {
-    use ChunkLine::*;
-    let mut size = 0u64;
-    let mut state = SizeStart;
-    for (index, &byte) in rest.iter().enumerate().take(CHUNK_LINE_BYTES_MAX) {
-        // A byte that cannot continue the size, a name or a token ends it.
-        let current = match state {
-            Size if !byte.is_ascii_hexdigit() => After {
-                name: false,
-                spaced: false,
-            },
-            Name if !is_tchar(byte) => After {
-                name: true,
-                spaced: false,
-            },
-            Token if !is_tchar(byte) => After {
-                name: false,
-                spaced: false,
-            },
-            other => other,
-        };
-        state = match (current, byte) {
-            (SizeStart | Size, _) if byte.is_ascii_hexdigit() => {
-                let digit = char::from(byte).to_digit(16).expect("a hex digit");
-                size = size
-                    .checked_mul(16)
-                    .and_then(|size| size.checked_add(u64::from(digit)))
-                    .ok_or(HttpError::InvalidChunk)?;
-                Size
-            }
-            (After { name, .. }, b' ' | b'\t') => After { name, spaced: true },
-            (After { .. }, b';') => NameStart,
-            (After { name: true, .. }, b'=') => ValueStart,
-            (After { spaced: false, .. }, b'\r') => Cr,
-            (NameStart | ValueStart, b' ' | b'\t') => current,
-            (NameStart | Name, _) if is_tchar(byte) => Name,
-            (ValueStart, b'"') => Quoted,
-            (ValueStart | Token, _) if is_tchar(byte) => Token,
-            (Quoted, b'"') => After {
-                name: false,
-                spaced: false,
-            },
-            (Quoted, b'\\') => QuotedPair,
-            // qdtext: blanks, visible bytes but `"` and `\`, obs-text.
-            (Quoted, b'\t' | b' ' | 0x21 | 0x23..=0x5b | 0x5d..=0x7e | 0x80..=0xff) => Quoted,
-            (QuotedPair, b'\t' | b' ' | 0x21..=0x7e | 0x80..=0xff) => Quoted,
-            (Cr, b'\n') => return Ok(Some((index + 1, size))),
-            _ => return Err(HttpError::InvalidChunk),
-        };
-    }
-    if rest.len() >= CHUNK_LINE_BYTES_MAX {
-        return Err(HttpError::InvalidChunk);
-    }
-    Ok(None)
-}
-
-/// Whether `line` (without its CRLF) is a field line of the trailer section (RFC 9112, 5 and
-/// 7.1.2): a token, `:`, then visible bytes and blanks only, so that a bare CR or LF, NUL or
-/// another control byte cannot make it two lines to another reader.
-fn valid_field_line(line: &[u8]) -> bool {
-    let Some(colon) = line.iter().position(|&byte| byte == b':') else {
-        return false;
-    };
-    let (name, value) = (&line[..colon], &line[colon + 1..]);
-    let value_byte = |&byte: &u8| matches!(byte, b'\t' | b' '..=b'~' | 0x80..=0xff);
-    !name.is_empty() && name.iter().all(|&byte| is_tchar(byte)) && value.iter().all(value_byte)
-}
-
-/// An unfinished trailer line: its length is bounded, since it is scanned again on every read
-/// until it ends.
-fn partial_line(wire: &[u8], line: &[u8]) -> Result<Progress<usize>, HttpError> {
-    if line.len() > CHUNK_LINE_BYTES_MAX {
-        return Err(HttpError::InvalidChunk);
-    }
-    partial_chunked(wire)
-}
-
-/// An unfinished chunked body is worth waiting for only while it fits its wire limit.
-fn partial_chunked(wire: &[u8]) -> Result<Progress<usize>, HttpError> {
-    if wire.len() >= CHUNKED_WIRE_BYTES_MAX {
-        Err(HttpError::BodyTooLarge)
-    } else {
-        Ok(Progress::Partial)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A complete head as the table writes it: everything but the borrowed path.
-    fn head(
-        method: Method,
-        path: &str,
-        http_1_0: bool,
-        keep_alive: bool,
-        framing: Framing,
-    ) -> Head<'_> {
-        Head {
-            method,
-            path,
-            http_1_0,
-            keep_alive,
-            expect_continue: false,
-            framing,
-            head_bytes: 0,
-        }
-    }
-
-    /// `expected.head_bytes` of 0 means "the whole input".
+    /// `expected` is `partial`, the error's name, or the head as one line: method (`OTHER` for
+    /// the ones no route takes), path, version, then what the fields decided, as in
+    /// `POST /t 1.1, keep-alive, 5 bytes, 100-continue`. A complete head spans the whole input.
     #[track_caller]
-    fn check(input: &[u8], expected: Result<Progress<Head<'_>>, HttpError>) {
-        let expected = expected.map(|progress| match progress {
-            Progress::Complete(mut head) if head.head_bytes == 0 => {
-                head.head_bytes = input.len();
-                Progress::Complete(head)
+    fn check(input: &[u8], expected: &str) {
+        let text = String::from_utf8_lossy(input);
+        let parsed = match parse_head(input) {
+            Ok(Progress::Complete(head)) => {
+                assert_eq!(head.head_bytes, input.len(), "input {text:?}");
+                show(&head)
             }
-            other => other,
-        });
-        assert_eq!(
-            parse_head(input),
-            expected,
-            "input {:?}",
-            String::from_utf8_lossy(input)
-        );
+            Ok(Progress::Partial) => "partial".to_owned(),
+            Err(error) => format!("{error:?}"),
+        };
+        assert_eq!(parsed, expected, "input {text:?}");
     }
 
-    fn get(path: &str) -> Result<Progress<Head<'_>>, HttpError> {
-        Ok(Progress::Complete(head(
-            Method::Get,
-            path,
-            false,
-            true,
-            Framing::Length(0),
-        )))
+    /// Every field of `head` but its length, in the form `check` expects.
+    fn show(head: &Head<'_>) -> String {
+        let method = match head.method {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Head => "HEAD",
+            Method::Other => "OTHER",
+        };
+        let version = if head.http_1_0 { "1.0" } else { "1.1" };
+        let persistence = if head.keep_alive {
+            "keep-alive"
+        } else {
+            "close"
+        };
+        let body = match head.body_length {
+            BodyLength::Bytes(bytes) => format!("{bytes} bytes"),
+            BodyLength::Chunked => "chunked".to_owned(),
+        };
+        let expect = if head.expect_continue {
+            ", 100-continue"
+        } else {
+            ""
+        };
+        format!(
+            "{method} {} {version}, {persistence}, {body}{expect}",
+            head.path
+        )
     }
 
-    fn post(length: usize) -> Result<Progress<Head<'static>>, HttpError> {
-        let path = "/clientes/1/transacoes";
-        Ok(Progress::Complete(head(
-            Method::Post,
-            path,
-            false,
-            true,
-            Framing::Length(length),
-        )))
-    }
-
+    #[rustfmt::skip]
     #[test]
     fn request_lines() {
-        check(
-            b"GET /clientes/1/extrato HTTP/1.1\r\nHost: x\r\n\r\n",
-            get("/clientes/1/extrato"),
-        );
+        check(b"GET /clientes/1/extrato HTTP/1.1\r\nHost: x\r\n\r\n",        "GET /clientes/1/extrato 1.1, keep-alive, 0 bytes");
         // The query string is not part of the path.
-        check(
-            b"GET /clientes/1/extrato?a=1&b HTTP/1.1\r\nHost: x\r\n\r\n",
-            get("/clientes/1/extrato"),
-        );
-        check(b"GET /?x HTTP/1.1\r\nHost: x\r\n\r\n", get("/"));
+        check(b"GET /clientes/1/extrato?a=1&b HTTP/1.1\r\nHost: x\r\n\r\n",  "GET /clientes/1/extrato 1.1, keep-alive, 0 bytes");
+        check(b"GET /?x HTTP/1.1\r\nHost: x\r\n\r\n",                        "GET / 1.1, keep-alive, 0 bytes");
         // Methods are case-sensitive; unknown ones are parsed and answered 405 or 404 later.
-        let other = |path| {
-            Ok(Progress::Complete(head(
-                Method::Other,
-                path,
-                false,
-                true,
-                Framing::Length(0),
-            )))
-        };
-        check(
-            b"DELETE /clientes/1/extrato HTTP/1.1\r\nHost: x\r\n\r\n",
-            other("/clientes/1/extrato"),
-        );
-        check(b"get /x HTTP/1.1\r\nHost: x\r\n\r\n", other("/x"));
+        check(b"DELETE /clientes/1/extrato HTTP/1.1\r\nHost: x\r\n\r\n",     "OTHER /clientes/1/extrato 1.1, keep-alive, 0 bytes");
+        check(b"get /x HTTP/1.1\r\nHost: x\r\n\r\n",                         "OTHER /x 1.1, keep-alive, 0 bytes");
         // HEAD is parsed as such; the handlers answer it 405 on every route (docs/api.md).
-        check(
-            b"HEAD /clientes/1/extrato HTTP/1.1\r\nHost: x\r\n\r\n",
-            Ok(Progress::Complete(head(
-                Method::Head,
-                "/clientes/1/extrato",
-                false,
-                true,
-                Framing::Length(0),
-            ))),
-        );
+        check(b"HEAD /clientes/1/extrato HTTP/1.1\r\nHost: x\r\n\r\n",       "HEAD /clientes/1/extrato 1.1, keep-alive, 0 bytes");
         // Bare LF line ends are tolerated by httparse.
-        check(b"GET /x HTTP/1.1\nHost: x\n\n", get("/x"));
+        check(b"GET /x HTTP/1.1\nHost: x\n\n",                               "GET /x 1.1, keep-alive, 0 bytes");
         // Malformed request lines.
-        check(b"GET  /x HTTP/1.1\r\n\r\n", Err(HttpError::Malformed));
-        check(b"GET /x  HTTP/1.1\r\n\r\n", Err(HttpError::Malformed));
-        check(b"GET\r\n\r\n", Err(HttpError::Malformed));
-        check(b"GET /x\r\n\r\n", Err(HttpError::Malformed));
-        check(b"G(T /x HTTP/1.1\r\n\r\n", Err(HttpError::Malformed));
-        check(b"GET /a b HTTP/1.1\r\n\r\n", Err(HttpError::Malformed));
-        check(
-            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
-            Err(HttpError::Malformed),
-        );
+        check(b"GET  /x HTTP/1.1\r\n\r\n",                                   "Malformed");
+        check(b"GET /x  HTTP/1.1\r\n\r\n",                                   "Malformed");
+        check(b"GET\r\n\r\n",                                                "Malformed");
+        check(b"GET /x\r\n\r\n",                                             "Malformed");
+        check(b"G(T /x HTTP/1.1\r\n\r\n",                                    "Malformed");
+        check(b"GET /a b HTTP/1.1\r\n\r\n",                                  "Malformed");
+        check(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",               "Malformed");
         // Versions other than 1.0 and 1.1.
-        check(
-            b"GET /x HTTP/2.0\r\n\r\n",
-            Err(HttpError::UnsupportedVersion),
-        );
-        check(
-            b"GET /x HTTP/1.2\r\n\r\n",
-            Err(HttpError::UnsupportedVersion),
-        );
-        check(
-            b"GET /x HTTP/0.9\r\n\r\n",
-            Err(HttpError::UnsupportedVersion),
-        );
-        check(b"GET /x FTP/1.1\r\n\r\n", Err(HttpError::Malformed));
-        check(b"GET /x HTTP/3", Err(HttpError::UnsupportedVersion));
-        check(
-            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-            Err(HttpError::UnsupportedVersion),
-        );
+        check(b"GET /x HTTP/2.0\r\n\r\n",                                    "UnsupportedVersion");
+        check(b"GET /x HTTP/1.2\r\n\r\n",                                    "UnsupportedVersion");
+        check(b"GET /x HTTP/0.9\r\n\r\n",                                    "UnsupportedVersion");
+        check(b"GET /x FTP/1.1\r\n\r\n",                                     "Malformed");
+        check(b"GET /x HTTP/3",                                              "UnsupportedVersion");
+        check(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",                           "UnsupportedVersion");
     }
 
+    #[rustfmt::skip]
     #[test]
     fn partial_heads() {
-        check(b"", Ok(Progress::Partial));
-        check(b"GE", Ok(Progress::Partial));
-        check(b"GET /clientes/1/extrato HTTP/1.1", Ok(Progress::Partial));
-        check(
-            b"GET /clientes/1/extrato HTTP/1.1\r\nHost: x\r\n",
-            Ok(Progress::Partial),
-        );
-        check(
-            b"GET /clientes/1/extrato HTTP/1.1\r\nHost: x\r\n\r",
-            Ok(Progress::Partial),
-        );
+        check(b"",                                                 "partial");
+        check(b"GE",                                               "partial");
+        check(b"GET /clientes/1/extrato HTTP/1.1",                 "partial");
+        check(b"GET /clientes/1/extrato HTTP/1.1\r\nHost: x\r\n",  "partial");
+        check(b"GET /clientes/1/extrato HTTP/1.1\r\nHost: x\r\n\r", "partial");
     }
 
+    #[rustfmt::skip]
     #[test]
     fn persistence() {
-        let http_1_0 = |keep_alive| {
-            Ok(Progress::Complete(head(
-                Method::Get,
-                "/x",
-                true,
-                keep_alive,
-                Framing::Length(0),
-            )))
-        };
-        let http_1_1 = |keep_alive| {
-            Ok(Progress::Complete(head(
-                Method::Get,
-                "/x",
-                false,
-                keep_alive,
-                Framing::Length(0),
-            )))
-        };
-        check(b"GET /x HTTP/1.0\r\n\r\n", http_1_0(false));
-        check(
-            b"GET /x HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
-            http_1_0(true),
-        );
-        check(
-            b"GET /x HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n",
-            http_1_0(true),
-        );
-        check(
-            b"GET /x HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n",
-            http_1_0(false),
-        );
-        check(
-            b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-            http_1_1(false),
-        );
-        check(
-            b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: CLOSE\r\n\r\n",
-            http_1_1(false),
-        );
-        check(
-            b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: upgrade, close\r\n\r\n",
-            http_1_1(false),
-        );
-        check(
-            b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n",
-            http_1_1(true),
-        );
-        check(
-            b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: closed\r\n\r\n",
-            http_1_1(true),
-        );
-        check(
-            b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n",
-            http_1_1(false),
-        );
+        check(b"GET /x HTTP/1.0\r\n\r\n",                                                    "GET /x 1.0, close, 0 bytes");
+        check(b"GET /x HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",                          "GET /x 1.0, keep-alive, 0 bytes");
+        check(b"GET /x HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n",                          "GET /x 1.0, keep-alive, 0 bytes");
+        check(b"GET /x HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n",                   "GET /x 1.0, close, 0 bytes");
+        check(b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",                    "GET /x 1.1, close, 0 bytes");
+        check(b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: CLOSE\r\n\r\n",                    "GET /x 1.1, close, 0 bytes");
+        check(b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: upgrade, close\r\n\r\n",           "GET /x 1.1, close, 0 bytes");
+        check(b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n",               "GET /x 1.1, keep-alive, 0 bytes");
+        check(b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: closed\r\n\r\n",                   "GET /x 1.1, keep-alive, 0 bytes");
+        check(b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n", "GET /x 1.1, close, 0 bytes");
     }
 
+    #[rustfmt::skip]
     #[test]
     fn content_length() {
-        let request = |value: &str| {
-            format!("POST /clientes/1/transacoes HTTP/1.1\r\nHost: x\r\nContent-Length: {value}\r\n\r\n")
-        };
-        check(request("0").as_bytes(), post(0));
-        check(request("42").as_bytes(), post(42));
-        check(request("0042").as_bytes(), post(42));
-        check(request("4096").as_bytes(), post(BODY_BYTES_MAX));
+        /// A POST with a `Content-Length` field of each value (the second one in lower case).
+        fn post(values: &[&str]) -> Vec<u8> {
+            let names = ["Content-Length", "content-length"];
+            let fields: String = values.iter().zip(names).map(|(value, name)| format!("{name}: {value}\r\n")).collect();
+            format!("POST /clientes/1/transacoes HTTP/1.1\r\nHost: x\r\n{fields}\r\n").into_bytes()
+        }
+        check(&post(&["0"]),     "POST /clientes/1/transacoes 1.1, keep-alive, 0 bytes");
+        check(&post(&["42"]),    "POST /clientes/1/transacoes 1.1, keep-alive, 42 bytes");
+        check(&post(&["0042"]),  "POST /clientes/1/transacoes 1.1, keep-alive, 42 bytes");
+        check(&post(&["4096"]),  "POST /clientes/1/transacoes 1.1, keep-alive, 4096 bytes");
         // A list of equal values is one value (RFC 9110, section 8.6).
-        check(request("7, 7").as_bytes(), post(7));
-        check(request("7,7").as_bytes(), post(7));
-        check(
-            request("7, 8").as_bytes(),
-            Err(HttpError::InvalidContentLength),
-        );
-        check(request("").as_bytes(), Err(HttpError::InvalidContentLength));
-        check(
-            request("7,").as_bytes(),
-            Err(HttpError::InvalidContentLength),
-        );
-        check(
-            request("-1").as_bytes(),
-            Err(HttpError::InvalidContentLength),
-        );
-        check(
-            request("+7").as_bytes(),
-            Err(HttpError::InvalidContentLength),
-        );
-        check(
-            request("0x10").as_bytes(),
-            Err(HttpError::InvalidContentLength),
-        );
-        check(
-            request("7 7").as_bytes(),
-            Err(HttpError::InvalidContentLength),
-        );
-        check(
-            request("seven").as_bytes(),
-            Err(HttpError::InvalidContentLength),
-        );
-        check(
-            request("1.5").as_bytes(),
-            Err(HttpError::InvalidContentLength),
-        );
+        check(&post(&["7, 7"]),  "POST /clientes/1/transacoes 1.1, keep-alive, 7 bytes");
+        check(&post(&["7,7"]),   "POST /clientes/1/transacoes 1.1, keep-alive, 7 bytes");
+        check(&post(&["7, 8"]),  "InvalidContentLength");
+        check(&post(&[""]),      "InvalidContentLength");
+        check(&post(&["7,"]),    "InvalidContentLength");
+        check(&post(&["-1"]),    "InvalidContentLength");
+        check(&post(&["+7"]),    "InvalidContentLength");
+        check(&post(&["0x10"]),  "InvalidContentLength");
+        check(&post(&["7 7"]),   "InvalidContentLength");
+        check(&post(&["seven"]), "InvalidContentLength");
+        check(&post(&["1.5"]),   "InvalidContentLength");
         // Larger than the limit, even beyond 64 bits: 413 before any of the body is read.
-        check(request("4097").as_bytes(), Err(HttpError::BodyTooLarge));
-        check(
-            request("99999999999999999999999999999").as_bytes(),
-            Err(HttpError::BodyTooLarge),
-        );
-        // Two headers: equal is fine, different is the classic smuggling setup.
-        let twice = |a: &str, b: &str| {
-            format!("POST /clientes/1/transacoes HTTP/1.1\r\nHost: x\r\nContent-Length: {a}\r\ncontent-length: {b}\r\n\r\n")
-        };
-        check(twice("5", "5").as_bytes(), post(5));
-        check(
-            twice("5", "6").as_bytes(),
-            Err(HttpError::InvalidContentLength),
-        );
-        check(twice("5", "05").as_bytes(), post(5));
+        check(&post(&["4097"]),  "BodyTooLarge");
+        check(&post(&["99999999999999999999999999999"]), "BodyTooLarge");
+        // Two fields: equal is fine, different is the classic smuggling setup.
+        check(&post(&["5", "5"]),  "POST /clientes/1/transacoes 1.1, keep-alive, 5 bytes");
+        check(&post(&["5", "6"]),  "InvalidContentLength");
+        check(&post(&["5", "05"]), "POST /clientes/1/transacoes 1.1, keep-alive, 5 bytes");
     }
 
+    #[rustfmt::skip]
     #[test]
     fn transfer_encoding() {
-        let chunked = Ok(Progress::Complete(head(
-            Method::Post,
-            "/t",
-            false,
-            true,
-            Framing::Chunked,
-        )));
-        check(
-            b"POST /t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
-            chunked,
-        );
-        let chunked = Ok(Progress::Complete(head(
-            Method::Post,
-            "/t",
-            false,
-            true,
-            Framing::Chunked,
-        )));
-        check(
-            b"POST /t HTTP/1.1\r\nHost: x\r\ntransfer-encoding: Chunked \r\n\r\n",
-            chunked,
-        );
+        check(b"POST /t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",                        "POST /t 1.1, keep-alive, chunked");
+        check(b"POST /t HTTP/1.1\r\nHost: x\r\ntransfer-encoding: Chunked \r\n\r\n",                       "POST /t 1.1, keep-alive, chunked");
         // A coding before a final chunked is understood as framing but not decoded: 501.
-        let unsupported = Err(HttpError::UnsupportedTransferEncoding);
-        check(
-            b"POST /t HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
-            unsupported,
-        );
-        check(
-            b"POST /t HTTP/1.1\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
-            unsupported,
-        );
-        // The story of this table: the reliability tests (crates/chaos, smuggling through the
+        check(b"POST /t HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",                             "UnsupportedTransferEncoding");
+        check(b"POST /t HTTP/1.1\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",        "UnsupportedTransferEncoding");
+        // The story of these rows: the reliability tests (crates/chaos, smuggling through the
         // balancer) found that codings whose last one is not chunked were answered 501, while
         // RFC 9112 (section 6.3) requires 400 and close, since the end of the body cannot be
         // known; chunked named twice is the same ambiguity.
-        let not_final = Err(HttpError::ChunkedNotFinal);
-        check(
-            b"POST /t HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
-            not_final,
-        );
-        check(
-            b"POST /t HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\n",
-            not_final,
-        );
-        check(
-            b"POST /t HTTP/1.1\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
-            not_final,
-        );
-        check(
-            b"POST /t HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n",
-            not_final,
-        );
-        check(
-            b"POST /t HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
-            not_final,
-        );
-        check(
-            b"POST /t HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
-            not_final,
-        );
-        check(
-            b"POST /t HTTP/1.1\r\nTransfer-Encoding: \r\n\r\n",
-            not_final,
-        );
-        check(
-            b"POST /t HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n",
-            not_final,
-        );
+        check(b"POST /t HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",                                      "ChunkedNotFinal");
+        check(b"POST /t HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\n",                                  "ChunkedNotFinal");
+        check(b"POST /t HTTP/1.1\r\nTransfer-Encoding: chunked, identity\r\n\r\n",                         "ChunkedNotFinal");
+        check(b"POST /t HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n",   "ChunkedNotFinal");
+        check(b"POST /t HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",                          "ChunkedNotFinal");
+        check(b"POST /t HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",    "ChunkedNotFinal");
+        check(b"POST /t HTTP/1.1\r\nTransfer-Encoding: \r\n\r\n",                                          "ChunkedNotFinal");
+        check(b"POST /t HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n",                                  "ChunkedNotFinal");
         // Both framings at once: refused whatever the order (request smuggling).
-        let both = Err(HttpError::LengthAndTransferEncoding);
-        check(
-            b"POST /t HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
-            both,
-        );
-        check(
-            b"POST /t HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
-            both,
-        );
-        check(
-            b"POST /t HTTP/1.1\r\nTransfer-Encoding: gzip\r\nContent-Length: 5\r\n\r\n",
-            both,
-        );
+        check(b"POST /t HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",              "LengthAndTransferEncoding");
+        check(b"POST /t HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",              "LengthAndTransferEncoding");
+        check(b"POST /t HTTP/1.1\r\nTransfer-Encoding: gzip\r\nContent-Length: 5\r\n\r\n",                 "LengthAndTransferEncoding");
         // HTTP/1.0 has no chunked coding.
-        check(
-            b"POST /t HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
-            Err(HttpError::Malformed),
-        );
+        check(b"POST /t HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",                                   "Malformed");
     }
 
+    #[rustfmt::skip]
     #[test]
     fn expectations() {
-        let expecting = |http_1_0, expect_continue| {
-            let mut head = head(Method::Post, "/t", http_1_0, !http_1_0, Framing::Length(5));
-            head.expect_continue = expect_continue;
-            Ok(Progress::Complete(head))
-        };
-        check(
-            b"POST /t HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
-            expecting(false, true),
-        );
-        check(
-            b"POST /t HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-Continue\r\n\r\n",
-            expecting(false, true),
-        );
+        check(b"POST /t HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n", "POST /t 1.1, keep-alive, 5 bytes, 100-continue");
+        check(b"POST /t HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-Continue\r\n\r\n", "POST /t 1.1, keep-alive, 5 bytes, 100-continue");
         // HTTP/1.0 clients cannot wait for an interim response: the expectation is ignored.
-        check(
-            b"POST /t HTTP/1.0\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
-            expecting(true, false),
-        );
-        check(
-            b"POST /t HTTP/1.1\r\nContent-Length: 5\r\nExpect: 200-ok\r\n\r\n",
-            Err(HttpError::ExpectationFailed),
-        );
+        check(b"POST /t HTTP/1.0\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",           "POST /t 1.0, close, 5 bytes");
+        check(b"POST /t HTTP/1.1\r\nContent-Length: 5\r\nExpect: 200-ok\r\n\r\n",                 "ExpectationFailed");
     }
 
+    #[rustfmt::skip]
     #[test]
     fn header_syntax() {
-        check(
-            b"GET /x HTTP/1.1\r\nHost x\r\n\r\n",
-            Err(HttpError::Malformed),
-        );
+        check(b"GET /x HTTP/1.1\r\nHost x\r\n\r\n",                        "Malformed");
         // Whitespace before the colon makes a different header name: refused (smuggling vector).
-        check(
-            b"POST /x HTTP/1.1\r\nContent-Length : 5\r\n\r\n",
-            Err(HttpError::Malformed),
-        );
-        check(
-            b"GET /x HTTP/1.1\r\n Host: x\r\n\r\n",
-            Err(HttpError::Malformed),
-        );
+        check(b"POST /x HTTP/1.1\r\nContent-Length : 5\r\n\r\n",           "Malformed");
+        check(b"GET /x HTTP/1.1\r\n Host: x\r\n\r\n",                      "Malformed");
         // Obsolete line folding.
-        check(
-            b"GET /x HTTP/1.1\r\nX-A: a\r\n  folded\r\n\r\n",
-            Err(HttpError::Malformed),
-        );
-        check(
-            b"GET /x HTTP/1.1\r\nX-A: a\0b\r\n\r\n",
-            Err(HttpError::Malformed),
-        );
-        check(
-            b"GET /x HTTP/1.1\r\nX\"A: a\r\n\r\n",
-            Err(HttpError::Malformed),
-        );
+        check(b"GET /x HTTP/1.1\r\nX-A: a\r\n  folded\r\n\r\n",            "Malformed");
+        check(b"GET /x HTTP/1.1\r\nX-A: a\0b\r\n\r\n",                     "Malformed");
+        check(b"GET /x HTTP/1.1\r\nX\"A: a\r\n\r\n",                       "Malformed");
         // Header values may hold any visible byte, including obs-text.
-        check(
-            b"GET /x HTTP/1.1\r\nHost: x\r\nX-A: caf\xc3\xa9 \"q\"\r\n\r\n",
-            get("/x"),
-        );
+        check(b"GET /x HTTP/1.1\r\nHost: x\r\nX-A: caf\xc3\xa9 \"q\"\r\n\r\n", "GET /x 1.1, keep-alive, 0 bytes");
     }
 
+    #[rustfmt::skip]
     #[test]
     fn host() {
         // The story of this table: requests without Host, or with two, were answered 200;
         // RFC 9112 (section 3.2) asks 400 for both.
-        check(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n", get("/x"));
-        check(b"GET /x HTTP/1.1\r\nhOsT: x\r\n\r\n", get("/x"));
+        check(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n",                           "GET /x 1.1, keep-alive, 0 bytes");
+        check(b"GET /x HTTP/1.1\r\nhOsT: x\r\n\r\n",                           "GET /x 1.1, keep-alive, 0 bytes");
         // An empty value is what a client sends for a target without authority (3.2).
-        check(b"GET /x HTTP/1.1\r\nHost:\r\n\r\n", get("/x"));
-        check(b"GET /x HTTP/1.1\r\n\r\n", Err(HttpError::MissingHost));
-        check(
-            b"GET /x HTTP/1.1\r\nX-Host: x\r\n\r\n",
-            Err(HttpError::MissingHost),
-        );
-        check(
-            b"GET /x HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
-            Err(HttpError::RepeatedHost),
-        );
-        check(
-            b"GET /x HTTP/1.1\r\nHost: x\r\nHost: x\r\n\r\n",
-            Err(HttpError::RepeatedHost),
-        );
-        check(
-            b"GET /x HTTP/1.1\r\nHost: x\r\nhost: y\r\n\r\n",
-            Err(HttpError::RepeatedHost),
-        );
-        check(
-            b"GET /x HTTP/1.1\r\nHost: x\r\nX-A: a\r\nHOST: x\r\n\r\n",
-            Err(HttpError::RepeatedHost),
-        );
+        check(b"GET /x HTTP/1.1\r\nHost:\r\n\r\n",                             "GET /x 1.1, keep-alive, 0 bytes");
+        check(b"GET /x HTTP/1.1\r\n\r\n",                                      "MissingHost");
+        check(b"GET /x HTTP/1.1\r\nX-Host: x\r\n\r\n",                         "MissingHost");
+        check(b"GET /x HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",                "RepeatedHost");
+        check(b"GET /x HTTP/1.1\r\nHost: x\r\nHost: x\r\n\r\n",                "RepeatedHost");
+        check(b"GET /x HTTP/1.1\r\nHost: x\r\nhost: y\r\n\r\n",                "RepeatedHost");
+        check(b"GET /x HTTP/1.1\r\nHost: x\r\nX-A: a\r\nHOST: x\r\n\r\n",      "RepeatedHost");
         // Host came with HTTP/1.1: a 1.0 request may lack it, but never repeat it.
-        let http_1_0 = Ok(Progress::Complete(head(
-            Method::Get,
-            "/x",
-            true,
-            false,
-            Framing::Length(0),
-        )));
-        check(b"GET /x HTTP/1.0\r\n\r\n", http_1_0);
-        check(b"GET /x HTTP/1.0\r\nHost: x\r\n\r\n", http_1_0);
-        check(
-            b"GET /x HTTP/1.0\r\nHost: x\r\nHost: y\r\n\r\n",
-            Err(HttpError::RepeatedHost),
-        );
+        check(b"GET /x HTTP/1.0\r\n\r\n",                                      "GET /x 1.0, close, 0 bytes");
+        check(b"GET /x HTTP/1.0\r\nHost: x\r\n\r\n",                           "GET /x 1.0, close, 0 bytes");
+        check(b"GET /x HTTP/1.0\r\nHost: x\r\nHost: y\r\n\r\n",                "RepeatedHost");
         // The framing verdicts come first.
-        check(
-            b"POST /x HTTP/1.1\r\nContent-Length: 4097\r\n\r\n",
-            Err(HttpError::BodyTooLarge),
-        );
-        check(
-            b"POST /x HTTP/1.1\r\nHost: x\r\nHost: y\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
-            Err(HttpError::LengthAndTransferEncoding),
-        );
+        check(b"POST /x HTTP/1.1\r\nContent-Length: 4097\r\n\r\n",             "BodyTooLarge");
+        check(b"POST /x HTTP/1.1\r\nHost: x\r\nHost: y\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", "LengthAndTransferEncoding");
     }
 
+    #[rustfmt::skip]
     #[test]
     fn absolute_form_targets() {
+        /// A GET of `target` with a Host field.
+        fn get(target: &str) -> Vec<u8> {
+            format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes()
+        }
         // The story of this table: an absolute-form target was routed as a path, and so
         // answered 404; RFC 9112 (section 3.2.2) asks servers to accept it.
-        let statement = get("/clientes/1/extrato");
-        check(
-            b"GET http://localhost:9999/clientes/1/extrato HTTP/1.1\r\nHost: localhost:9999\r\n\r\n",
-            statement,
-        );
-        check(
-            b"GET https://localhost/clientes/1/extrato HTTP/1.1\r\nHost: localhost\r\n\r\n",
-            statement,
-        );
-        check(
-            b"GET HTTP://LOCALHOST/clientes/1/extrato HTTP/1.1\r\nHost: x\r\n\r\n",
-            statement,
-        );
-        check(
-            b"GET http://x/clientes/1/extrato?a=1 HTTP/1.1\r\nHost: x\r\n\r\n",
-            statement,
-        );
+        check(b"GET http://localhost:9999/clientes/1/extrato HTTP/1.1\r\nHost: localhost:9999\r\n\r\n", "GET /clientes/1/extrato 1.1, keep-alive, 0 bytes");
+        check(b"GET https://localhost/clientes/1/extrato HTTP/1.1\r\nHost: localhost\r\n\r\n",          "GET /clientes/1/extrato 1.1, keep-alive, 0 bytes");
+        check(&get("HTTP://LOCALHOST/clientes/1/extrato"),         "GET /clientes/1/extrato 1.1, keep-alive, 0 bytes");
+        check(&get("http://x/clientes/1/extrato?a=1"),             "GET /clientes/1/extrato 1.1, keep-alive, 0 bytes");
         // The authority stands in for Host and is not compared with it: the path routes.
-        check(
-            b"GET http://elsewhere.example/clientes/1/extrato HTTP/1.1\r\nHost: x\r\n\r\n",
-            statement,
-        );
-        check(
-            b"GET http://127.0.0.1:9999/clientes/1/extrato HTTP/1.1\r\nHost: x\r\n\r\n",
-            statement,
-        );
-        check(
-            b"GET http://[::1]:9999/clientes/1/extrato HTTP/1.1\r\nHost: x\r\n\r\n",
-            statement,
-        );
-        check(
-            b"GET http://x:/clientes/1/extrato HTTP/1.1\r\nHost: x\r\n\r\n",
-            statement,
-        );
-        check(
-            b"GET http://my%2Dhost/clientes/1/extrato HTTP/1.1\r\nHost: x\r\n\r\n",
-            statement,
-        );
+        check(&get("http://elsewhere.example/clientes/1/extrato"), "GET /clientes/1/extrato 1.1, keep-alive, 0 bytes");
+        check(&get("http://127.0.0.1:9999/clientes/1/extrato"),    "GET /clientes/1/extrato 1.1, keep-alive, 0 bytes");
+        check(&get("http://[::1]:9999/clientes/1/extrato"),        "GET /clientes/1/extrato 1.1, keep-alive, 0 bytes");
+        check(&get("http://x:/clientes/1/extrato"),                "GET /clientes/1/extrato 1.1, keep-alive, 0 bytes");
+        check(&get("http://my%2Dhost/clientes/1/extrato"),         "GET /clientes/1/extrato 1.1, keep-alive, 0 bytes");
         // An empty path is the root.
-        check(b"GET http://x HTTP/1.1\r\nHost: x\r\n\r\n", get("/"));
-        check(b"GET http://x?a=1 HTTP/1.1\r\nHost: x\r\n\r\n", get("/"));
+        check(&get("http://x"),                                    "GET / 1.1, keep-alive, 0 bytes");
+        check(&get("http://x?a=1"),                                "GET / 1.1, keep-alive, 0 bytes");
         // Host is still required of an HTTP/1.1 client.
-        check(
-            b"GET http://x/clientes/1/extrato HTTP/1.1\r\n\r\n",
-            Err(HttpError::MissingHost),
-        );
+        check(b"GET http://x/clientes/1/extrato HTTP/1.1\r\n\r\n", "MissingHost");
         // The asterisk form passes, to route nowhere.
-        check(
-            b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
-            Ok(Progress::Complete(head(
-                Method::Other,
-                "*",
-                false,
-                true,
-                Framing::Length(0),
-            ))),
-        );
+        check(b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",            "OTHER * 1.1, keep-alive, 0 bytes");
         // Malformed absolute forms, other schemes, and targets of no form at all.
-        let invalid = Err(HttpError::InvalidTarget);
-        for target in [
-            "http:/clientes/1/extrato",
-            "http:clientes/1/extrato",
-            "http:///clientes/1/extrato",
-            "http://:9999/clientes/1/extrato",
-            "http://user@x/clientes/1/extrato",
-            "http://user:pass@x/clientes/1/extrato",
-            "http://x:port/clientes/1/extrato",
-            "http://x:9999:1/clientes/1/extrato",
-            "http://x%zz/clientes/1/extrato",
-            "http://x%2/clientes/1/extrato",
-            "http://[::1/clientes/1/extrato",
-            "http://[]/clientes/1/extrato",
-            "http://[::1]x/clientes/1/extrato",
-            "http://x#y/clientes/1/extrato",
-            "ftp://x/clientes/1/extrato",
-            "httpx://x/clientes/1/extrato",
-            "://x/clientes/1/extrato",
-            "clientes/1/extrato",
-            "localhost:9999",
-            "**",
-        ] {
-            let request = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
-            check(request.as_bytes(), invalid);
-        }
+        check(&get("http:/clientes/1/extrato"),                    "InvalidTarget");
+        check(&get("http:clientes/1/extrato"),                     "InvalidTarget");
+        check(&get("http:///clientes/1/extrato"),                  "InvalidTarget");
+        check(&get("http://:9999/clientes/1/extrato"),             "InvalidTarget");
+        check(&get("http://user@x/clientes/1/extrato"),            "InvalidTarget");
+        check(&get("http://user:pass@x/clientes/1/extrato"),       "InvalidTarget");
+        check(&get("http://x:port/clientes/1/extrato"),            "InvalidTarget");
+        check(&get("http://x:9999:1/clientes/1/extrato"),          "InvalidTarget");
+        check(&get("http://x%zz/clientes/1/extrato"),              "InvalidTarget");
+        check(&get("http://x%2/clientes/1/extrato"),               "InvalidTarget");
+        check(&get("http://[::1/clientes/1/extrato"),              "InvalidTarget");
+        check(&get("http://[]/clientes/1/extrato"),                "InvalidTarget");
+        check(&get("http://[::1]x/clientes/1/extrato"),            "InvalidTarget");
+        check(&get("http://x#y/clientes/1/extrato"),               "InvalidTarget");
+        check(&get("ftp://x/clientes/1/extrato"),                  "InvalidTarget");
+        check(&get("httpx://x/clientes/1/extrato"),                "InvalidTarget");
+        check(&get("://x/clientes/1/extrato"),                     "InvalidTarget");
+        check(&get("clientes/1/extrato"),                          "InvalidTarget");
+        check(&get("localhost:9999"),                              "InvalidTarget");
+        check(&get("**"),                                          "InvalidTarget");
     }
 
+    #[rustfmt::skip]
     #[test]
     fn limits() {
-        // `count` header fields, Host the first.
-        let many = |count: usize| {
-            let mut request = b"GET /x HTTP/1.1\r\nHost: x\r\n".to_vec();
-            for index in 1..count {
-                request.extend_from_slice(format!("X-{index}: v\r\n").as_bytes());
-            }
-            request.extend_from_slice(b"\r\n");
-            request
-        };
-        check(&many(HEADERS_MAX), get("/x"));
-        check(&many(HEADERS_MAX + 1), Err(HttpError::TooManyHeaders));
-        let long = |value_bytes: usize, finished: bool| {
-            let mut request = b"GET /x HTTP/1.1\r\nHost: x\r\nX-Long: ".to_vec();
-            request.resize(request.len() + value_bytes, b'a');
-            if finished {
-                request.extend_from_slice(b"\r\n\r\n");
-            }
-            request
-        };
+        /// A head of `count` header fields, Host the first.
+        fn fields(count: usize) -> Vec<u8> {
+            let others: String = (1..count).map(|index| format!("X-{index}: v\r\n")).collect();
+            format!("GET /x HTTP/1.1\r\nHost: x\r\n{others}\r\n").into_bytes()
+        }
+        /// The start of a head whose last field has a value of `value_bytes`.
+        fn unfinished(value_bytes: usize) -> Vec<u8> {
+            [&b"GET /x HTTP/1.1\r\nHost: x\r\nX-Long: "[..], &vec![b'a'; value_bytes]].concat()
+        }
+        /// That head, finished.
+        fn finished(value_bytes: usize) -> Vec<u8> {
+            [unfinished(value_bytes), b"\r\n\r\n".to_vec()].concat()
+        }
+        check(&fields(HEADERS_MAX),                  "GET /x 1.1, keep-alive, 0 bytes");
+        check(&fields(HEADERS_MAX + 1),              "TooManyHeaders");
         // The largest head accepted is exactly HEAD_BYTES_MAX bytes, blank line included.
-        let fits = long(HEAD_BYTES_MAX - 38, true);
-        assert_eq!(fits.len(), HEAD_BYTES_MAX);
-        check(&fits, get("/x"));
-        check(
-            &long(HEAD_BYTES_MAX - 37, true),
-            Err(HttpError::HeadTooLarge),
-        );
-        check(&long(HEAD_BYTES_MAX - 200, false), Ok(Progress::Partial));
-        check(&long(HEAD_BYTES_MAX, false), Err(HttpError::HeadTooLarge));
-        check(
-            &long(10 * HEAD_BYTES_MAX, false),
-            Err(HttpError::HeadTooLarge),
-        );
+        assert_eq!(finished(HEAD_BYTES_MAX - 38).len(), HEAD_BYTES_MAX);
+        check(&finished(HEAD_BYTES_MAX - 38),        "GET /x 1.1, keep-alive, 0 bytes");
+        check(&finished(HEAD_BYTES_MAX - 37),        "HeadTooLarge");
+        check(&unfinished(HEAD_BYTES_MAX - 200),     "partial");
+        check(&unfinished(HEAD_BYTES_MAX),           "HeadTooLarge");
+        check(&unfinished(10 * HEAD_BYTES_MAX),      "HeadTooLarge");
     }
 
-    /// `expected` is the decoded body and the wire bytes it took.
-    #[track_caller]
-    fn check_chunked(wire: &[u8], expected: Result<Progress<(&[u8], usize)>, HttpError>) {
-        let mut body = Vec::new();
-        let decoded = decode_chunked(wire, &mut body, &mut ChunkedState::default());
-        let decoded = decoded.map(|progress| match progress {
-            Progress::Complete(wire_bytes) => Progress::Complete((&body[..], wire_bytes)),
-            Progress::Partial => Progress::Partial,
-        });
-        assert_eq!(
-            decoded,
-            expected,
-            "wire {:?}",
-            String::from_utf8_lossy(wire)
-        );
-    }
-
-    #[test]
-    fn chunked_bodies() {
-        let whole = |wire: &[u8], body: &'static [u8]| {
-            check_chunked(wire, Ok(Progress::Complete((body, wire.len()))))
-        };
-        whole(b"0\r\n\r\n", b"");
-        whole(b"5\r\nhello\r\n0\r\n\r\n", b"hello");
-        whole(b"2\r\nhe\r\n3\r\nllo\r\n0\r\n\r\n", b"hello");
-        whole(b"A\r\n0123456789\r\n0\r\n\r\n", b"0123456789");
-        whole(b"a\r\n0123456789\r\n0\r\n\r\n", b"0123456789");
-        whole(b"005\r\nhello\r\n0\r\n\r\n", b"hello");
-        // Extensions are checked and skipped, trailers checked and ignored.
-        whole(b"5;name=value\r\nhello\r\n0;last\r\n\r\n", b"hello");
-        whole(
-            b"5\r\nhello\r\n0\r\nX-Trailer: 1\r\nX-Other: 2\r\n\r\n",
-            b"hello",
-        );
-        // Chunk data is opaque: CRLF inside it is data.
-        whole(b"4\r\n\r\n\r\n\r\n0\r\n\r\n", b"\r\n\r\n");
-        // Whatever follows the body is the next request, not counted.
-        let wire = b"5\r\nhello\r\n0\r\n\r\nGET / HTTP/1.1\r\n\r\n";
-        check_chunked(wire, Ok(Progress::Complete((b"hello", 15))));
-        // Incomplete at every stage.
-        for wire in [
-            &b""[..],
-            b"5",
-            b"5\r",
-            b"5\r\nhel",
-            b"5\r\nhello",
-            b"5\r\nhello\r",
-            b"5\r\nhello\r\n0\r\n",
-            b"5\r\nhello\r\n0\r\nX: 1\r\n",
-            b"0\r\n\r",
-        ] {
-            check_chunked(wire, Ok(Progress::Partial));
-        }
-        // Malformed.
-        let invalid = Err(HttpError::InvalidChunk);
-        check_chunked(b"\r\nhello\r\n0\r\n\r\n", invalid);
-        check_chunked(b"g\r\nhello\r\n0\r\n\r\n", invalid);
-        check_chunked(b"-5\r\nhello\r\n0\r\n\r\n", invalid);
-        check_chunked(b" 5\r\nhello\r\n0\r\n\r\n", invalid);
-        check_chunked(b"5\r\nhelloX\r\n0\r\n\r\n", invalid);
-        check_chunked(b"5\nhello\r\n0\r\n\r\n", invalid);
-        check_chunked(b"5\r\nhello\r\n0\r\nno colon\r\n\r\n", invalid);
-        check_chunked(b"fffffffffffffffff\r\n", invalid);
-        // Too large, decoded or on the wire.
-        let too_large = Err(HttpError::BodyTooLarge);
-        check_chunked(b"1001\r\n", too_large);
-        check_chunked(b"ffffffffffffff\r\n", too_large);
-        let mut two_halves = b"800\r\n".to_vec();
-        two_halves.extend_from_slice(&[b'x'; 0x800]);
-        two_halves.extend_from_slice(b"\r\n801\r\n");
-        check_chunked(&two_halves, too_large);
-        // Size and trailer lines are bounded, complete or not.
-        let mut extension = b"1;".to_vec();
-        extension.resize(CHUNK_LINE_BYTES_MAX + 1, b'e');
-        check_chunked(&extension, invalid);
-        extension.extend_from_slice(b"\r\nx\r\n0\r\n\r\n");
-        check_chunked(&extension, invalid);
-        let mut trailer = b"0\r\nX-T: ".to_vec();
-        trailer.resize(3 + CHUNK_LINE_BYTES_MAX + 1, b't');
-        check_chunked(&trailer, invalid);
-        let mut extension = b"1;".to_vec();
-        extension.resize(CHUNK_LINE_BYTES_MAX - 2, b'e');
-        extension.extend_from_slice(b"\r\nx\r\n0\r\n\r\n");
-        check_chunked(&extension, Ok(Progress::Complete((b"x", extension.len()))));
-    }
-
-    #[test]
-    fn chunk_extensions() {
-        // The story of this table: extensions were skipped up to the first CR whatever they
-        // held, so `26;a\nb\r\n` was read as a size line while a bare `26\n` was refused, the
-        // disagreement between parsers that the "funky chunks" research turned into request
-        // smuggling. Now the whole line follows RFC 9112 (section 7.1.1), see `ChunkLine`.
-        let whole =
-            |wire: &[u8]| check_chunked(wire, Ok(Progress::Complete((b"hello", wire.len()))));
-        whole(b"5;name=value\r\nhello\r\n0\r\n\r\n");
-        whole(b"5;a\r\nhello\r\n0\r\n\r\n");
-        whole(b"5;a;b=c;d\r\nhello\r\n0\r\n\r\n");
-        whole(b"5;name=\"quoted value\"\r\nhello\r\n0\r\n\r\n");
-        whole(b"5;q=\"\"\r\nhello\r\n0\r\n\r\n");
-        whole(b"5;q=\"a \\\"pair\\\" \\\\ \\\t\"\r\nhello\r\n0\r\n\r\n");
-        whole(b"5;q=\"caf\xc3\xa9\"\r\nhello\r\n0\r\n\r\n");
-        whole(b"5;!#$%&'*+-.^_`|~09AZaz=!#$%&'*+-.^_`|~09AZaz\r\nhello\r\n0\r\n\r\n");
-        // Bad whitespace where the grammar has BWS: before `;`, after it, around `=`.
-        whole(b"5 ;a\r\nhello\r\n0\r\n\r\n");
-        whole(b"5 ; name = \"quoted value\"\r\nhello\r\n0\r\n\r\n");
-        whole(b"5\t;\ta\t=\tb ;c\r\nhello\r\n0\r\n\r\n");
-        whole(b"5\r\nhello\r\n0;last=\"x\"\r\n\r\n");
-        // Unfinished lines wait, as long as nothing so far breaks the grammar.
-        for wire in [
-            &b"5;"[..],
-            b"5;a",
-            b"5;a ",
-            b"5;a=",
-            b"5;a= ",
-            b"5;a=\"x",
-            b"5;a=\"x\\",
-            b"5;a=\"x\"",
-            b"5 ",
-            b"5;a\r",
-        ] {
-            check_chunked(wire, Ok(Progress::Partial));
-        }
-        let invalid = Err(HttpError::InvalidChunk);
-        // Only CRLF ends the line: a bare LF or CR anywhere in it is refused.
-        check_chunked(b"26;a\nb\r\n", invalid);
-        check_chunked(b"26\n", invalid);
-        check_chunked(b"5;a=b\nhello\r\n0\r\n\r\n", invalid);
-        check_chunked(b"5;a\rb\r\nhello\r\n0\r\n\r\n", invalid);
-        check_chunked(b"5\r\r\nhello\r\n0\r\n\r\n", invalid);
-        check_chunked(b"5;a=\"x\ny\"\r\nhello\r\n0\r\n\r\n", invalid);
-        check_chunked(b"5;a=\"x\r\nhello\r\n0\r\n\r\n", invalid);
-        check_chunked(b"5\r\nhello\r\n0;a\nb\r\n\r\n", invalid);
-        // Control bytes, as soon as they arrive.
-        check_chunked(b"5;a\0", invalid);
-        check_chunked(b"5;a\0b\r\nhello\r\n0\r\n\r\n", invalid);
-        check_chunked(b"5;a=\x01\r\nhello\r\n0\r\n\r\n", invalid);
-        check_chunked(b"5;a=b\x7f\r\nhello\r\n0\r\n\r\n", invalid);
-        check_chunked(b"5;a=\"\0\"\r\nhello\r\n0\r\n\r\n", invalid);
-        check_chunked(b"5;a=\"\\\0\"\r\nhello\r\n0\r\n\r\n", invalid);
-        check_chunked(b"5;a=\"\x7f\"\r\nhello\r\n0\r\n\r\n", invalid);
-        check_chunked(b"5;\x80\r\nhello\r\n0\r\n\r\n", invalid);
-        // Whitespace where the grammar has none: before the line's end, inside a size.
-        check_chunked(b"5 \r\nhello\r\n0\r\n\r\n", invalid);
-        check_chunked(b"5;a \r\nhello\r\n0\r\n\r\n", invalid);
-        check_chunked(b"5;a=b \r\nhello\r\n0\r\n\r\n", invalid);
-        check_chunked(b"5;a=\"b\" \r\nhello\r\n0\r\n\r\n", invalid);
-        check_chunked(b"0 5\r\nhello\r\n0\r\n\r\n", invalid);
-        // Names and values that are not tokens or quoted strings.
-        check_chunked(b"5;\r\nhello\r\n0\r\n\r\n", invalid);
-        check_chunked(b"5;;a\r\nhello\r\n0\r\n\r\n", invalid);
-        check_chunked(b"5;=b\r\nhello\r\n0\r\n\r\n", invalid);
-        check_chunked(b"5;a=\r\nhello\r\n0\r\n\r\n", invalid);
-        check_chunked(b"5;a==b\r\nhello\r\n0\r\n\r\n", invalid);
-        check_chunked(b"5;a=b=c\r\nhello\r\n0\r\n\r\n", invalid);
-        check_chunked(b"5;a=b c\r\nhello\r\n0\r\n\r\n", invalid);
-        check_chunked(b"5;a/b\r\nhello\r\n0\r\n\r\n", invalid);
-        check_chunked(b"5;a=b/c\r\nhello\r\n0\r\n\r\n", invalid);
-        check_chunked(b"5;a=\"x\"y\r\nhello\r\n0\r\n\r\n", invalid);
-        check_chunked(b"5;a=x\"y\"\r\nhello\r\n0\r\n\r\n", invalid);
-        check_chunked(b"5=a\r\nhello\r\n0\r\n\r\n", invalid);
-        check_chunked(b"5,a\r\nhello\r\n0\r\n\r\n", invalid);
-        check_chunked(b"5 a\r\nhello\r\n0\r\n\r\n", invalid);
-    }
-
-    #[test]
-    fn trailer_fields() {
-        let whole = |wire: &[u8]| check_chunked(wire, Ok(Progress::Complete((b"", wire.len()))));
-        whole(b"0\r\nX-T: v\r\n\r\n");
-        whole(b"0\r\nX-T:\r\n\r\n");
-        whole(b"0\r\nX-T:\tv w \t\r\n\r\n");
-        whole(b"0\r\nX-T: caf\xc3\xa9\r\n\r\n");
-        // Like the size lines, trailer lines end at CRLF only and hold no control byte.
-        let invalid = Err(HttpError::InvalidChunk);
-        check_chunked(b"0\r\nX-T: a\nb\r\n\r\n", invalid);
-        check_chunked(b"0\r\nX-T: a\rb\r\n\r\n", invalid);
-        check_chunked(b"0\r\nX-T: a\0\r\n\r\n", invalid);
-        check_chunked(b"0\r\nX-T: \x7f\r\n\r\n", invalid);
-        check_chunked(b"0\r\n: v\r\n\r\n", invalid);
-        check_chunked(b"0\r\nX T: v\r\n\r\n", invalid);
-        check_chunked(b"0\r\nX-T : v\r\n\r\n", invalid);
-        check_chunked(b"0\r\n X-T: v\r\n\r\n", invalid);
-    }
-
-    #[test]
-    fn chunked_body_of_one_byte_chunks_fits() {
-        let mut wire = Vec::new();
-        for _ in 0..BODY_BYTES_MAX {
-            wire.extend_from_slice(b"1\r\nx\r\n");
-        }
-        wire.extend_from_slice(b"0\r\n\r\n");
-        let body = vec![b'x'; BODY_BYTES_MAX];
-        check_chunked(&wire, Ok(Progress::Complete((&body, wire.len()))));
-    }
-
-    fn check_response(
-        status: Status,
-        persistence: Persistence,
-        allow: Option<&str>,
-        body: &[u8],
-        head_only: bool,
-        expected: &str,
-    ) {
-        let mut out = b"previous".to_vec();
-        write_response(
-            &mut out,
-            status,
-            persistence,
-            allow,
-            b"Sun, 06 Nov 1994 08:49:37 GMT",
-            body,
-            head_only,
-        );
-        assert_eq!(
-            std::str::from_utf8(&out).unwrap(),
-            format!("previous{expected}")
-        );
-    }
-
-    #[test]
-    fn responses() {
-        check_response(
-            Status::Ok,
-            Persistence::Default,
-            None,
-            b"{}",
-            false,
-            "HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
-        );
-        check_response(Status::Ok, Persistence::KeepAlive, None, b"", false, "HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: application/json\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n");
-        check_response(Status::MethodNotAllowed, Persistence::Close, Some("GET"), b"{}", false, "HTTP/1.1 405 Method Not Allowed\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\nAllow: GET\r\n\r\n{}");
-        check_response(Status::UnprocessableContent, Persistence::Default, None, b"{}", false, "HTTP/1.1 422 Unprocessable Content\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}");
-        // The answer to a HEAD: no content, and no Content-Length (it would have to be a GET's).
-        check_response(Status::MethodNotAllowed, Persistence::Default, Some("GET"), b"{}", true, "HTTP/1.1 405 Method Not Allowed\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Type: application/json\r\nAllow: GET\r\n\r\n");
-    }
-
-    fn check_end(buf: &[u8], from: usize, expected: bool) {
-        assert_eq!(
-            may_end_head(buf, from),
-            expected,
-            "{:?} from {from}",
-            String::from_utf8_lossy(buf)
-        );
-    }
-
+    #[rustfmt::skip]
     #[test]
     fn head_ends() {
-        check_end(b"", 0, false);
-        check_end(b"GET / HTTP/1.1\r\n", 0, false);
-        check_end(b"GET / HTTP/1.1\r\n\r\n", 0, true);
-        check_end(b"GET / HTTP/1.1\n\n", 0, true);
-        check_end(b"GET / HTTP/1.1\r\nA: b\r\n\r\n", 20, true);
+        #[track_caller]
+        fn check(buf: &[u8], from: usize, expected: bool) {
+            assert_eq!(may_end_head(buf, from), expected, "{:?} from {from}", String::from_utf8_lossy(buf));
+        }
+        check(b"",                                 0,  false);
+        check(b"GET / HTTP/1.1\r\n",               0,  false);
+        check(b"GET / HTTP/1.1\r\n\r\n",           0,  true);
+        check(b"GET / HTTP/1.1\n\n",               0,  true);
+        check(b"GET / HTTP/1.1\r\nA: b\r\n\r\n",   20, true);
         // The marker may straddle the bytes searched before and the new ones.
-        check_end(b"GET / HTTP/1.1\r\n\r\n", 17, true);
-        check_end(b"GET / HTTP/1.1\r\n\r\n", 16, true);
-        check_end(b"GET / HTTP/1.1\n\n", 15, true);
+        check(b"GET / HTTP/1.1\r\n\r\n",           17, true);
+        check(b"GET / HTTP/1.1\r\n\r\n",           16, true);
+        check(b"GET / HTTP/1.1\n\n",               15, true);
         // Beyond the end of the buffer nothing is found.
-        check_end(b"GET / HTTP/1.1\r\n\r\n", 40, false);
+        check(b"GET / HTTP/1.1\r\n\r\n",           40, false);
         // A single line end is not a blank line.
-        check_end(b"GET / HTTP/1.1\r\nA: b\r\n", 0, false);
+        check(b"GET / HTTP/1.1\r\nA: b\r\n",       0,  false);
     }
 
-    fn check_date(unix_seconds: i64, expected: &str) {
-        let date = http_date(unix_seconds);
-        assert_eq!(
-            std::str::from_utf8(&date).unwrap(),
-            expected,
-            "seconds {unix_seconds}"
-        );
-    }
-
-    #[test]
-    fn dates() {
-        // The example of RFC 9110.
-        check_date(784_111_777, "Sun, 06 Nov 1994 08:49:37 GMT");
-        check_date(0, "Thu, 01 Jan 1970 00:00:00 GMT");
-        check_date(86_399, "Thu, 01 Jan 1970 23:59:59 GMT");
-        check_date(86_400, "Fri, 02 Jan 1970 00:00:00 GMT");
-        check_date(951_782_400, "Tue, 29 Feb 2000 00:00:00 GMT");
-        check_date(1_705_458_881, "Wed, 17 Jan 2024 02:34:41 GMT");
-        check_date(1_735_689_599, "Tue, 31 Dec 2024 23:59:59 GMT");
-        // A clock set before the epoch (httpdate starts there) shows as the epoch.
-        check_date(-1, "Thu, 01 Jan 1970 00:00:00 GMT");
-    }
-
+    #[rustfmt::skip]
     #[test]
     fn error_statuses() {
-        fn check_status(error: HttpError, code: &str) {
+        #[track_caller]
+        fn check(error: HttpError, code: &str) {
             let line = std::str::from_utf8(error.status().line()).unwrap();
-            assert!(
-                line.starts_with(&format!("HTTP/1.1 {code} ")),
-                "{error:?}: {line}"
-            );
+            assert!(line.starts_with(&format!("HTTP/1.1 {code} ")), "{error:?}: {line}");
             assert!(!error.message().is_empty());
         }
-        check_status(HttpError::HeadTooLarge, "431");
-        check_status(HttpError::TooManyHeaders, "431");
-        check_status(HttpError::Malformed, "400");
-        check_status(HttpError::InvalidTarget, "400");
-        check_status(HttpError::MissingHost, "400");
-        check_status(HttpError::RepeatedHost, "400");
-        check_status(HttpError::UnsupportedVersion, "505");
-        check_status(HttpError::InvalidContentLength, "400");
-        check_status(HttpError::LengthAndTransferEncoding, "400");
-        check_status(HttpError::UnsupportedTransferEncoding, "501");
-        check_status(HttpError::ChunkedNotFinal, "400");
-        check_status(HttpError::BodyTooLarge, "413");
-        check_status(HttpError::InvalidChunk, "400");
-        check_status(HttpError::ExpectationFailed, "417");
-        check_status(HttpError::Timeout, "408");
+        check(HttpError::HeadTooLarge,                "431");
+        check(HttpError::TooManyHeaders,              "431");
+        check(HttpError::Malformed,                   "400");
+        check(HttpError::InvalidTarget,               "400");
+        check(HttpError::MissingHost,                 "400");
+        check(HttpError::RepeatedHost,                "400");
+        check(HttpError::UnsupportedVersion,          "505");
+        check(HttpError::InvalidContentLength,        "400");
+        check(HttpError::LengthAndTransferEncoding,   "400");
+        check(HttpError::UnsupportedTransferEncoding, "501");
+        check(HttpError::ChunkedNotFinal,             "400");
+        check(HttpError::BodyTooLarge,                "413");
+        check(HttpError::InvalidChunk,                "400");
+        check(HttpError::ExpectationFailed,           "417");
+        check(HttpError::Timeout,                     "408");
     }
 }

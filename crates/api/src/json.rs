@@ -106,6 +106,7 @@ pub fn write_error(out: &mut Vec<u8>, message: &str) {
 mod tests {
     use super::*;
 
+    #[track_caller]
     fn check_i64(value: i64, expected: &str) {
         let mut out = Vec::new();
         write_i64(&mut out, value);
@@ -130,6 +131,7 @@ mod tests {
         assert_eq!(out, b"18446744073709551615");
     }
 
+    #[track_caller]
     fn check_timestamp(timestamp_us: i64, expected: &str) {
         let mut out = Vec::new();
         write_timestamp_us(&mut out, timestamp_us);
@@ -162,6 +164,7 @@ mod tests {
         check_timestamp(-62_135_596_800_000_000, "0001-01-01T00:00:00.000000Z");
     }
 
+    #[track_caller]
     fn check_str(text: &str, expected: &str) {
         let mut out = Vec::new();
         write_str(&mut out, text);

@@ -4,9 +4,12 @@
 //! not depend on how espora spells its paths.
 
 pub use espora::{
-    AppendError, Appended, Backend, Db, Faults, Invalid, Kind, OpenError, Options, ReadError,
-    Record, Statement, Transaction, Worker,
+    AppendError, Appended, Backend, Db, Entry, Faults, Kind, OpenError, Options, ReadError, Record,
+    Statement, Transaction, Worker,
 };
+
+/// The storage's room for a description, which the contract's limit must fit in.
+pub use espora::layout::DESCRIPTION_BYTES_MAX;
 
 /// The wall clock in microseconds since the Unix epoch, as espora stamps records.
 pub use espora::time::now_us;

@@ -1,12 +1,17 @@
 //! `rinha-api`: the crebitos HTTP API, one monoio runtime per worker thread, over espora.
 //!
 //! Module map:
-//! - [`http`]: request framing (head, Content-Length, chunked) and response writing;
+//! - [`http`]: request heads (method, target, version, the fields that frame the body) and the
+//!   errors that refuse a request;
+//! - [`chunked`]: chunked request bodies, decoded across reads;
+//! - [`response`]: statuses, the `Date` value and response writing;
 //! - [`body`]: strict validation of the transaction JSON;
 //! - [`route`]: which resource a path names;
 //! - [`json`]: hand-written JSON output, integer and RFC 3339 time formatting;
-//! - [`server`]: the state a worker's connections share, its accept loops and drain;
-//! - `connection`: one connection's buffers, loop, writes, timeouts and linger;
+//! - [`server`]: a worker's accept loop and drain;
+//! - `connection`: one connection's loop, writes, timeouts and linger;
+//! - `service`: what a worker's connections share (handlers, drain flag, busy count, `Date`
+//!   cache, the pool of their buffers);
 //! - `framing`: where the request at the start of a connection's input ends;
 //! - `handler`: what a request means for the ledger, and its answer;
 //! - [`ledger`]: the one module that names the storage engine;
@@ -19,6 +24,7 @@
 //! itself; everything about storage goes through espora's `Worker`.
 
 pub mod body;
+pub mod chunked;
 mod connection;
 pub mod contract;
 mod framing;
@@ -29,5 +35,7 @@ pub mod json;
 pub mod ledger;
 pub mod limits;
 pub mod metrics;
+pub mod response;
 pub mod route;
 pub mod server;
+mod service;

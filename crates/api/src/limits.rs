@@ -65,8 +65,17 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub const IDLE_TIMEOUT_DEFAULT_MS: u64 = 60_000;
 
 /// After SIGTERM, connections still busy after this time are abandoned and the worker exits.
-/// It stays below the 5 s that rinha-rt grants workers to stop.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// After SIGTERM, how long the main thread waits for the workers before the process exits
+/// anyway: their drain, then the time to end their runtimes.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+const _: () = assert!(
+    DRAIN_TIMEOUT.as_millis() + rinha_rt::RUNTIME_END_MARGIN.as_millis()
+        <= SHUTDOWN_GRACE.as_millis(),
+    "the drain and the runtime's end must fit in the shutdown grace"
+);
 
 /// After an error response, unread input is drained for at most this long before closing, so
 /// the kernel does not reset the connection before the client has read the response.

@@ -1,19 +1,19 @@
 //! `rinha-api`: one API instance. See `--help` and the configuration table of README.md.
 
 use std::path::PathBuf;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rinha_api::healthcheck;
 use rinha_api::ledger::{Backend, Db, Faults, Options};
 use rinha_api::limits::{
-    CONNECTIONS_MAX, CONNECTION_DESCRIPTORS, IDLE_TIMEOUT_DEFAULT_MS, STORAGE_ACCOUNT_DESCRIPTORS,
-    STORAGE_WORKER_ACCOUNT_DESCRIPTORS, STORAGE_WORKER_WAIT_DESCRIPTORS,
+    CONNECTIONS_MAX, CONNECTION_DESCRIPTORS, IDLE_TIMEOUT_DEFAULT_MS, SHUTDOWN_GRACE,
+    STORAGE_ACCOUNT_DESCRIPTORS, STORAGE_WORKER_ACCOUNT_DESCRIPTORS,
+    STORAGE_WORKER_WAIT_DESCRIPTORS,
 };
 use rinha_api::metrics::{Metrics, WorkerMetrics};
-use rinha_api::server::Service;
-use rinha_rt::flags::{ServerArgs, ServerEnv};
+use rinha_api::server::Server;
+use rinha_rt::flags::{at_least_one, ServerArgs};
 use rinha_rt::{Addr, DescriptorBudget, LaunchOptions, WorkerContext};
 
 const PROGRAM: &str = "rinha-api";
@@ -38,8 +38,12 @@ struct Args {
     /// comma-separated list)
     #[arg(long, value_name = "ADDR", env = "RINHA_LISTEN", value_delimiter = ',')]
     listen: Vec<String>,
+    /// Worker threads, each with its own runtime; default: the CPUs this process may use (the
+    /// affinity mask capped by the cgroup CPU quota, rounded up)
+    #[arg(long, value_name = "N", env = "RINHA_WORKERS", value_parser = at_least_one)]
+    workers: Option<usize>,
     #[command(flatten)]
-    server: ServerArgs<ApiEnv>,
+    server: ServerArgs,
     /// Serve live metrics in the Prometheus text format on HOST:PORT (its own listener, never
     /// an API address); off when not given
     #[arg(long, value_name = "ADDR", env = "RINHA_METRICS")]
@@ -56,14 +60,6 @@ struct Args {
     /// Ask GET /clientes/1/extrato on ADDR, exit 0 on a 200 and 1 otherwise
     #[arg(long, value_name = "ADDR")]
     healthcheck: Option<String>,
-}
-
-/// The API's variable for `--workers`.
-#[derive(Debug)]
-struct ApiEnv;
-
-impl ServerEnv for ApiEnv {
-    const WORKERS: &'static str = "RINHA_WORKERS";
 }
 
 const AFTER_HELP: &str = "\
@@ -108,7 +104,7 @@ fn main() {
             Addr::parse(text).unwrap_or_else(|error| fail(&format!("--listen {text}: {error}")))
         })
         .collect();
-    let workers = args.server.worker_count();
+    let workers = rinha_rt::flags::worker_count(args.workers);
     let driver = args.server.driver;
     // Each worker serves what the open-files limit leaves room for, at most CONNECTIONS_MAX.
     let budget = descriptor_budget(listen.len(), args.metrics.is_some());
@@ -139,8 +135,12 @@ fn main() {
         serve_metrics(addr, &metrics);
     }
     let listeners = rinha_rt::bind_listeners(&listen, workers).unwrap_or_else(|error| fail(&error));
-    let mut options = LaunchOptions::new(PROGRAM, workers);
-    options.driver = driver;
+    let options = LaunchOptions {
+        name: PROGRAM.to_string(),
+        workers,
+        driver,
+        shutdown_grace: SHUTDOWN_GRACE,
+    };
     // Decided once for every worker: espora waits on an io_uring of its own where the kernel
     // has what it needs (Linux 6.7 or newer, io_uring allowed), on helper threads otherwise.
     let backend = Backend::detect();
@@ -259,7 +259,7 @@ async fn run_worker(
         }
         Err(error) => return Err(format!("cannot open the account files: {error}")),
     };
-    let service = Rc::new(Service::new(worker, metrics, idle_timeout));
+    let server = Server::new(worker, metrics, idle_timeout);
     let mut listeners = Vec::with_capacity(context.listeners.len());
     for listener in context.listeners {
         let listener = listener
@@ -267,10 +267,10 @@ async fn run_worker(
             .map_err(|error| format!("cannot attach listener: {error}"))?;
         listeners.push(listener);
     }
-    service
+    server
         .accept_until_shutdown(listeners, &context.shutdown, connections_max)
         .await;
-    service.drain().await;
+    server.drain().await;
     Ok(())
 }
 

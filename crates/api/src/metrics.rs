@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use rinha_metrics::{Connections, Counter, Histogram, Sets, Text};
 
-use crate::http::Status;
 use crate::ledger::Db;
+use crate::response::Status;
 use crate::route::Resource;
 
 /// The routes as the metrics name them.

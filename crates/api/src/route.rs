@@ -66,6 +66,7 @@ fn parse_account_id(text: &str) -> Option<u32> {
 mod tests {
     use super::*;
 
+    #[track_caller]
     fn check(path: &str, expected: Resource) {
         assert_eq!(route(path), expected, "path {path}");
     }

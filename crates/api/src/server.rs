@@ -1,29 +1,28 @@
-//! The per-worker server: the state a worker's connections share, how it accepts and drains.
+//! The per-worker server: how it accepts connections and how it drains.
 //!
-//! Each worker thread runs one [`Service`] on its own monoio runtime. The accept loop and the
+//! Each worker thread runs one [`Server`] on its own monoio runtime. The accept loop and the
 //! connection cap are rinha-rt's ([`rinha_rt::accept_until_shutdown`]) with this server's
-//! policy; the connections are `connection.rs`'s, the answers `handler.rs`'s.
+//! policy; each connection accepted is served by `connection.rs`, over the state the worker's
+//! connections share (`service.rs`), and answered by `handler.rs`.
 
-use std::cell::{Cell, RefCell};
 use std::io;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rinha_rt::{AcceptPolicy, AsyncListener, Gauge, Shutdown, Sockets, WhenFull};
+use rinha_rt::{AcceptPolicy, AsyncListener, LiveCount, Shutdown, Sockets, WhenFull};
 
-use crate::connection::{Buffers, Connection};
-use crate::handler::Handlers;
-use crate::http::{self, HTTP_DATE_BYTES};
-use crate::ledger::{now_us, Worker};
-use crate::limits::{CONNECTIONS_MAX, DRAIN_TIMEOUT, POOLED_BUFFERS_MAX};
+use crate::connection::Connection;
+use crate::ledger::Worker;
+use crate::limits::{CONNECTIONS_MAX, DRAIN_TIMEOUT};
 use crate::metrics::WorkerMetrics;
+use crate::service::Service;
 
 /// How long accepting pauses after an error other than a client lost in the queue.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(20);
 
 /// How this server accepts; the connection cap is lowered at start to what the open-files limit
-/// leaves room for (see [`Service::accept_until_shutdown`]).
+/// leaves room for (see [`Server::accept_until_shutdown`]).
 const ACCEPT: AcceptPolicy = AcceptPolicy {
     connections_max: CONNECTIONS_MAX,
     when_full: WhenFull::Close,
@@ -35,38 +34,21 @@ const ACCEPT: AcceptPolicy = AcceptPolicy {
     shut_listeners: true,
 };
 
-/// The state one worker thread shares between its connections.
-pub struct Service {
-    /// The request handlers, over this thread's storage handle.
-    pub(crate) handlers: Handlers,
-    /// Set once shutdown was asked: responses then say `Connection: close`.
-    pub(crate) draining: Cell<bool>,
+/// One worker thread's server: its connections and what they share.
+pub struct Server {
+    /// What the connections share, lent to each.
+    service: Rc<Service>,
     /// Open connections, bounded by the worker's cap (at most `CONNECTIONS_MAX`).
-    connections: Gauge,
-    /// Connections in the middle of a request (input buffered or a response unwritten).
-    pub(crate) busy: Gauge,
-    /// This worker's live metrics.
-    pub(crate) metrics: Arc<WorkerMetrics>,
-    /// How long a keep-alive connection may stay idle between requests.
-    pub(crate) idle_timeout: Duration,
-    /// The `Date` header value and the second it was formatted for.
-    date: Cell<(i64, [u8; HTTP_DATE_BYTES])>,
-    pool: RefCell<Vec<Buffers>>,
+    connections: LiveCount,
 }
 
-impl Service {
-    /// A service over this thread's storage handle, which it passes on to the handlers, counting
+impl Server {
+    /// A server over this thread's storage handle, which it passes on to the handlers, counting
     /// into this thread's `metrics`, closing connections idle for `idle_timeout`.
-    pub fn new(worker: Worker, metrics: Arc<WorkerMetrics>, idle_timeout: Duration) -> Service {
-        Service {
-            metrics,
-            idle_timeout,
-            handlers: Handlers::new(worker),
-            draining: Cell::new(false),
-            connections: Gauge::new(),
-            busy: Gauge::new(),
-            date: Cell::new((i64::MIN, [0; HTTP_DATE_BYTES])),
-            pool: RefCell::new(Vec::new()),
+    pub fn new(worker: Worker, metrics: Arc<WorkerMetrics>, idle_timeout: Duration) -> Server {
+        Server {
+            service: Rc::new(Service::new(worker, metrics, idle_timeout)),
+            connections: LiveCount::new(),
         }
     }
 
@@ -74,7 +56,7 @@ impl Service {
     /// `connections_max` open connections (at most `CONNECTIONS_MAX`: the cap the open-files
     /// limit leaves room for, `rinha_rt::cap_connections`) is closed at once.
     pub async fn accept_until_shutdown(
-        self: &Rc<Self>,
+        &self,
         listeners: Vec<AsyncListener>,
         shutdown: &Shutdown,
         connections_max: usize,
@@ -87,7 +69,7 @@ impl Service {
             connections_max,
             ..ACCEPT
         };
-        let service = Rc::clone(self);
+        let service = Rc::clone(&self.service);
         let serve = move |stream, open| Connection::serve(stream, open, Rc::clone(&service));
         rinha_rt::accept_until_shutdown(listeners, policy, &self.connections, shutdown, serve)
             .await;
@@ -96,34 +78,8 @@ impl Service {
     /// Stops answering with keep-alive and waits (at most `DRAIN_TIMEOUT`) until no connection
     /// is in the middle of a request. Idle keep-alive connections are then simply dropped.
     pub async fn drain(&self) {
-        self.draining.set(true);
-        self.busy.drained(DRAIN_TIMEOUT).await;
-    }
-
-    /// The current `Date` header value, formatted at most once a second per worker.
-    pub(crate) fn http_date(&self) -> [u8; HTTP_DATE_BYTES] {
-        let now = now_us().div_euclid(1_000_000);
-        let (second, text) = self.date.get();
-        if second == now {
-            return text;
-        }
-        let text = http::http_date(now);
-        self.date.set((now, text));
-        text
-    }
-
-    /// Buffers for a new connection, reused from one that closed when the pool has some.
-    pub(crate) fn take_buffers(&self) -> Buffers {
-        self.pool.borrow_mut().pop().unwrap_or_else(Buffers::new)
-    }
-
-    /// Keeps a closed connection's buffers for a later one, up to the pool's size.
-    pub(crate) fn give_back(&self, mut buffers: Buffers) {
-        let mut pool = self.pool.borrow_mut();
-        if pool.len() < POOLED_BUFFERS_MAX {
-            buffers.clear();
-            pool.push(buffers);
-        }
+        self.service.draining.set(true);
+        self.service.busy.drained(DRAIN_TIMEOUT).await;
     }
 }
 

@@ -1,13 +1,13 @@
 //! Consistency across two `rinha-api` instances sharing one data directory: alternating
 //! requests lose nothing from the history, and concurrent debits never pass the limit.
 
-mod common;
+mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{open, Addr, Cluster, Conn, Driver, Reader};
 use rinha_testkit::http::{post_request, statement_request};
+use support::{open, Addr, Cluster, Conn, Driver, Reader};
 
 #[test]
 fn alternating_default_driver() {
@@ -49,7 +49,7 @@ impl Client {
         value: i64,
         kind: char,
         description: &str,
-    ) -> common::Response {
+    ) -> support::Response {
         self.conn
             .send(&post_request(account, value, kind, description));
         self.reader.response(&mut self.conn)
@@ -165,7 +165,7 @@ fn check_concurrent(driver: Driver) {
                     let response = if thread % 2 == 0 {
                         client.post(ACCOUNT, DEBIT, 'd', &description)
                     } else {
-                        common::post(target, ACCOUNT, DEBIT, 'd', &description)
+                        support::post(target, ACCOUNT, DEBIT, 'd', &description)
                     };
                     match response.status {
                         200 => {
@@ -193,7 +193,7 @@ fn check_concurrent(driver: Driver) {
     let expected: Vec<i64> = (1..=fits as i64).rev().map(|n| -n * DEBIT).collect();
     assert_eq!(balances, expected);
     for target in targets {
-        let statement = common::statement(target, ACCOUNT);
+        let statement = support::statement(target, ACCOUNT);
         assert_eq!(statement["saldo"]["total"], -(fits as i64) * DEBIT);
         assert_eq!(
             statement["ultimas_transacoes"].as_array().unwrap().len(),
@@ -229,6 +229,6 @@ fn check_concurrent(driver: Driver) {
     let total = net.load(Ordering::Relaxed);
     assert!(total >= -LIMIT);
     for target in targets {
-        assert_eq!(common::statement(target, ACCOUNT)["saldo"]["total"], total);
+        assert_eq!(support::statement(target, ACCOUNT)["saldo"]["total"], total);
     }
 }

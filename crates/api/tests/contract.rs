@@ -1,10 +1,10 @@
 //! The API contract, end to end: two real `rinha-api` processes on one data directory, spoken
 //! to over TCP and Unix sockets, once with the default driver and once with epoll forced.
 
-mod common;
+mod support;
 
-use common::{assert_timestamp, post, request, statement, Addr, Cluster, Driver};
 use serde_json::json;
+use support::{assert_timestamp, post, request, statement, Addr, Cluster, Driver};
 
 use rinha_api::contract::ACCOUNTS as LIMITS;
 
@@ -186,7 +186,7 @@ fn not_found(target: &Addr) {
     ] {
         let response = request(target, "GET", &format!("/clientes/{id}/extrato"), None);
         assert_eq!(response.status, 404, "id {id}: {response:?}");
-        let body = common::transaction(1, 'c', "x");
+        let body = support::transaction(1, 'c', "x");
         let response = request(
             target,
             "POST",
@@ -234,8 +234,8 @@ fn wrong_methods(target: &Addr) {
     ];
     for (method, path, allow) in cases {
         let body = (method != "GET" && method != "HEAD").then_some("{}");
-        let mut conn = common::open(target);
-        conn.send(&common::request_bytes(method, path, body));
+        let mut conn = support::open(target);
+        conn.send(&support::request_bytes(method, path, body));
         if method == "HEAD" {
             // A HEAD response has no content whatever the status (RFC 9110), so a client reads
             // its head only. Story: it used to carry the error's JSON, which a keep-alive
@@ -251,21 +251,21 @@ fn wrong_methods(target: &Addr) {
                 "{received}"
             );
             assert!(!received.contains("Content-Length"), "{received}");
-            conn.send(&common::request_bytes("GET", path, None));
-            let next = common::Reader::new().response(&mut conn);
+            conn.send(&support::request_bytes("GET", path, None));
+            let next = support::Reader::new().response(&mut conn);
             assert_eq!(
                 next.status, 200,
                 "the next answer on the connection: {next:?}"
             );
             continue;
         }
-        let response = common::Reader::new().response(&mut conn);
+        let response = support::Reader::new().response(&mut conn);
         assert_eq!(response.status, 405, "{method} {path}: {response:?}");
         assert_eq!(response.header("allow"), Some(allow), "{method} {path}");
     }
 }
 
-fn conn_read_head(conn: &mut common::Conn) -> String {
+fn conn_read_head(conn: &mut support::Conn) -> String {
     use std::io::Read;
     let mut received = Vec::new();
     let mut chunk = [0u8; 1024];

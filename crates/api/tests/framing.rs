@@ -1,13 +1,13 @@
-//! The strict framing rules of `src/http.rs` through a real socket: a missing or repeated Host,
-//! an invalid request target and a chunk-size line outside RFC 9112's grammar each get a 400
-//! with its message, then the connection closes and the request pipelined behind is never run;
-//! an absolute-form target, an HTTP/1.0 request without Host and chunk extensions with bad
-//! whitespace are served. Every case is a row of http.rs's tables; this checks the connection
-//! around them, once, as the parser is the same under both drivers.
+//! The strict framing rules of `src/http.rs` and `src/chunked.rs` through a real socket: a
+//! missing or repeated Host, an invalid request target and a chunk-size line outside RFC 9112's
+//! grammar each get a 400 with its message, then the connection closes and the request
+//! pipelined behind is never run; an absolute-form target, an HTTP/1.0 request without Host and
+//! chunk extensions with bad whitespace are served. Every case is a row of those files' tables;
+//! this checks the connection around them, once, as the parser is the same under both drivers.
 
-mod common;
+mod support;
 
-use common::{
+use support::{
     open, request_bytes, statement, temp_dir, transaction, Addr, Driver, Instance, Reader,
 };
 

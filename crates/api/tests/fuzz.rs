@@ -18,7 +18,8 @@ use std::fmt;
 
 use proptest::prelude::*;
 use rinha_api::body::parse_transaction;
-use rinha_api::http::{decode_chunked, parse_head, ChunkedState, Framing, HttpError, Progress};
+use rinha_api::chunked::{decode_chunked, ChunkedState};
+use rinha_api::http::{parse_head, BodyLength, HttpError, Progress};
 
 const BODY_BYTES_MAX: u64 = rinha_api::limits::BODY_BYTES_MAX as u64;
 
@@ -38,10 +39,13 @@ fn config(cases: u32) -> ProptestConfig {
 // ---------------------------------------------------------------------------------------------
 // Request heads.
 
-/// What the reference expects of a head: its framing and persistence, or an error status.
+/// What the reference expects of a head: its body length and persistence, or an error status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Expected {
-    Framing { framing: Framing, keep_alive: bool },
+    Accepted {
+        body_length: BodyLength,
+        keep_alive: bool,
+    },
     Status(&'static str),
 }
 
@@ -109,10 +113,10 @@ fn reference_head(http_1_0: bool, fields: &[Field]) -> Expected {
         .filter(|field| field.name.eq_ignore_ascii_case("host"))
         .count();
     match reference_framing(http_1_0, fields) {
-        Expected::Framing { .. } if hosts > 1 || (hosts == 0 && !http_1_0) => {
+        Expected::Accepted { .. } if hosts > 1 || (hosts == 0 && !http_1_0) => {
             Expected::Status("400")
         }
-        framing => framing,
+        expected => expected,
     }
 }
 
@@ -158,8 +162,8 @@ fn reference_framing(http_1_0: bool, fields: &[Field]) -> Expected {
         if codings.len() > 1 {
             return Expected::Status("501");
         }
-        return Expected::Framing {
-            framing: Framing::Chunked,
+        return Expected::Accepted {
+            body_length: BodyLength::Chunked,
             keep_alive,
         };
     }
@@ -177,8 +181,8 @@ fn reference_framing(http_1_0: bool, fields: &[Field]) -> Expected {
     }
     match length {
         Some(length) if length > BODY_BYTES_MAX => Expected::Status("413"),
-        length => Expected::Framing {
-            framing: Framing::Length(length.unwrap_or(0) as usize),
+        length => Expected::Accepted {
+            body_length: BodyLength::Bytes(length.unwrap_or(0) as usize),
             keep_alive,
         },
     }
@@ -225,7 +229,7 @@ proptest! {
                 prop_assert_eq!(head.head_bytes, bytes.len());
                 prop_assert_eq!(head.path, "/clientes/1/transacoes");
                 prop_assert_eq!(head.http_1_0, http_1_0);
-                Expected::Framing { framing: head.framing, keep_alive: head.keep_alive }
+                Expected::Accepted { body_length: head.body_length, keep_alive: head.keep_alive }
             }
             Ok(Progress::Partial) => panic!("a complete head was taken as partial"),
             Err(error) => Expected::Status(status_of(error)),
@@ -240,7 +244,7 @@ proptest! {
         let mut body = Vec::new();
         let _ = decode_chunked(&bytes, &mut body, &mut ChunkedState::default());
         if let Ok(Progress::Complete(head)) = parse_head(&bytes) {
-            check_unambiguous(&bytes[..head.head_bytes], head.framing)?;
+            check_unambiguous(&bytes[..head.head_bytes], head.body_length)?;
         }
     }
 
@@ -255,7 +259,7 @@ proptest! {
             return Ok(());
         }
         if let Ok(Progress::Complete(head)) = parse_head(&bytes) {
-            check_unambiguous(&bytes[..head.head_bytes], head.framing)?;
+            check_unambiguous(&bytes[..head.head_bytes], head.body_length)?;
         }
     }
 }
@@ -293,7 +297,7 @@ proptest! {
 
 /// A second, naive reading of an accepted head: it must not carry both framings, and the
 /// framing the parser chose must be the one the head names.
-fn check_unambiguous(head: &[u8], framing: Framing) -> Result<(), TestCaseError> {
+fn check_unambiguous(head: &[u8], body_length: BodyLength) -> Result<(), TestCaseError> {
     let (mut lengths, mut transfer_encoding) = (Vec::new(), false);
     for line in head.split(|&byte| byte == b'\n').skip(1) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -312,10 +316,10 @@ fn check_unambiguous(head: &[u8], framing: Framing) -> Result<(), TestCaseError>
         "both framings accepted: {:?}",
         text
     );
-    match framing {
-        Framing::Chunked => prop_assert!(transfer_encoding, "chunked without TE: {:?}", text),
-        Framing::Length(0) => {}
-        Framing::Length(length) => {
+    match body_length {
+        BodyLength::Chunked => prop_assert!(transfer_encoding, "chunked without TE: {:?}", text),
+        BodyLength::Bytes(0) => {}
+        BodyLength::Bytes(length) => {
             prop_assert!(!lengths.is_empty(), "a length from nowhere: {:?}", text);
             for item in lengths.iter().flat_map(|value| value.split(',')) {
                 prop_assert_eq!(

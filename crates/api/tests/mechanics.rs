@@ -1,13 +1,14 @@
 //! HTTP mechanics against a real `rinha-api` process: pipelining, chunked bodies,
 //! `100-continue`, limits, framing attacks, HTTP/1.0, timeouts and graceful shutdown. Each
-//! check runs with the default driver and with epoll forced.
+//! scenario is a test of its own, run with the default driver and with epoll forced, each on a
+//! fresh instance.
 
-mod common;
+mod support;
 
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use common::{open, request_bytes, temp_dir, Addr, Conn, Driver, Instance, Reader, TempDir};
+use support::{open, request_bytes, temp_dir, Addr, Conn, Driver, Instance, Reader, TempDir};
 
 /// One instance on a fresh data directory.
 struct Single {
@@ -26,28 +27,92 @@ fn single(label: &str, driver: Driver) -> Single {
     }
 }
 
-#[test]
-fn mechanics_default_driver() {
-    check_mechanics(Driver::Default);
-}
-
-#[test]
-fn mechanics_epoll() {
-    check_mechanics(Driver::Epoll);
-}
-
-fn check_mechanics(driver: Driver) {
-    let single = single("mechanics", driver);
+/// Runs `scenario` against a fresh instance under `driver`, over TCP then over its Unix socket.
+fn on_both_listeners(label: &str, driver: Driver, scenario: fn(&Addr)) {
+    let single = single(label, driver);
     for target in [&single.instance.tcp, &single.instance.unix] {
-        pipelining(target);
-        chunked(target);
-        expect_continue(target);
-        limits(target);
-        smuggling(target);
-        http_1_0(target);
-        connection_close(target);
-        vanishing_client(target);
+        scenario(target);
     }
+}
+
+#[test]
+fn pipelining_default_driver() {
+    on_both_listeners("pipelining", Driver::Default, pipelining);
+}
+
+#[test]
+fn pipelining_epoll() {
+    on_both_listeners("pipelining", Driver::Epoll, pipelining);
+}
+
+#[test]
+fn chunked_default_driver() {
+    on_both_listeners("chunked", Driver::Default, chunked);
+}
+
+#[test]
+fn chunked_epoll() {
+    on_both_listeners("chunked", Driver::Epoll, chunked);
+}
+
+#[test]
+fn expect_continue_default_driver() {
+    on_both_listeners("continue", Driver::Default, expect_continue);
+}
+
+#[test]
+fn expect_continue_epoll() {
+    on_both_listeners("continue", Driver::Epoll, expect_continue);
+}
+
+#[test]
+fn limits_default_driver() {
+    on_both_listeners("limits", Driver::Default, limits);
+}
+
+#[test]
+fn limits_epoll() {
+    on_both_listeners("limits", Driver::Epoll, limits);
+}
+
+#[test]
+fn smuggling_default_driver() {
+    on_both_listeners("smuggling", Driver::Default, smuggling);
+}
+
+#[test]
+fn smuggling_epoll() {
+    on_both_listeners("smuggling", Driver::Epoll, smuggling);
+}
+
+#[test]
+fn http_1_0_default_driver() {
+    on_both_listeners("http10", Driver::Default, http_1_0);
+}
+
+#[test]
+fn http_1_0_epoll() {
+    on_both_listeners("http10", Driver::Epoll, http_1_0);
+}
+
+#[test]
+fn connection_close_default_driver() {
+    on_both_listeners("close", Driver::Default, connection_close);
+}
+
+#[test]
+fn connection_close_epoll() {
+    on_both_listeners("close", Driver::Epoll, connection_close);
+}
+
+#[test]
+fn vanishing_client_default_driver() {
+    on_both_listeners("vanishing", Driver::Default, vanishing_client);
+}
+
+#[test]
+fn vanishing_client_epoll() {
+    on_both_listeners("vanishing", Driver::Epoll, vanishing_client);
 }
 
 /// Reads whatever the server sends until it closes the connection.
@@ -343,7 +408,7 @@ fn vanishing_client(target: &Addr) {
     }
     // The server carries on.
     assert_eq!(
-        common::request(target, "GET", "/clientes/1/extrato", None).status,
+        support::request(target, "GET", "/clientes/1/extrato", None).status,
         200
     );
 }

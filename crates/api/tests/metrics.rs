@@ -1,11 +1,11 @@
 //! The live metrics (`--metrics ADDR`), scraped while an instance is under load.
 
-mod common;
+mod support;
 
 use std::process::Command;
 
-use common::{free_tcp, post, request, temp_dir, Server, BINARY, STARTUP_TIMEOUT};
 use rinha_testkit::metrics::{get, sample, scrape};
+use support::{free_tcp, post, request, temp_dir, Server, BINARY, STARTUP_TIMEOUT};
 
 const THREADS: u32 = 4;
 const TRANSACTIONS_PER_THREAD: u32 = 60;
@@ -31,7 +31,7 @@ fn a_scrape_under_load_counts_every_answer_and_the_storage() {
                     let answer = post(&target, account, 1, 'c', &format!("m{thread}.{i}"));
                     assert_eq!(answer.status, 200);
                     if i % STATEMENT_EVERY == 0 {
-                        common::statement(&target, account);
+                        support::statement(&target, account);
                     }
                 }
             })

@@ -1,13 +1,13 @@
 //! Operating the binary: startup errors, stale Unix sockets, the startup line, the health
 //! check, and exit on SIGINT.
 
-mod common;
+mod support;
 
 use std::process::Command;
 use std::time::Duration;
 
-use common::{free_tcp, temp_dir, Addr, Driver, Instance, Server, BINARY, STARTUP_TIMEOUT};
 use rinha_testkit::process::{self, Signal};
+use support::{free_tcp, temp_dir, Addr, Driver, Instance, Server, BINARY, STARTUP_TIMEOUT};
 
 /// Runs the binary to completion (bounded) and returns its status code and stderr.
 fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
@@ -29,6 +29,7 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
 }
 
 /// A failure is one line on stderr and a non-zero exit.
+#[track_caller]
 fn check_fails(args: &[&str], env: &[(&str, &str)], mentions: &str) {
     let (code, stderr) = run(args, env);
     assert_ne!(code, 0, "{args:?} succeeded: {stderr}");
@@ -188,7 +189,7 @@ fn stale_socket_environment_and_healthcheck() {
         "{line}"
     );
     assert_eq!(
-        common::statement(&instance.unix, 1)["saldo"]["limite"],
+        support::statement(&instance.unix, 1)["saldo"]["limite"],
         100000
     );
     // The health check passes on both addresses, and fails where nothing listens.
@@ -235,9 +236,9 @@ fn configured_by_environment_and_stopped_by_sigint() {
     assert!(line.contains("driver=epoll workers=1 "), "{line}");
     assert!(line.contains(&listen), "{line}");
     let target = Addr::Tcp(tcp);
-    assert_eq!(common::statement(&target, 3)["saldo"]["limite"], 1_000_000);
+    assert_eq!(support::statement(&target, 3)["saldo"]["limite"], 1_000_000);
     assert_eq!(
-        common::statement(&Addr::Unix(socket), 3)["saldo"]["total"],
+        support::statement(&Addr::Unix(socket), 3)["saldo"]["total"],
         0
     );
     let status = server.stop(Signal::INT, Duration::from_secs(10));
@@ -267,7 +268,7 @@ fn failed_sync_stops_acknowledgements() {
     server.startup_line("rinha-api", Duration::from_secs(30));
     let mut statuses = Vec::new();
     for index in 0..20 {
-        statuses.push(common::post(&target, 1, 1, 'c', &format!("f{index}")).status);
+        statuses.push(support::post(&target, 1, 1, 'c', &format!("f{index}")).status);
     }
     let acknowledged = statuses.iter().take_while(|&&status| status == 200).count();
     assert!(acknowledged <= 5, "{statuses:?}");
@@ -276,7 +277,7 @@ fn failed_sync_stops_acknowledgements() {
         "{statuses:?}"
     );
     // Whatever a statement shows, it never includes more than was acknowledged.
-    let response = common::request(&target, "GET", "/clientes/1/extrato", None);
+    let response = support::request(&target, "GET", "/clientes/1/extrato", None);
     if response.status == 200 {
         assert!(response.json()["saldo"]["total"].as_i64().unwrap() <= acknowledged as i64 + 1);
     } else {
@@ -327,7 +328,7 @@ fn a_draining_instance_refuses_new_clients_and_finishes_the_open_request() {
              Content-Length: {}\r\n\r\n",
             body.len()
         );
-        let mut open = common::open(&Addr::Tcp(tcp));
+        let mut open = support::open(&Addr::Tcp(tcp));
         open.send(head.as_bytes());
         open.send(&body[..10]);
         std::thread::sleep(Duration::from_millis(100));
@@ -345,7 +346,7 @@ fn a_draining_instance_refuses_new_clients_and_finishes_the_open_request() {
         }
         assert!(server.is_running(), "{driver:?}: exited before the drain");
         open.send(&body[10..]);
-        let answer = common::Reader::new().response(&mut open);
+        let answer = support::Reader::new().response(&mut open);
         assert_eq!(answer.status, 200, "{driver:?}: {answer:?}");
         drop(open);
         let status = server

@@ -50,7 +50,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use espora::layout::{HEADER_SIZE, RECORD_SIZE};
-use espora::{AppendError, Backend, Db, Kind, Options, ReadError, Statement, Transaction};
+use espora::{AppendError, Backend, Db, Entry, Kind, Options, ReadError, Statement, Transaction};
 use rinha_testkit::bins::bins;
 use rinha_testkit::process::Server;
 use rinha_testkit::{free_tcp, http, temp_dir, wait_until, Addr};
@@ -422,12 +422,13 @@ fn options() -> Options {
     }
 }
 
-fn credit(description: &str) -> Transaction<'_> {
-    Transaction {
+fn credit(description: &str) -> Entry {
+    let transaction = Transaction {
         value: 1,
         kind: Kind::Credit,
         description,
-    }
+    };
+    transaction.validate().expect("a valid credit")
 }
 
 /// Runs `future` on a fresh monoio runtime (epoll or io_uring) with timers; `Err` when the

@@ -86,6 +86,7 @@ fn espora(args: &[&std::ffi::OsStr]) -> (i32, String) {
 
 /// Starting `rinha-api` on `data` must fail: a non-zero exit and exactly one stderr line that
 /// mentions each of `mentions`, without a panic.
+#[track_caller]
 fn check_refused(data: &Path, log_dir: &Path, mentions: &[&str]) {
     let endpoint = free_tcp();
     match start_api("refused", data, &endpoint, log_dir, &[], WAIT) {
@@ -155,6 +156,7 @@ fn damaged_acknowledged_history_refuses_to_start() {
     });
 }
 
+#[track_caller]
 fn check_damage(seq: u64, damage: impl Fn(&Path)) {
     let dir = temp_dir("damage");
     let data = seeded(&dir);

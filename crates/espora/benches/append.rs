@@ -118,7 +118,7 @@ fn run(dir: &std::path::Path, threads: usize, tasks: usize, appends: u64) -> (u6
                                         kind,
                                         description: "benchmark",
                                     };
-                                    match worker.append(1, &tx).await {
+                                    match worker.append(1, &tx.validate().unwrap()).await {
                                         Ok(_) | Err(AppendError::LimitExceeded) => {}
                                         Err(e) => panic!("{e:?}"),
                                     }

@@ -12,7 +12,7 @@ use crate::commit::{self, Commit, Counters, Durable, Local};
 use crate::device::Image;
 use crate::error::{AppendError, FileError, OpenError, ReadError, Rejection, Unavailable};
 use crate::faults::Faults;
-use crate::file::{self, Mapping, Transaction};
+use crate::file::{self, Entry, Mapping};
 use crate::layout::{
     ring_records_valid, Header, Record, RECORD_SIZE, RING_RECORDS_DEFAULT, RING_RECORDS_MAX,
     RING_RECORDS_MIN, RING_RECORDS_STEP,
@@ -501,18 +501,14 @@ impl Worker {
         }
     }
 
-    /// Appends a transaction and returns once it is durable (an fdatasync that started after
-    /// the write has completed, on this thread or any other, in this process or another).
-    pub async fn append(
-        &self,
-        account_id: u32,
-        tx: &Transaction<'_>,
-    ) -> Result<Appended, AppendError> {
+    /// Appends a transaction, checked beforehand by [`crate::Transaction::validate`], and
+    /// returns once it is durable (an fdatasync that started after the write has completed, on
+    /// this thread or any other, in this process or another).
+    pub async fn append(&self, account_id: u32, entry: &Entry) -> Result<Appended, AppendError> {
         let index = self
             .db
             .account_index(account_id)
             .ok_or(AppendError::UnknownAccount)?;
-        let entry = tx.validate().map_err(AppendError::Invalid)?;
         let account = &self.db.accounts[index];
         let commit = self.commit(index);
         let unavailable = AppendError::Unavailable;
@@ -524,7 +520,7 @@ impl Worker {
             let written = account.mapping.append_locked(
                 commit.file,
                 &account.shared,
-                &entry,
+                entry,
                 crate::time::now_us(),
             );
             drop(locked);

@@ -232,7 +232,7 @@ impl From<FileError> for OpenError {
 pub enum Invalid {
     /// The amount is not positive.
     Value,
-    /// The description is empty or longer than 10 characters.
+    /// The description does not fit in its record field (`DESCRIPTION_BYTES_MAX` bytes).
     Description,
 }
 
@@ -240,7 +240,11 @@ impl fmt::Display for Invalid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Invalid::Value => write!(f, "the value must be positive"),
-            Invalid::Description => write!(f, "the description must have 1 to 10 characters"),
+            Invalid::Description => write!(
+                f,
+                "the description must fit in {} bytes",
+                crate::layout::DESCRIPTION_BYTES_MAX
+            ),
         }
     }
 }
@@ -254,8 +258,6 @@ pub enum AppendError {
     LimitExceeded,
     /// The new balance would overflow a signed 64-bit integer. Nothing was written.
     Overflow,
-    /// The transaction breaks a field rule. Nothing was written.
-    Invalid(Invalid),
     /// The store cannot acknowledge: a sync or write failed, the lock could not be taken, or the
     /// file is damaged. The transaction may or may not be in the file.
     Unavailable(Unavailable),
@@ -267,7 +269,6 @@ impl fmt::Display for AppendError {
             AppendError::UnknownAccount => write!(f, "no such account"),
             AppendError::LimitExceeded => write!(f, "the debit exceeds the limit"),
             AppendError::Overflow => write!(f, "the balance would overflow"),
-            AppendError::Invalid(why) => write!(f, "{why}"),
             AppendError::Unavailable(why) => write!(f, "storage unavailable: {why}"),
         }
     }

@@ -31,7 +31,7 @@ pub struct Transaction<'a> {
     /// Amount in cents; must be positive.
     pub value: i64,
     pub kind: Kind,
-    /// 1 to 10 Unicode scalar values.
+    /// At most `DESCRIPTION_BYTES_MAX` bytes; how many characters is the caller's rule.
     pub description: &'a str,
 }
 

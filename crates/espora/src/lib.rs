@@ -33,6 +33,6 @@ pub use error::{
     Unavailable,
 };
 pub use faults::Faults;
-pub use file::Transaction;
+pub use file::{Entry, Transaction};
 pub use layout::{Kind, Record};
 pub use sync::Backend;

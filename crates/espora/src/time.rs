@@ -68,6 +68,7 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
 mod tests {
     use super::*;
 
+    #[track_caller]
     fn check(us: i64, expected: &str) {
         assert_eq!(
             std::str::from_utf8(&rfc3339_us(us)).unwrap(),

@@ -8,7 +8,7 @@
 //! with crawling syncs, so that the futures under test sleep on its sync claim and on the lock,
 //! and are dropped in the middle of those waits too.
 
-mod common;
+mod support;
 
 use std::future::Future;
 use std::path::Path;
@@ -18,9 +18,9 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use common::block_on_with;
-use espora::file::Transaction;
+use espora::file::{Entry, Transaction};
 use espora::{AppendError, Backend, Db, Faults, Kind, Options, ReadError, Statement};
+use support::block_on_with;
 
 /// Drop points tried per call: more than any call here needs.
 const POLLS_MAX: usize = 40;
@@ -60,12 +60,13 @@ fn options(faults: Faults) -> Options {
     }
 }
 
-fn credit(description: &str) -> Transaction<'_> {
-    Transaction {
+fn credit(description: &str) -> Entry {
+    let transaction = Transaction {
         value: 3,
         kind: Kind::Credit,
         description,
-    }
+    };
+    transaction.validate().expect("a valid credit")
 }
 
 /// The back ends to test on this kernel: the ring only where it has what espora needs.
@@ -103,6 +104,7 @@ fn start_neighbour(
 }
 
 /// Checks an acknowledged append against the witness and the file.
+#[track_caller]
 fn check_acknowledged(db: &Db, faults: &Faults, seq: u64, description: &str) {
     let covered = faults.covered(1);
     assert!(
@@ -120,6 +122,7 @@ fn check_acknowledged(db: &Db, faults: &Faults, seq: u64, description: &str) {
 }
 
 /// Checks a statement: only covered records, the newest acknowledged one among them.
+#[track_caller]
 fn check_statement(faults: &Faults, statement: &Statement, acknowledged: u64) {
     let covered = faults.covered(1);
     let newest = statement.records.first().map_or(0, |r| r.seq);
@@ -140,7 +143,7 @@ fn check_statement(faults: &Faults, statement: &Statement, acknowledged: u64) {
 /// Syncs succeed: drop an append, then a statement, after every number of polls; after each
 /// drop a whole append and a whole statement must answer correctly.
 fn every_poll_point_with_syncs_succeeding(epoll: bool, backend: Backend) {
-    let dir = common::temp_dir();
+    let dir = support::temp_dir();
     let faults = Faults::default().with_witness();
     let db = Arc::new(Db::open(dir.path(), options(faults.clone())).unwrap());
     let stop = Arc::new(AtomicBool::new(false));
@@ -194,7 +197,7 @@ fn every_poll_point_with_syncs_succeeding(epoll: bool, backend: Backend) {
     );
     assert!(!db.is_poisoned());
     assert!(neighbour_acks > 0, "the neighbour never appended");
-    let (scan, _, _) = common::read_history(dir.path(), 1);
+    let (scan, _, _) = support::read_history(dir.path(), 1);
     assert!(scan.newest >= POLLS_MAX as u64);
 }
 
@@ -204,7 +207,7 @@ fn every_poll_point_with_syncs_succeeding(epoll: bool, backend: Backend) {
 fn every_poll_point_with_syncs_failing(epoll: bool, backend: Backend) {
     let mut poisoned_by_a_dropped_sync = 0;
     for polls in 1..=POLLS_MAX {
-        let dir = common::temp_dir();
+        let dir = support::temp_dir();
         let faults = Faults::fail_sync_after(0).with_witness();
         let db = Arc::new(Db::open(dir.path(), options(faults.clone())).unwrap());
         block_on_with(epoll, async {

@@ -24,7 +24,7 @@
 //! needs). Every wait is bounded: a regression that spins without awaiting blocks its runtime's
 //! thread, so the runtime runs on a thread of its own that the test waits for with a deadline.
 
-mod common;
+mod support;
 
 use std::fs::OpenOptions;
 use std::future::Future;
@@ -36,11 +36,11 @@ use std::sync::{mpsc, Arc};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use common::block_on_with;
 use espora::layout::{shared_offset, TAGGED_SEQ_BITS};
 use espora::{
-    AppendError, Backend, Db, Kind, Options, ReadError, Statement, Transaction, Unavailable,
+    AppendError, Backend, Db, Entry, Kind, Options, ReadError, Statement, Transaction, Unavailable,
 };
+use support::block_on_with;
 
 /// Far more than any step here takes (milliseconds) when it works.
 const WAIT_MAX: Duration = Duration::from_secs(5);
@@ -58,12 +58,13 @@ fn options() -> Options {
     }
 }
 
-fn credit(description: &str) -> Transaction<'_> {
-    Transaction {
+fn credit(description: &str) -> Entry {
+    let transaction = Transaction {
         value: VALUE,
         kind: Kind::Credit,
         description,
-    }
+    };
+    transaction.validate().expect("a valid credit")
 }
 
 /// Both drivers (false: io_uring, true: epoll), each with the back ends this kernel has.
@@ -188,7 +189,7 @@ async fn with_records(db: &Arc<Db>, backend: Backend) -> espora::Worker {
 fn an_append_after_a_recovery_killed_between_its_two_stores_is_acknowledged() {
     for (epoll, backend) in combinations() {
         let what = format!("epoll={epoll} {backend:?}: the append");
-        let dir = common::temp_dir();
+        let dir = support::temp_dir();
         let path = dir.path().to_path_buf();
         let db = Arc::new(Db::open(&path, options()).unwrap());
         let appended = within(&what, move || {
@@ -214,7 +215,7 @@ fn an_append_after_a_recovery_killed_between_its_two_stores_is_acknowledged() {
             "{what}: the words still disagree"
         );
         assert!(head > BEFORE && durable > BEFORE, "{what}");
-        let (_, records, _) = common::read_history(dir.path(), 1);
+        let (_, records, _) = support::read_history(dir.path(), 1);
         assert_eq!(records.len() as u64, BEFORE + 1, "{what}: {records:?}");
         eprintln!("{what}: acknowledged as seq {}", appended.seq);
     }
@@ -233,7 +234,7 @@ fn an_append_after_a_recovery_killed_between_its_two_stores_is_acknowledged() {
 fn an_append_waiting_when_a_recovery_dies_between_its_two_stores_finishes() {
     for (epoll, backend) in combinations() {
         let what = format!("epoll={epoll} {backend:?}: the waiting append");
-        let dir = common::temp_dir();
+        let dir = support::temp_dir();
         let path = dir.path().to_path_buf();
         let db = Arc::new(Db::open(&path, options()).unwrap());
         let (appended, poisoned) = within(&what, move || {
@@ -263,7 +264,7 @@ fn an_append_waiting_when_a_recovery_dies_between_its_two_stores_finishes() {
                     BEFORE + 1,
                     "{what}: acknowledged as {appended:?}"
                 );
-                let (_, records, _) = common::read_history(dir.path(), 1);
+                let (_, records, _) = support::read_history(dir.path(), 1);
                 let record = records.iter().find(|r| r.seq == appended.seq);
                 assert_eq!(
                     record.map(|r| r.description()),
@@ -288,7 +289,7 @@ fn an_append_waiting_when_a_recovery_dies_between_its_two_stores_finishes() {
 fn a_statement_after_a_recovery_killed_between_its_two_stores_answers() {
     for (epoll, backend) in combinations() {
         let what = format!("epoll={epoll} {backend:?}: the statement");
-        let dir = common::temp_dir();
+        let dir = support::temp_dir();
         let path = dir.path().to_path_buf();
         let db = Arc::new(Db::open(&path, options()).unwrap());
         let read = within(&what, move || {
@@ -323,7 +324,7 @@ fn a_statement_after_a_recovery_killed_between_its_two_stores_answers() {
 fn an_append_that_waited_while_the_ring_lapped_is_acknowledged_without_poisoning() {
     for (epoll, backend) in combinations() {
         let what = format!("epoll={epoll} {backend:?}: the late append");
-        let dir = common::temp_dir();
+        let dir = support::temp_dir();
         let a = Arc::new(Db::open(dir.path(), options()).unwrap());
         let b = Arc::new(Db::open(dir.path(), options()).unwrap());
         let (go, wait_for_go) = mpsc::channel::<()>();
@@ -419,7 +420,7 @@ fn an_append_that_waited_while_the_ring_lapped_is_acknowledged_without_poisoning
 /// next lock holder settled the head at 3, and a statement answered without 4 and 5.
 #[test]
 fn a_reset_keeps_the_durable_mark_that_syncs_raised_after_the_scan() {
-    let dir = common::temp_dir();
+    let dir = support::temp_dir();
     let db = Arc::new(Db::open(dir.path(), options()).unwrap());
     block_on_with(false, async {
         let worker = with_records(&db, Backend::Threads).await;

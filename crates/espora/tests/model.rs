@@ -1,13 +1,13 @@
 //! Property test: random sequences of credits, debits, statements and reopenings against a
 //! simple in-memory model. The file's balance and history must always equal the model's.
 
-mod common;
+mod support;
 
 use std::sync::Arc;
 
-use common::{block_on, read_history};
-use espora::{AppendError, Db, Kind, Options, Statement, Transaction};
+use espora::{AppendError, Db, Invalid, Kind, Options, Statement, Transaction};
 use proptest::prelude::*;
+use support::{block_on, read_history};
 
 /// A small ring so that the sequences wrap it.
 const RING: u64 = 64;
@@ -56,7 +56,7 @@ struct Model {
 
 impl Model {
     fn new() -> Model {
-        let accounts = common::ACCOUNTS
+        let accounts = support::ACCOUNTS
             .iter()
             .map(|&(_, limit)| ModelAccount {
                 limit,
@@ -102,21 +102,20 @@ fn error_name(e: &AppendError) -> &'static str {
         AppendError::UnknownAccount => "unknown",
         AppendError::LimitExceeded => "limit",
         AppendError::Overflow => "overflow",
-        AppendError::Invalid(_) => "invalid",
         AppendError::Unavailable(_) => "unavailable",
     }
 }
 
 fn run(ops: Vec<Op>) {
-    let dir = common::temp_dir();
+    let dir = support::temp_dir();
     let options = Options {
         ring_records: RING,
-        ..common::options()
+        ..support::options()
     };
     let mut model = Model::new();
     block_on(async {
         let mut db = Arc::new(Db::open(dir.path(), options.clone()).unwrap());
-        let mut worker = db.worker(common::backend()).unwrap();
+        let mut worker = db.worker(support::backend()).unwrap();
         let mut statement = Statement::default();
         for op in ops {
             match op {
@@ -131,7 +130,8 @@ fn run(ops: Vec<Op>) {
                         kind,
                         description: &description,
                     };
-                    let got = worker.append(account, &tx).await;
+                    let entry = tx.validate().expect("the generated transactions are valid");
+                    let got = worker.append(account, &entry).await;
                     let expected = model.append(account, kind, value, &description);
                     let got = got.map(|a| a.balance).map_err(|e| error_name(&e));
                     assert_eq!(got, expected, "append {account} {kind:?} {value}");
@@ -168,7 +168,7 @@ fn run(ops: Vec<Op>) {
                     drop(worker);
                     drop(db);
                     db = Arc::new(Db::open(dir.path(), options.clone()).unwrap());
-                    worker = db.worker(common::backend()).unwrap();
+                    worker = db.worker(support::backend()).unwrap();
                 }
             }
         }
@@ -200,32 +200,48 @@ proptest! {
 }
 
 #[test]
-fn descriptions_and_values_outside_the_rules_are_rejected_and_change_nothing() {
-    let dir = common::temp_dir();
+fn transactions_outside_the_rules_never_reach_the_file() {
+    let dir = support::temp_dir();
     block_on(async {
-        let db = Arc::new(Db::open(dir.path(), common::options()).unwrap());
-        let worker = db.worker(common::backend()).unwrap();
-        let cases: [(i64, &str); 5] = [
-            (0, "ok"),
-            (-5, "ok"),
-            (1, ""),
-            (1, "01234567890"),
-            (1, "ééééééééééé"),
+        let db = Arc::new(Db::open(dir.path(), support::options()).unwrap());
+        let worker = db.worker(support::backend()).unwrap();
+        let fits = "0123456789012345678901234567890123456789";
+        let cases: [(i64, &str, Result<(), Invalid>); 7] = [
+            (0, "ok", Err(Invalid::Value)),
+            (-5, "ok", Err(Invalid::Value)),
+            (1, fits, Ok(())),
+            (
+                1,
+                "01234567890123456789012345678901234567890",
+                Err(Invalid::Description),
+            ),
+            (1, "ééééééééééééééééééééé", Err(Invalid::Description)),
+            // How many characters a description may have is the API's rule, not the file's.
+            (1, "", Ok(())),
+            (1, "01234567890", Ok(())),
         ];
-        for (value, description) in cases {
+        let mut balance = 0;
+        for (value, description, expected) in cases {
             let tx = Transaction {
                 value,
                 kind: Kind::Credit,
                 description,
             };
-            let got = worker.append(1, &tx).await;
-            assert!(
-                matches!(got, Err(AppendError::Invalid(_))),
-                "{value} {description:?}: {got:?}"
-            );
+            let validated = tx.validate();
+            assert_eq!(validated.map(|_| ()), expected, "{value} {description:?}");
+            if let Ok(entry) = validated {
+                balance = worker.append(1, &entry).await.unwrap().balance;
+            }
         }
         let mut statement = Statement::default();
         worker.statement(1, &mut statement).await.unwrap();
-        assert_eq!((statement.balance, statement.records.len()), (0, 0));
+        assert_eq!((statement.balance, statement.records.len()), (balance, 3));
+        assert_eq!(balance, 3);
+        let stored: Vec<&str> = statement
+            .records
+            .iter()
+            .map(|r| r.description.as_str())
+            .collect();
+        assert_eq!(stored, ["01234567890", "", fits]);
     });
 }

@@ -1,17 +1,17 @@
 //! Multi-process tests: concurrent appenders across processes and threads, SIGKILL at random
 //! moments, and several processes creating a fresh directory at once.
 
-mod common;
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{assert_acks_in_history, block_on, is_child, read_history, spawn_child, Ack, Rng};
 use espora::file::shared_file_name;
 use espora::shared::Shared;
 use espora::{AppendError, Db, Faults, Kind, Transaction};
+use support::{assert_acks_in_history, block_on, is_child, read_history, spawn_child, Ack, Rng};
 
 /// Child entry point: appends to one account from several threads, each running several tasks,
 /// and prints one `ACK` line per acknowledged append. Driven by environment variables.
@@ -32,7 +32,7 @@ fn child_appender() {
     let start_at = var("START_AT_MS").parse::<u64>().unwrap();
     wait_until_epoch_ms(start_at);
 
-    let mut options = common::options();
+    let mut options = support::options();
     if let Ok(ms) = std::env::var("SYNC_DELAY_MS") {
         let delay = Duration::from_millis(ms.parse().unwrap());
         options.faults = Faults::default().with_sync_delay(delay);
@@ -44,7 +44,7 @@ fn child_appender() {
             let tag = format!("{tag}{thread}");
             std::thread::spawn(move || {
                 block_on(async move {
-                    let worker = std::rc::Rc::new(db.worker(common::backend()).expect("worker"));
+                    let worker = std::rc::Rc::new(db.worker(support::backend()).expect("worker"));
                     let mut joins = Vec::new();
                     for task in 0..tasks {
                         let worker = std::rc::Rc::clone(&worker);
@@ -91,7 +91,7 @@ fn totals(run: &Run) -> (u64, u64) {
 /// Runs `drivers.len()` appender children on one account with the same total concurrency,
 /// checks the history, and returns fdatasyncs per append over all of them.
 fn syncs_per_append(drivers: &[&str], threads: usize, tasks: usize) -> f64 {
-    let dir = common::temp_dir();
+    let dir = support::temp_dir();
     let env = [
         ("ACCOUNT", "4".to_string()),
         ("THREADS", threads.to_string()),
@@ -137,7 +137,7 @@ fn every_back_end_races_correctly_on_every_driver() {
     }
     // espora's ring polled by the epoll driver, and helper threads under the io_uring driver.
     for backend in ["io_uring", "threads"] {
-        let dir = common::temp_dir();
+        let dir = support::temp_dir();
         let env = [
             ("ACCOUNT", "5".to_string()),
             ("THREADS", "2".to_string()),
@@ -178,8 +178,8 @@ fn a_process_killed_while_its_sync_is_in_flight_stalls_the_other_only_briefly() 
     if is_child() {
         return;
     }
-    let dir = common::temp_dir();
-    drop(Db::open(dir.path(), common::options()).unwrap());
+    let dir = support::temp_dir();
+    drop(Db::open(dir.path(), support::options()).unwrap());
     let env = [
         ("DIR", dir.path().display().to_string()),
         ("TAG", "a".to_string()),
@@ -205,11 +205,11 @@ fn a_process_killed_while_its_sync_is_in_flight_stalls_the_other_only_briefly() 
     // wake its sleepers.
     slow.kill().unwrap();
     slow.wait().unwrap();
-    let db = Arc::new(Db::open(dir.path(), common::options()).unwrap());
+    let db = Arc::new(Db::open(dir.path(), support::options()).unwrap());
     let mut acks = Vec::new();
     let mut latencies = Vec::new();
     block_on(async {
-        let worker = db.worker(common::backend()).unwrap();
+        let worker = db.worker(support::backend()).unwrap();
         for i in 0..20 {
             let description = format!("b{i}#");
             let tx = Transaction {
@@ -218,7 +218,10 @@ fn a_process_killed_while_its_sync_is_in_flight_stalls_the_other_only_briefly() 
                 description: &description,
             };
             let started = std::time::Instant::now();
-            let done = worker.append(3, &tx).await.expect("append");
+            let done = worker
+                .append(3, &tx.validate().unwrap())
+                .await
+                .expect("append");
             latencies.push(started.elapsed());
             acks.push(Ack {
                 account: 3,
@@ -239,7 +242,7 @@ fn a_process_killed_while_its_sync_is_in_flight_stalls_the_other_only_briefly() 
     let worst = latencies.iter().max().unwrap();
     assert!(*worst < Duration::from_secs(2), "stalled {worst:?}");
     drop(db);
-    drop(Db::open(dir.path(), common::options()).expect("reopen"));
+    drop(Db::open(dir.path(), support::options()).expect("reopen"));
     let (_, records, _) = read_history(dir.path(), 3);
     assert_acks_in_history(&acks, &records);
 }
@@ -257,7 +260,7 @@ async fn append_loop(worker: &espora::Worker, account: u32, tag: &str, count: u6
             kind,
             description: &description,
         };
-        match worker.append(account, &tx).await {
+        match worker.append(account, &tx.validate().unwrap()).await {
             Ok(done) => {
                 let ack = Ack {
                     account,
@@ -329,7 +332,7 @@ fn run_children(dir: &std::path::Path, drivers: &[&str], env: &[(&str, String)])
 }
 
 fn race(account: u32, debit_max: u64, drivers: &[&str]) {
-    let dir = common::temp_dir();
+    let dir = support::temp_dir();
     let env = [
         ("ACCOUNT", account.to_string()),
         ("THREADS", "2".to_string()),
@@ -381,7 +384,7 @@ fn racing_debits_stop_exactly_at_the_limit() {
     // Account 2 has a limit of 60,000: debits of up to 20,000 against credits of up to 10,000
     // drive the balance to the limit over and over.
     race(2, 20_000, &["auto", "auto"]);
-    let dir = common::temp_dir();
+    let dir = support::temp_dir();
     let env = [
         ("ACCOUNT", "2".to_string()),
         ("THREADS", "2".to_string()),
@@ -392,7 +395,7 @@ fn racing_debits_stop_exactly_at_the_limit() {
     let run = run_children(dir.path(), &["auto", "epoll"], &env);
     let (scan, records, _) = read_history(dir.path(), 2);
     assert_acks_in_history(&run.acks, &records);
-    assert!(scan.balance_min >= -common::ACCOUNTS[1].1);
+    assert!(scan.balance_min >= -support::ACCOUNTS[1].1);
 }
 
 /// A child appending in a loop is killed with SIGKILL at random moments; after each kill every
@@ -402,7 +405,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_append() {
     if is_child() {
         return;
     }
-    let dir = common::temp_dir();
+    let dir = support::temp_dir();
     let mut rng = Rng(epoch_ms() | 1);
     let mut acks = Vec::new();
     let rounds = 12;
@@ -431,7 +434,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_append() {
         let lines = reader.join().unwrap();
         acks.extend(lines.iter().filter_map(|l| Ack::parse(l)));
         // Reopening runs recovery; the history must hold every acknowledgement so far.
-        drop(Db::open(dir.path(), common::options()).expect("reopen after kill"));
+        drop(Db::open(dir.path(), support::options()).expect("reopen after kill"));
         let (_, records, _) = read_history(dir.path(), 3);
         assert_acks_in_history(&acks, &records);
     }
@@ -453,17 +456,20 @@ fn child_creator() {
     }
     let dir = PathBuf::from(std::env::var("DIR").unwrap());
     wait_until_epoch_ms(std::env::var("START_AT_MS").unwrap().parse().unwrap());
-    let db = Arc::new(Db::open(&dir, common::options()).expect("open"));
+    let db = Arc::new(Db::open(&dir, support::options()).expect("open"));
     let tag = std::env::var("TAG").unwrap();
     block_on(async {
-        let worker = db.worker(common::backend()).unwrap();
+        let worker = db.worker(support::backend()).unwrap();
         let description = format!("{tag}#");
         let tx = Transaction {
             value: 1,
             kind: Kind::Credit,
             description: &description,
         };
-        let done = worker.append(1, &tx).await.expect("append");
+        let done = worker
+            .append(1, &tx.validate().unwrap())
+            .await
+            .expect("append");
         println!(
             "{}",
             Ack {
@@ -485,7 +491,7 @@ fn processes_creating_a_fresh_directory_at_once_agree() {
         return;
     }
     for _ in 0..3 {
-        let dir = common::temp_dir();
+        let dir = support::temp_dir();
         let start_at = epoch_ms() + 400;
         let children: Vec<_> = (0..6)
             .map(|i| {

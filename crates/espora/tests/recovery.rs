@@ -1,7 +1,7 @@
 //! Crash leftovers and damage: torn writes, orphans after a machine crash, corrupt history,
 //! failing fdatasync, a lock held forever, and what `espora verify` says about each.
 
-mod common;
+mod support;
 
 use std::future::Future;
 use std::os::unix::fs::FileExt;
@@ -10,27 +10,27 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use common::{block_on, read_history};
 use espora::file::{self, account_file_name, Transaction};
 use espora::layout::{Description, Record, HEADER_SIZE, RECORD_SIZE};
 use espora::shared::{Shared, Tagged};
 use espora::{
     AppendError, Db, Faults, Kind, OpenError, Options, ReadError, Statement, Unavailable,
 };
+use support::{block_on, read_history};
 
 const RING: u64 = 64;
 
 /// Creates a directory whose account 1 holds `durable` synced records and then `pending`
 /// records written to the page cache but never synced, as if the machine died before the sync.
 fn history(durable: u64, pending: u64) -> tempfile::TempDir {
-    let dir = common::temp_dir();
+    let dir = support::temp_dir();
     let options = Options {
         ring_records: RING,
-        ..common::options()
+        ..support::options()
     };
     let db = Arc::new(Db::open(dir.path(), options).unwrap());
     block_on(async {
-        let worker = db.worker(common::backend()).unwrap();
+        let worker = db.worker(support::backend()).unwrap();
         for i in 0..durable {
             let description = format!("d{i}");
             let tx = Transaction {
@@ -38,7 +38,7 @@ fn history(durable: u64, pending: u64) -> tempfile::TempDir {
                 kind: Kind::Credit,
                 description: &description,
             };
-            worker.append(1, &tx).await.unwrap();
+            worker.append(1, &tx.validate().unwrap()).await.unwrap();
         }
     });
     drop(db);
@@ -90,10 +90,10 @@ fn write_at(dir: &Path, offset: u64, bytes: &[u8]) {
 }
 
 fn statement(dir: &Path) -> Result<Statement, OpenError> {
-    let db = Arc::new(Db::open(dir, common::options())?);
+    let db = Arc::new(Db::open(dir, support::options())?);
     let mut out = Statement::default();
     block_on(async {
-        db.worker(common::backend())
+        db.worker(support::backend())
             .unwrap()
             .statement(1, &mut out)
             .await
@@ -126,16 +126,16 @@ fn torn_unacknowledged_newest_record_is_recovered_silently() {
     assert_eq!(statement.records[0].seq, 5);
     // The next append takes the torn slot's place.
     block_on(async {
-        let db = Arc::new(Db::open(dir.path(), common::options()).unwrap());
+        let db = Arc::new(Db::open(dir.path(), support::options()).unwrap());
         let tx = Transaction {
             value: 1,
             kind: Kind::Credit,
             description: "after",
         };
         let done = db
-            .worker(common::backend())
+            .worker(support::backend())
             .unwrap()
-            .append(1, &tx)
+            .append(1, &tx.validate().unwrap())
             .await
             .unwrap();
         assert_eq!((done.seq, done.balance), (6, 51));
@@ -167,15 +167,18 @@ fn records_beyond_a_gap_left_by_a_machine_crash_are_erased_and_reported() {
     assert!(scan.orphans.is_empty(), "recovery erased the orphans");
     // A later writer must not adopt an erased orphan as its successor.
     block_on(async {
-        let db = Arc::new(Db::open(dir.path(), common::options()).unwrap());
-        let worker = db.worker(common::backend()).unwrap();
+        let db = Arc::new(Db::open(dir.path(), support::options()).unwrap());
+        let worker = db.worker(support::backend()).unwrap();
         for expected in [4, 5, 6, 7] {
             let tx = Transaction {
                 value: 1,
                 kind: Kind::Credit,
                 description: "x",
             };
-            assert_eq!(worker.append(1, &tx).await.unwrap().seq, expected);
+            assert_eq!(
+                worker.append(1, &tx.validate().unwrap()).await.unwrap().seq,
+                expected
+            );
         }
     });
     assert!(espora_verify(dir.path()).0);
@@ -201,7 +204,7 @@ fn damage_inside_acknowledged_history_refuses_to_open_and_verify_names_it() {
             slot_offset(seq) + byte as u64,
             &[bytes[0] ^ 0x10],
         );
-        match Db::open(dir.path(), common::options()) {
+        match Db::open(dir.path(), support::options()) {
             Err(e @ OpenError::Corrupt { .. }) => {
                 let message = e.to_string();
                 assert!(message.contains("account-1.espora"), "{story}: {message}");
@@ -237,7 +240,7 @@ fn a_balance_chain_that_does_not_add_up_is_corruption() {
         anchor: 2,
     };
     write_at(dir.path(), slot_offset(3), &forged.encode());
-    let error = Db::open(dir.path(), common::options())
+    let error = Db::open(dir.path(), support::options())
         .err()
         .expect("must refuse");
     assert!(
@@ -251,7 +254,7 @@ fn a_balance_chain_that_does_not_add_up_is_corruption() {
 fn wrong_format_version_and_foreign_files_give_one_clear_error() {
     let dir = history(1, 0);
     write_at(dir.path(), 8, &[9, 0, 0, 0]);
-    let message = Db::open(dir.path(), common::options())
+    let message = Db::open(dir.path(), support::options())
         .err()
         .unwrap()
         .to_string();
@@ -260,15 +263,15 @@ fn wrong_format_version_and_foreign_files_give_one_clear_error() {
         "{message}"
     );
 
-    let dir = common::temp_dir();
+    let dir = support::temp_dir();
     std::fs::write(dir.path().join(account_file_name(2)), b"hello").unwrap();
-    let message = Db::open(dir.path(), common::options())
+    let message = Db::open(dir.path(), support::options())
         .err()
         .unwrap()
         .to_string();
     assert!(message.contains("account-2.espora"), "{message}");
 
-    let message = Db::open(&dir.path().join("missing"), common::options())
+    let message = Db::open(&dir.path().join("missing"), support::options())
         .err()
         .unwrap()
         .to_string();
@@ -277,29 +280,30 @@ fn wrong_format_version_and_foreign_files_give_one_clear_error() {
 
 #[test]
 fn a_failed_fdatasync_stops_every_acknowledgement() {
-    let dir = common::temp_dir();
+    let dir = support::temp_dir();
     let options = Options {
         faults: Faults::fail_sync_after(3),
-        ..common::options()
+        ..support::options()
     };
     let db = Arc::new(Db::open(dir.path(), options).unwrap());
     block_on(async {
-        let worker = db.worker(common::backend()).unwrap();
+        let worker = db.worker(support::backend()).unwrap();
         let tx = Transaction {
             value: 5,
             kind: Kind::Credit,
             description: "c",
         };
         for _ in 0..3 {
-            worker.append(1, &tx).await.unwrap();
+            worker.append(1, &tx.validate().unwrap()).await.unwrap();
         }
-        let failed = worker.append(1, &tx).await;
+        let entry = tx.validate().unwrap();
+        let failed = worker.append(1, &entry).await;
         assert!(
             matches!(failed, Err(AppendError::Unavailable(Unavailable::Sync(_)))),
             "{failed:?}"
         );
         for account in [1, 2] {
-            let after = worker.append(account, &tx).await;
+            let after = worker.append(account, &tx.validate().unwrap()).await;
             assert!(
                 matches!(after, Err(AppendError::Unavailable(Unavailable::Poisoned))),
                 "{after:?}"
@@ -317,12 +321,12 @@ fn a_failed_fdatasync_stops_every_acknowledgement() {
 
 #[test]
 fn a_lock_held_too_long_fails_the_append_without_blocking_the_thread() {
-    let dir = common::temp_dir();
-    let db = Arc::new(Db::open(dir.path(), common::options()).unwrap());
+    let dir = support::temp_dir();
+    let db = Arc::new(Db::open(dir.path(), support::options()).unwrap());
     let holder = file::open_rw(&account_path(dir.path())).unwrap();
     file::lock_exclusive_blocking(&holder).unwrap();
     block_on(async {
-        let worker = db.worker(common::backend()).unwrap();
+        let worker = db.worker(support::backend()).unwrap();
         // Another task of the same thread keeps running while the append waits for the lock.
         let ticks = std::rc::Rc::new(std::cell::Cell::new(0u32));
         let counter = std::rc::Rc::clone(&ticks);
@@ -338,7 +342,8 @@ fn a_lock_held_too_long_fails_the_append_without_blocking_the_thread() {
             kind: Kind::Credit,
             description: "c",
         };
-        let result = worker.append(1, &tx).await;
+        let entry = tx.validate().unwrap();
+        let result = worker.append(1, &entry).await;
         assert!(
             matches!(
                 result,
@@ -354,43 +359,46 @@ fn a_lock_held_too_long_fails_the_append_without_blocking_the_thread() {
         );
         // Once the holder lets go, appends proceed.
         file::unlock(&holder);
-        assert_eq!(worker.append(1, &tx).await.unwrap().balance, 5);
+        assert_eq!(
+            worker
+                .append(1, &tx.validate().unwrap())
+                .await
+                .unwrap()
+                .balance,
+            5
+        );
     });
 }
 
 #[test]
 fn the_tool_initialises_dumps_and_verifies() {
-    let dir = common::temp_dir();
+    let dir = support::temp_dir();
     let data = dir.path().join("data");
     let tool = env!("CARGO_BIN_EXE_espora");
     for _ in 0..2 {
         let out = Command::new(tool)
             .arg("init")
             .arg(&data)
-            .args(common::ACCOUNTS.map(|(id, limit)| format!("--account={id}:{limit}")))
+            .args(support::ACCOUNTS.map(|(id, limit)| format!("--account={id}:{limit}")))
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");
     }
     block_on(async {
-        let db = Arc::new(Db::open(&data, common::options()).unwrap());
-        let worker = db.worker(common::backend()).unwrap();
+        let db = Arc::new(Db::open(&data, support::options()).unwrap());
+        let worker = db.worker(support::backend()).unwrap();
         for (kind, description) in [
             (Kind::Credit, "toma"),
             (Kind::Debit, "devolve"),
             (Kind::Credit, "aspas\"é"),
         ] {
-            worker
-                .append(
-                    4,
-                    &Transaction {
-                        value: 7,
-                        kind,
-                        description,
-                    },
-                )
-                .await
-                .unwrap();
+            let transaction = Transaction {
+                value: 7,
+                kind,
+                description,
+            };
+            let entry = transaction.validate().unwrap();
+            worker.append(4, &entry).await.unwrap();
         }
     });
     let out = Command::new(tool)
@@ -462,11 +470,11 @@ fn the_tool_initialises_dumps_and_verifies() {
 /// recover: the next append must complete.
 #[test]
 fn an_append_dropped_while_its_sync_is_in_flight_does_not_wedge_the_worker() {
-    let dir = common::temp_dir();
-    let db = Arc::new(Db::open(dir.path(), common::options()).unwrap());
+    let dir = support::temp_dir();
+    let db = Arc::new(Db::open(dir.path(), support::options()).unwrap());
     for epoll in [false, true] {
-        common::block_on_with(epoll, async {
-            let worker = db.worker(common::backend()).unwrap();
+        support::block_on_with(epoll, async {
+            let worker = db.worker(support::backend()).unwrap();
             for round in 0..50u64 {
                 let description = format!("r{round}");
                 let tx = Transaction {
@@ -475,7 +483,8 @@ fn an_append_dropped_while_its_sync_is_in_flight_does_not_wedge_the_worker() {
                     description: &description,
                 };
                 // Poll the append a few times, then drop it, possibly mid-sync.
-                let mut append = Box::pin(worker.append(1, &tx));
+                let entry = tx.validate().unwrap();
+                let mut append = Box::pin(worker.append(1, &entry));
                 for _ in 0..(round % 4) {
                     let ready = std::future::poll_fn(|cx| {
                         std::task::Poll::Ready(append.as_mut().poll(cx).is_ready())
@@ -492,7 +501,8 @@ fn an_append_dropped_while_its_sync_is_in_flight_does_not_wedge_the_worker() {
                     kind: Kind::Credit,
                     description: "after",
                 };
-                let after = worker.append(1, &tx);
+                let entry = tx.validate().unwrap();
+                let after = worker.append(1, &entry);
                 let done = monoio::time::timeout(std::time::Duration::from_secs(5), after)
                     .await
                     .expect("append after a dropped one must not hang");
@@ -549,7 +559,7 @@ fn records_missing_inside_a_wrapped_history_are_corruption() {
     let dir = history(100, 0);
     write_at(dir.path(), slot_offset(70) + 5, &[0xEE]);
     std::fs::remove_file(dir.path().join(file::shared_file_name(1))).unwrap();
-    match Db::open(dir.path(), common::options()) {
+    match Db::open(dir.path(), support::options()) {
         Err(e @ OpenError::Corrupt { .. }) => {
             assert!(e.to_string().contains("seq 70"), "{e}");
         }
@@ -560,11 +570,11 @@ fn records_missing_inside_a_wrapped_history_are_corruption() {
 
 #[test]
 fn creation_without_fallocate_writes_the_file_out() {
-    let dir = common::temp_dir();
+    let dir = support::temp_dir();
     let options = Options {
         ring_records: 1024,
         faults: Faults::default().with_fallocate_refused(),
-        ..common::options()
+        ..support::options()
     };
     let db = Arc::new(Db::open(dir.path(), options).unwrap());
     let path = account_path(dir.path());
@@ -579,13 +589,20 @@ fn creation_without_fallocate_writes_the_file_out() {
         metadata.blocks()
     );
     block_on(async {
-        let worker = db.worker(common::backend()).unwrap();
+        let worker = db.worker(support::backend()).unwrap();
         let tx = Transaction {
             value: 3,
             kind: Kind::Credit,
             description: "fuse",
         };
-        assert_eq!(worker.append(1, &tx).await.unwrap().balance, 3);
+        assert_eq!(
+            worker
+                .append(1, &tx.validate().unwrap())
+                .await
+                .unwrap()
+                .balance,
+            3
+        );
     });
     drop(db);
     let (ok, report) = espora_verify(dir.path());
@@ -610,7 +627,7 @@ fn child_creates_under_a_file_size_limit() {
     let dir = std::path::PathBuf::from(std::env::var("DIR").unwrap());
     let options = Options {
         faults: Faults::default().with_fallocate_refused(),
-        ..common::options()
+        ..support::options()
     };
     let error = Db::open(&dir, options).err().expect("creation must fail");
     println!("ERROR {error}");
@@ -618,8 +635,8 @@ fn child_creates_under_a_file_size_limit() {
 
 #[test]
 fn a_failed_write_out_names_the_path() {
-    let dir = common::temp_dir();
-    let child = common::spawn_child(
+    let dir = support::temp_dir();
+    let child = support::spawn_child(
         "child_creates_under_a_file_size_limit",
         &[("DIR", dir.path().display().to_string())],
     );
@@ -653,7 +670,7 @@ fn a_version_1_file_is_refused_with_what_to_do() {
     header[header_offset::CHECKSUM..][..4].copy_from_slice(&checksum.to_le_bytes());
     write_at(dir.path(), 0, &header);
     let before = std::fs::read(&path).unwrap();
-    let error = Db::open(dir.path(), common::options())
+    let error = Db::open(dir.path(), support::options())
         .err()
         .expect("refused");
     let message = error.to_string();
@@ -675,16 +692,16 @@ fn a_version_1_file_is_refused_with_what_to_do() {
 /// sync crawls for 5 ms never get further ahead of the durable mark than that.
 #[test]
 fn at_most_a_quarter_of_the_ring_waits_for_a_sync() {
-    let dir = common::temp_dir();
+    let dir = support::temp_dir();
     let options = Options {
         ring_records: RING,
         faults: Faults::default().with_sync_delay(std::time::Duration::from_millis(5)),
-        ..common::options()
+        ..support::options()
     };
     let db = Arc::new(Db::open(dir.path(), options).unwrap());
     let shared = Arc::new(Shared::open(&dir.path().join(file::shared_file_name(1))).unwrap());
     let widest = block_on(async {
-        let worker = std::rc::Rc::new(db.worker(common::backend()).unwrap());
+        let worker = std::rc::Rc::new(db.worker(support::backend()).unwrap());
         let done = std::rc::Rc::new(std::cell::Cell::new(0));
         let mut tasks = Vec::new();
         for task in 0..40 {
@@ -698,7 +715,7 @@ fn at_most_a_quarter_of_the_ring_waits_for_a_sync() {
                         kind: Kind::Credit,
                         description: &description,
                     };
-                    worker.append(1, &tx).await.unwrap();
+                    worker.append(1, &tx.validate().unwrap()).await.unwrap();
                 }
                 done.set(done.get() + 1);
             }));
@@ -731,10 +748,10 @@ fn at_most_a_quarter_of_the_ring_waits_for_a_sync() {
 /// tight loop forever).
 #[test]
 fn a_writer_refused_by_the_window_is_woken_once_the_window_reopens() {
-    let dir = common::temp_dir();
+    let dir = support::temp_dir();
     let options = Options {
         ring_records: RING,
-        ..common::options()
+        ..support::options()
     };
     let db = Arc::new(Db::open(dir.path(), options).unwrap());
     // Written under the lock, never published: the head hint stays at 0.
@@ -760,13 +777,14 @@ fn a_writer_refused_by_the_window_is_woken_once_the_window_reopens() {
     file::unlock(&handle);
     assert_eq!((shared.head().seq, shared.durable().seq), (0, 0));
     let appended = block_on(async {
-        let worker = db.worker(common::backend()).unwrap();
+        let worker = db.worker(support::backend()).unwrap();
         let tx = Transaction {
             value: 1,
             kind: Kind::Credit,
             description: "after",
         };
-        let append = worker.append(1, &tx);
+        let entry = tx.validate().unwrap();
+        let append = worker.append(1, &entry);
         monoio::time::timeout(std::time::Duration::from_secs(5), append)
             .await
             .expect("the writer refused by the window never went on")
@@ -788,13 +806,13 @@ fn a_writer_refused_by_the_window_is_woken_once_the_window_reopens() {
 /// that sync ends, not on a timer.
 #[test]
 fn a_statement_waiting_for_another_processes_sync_wakes_when_it_ends() {
-    let dir = common::temp_dir();
+    let dir = support::temp_dir();
     let slow = Options {
         faults: Faults::default().with_sync_delay(std::time::Duration::from_millis(20)),
-        ..common::options()
+        ..support::options()
     };
     let writer = Arc::new(Db::open(dir.path(), slow).unwrap());
-    let reader = Arc::new(Db::open(dir.path(), common::options()).unwrap());
+    let reader = Arc::new(Db::open(dir.path(), support::options()).unwrap());
     let shared = Shared::open(&dir.path().join(file::shared_file_name(2))).unwrap();
     let mut lags = Vec::new();
     for round in 0..7 {
@@ -802,14 +820,14 @@ fn a_statement_waiting_for_another_processes_sync_wakes_when_it_ends() {
             let writer = Arc::clone(&writer);
             std::thread::spawn(move || {
                 block_on(async {
-                    let worker = writer.worker(common::backend()).unwrap();
+                    let worker = writer.worker(support::backend()).unwrap();
                     let description = format!("w{round}");
                     let tx = Transaction {
                         value: 1,
                         kind: Kind::Credit,
                         description: &description,
                     };
-                    worker.append(2, &tx).await.unwrap();
+                    worker.append(2, &tx.validate().unwrap()).await.unwrap();
                     Instant::now()
                 })
             })
@@ -822,7 +840,7 @@ fn a_statement_waiting_for_another_processes_sync_wakes_when_it_ends() {
             std::thread::yield_now();
         }
         let read_at = block_on(async {
-            let worker = reader.worker(common::backend()).unwrap();
+            let worker = reader.worker(support::backend()).unwrap();
             let mut out = Statement::default();
             worker.statement(2, &mut out).await.unwrap();
             assert_eq!(out.records[0].description(), format!("w{round}"));

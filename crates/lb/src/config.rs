@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use rinha_rt::flags::{at_least_one, ServerArgs, ServerEnv};
+use rinha_rt::flags::{at_least_one, ServerArgs};
 use rinha_rt::Addr;
 
 use crate::relay::SpliceMode;
@@ -29,8 +29,12 @@ pub struct Args {
         value_delimiter = ','
     )]
     pub upstream: Vec<String>,
+    /// Worker threads, each with its own runtime; default: the CPUs this process may use (the
+    /// affinity mask capped by the cgroup CPU quota, rounded up)
+    #[arg(long, value_name = "N", env = "RINHA_LB_WORKERS", value_parser = at_least_one)]
+    pub workers: Option<usize>,
     #[command(flatten)]
-    pub server: ServerArgs<LbEnv>,
+    pub server: ServerArgs,
     /// Upstream connect timeout
     #[arg(
         long,
@@ -105,14 +109,6 @@ pub struct Args {
     pub healthcheck: Option<String>,
 }
 
-/// The balancer's variable for `--workers`.
-#[derive(Debug)]
-pub struct LbEnv;
-
-impl ServerEnv for LbEnv {
-    const WORKERS: &'static str = "RINHA_LB_WORKERS";
-}
-
 /// `auto` leaves the choice to the driver ([`SpliceMode::default_for`]).
 fn parse_splice(text: &str) -> Result<Option<SpliceMode>, String> {
     match text {
@@ -185,7 +181,7 @@ impl Config {
             listen,
             attempts_max: upstreams.len().min(crate::upstreams::PLAN_MAX),
             upstreams,
-            workers: args.server.workers,
+            workers: args.workers,
             connect_timeout: Duration::from_millis(args.connect_timeout_ms),
             idle_timeout: Duration::from_millis(args.idle_timeout_ms),
             connections_per_worker_max: args.connections_max,

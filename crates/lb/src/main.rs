@@ -40,7 +40,7 @@ fn main() {
     }
     let mut config = Config::from_args(&args).unwrap_or_else(|e| flags::exit_usage(NAME, &e));
     let driver = args.server.driver;
-    let workers = config.workers.unwrap_or_else(rinha_rt::cpus_available);
+    let workers = flags::worker_count(config.workers);
     let nofile = rinha_rt::raise_nofile_limit();
     // Each worker serves what the open-files limit leaves room for, at most --connections-max:
     // beyond it accepting pauses, and beyond the relay cap a client that sends is turned away,
@@ -78,10 +78,12 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let mut options = LaunchOptions::new(NAME, workers);
-    options.driver = driver;
-    // The workers' drain, and a second to end their runtimes.
-    options.shutdown_grace = config.drain_timeout + std::time::Duration::from_secs(1);
+    let options = LaunchOptions {
+        name: NAME.to_string(),
+        workers,
+        driver,
+        shutdown_grace: config.drain_timeout + rinha_rt::RUNTIME_END_MARGIN,
+    };
     let listen = vec![config.listen.clone()];
     let upstreams = rinha_rt::join_addrs(&config.upstreams);
     let splice = config.splice;

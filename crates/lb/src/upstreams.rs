@@ -177,6 +177,7 @@ mod tests {
     fn plans_table() {
         // Each case: upstream count, indices marked down, attempts_max, expected plans of the
         // first calls.
+        #[track_caller]
         fn check(count: usize, down: &[usize], attempts: usize, expected: &[&[usize]]) {
             let set = upstreams(count);
             for &index in down {

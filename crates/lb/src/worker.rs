@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use monoio::time::Instant;
 use rinha_rt::{
-    AcceptPolicy, Driver, Gauge, GaugeGuard, Listener, Sockets, Stream, WhenFull, WorkerContext,
+    AcceptPolicy, Driver, Listener, LiveCount, LiveGuard, Sockets, Stream, WhenFull, WorkerContext,
 };
 
 use crate::config::Config;
@@ -76,7 +76,7 @@ struct Local {
     driver: Driver,
     splice: SpliceMode,
     /// Open client connections, bounded by `Config::connections_per_worker_max`.
-    connections: Gauge,
+    connections: LiveCount,
     /// Connections relaying (holding pipes and an upstream), bounded by
     /// `Config::relays_per_worker_max`.
     relays: Relays,
@@ -107,7 +107,7 @@ pub async fn run_worker(
     let local = Rc::new(Local {
         driver: context.driver,
         splice,
-        connections: Gauge::new(),
+        connections: LiveCount::new(),
         relays: Relays::new(balancer.config.relays_per_worker_max),
         pipes: RefCell::new(Vec::new()),
         metrics: balancer.metrics.worker(balancer.upstreams.addrs().len()),
@@ -165,7 +165,7 @@ fn accept_pause(error: &io::Error) -> Option<Duration> {
 }
 
 /// Relays one client; `_open` counts it among the worker's open connections until it ends.
-async fn serve(client: Stream, balancer: Arc<Balancer>, local: Rc<Local>, _open: GaugeGuard) {
+async fn serve(client: Stream, balancer: Arc<Balancer>, local: Rc<Local>, _open: LiveGuard) {
     let _counted = rinha_metrics::OpenConnection::new(&local.metrics);
     let config = &balancer.config;
     let Some((pipes, pending, _relaying)) = first_bytes(&client, &local, config.idle_timeout).await

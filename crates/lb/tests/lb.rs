@@ -409,6 +409,7 @@ fn draining_balancer_refuses_new_clients_and_finishes_open_ones() {
 
 #[test]
 fn usage_errors_exit_with_code_2() {
+    #[track_caller]
     fn check(args: &[&str], env: &[(&str, &str)]) {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_rinha-lb"));
         command
@@ -514,6 +515,7 @@ fn healthcheck_says_whether_the_listener_accepts() {
     }
     // A killed process's io_uring is torn down by the kernel in the background, and an accept
     // still in flight keeps the listener open until then, so the failure may take a moment.
+    #[track_caller]
     fn check(target: &str, expected: i32) {
         let deadline = Instant::now() + Duration::from_secs(3);
         while probe(target) != Some(expected) {

@@ -2,11 +2,11 @@
 //! drain waits on.
 //!
 //! A worker accepts on each of its listeners until shutdown is asked and serves every client
-//! in a task of its own, which holds a [`GaugeGuard`] counting it as open. What differs between
+//! in a task of its own, which holds a [`LiveGuard`] counting it as open. What differs between
 //! the servers is a parameter, [`AcceptPolicy`]: the API closes a client beyond its cap at
 //! once while the balancer leaves it in the listen backlog, each maps accept errors to pauses
 //! in its own way, and the balancer takes nonblocking sockets on io_uring. Once accepting has
-//! stopped, a server drains by waiting, bounded, for a [`Gauge`] to reach zero: the open
+//! stopped, a server drains by waiting, bounded, for a [`LiveCount`] to reach zero: the open
 //! connections (balancer) or the requests in flight (API).
 
 use std::cell::Cell;
@@ -25,7 +25,7 @@ use crate::stream::Stream;
 /// How often an accept loop at its connection cap checks whether a slot freed up.
 const CAP_POLL_INTERVAL: Duration = Duration::from_millis(1);
 
-/// How often [`Gauge::drained`] checks whether the count has reached zero.
+/// How often [`LiveCount::drained`] checks whether the count has reached zero.
 const DRAIN_POLL_INTERVAL: Duration = Duration::from_millis(5);
 
 /// How a worker accepts, and what it does with the clients it cannot serve.
@@ -78,11 +78,11 @@ pub enum Sockets {
 pub async fn accept_until_shutdown<F, Fut>(
     listeners: Vec<AsyncListener>,
     policy: AcceptPolicy,
-    connections: &Gauge,
+    connections: &LiveCount,
     shutdown: &Shutdown,
     serve: F,
 ) where
-    F: Fn(Stream, GaugeGuard) -> Fut + 'static,
+    F: Fn(Stream, LiveGuard) -> Fut + 'static,
     Fut: Future<Output = ()> + 'static,
 {
     let acceptor = Rc::new(Acceptor {
@@ -107,14 +107,14 @@ pub async fn accept_until_shutdown<F, Fut>(
 /// What every accept loop of one call shares.
 struct Acceptor<F> {
     policy: AcceptPolicy,
-    connections: Gauge,
+    connections: LiveCount,
     shutdown: Shutdown,
     serve: F,
 }
 
 impl<F, Fut> Acceptor<F>
 where
-    F: Fn(Stream, GaugeGuard) -> Fut + 'static,
+    F: Fn(Stream, LiveGuard) -> Fut + 'static,
     Fut: Future<Output = ()> + 'static,
 {
     /// Accepts on `listener` until shutdown; gives the listener back for the caller to close.
@@ -166,15 +166,15 @@ where
 }
 
 /// A count of live things on one worker thread: open connections, requests in flight. Each is
-/// counted by holding the [`GaugeGuard`] that [`Gauge::enter`] returns, so it is counted once
+/// counted by holding the [`LiveGuard`] that [`LiveCount::enter`] returns, so it is counted once
 /// and uncounted however its task ends.
 #[derive(Clone, Debug, Default)]
-pub struct Gauge(Rc<Cell<usize>>);
+pub struct LiveCount(Rc<Cell<usize>>);
 
-impl Gauge {
-    /// A gauge at zero.
-    pub fn new() -> Gauge {
-        Gauge::default()
+impl LiveCount {
+    /// A count at zero.
+    pub fn new() -> LiveCount {
+        LiveCount::default()
     }
 
     /// How many guards are alive.
@@ -183,11 +183,11 @@ impl Gauge {
     }
 
     /// Counts one more thing until the returned guard drops.
-    pub fn enter(&self) -> GaugeGuard {
+    pub fn enter(&self) -> LiveGuard {
         let count = self.0.get();
         self.0
-            .set(count.checked_add(1).expect("a gauge cannot overflow"));
-        GaugeGuard(Rc::clone(&self.0))
+            .set(count.checked_add(1).expect("a live count cannot overflow"));
+        LiveGuard(Rc::clone(&self.0))
     }
 
     /// Waits until the count is zero, at most `timeout`; returns whether it reached zero.
@@ -203,16 +203,23 @@ impl Gauge {
     }
 }
 
-/// One thing counted in a [`Gauge`] until this guard drops.
+/// One thing counted in a [`LiveCount`] until this guard drops.
+///
+/// A connection's guard drops with its task, and its socket closes with the task's stream: at
+/// once on epoll; on io_uring within the runtime's next turns, once the operations still
+/// pending on it have completed (the close waits for them). Every timeout shuts its socket
+/// down before letting it go ([`Stream::shut_down_now`]), which completes them at once, so a
+/// socket outlives its count by a turn at most; the descriptor budget's margin covers those
+/// (`crate::limits`), and `crates/chaos/tests/{timeouts,abuse}.rs` see the descriptors back.
 #[derive(Debug)]
 #[must_use = "the thing stops being counted when the guard drops"]
-pub struct GaugeGuard(Rc<Cell<usize>>);
+pub struct LiveGuard(Rc<Cell<usize>>);
 
-impl Drop for GaugeGuard {
+impl Drop for LiveGuard {
     fn drop(&mut self) {
         let count = self.0.get();
         // Every guard was counted by `enter`; a zero here would mean the count lost track.
-        assert!(count > 0, "a gauge guard outlived its count");
+        assert!(count > 0, "a live guard outlived its count");
         self.0.set(count - 1);
     }
 }
@@ -221,35 +228,35 @@ impl Drop for GaugeGuard {
 mod tests {
     use super::*;
     use crate::addr::Addr;
-    use crate::driver::{build_runtime, DriverPref, RING_ENTRIES_DEFAULT};
-    use crate::launch::{spawn_workers, LaunchOptions, WorkerContext};
+    use crate::driver::{build_runtime, DriverPref};
+    use crate::launch::{spawn_workers, LaunchOptions, WorkerContext, RUNTIME_END_MARGIN};
     use crate::listen::bind_listeners;
     use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
     use std::io::{Read, Write};
     use std::net::{SocketAddr, TcpStream};
 
     #[test]
-    fn gauge_counts_guards_and_drains() {
-        let (mut runtime, _) = build_runtime(DriverPref::Epoll, RING_ENTRIES_DEFAULT).unwrap();
+    fn live_count_counts_guards_and_drains() {
+        let (mut runtime, _) = build_runtime(DriverPref::Epoll).unwrap();
         runtime.block_on(async {
-            let gauge = Gauge::new();
-            let first = gauge.enter();
-            let second = gauge.enter();
-            assert_eq!(gauge.count(), 2);
+            let live = LiveCount::new();
+            let first = live.enter();
+            let second = live.enter();
+            assert_eq!(live.count(), 2);
             drop(first);
-            assert_eq!(gauge.count(), 1);
-            assert!(!gauge.drained(Duration::from_millis(20)).await);
+            assert_eq!(live.count(), 1);
+            assert!(!live.drained(Duration::from_millis(20)).await);
             monoio::spawn(async move {
                 monoio::time::sleep(Duration::from_millis(20)).await;
                 drop(second);
             });
-            assert!(gauge.drained(Duration::from_secs(5)).await);
-            assert_eq!(gauge.count(), 0);
+            assert!(live.drained(Duration::from_secs(5)).await);
+            assert_eq!(live.count(), 0);
         });
     }
 
     /// Serves each client an echo of every byte until it hangs up.
-    async fn echo(mut stream: Stream, _open: GaugeGuard) {
+    async fn echo(mut stream: Stream, _open: LiveGuard) {
         let mut buf = vec![0u8; 1];
         loop {
             let (read, back) = stream.read(buf).await;
@@ -288,14 +295,18 @@ mod tests {
                 .into_iter()
                 .map(|listener| listener.into_monoio())
                 .collect::<io::Result<_>>()?;
-            let connections = Gauge::new();
+            let connections = LiveCount::new();
             accept_until_shutdown(listeners, policy, &connections, &context.shutdown, echo).await;
             connections.drained(Duration::from_secs(3)).await;
             Ok::<(), io::Error>(())
         };
-        let mut options = LaunchOptions::new("rt-accept", 1);
-        options.driver = DriverPref::Auto;
-        (spawn_workers(options, sets, worker, false).unwrap(), addr)
+        let options = LaunchOptions {
+            name: "rt-accept".to_string(),
+            workers: 1,
+            driver: DriverPref::Auto,
+            shutdown_grace: RUNTIME_END_MARGIN,
+        };
+        (spawn_workers(options, sets, worker).unwrap(), addr)
     }
 
     /// Whether `client` echoes a byte within `wait`.

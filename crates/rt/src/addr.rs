@@ -112,6 +112,7 @@ pub fn join_addrs(addrs: &[Addr]) -> String {
 mod tests {
     use super::*;
 
+    #[track_caller]
     fn check(input: &str, expected: Result<&str, AddrError>) {
         let parsed = Addr::parse(input);
         match (&parsed, &expected) {
@@ -153,6 +154,7 @@ mod tests {
 
     #[test]
     fn list_table() {
+        #[track_caller]
         fn check_list(input: &str, expected: &[&str]) {
             let parsed = Addr::parse_list(input).expect("valid list");
             let texts: Vec<String> = parsed.iter().map(ToString::to_string).collect();

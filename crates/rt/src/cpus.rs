@@ -28,7 +28,7 @@ pub fn cpus_available() -> usize {
 }
 
 /// The CPU indices in this process's affinity mask, in increasing order.
-pub fn affinity_cpu_list() -> Vec<usize> {
+fn affinity_cpu_list() -> Vec<usize> {
     match rustix::thread::sched_getaffinity(None) {
         Ok(set) => (0..rustix::thread::CpuSet::MAX_CPU)
             .filter(|&cpu| set.is_set(cpu))
@@ -190,6 +190,7 @@ mod tests {
 
     #[test]
     fn cpu_max_table() {
+        #[track_caller]
         fn check(input: &str, expected: Option<usize>) {
             assert_eq!(parse_cpu_max(input), expected, "input {input:?}");
         }
@@ -237,6 +238,7 @@ mod tests {
 
     #[test]
     fn cfs_table() {
+        #[track_caller]
         fn check(quota: &str, period: &str, expected: Option<usize>) {
             assert_eq!(
                 parse_cfs(quota, period),
@@ -255,6 +257,7 @@ mod tests {
 
     #[test]
     fn v1_dirs_table() {
+        #[track_caller]
         fn check(self_cgroup: &str, mountinfo: &str, expected: Option<Vec<&str>>) {
             let expected = expected.map(|v| v.into_iter().map(PathBuf::from).collect::<Vec<_>>());
             assert_eq!(cgroup_v1_cpu_dirs(self_cgroup, mountinfo), expected);
@@ -290,6 +293,7 @@ mod tests {
 
     #[test]
     fn v2_dirs_table() {
+        #[track_caller]
         fn check(self_cgroup: &str, mountinfo: &str, expected: Option<Vec<&str>>) {
             let expected = expected.map(|v| v.into_iter().map(PathBuf::from).collect::<Vec<_>>());
             assert_eq!(cgroup_v2_dirs(self_cgroup, mountinfo), expected);

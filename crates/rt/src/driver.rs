@@ -14,8 +14,8 @@ use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 /// Name of the environment variable that forces a driver (the servers' `--driver`).
 pub const DRIVER_ENV: &str = "RINHA_DRIVER";
 
-/// Default io_uring submission queue size per worker.
-pub const RING_ENTRIES_DEFAULT: u32 = 1024;
+/// io_uring submission queue entries per worker.
+const RING_ENTRIES: u32 = 1024;
 
 /// A monoio runtime with timers on either driver.
 pub type Runtime = monoio::FusionRuntime<TimeDriver<IoUringDriver>, TimeDriver<LegacyDriver>>;
@@ -77,13 +77,13 @@ impl DriverPref {
 
 /// Builds a runtime with timers for the current thread, following `pref`, and says which driver
 /// it got.
-pub fn build_runtime(pref: DriverPref, ring_entries: u32) -> io::Result<(Runtime, Driver)> {
+pub fn build_runtime(pref: DriverPref) -> io::Result<(Runtime, Driver)> {
     match pref {
         DriverPref::Epoll => build_epoll().map(|rt| (rt, Driver::Epoll)),
-        DriverPref::IoUring => build_io_uring(ring_entries).map(|rt| (rt, Driver::IoUring)),
+        DriverPref::IoUring => build_io_uring().map(|rt| (rt, Driver::IoUring)),
         DriverPref::Auto => {
             if monoio::utils::detect_uring() {
-                if let Ok(runtime) = build_io_uring(ring_entries) {
+                if let Ok(runtime) = build_io_uring() {
                     return Ok((runtime, Driver::IoUring));
                 }
             }
@@ -111,7 +111,7 @@ enum RingSetup {
     Plain,
 }
 
-fn build_io_uring(ring_entries: u32) -> io::Result<Runtime> {
+fn build_io_uring() -> io::Result<Runtime> {
     let mut refused = None;
     for setup in [
         RingSetup::DeferTaskrun,
@@ -129,7 +129,7 @@ fn build_io_uring(ring_entries: u32) -> io::Result<Runtime> {
             RingSetup::Plain => {}
         }
         let built = RuntimeBuilder::<IoUringDriver>::new()
-            .with_entries(ring_entries)
+            .with_entries(RING_ENTRIES)
             .uring_builder(ring)
             .enable_timer()
             .build();
@@ -157,6 +157,7 @@ mod tests {
 
     #[test]
     fn pref_table() {
+        #[track_caller]
         fn check(input: &str, expected: Result<DriverPref, DriverPrefError>) {
             assert_eq!(DriverPref::parse(input), expected, "input {input:?}");
         }
@@ -171,14 +172,14 @@ mod tests {
 
     #[test]
     fn epoll_runtime_runs_timers() {
-        let (mut runtime, driver) = build_runtime(DriverPref::Epoll, RING_ENTRIES_DEFAULT).unwrap();
+        let (mut runtime, driver) = build_runtime(DriverPref::Epoll).unwrap();
         assert_eq!(driver, Driver::Epoll);
         runtime.block_on(async { monoio::time::sleep(std::time::Duration::from_millis(1)).await });
     }
 
     #[test]
     fn auto_runtime_runs_timers() {
-        let (mut runtime, driver) = build_runtime(DriverPref::Auto, RING_ENTRIES_DEFAULT).unwrap();
+        let (mut runtime, driver) = build_runtime(DriverPref::Auto).unwrap();
         if monoio::utils::detect_uring() {
             assert_eq!(driver, Driver::IoUring);
         }

@@ -5,7 +5,9 @@
 //! doc comment is its `--help` line. Reading a flag is reading a field, so a misspelt flag does
 //! not compile. What clap does not do the way these binaries always have is here:
 //!
-//! - [`ServerArgs`]: the flags both servers take, declared once and flattened into each;
+//! - [`ServerArgs`]: the flags both servers take under the same variable, declared once and
+//!   flattened into each (`--workers` each declares itself, since each server reads it from a
+//!   variable of its own, and passes it to [`worker_count`]);
 //! - [`parse_or_exit`]: environment values trimmed (blank ones count as unset, list items are
 //!   trimmed and empty items dropped), and a bad command line reported in one line with exit
 //!   status 2;
@@ -17,25 +19,13 @@
 pub mod table;
 
 use std::fmt;
-use std::marker::PhantomData;
 
 use crate::driver::{DriverPref, DRIVER_ENV};
 
-/// The environment variables a server reads for the flags of [`ServerArgs`] whose variable is
-/// its own: the API and the balancer each keep theirs, so one environment can configure both.
-pub trait ServerEnv {
-    /// The variable behind `--workers`.
-    const WORKERS: &'static str;
-}
-
-/// The flags both servers take. A server flattens them into its own flags
-/// (`#[command(flatten)]`) and names their environment variables through `E`.
+/// The flags both servers take under the same environment variable. A server flattens them
+/// into its own flags (`#[command(flatten)]`).
 #[derive(clap::Args, Debug)]
-pub struct ServerArgs<E: ServerEnv> {
-    /// Worker threads, each with its own runtime; default: the CPUs this process may use (the
-    /// affinity mask capped by the cgroup CPU quota, rounded up)
-    #[arg(long, value_name = "N", env = E::WORKERS, value_parser = at_least_one)]
-    pub workers: Option<usize>,
+pub struct ServerArgs {
     /// I/O driver: auto (io_uring, epoll when the kernel or seccomp refuses it), io_uring or
     /// epoll
     #[arg(
@@ -46,15 +36,13 @@ pub struct ServerArgs<E: ServerEnv> {
         value_parser = DriverPref::parse
     )]
     pub driver: DriverPref,
-    #[arg(skip)]
-    environment: PhantomData<E>,
 }
 
-impl<E: ServerEnv> ServerArgs<E> {
-    /// `--workers`, or the CPUs this process may use when it is absent.
-    pub fn worker_count(&self) -> usize {
-        self.workers.unwrap_or_else(crate::cpus_available)
-    }
+/// A server's `--workers`, or the CPUs this process may use when it is absent (the affinity
+/// mask capped by the cgroup CPU quota, rounded up). Each server declares the flag with
+/// [`at_least_one`] as its parser.
+pub fn worker_count(workers: Option<usize>) -> usize {
+    workers.unwrap_or_else(crate::cpus_available)
 }
 
 /// Parses a count that must be at least 1 (workers, connections, threads).
@@ -145,13 +133,6 @@ mod tests {
 
     use super::*;
 
-    #[derive(Debug)]
-    struct TestEnv;
-
-    impl ServerEnv for TestEnv {
-        const WORKERS: &'static str = "T_WORKERS";
-    }
-
     /// A binary's flags as the servers declare theirs.
     #[derive(clap::Parser, Debug)]
     #[command(name = "t")]
@@ -162,8 +143,11 @@ mod tests {
         /// A switch
         #[arg(long, env = "T_VERBOSE", value_parser = clap::builder::BoolishValueParser::new())]
         verbose: bool,
+        /// Worker threads
+        #[arg(long, value_name = "N", env = "T_WORKERS", value_parser = at_least_one)]
+        workers: Option<usize>,
         #[command(flatten)]
-        server: ServerArgs<TestEnv>,
+        server: ServerArgs,
     }
 
     /// Held by every test that parses [`Args`], which reads the environment, so that the one
@@ -174,12 +158,13 @@ mod tests {
     type Values<'a> = (Vec<&'a str>, Option<usize>, DriverPref, bool);
 
     /// What a parse should give: the values, or the error line.
+    #[track_caller]
     fn check(args: &[&str], expected: Result<Values, &str>) {
         let got = Args::try_parse_from(std::iter::once("t").chain(args.iter().copied()))
             .map(|parsed| {
                 (
                     parsed.listen,
-                    parsed.server.workers,
+                    parsed.workers,
                     parsed.server.driver,
                     parsed.verbose,
                 )
@@ -249,6 +234,7 @@ mod tests {
 
     #[test]
     fn environment_values_are_tidied_as_they_were_always_read() {
+        #[track_caller]
         fn check(value: &str, comma_separated: bool, expected: Option<&str>) {
             assert_eq!(
                 tidy(value, comma_separated).as_deref(),

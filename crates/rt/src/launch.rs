@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::driver::{build_runtime, Driver, DriverPref, RING_ENTRIES_DEFAULT};
+use crate::driver::{build_runtime, Driver, DriverPref};
 use crate::listen::Listener;
 
 /// How often a worker waiting on [`Shutdown::wait`] looks at the flag.
@@ -21,6 +21,10 @@ const SHUTDOWN_POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 /// How long the main thread waits for every worker to report its runtime is built.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long, after its drain, a worker may take to end its runtime (its tasks dropped, its
+/// descriptors closed). A server's shutdown grace is its drain bound plus this.
+pub const RUNTIME_END_MARGIN: Duration = Duration::from_secs(1);
 
 /// How the workers are started.
 #[derive(Clone, Debug)]
@@ -31,27 +35,10 @@ pub struct LaunchOptions {
     pub workers: usize,
     /// Driver preference, usually `--driver` ([`crate::flags::ServerArgs`]).
     pub driver: DriverPref,
-    /// io_uring submission queue entries per worker.
-    pub ring_entries: u32,
-    /// Pin worker `i` to the `i`-th CPU of the affinity mask. Off by default: containers with a
-    /// fractional CPU quota would all pile onto CPU 0.
-    pub pin: bool,
-    /// How long workers get to finish in-flight work after shutdown is asked.
+    /// How long workers get to finish in-flight work after shutdown is asked; those still
+    /// running then die with the process. Each server derives it from its drain bound and
+    /// [`RUNTIME_END_MARGIN`].
     pub shutdown_grace: Duration,
-}
-
-impl LaunchOptions {
-    /// Defaults: auto driver, 1024 ring entries, no pinning, 5 s grace.
-    pub fn new(name: &str, workers: usize) -> LaunchOptions {
-        LaunchOptions {
-            name: name.to_string(),
-            workers: workers.max(1),
-            driver: DriverPref::Auto,
-            ring_entries: RING_ENTRIES_DEFAULT,
-            pin: false,
-            shutdown_grace: Duration::from_secs(5),
-        }
-    }
 }
 
 /// Everything one worker receives.
@@ -139,7 +126,8 @@ impl fmt::Display for LaunchError {
 
 impl std::error::Error for LaunchError {}
 
-enum Event {
+/// What a worker thread tells the main thread.
+enum WorkerEvent {
     Ready {
         worker: usize,
         driver: Driver,
@@ -153,7 +141,7 @@ enum Event {
 /// Running workers, started by [`spawn_workers`].
 pub struct Workers {
     shutdown: Shutdown,
-    events: mpsc::Receiver<Event>,
+    events: mpsc::Receiver<WorkerEvent>,
     handles: Vec<std::thread::JoinHandle<()>>,
     exited: Vec<bool>,
     drivers: Vec<Driver>,
@@ -181,7 +169,7 @@ where
 {
     let signals = crate::signals::block_stop_signals();
     let grace = options.shutdown_grace;
-    let mut workers = spawn_workers(options, listeners, make_worker, true)?;
+    let mut workers = start(options, listeners, make_worker, crate::signals::wake_main)?;
     on_started(workers.driver());
     loop {
         let signal = crate::signals::wait(&signals);
@@ -192,13 +180,29 @@ where
     workers.stop(grace)
 }
 
-/// Starts the workers and waits until each has built its runtime. `signal_main` makes a worker
-/// that ends send SIGUSR1 to the process (only [`launch`] wants that; tests do not).
+/// Starts the workers and waits until each has built its runtime, without touching the
+/// process's signals: for tests and embedders that stop the workers themselves
+/// ([`Workers::stop`]).
 pub fn spawn_workers<F, Fut, E>(
     options: LaunchOptions,
     listeners: Vec<Vec<Listener>>,
     make_worker: F,
-    signal_main: bool,
+) -> Result<Workers, LaunchError>
+where
+    F: Fn(WorkerContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + 'static,
+    E: fmt::Display,
+{
+    start(options, listeners, make_worker, || {})
+}
+
+/// Starts the workers and waits until each has built its runtime; a worker that ends calls
+/// `on_exit` after reporting ([`launch`] wakes its main thread with it).
+fn start<F, Fut, E>(
+    options: LaunchOptions,
+    listeners: Vec<Vec<Listener>>,
+    make_worker: F,
+    on_exit: fn(),
 ) -> Result<Workers, LaunchError>
 where
     F: Fn(WorkerContext) -> Fut + Send + Sync + 'static,
@@ -210,7 +214,6 @@ where
     let make_worker = Arc::new(make_worker);
     let shutdown = Shutdown::new();
     let (sender, events) = mpsc::channel();
-    let cpus = crate::cpus::affinity_cpu_list();
     let mut listeners = listeners.into_iter();
     let mut workers = Workers {
         shutdown,
@@ -225,16 +228,10 @@ where
             index,
             count,
             pref: options.driver,
-            ring_entries: options.ring_entries,
-            pin_cpu: if options.pin && count <= cpus.len() {
-                Some(cpus[index])
-            } else {
-                None
-            },
             listeners: listeners.next().unwrap_or_default(),
             shutdown: workers.shutdown.clone(),
             sender: sender.clone(),
-            signal_main,
+            on_exit,
         };
         let make_worker = Arc::clone(&make_worker);
         let spawned = std::thread::Builder::new()
@@ -257,12 +254,10 @@ struct Seat {
     index: usize,
     count: usize,
     pref: DriverPref,
-    ring_entries: u32,
-    pin_cpu: Option<usize>,
     listeners: Vec<Listener>,
     shutdown: Shutdown,
-    sender: mpsc::Sender<Event>,
-    signal_main: bool,
+    sender: mpsc::Sender<WorkerEvent>,
+    on_exit: fn(),
 }
 
 impl Seat {
@@ -276,22 +271,16 @@ impl Seat {
             worker: self.index,
             sender: self.sender.clone(),
             result: None,
-            signal_main: self.signal_main,
+            on_exit: self.on_exit,
         };
-        if let Some(cpu) = self.pin_cpu {
-            let mut set = rustix::thread::CpuSet::new();
-            set.set(cpu);
-            // Pinning is an optimisation; a refusal (seccomp, cpuset changes) is not fatal.
-            let _ = rustix::thread::sched_setaffinity(None, &set);
-        }
-        let (mut runtime, driver) = match build_runtime(self.pref, self.ring_entries) {
+        let (mut runtime, driver) = match build_runtime(self.pref) {
             Ok(built) => built,
             Err(error) => {
                 report.result = Some(Err(format!("cannot build runtime: {error}")));
                 return;
             }
         };
-        let _ = self.sender.send(Event::Ready {
+        let _ = self.sender.send(WorkerEvent::Ready {
             worker: self.index,
             driver,
         });
@@ -314,9 +303,9 @@ impl Seat {
 /// Sends the worker's end to the main thread when dropped, so a panic is reported too.
 struct ExitReport {
     worker: usize,
-    sender: mpsc::Sender<Event>,
+    sender: mpsc::Sender<WorkerEvent>,
     result: Option<Result<(), String>>,
-    signal_main: bool,
+    on_exit: fn(),
 }
 
 impl Drop for ExitReport {
@@ -325,13 +314,11 @@ impl Drop for ExitReport {
             .result
             .take()
             .unwrap_or_else(|| Err("worker panicked".to_string()));
-        let _ = self.sender.send(Event::Exited {
+        let _ = self.sender.send(WorkerEvent::Exited {
             worker: self.worker,
             result,
         });
-        if self.signal_main {
-            crate::signals::wake_main();
-        }
+        (self.on_exit)();
     }
 }
 
@@ -347,12 +334,12 @@ impl Workers {
         while ready.iter().any(Option::is_none) {
             let timeout = deadline.saturating_duration_since(Instant::now());
             match self.events.recv_timeout(timeout) {
-                Ok(Event::Ready { worker, driver }) => ready[worker] = Some(driver),
-                Ok(Event::Exited { worker, result }) if ready[worker].is_some() => {
+                Ok(WorkerEvent::Ready { worker, driver }) => ready[worker] = Some(driver),
+                Ok(WorkerEvent::Exited { worker, result }) if ready[worker].is_some() => {
                     // It started and already ended; `launch` sees it on its first check.
-                    self.record(Event::Exited { worker, result });
+                    self.record(WorkerEvent::Exited { worker, result });
                 }
-                Ok(Event::Exited { worker, result }) => {
+                Ok(WorkerEvent::Exited { worker, result }) => {
                     self.exited[worker] = true;
                     let error = result
                         .err()
@@ -369,9 +356,7 @@ impl Workers {
         self.drivers = ready.into_iter().flatten().collect();
         Ok(())
     }
-}
 
-impl Workers {
     /// The driver in use. Workers build their runtimes independently; should one of them have
     /// fallen back to epoll while another got io_uring, epoll is reported, the weaker claim.
     pub fn driver(&self) -> Driver {
@@ -390,8 +375,8 @@ impl Workers {
         self.exited.iter().any(|&exited| exited)
     }
 
-    fn record(&mut self, event: Event) {
-        if let Event::Exited { worker, result } = event {
+    fn record(&mut self, event: WorkerEvent) {
+        if let WorkerEvent::Exited { worker, result } = event {
             self.exited[worker] = true;
             if let Err(error) = result {
                 if self.failure.is_none() {
@@ -443,9 +428,12 @@ mod tests {
     }
 
     fn options(workers: usize, driver: DriverPref) -> LaunchOptions {
-        let mut options = LaunchOptions::new("rt-test", workers);
-        options.driver = driver;
-        options
+        LaunchOptions {
+            name: "rt-test".to_string(),
+            workers,
+            driver,
+            shutdown_grace: RUNTIME_END_MARGIN,
+        }
     }
 
     /// Every worker serves an echo of one byte on its listener until shutdown.
@@ -475,7 +463,7 @@ mod tests {
         let Addr::Tcp(addr) = sets[0][0].local_addr().unwrap() else {
             unreachable!()
         };
-        let workers = spawn_workers(options(2, driver), sets, echo_worker, false).unwrap();
+        let workers = spawn_workers(options(2, driver), sets, echo_worker).unwrap();
         if driver == DriverPref::Epoll {
             assert_eq!(workers.driver(), Driver::Epoll);
         }
@@ -511,8 +499,7 @@ mod tests {
             context.shutdown.wait().await;
             Ok(())
         };
-        let mut workers =
-            spawn_workers(options(2, DriverPref::Epoll), Vec::new(), make, false).unwrap();
+        let mut workers = spawn_workers(options(2, DriverPref::Epoll), Vec::new(), make).unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         while !workers.any_exited() {
             assert!(Instant::now() < deadline);

@@ -13,7 +13,7 @@
 //!    the callback, waits for SIGTERM/SIGINT and stops the workers through [`Shutdown`];
 //! 5. each worker runs [`accept_until_shutdown`] on its listeners, with its server's
 //!    [`AcceptPolicy`] (connection cap, accept errors), then drains by waiting, bounded, for a
-//!    [`Gauge`] of its connections or requests to reach zero.
+//!    [`LiveCount`] of its connections or requests to reach zero.
 //!
 //! Architecture invariant: this crate has no knowledge of HTTP, accounts or balancing.
 
@@ -28,14 +28,13 @@ mod listen;
 mod signals;
 mod stream;
 
-pub use accept::{accept_until_shutdown, AcceptPolicy, Gauge, GaugeGuard, Sockets, WhenFull};
+pub use accept::{accept_until_shutdown, AcceptPolicy, LiveCount, LiveGuard, Sockets, WhenFull};
 pub use addr::{join_addrs, Addr, AddrError};
-pub use cpus::{affinity_cpu_list, cpus_available, parse_cfs, parse_cpu_max};
-pub use driver::{
-    build_runtime, Driver, DriverPref, DriverPrefError, Runtime, DRIVER_ENV, RING_ENTRIES_DEFAULT,
-};
+pub use cpus::{cpus_available, parse_cfs, parse_cpu_max};
+pub use driver::{build_runtime, Driver, DriverPref, DriverPrefError, Runtime, DRIVER_ENV};
 pub use launch::{
     launch, spawn_workers, LaunchError, LaunchOptions, Shutdown, WorkerContext, Workers,
+    RUNTIME_END_MARGIN,
 };
 pub use limits::{
     cap_connections, connections_per_worker_fit, raise_nofile_limit, reserve_descriptor_table,
@@ -89,6 +88,7 @@ mod tests {
 
     #[test]
     fn startup_line_table() {
+        #[track_caller]
         fn check(extra: &str, expected: &str) {
             let listen = [
                 Addr::parse("127.0.0.1:9999").unwrap(),

@@ -273,6 +273,7 @@ After the table.
 
     #[test]
     fn each_kind_of_drift_is_reported() {
+        #[track_caller]
         fn check(from: &str, to: &str, expected: &str) {
             assert!(README.contains(from), "{from}");
             let readme = README.replace(from, to);
