@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use espora::file::{Entry, Transaction};
+use espora::file::Entry;
 use espora::{AppendError, Backend, Db, Faults, Kind, Options, ReadError, Statement};
 use support::block_on_with;
 
@@ -61,12 +61,7 @@ fn options(faults: Faults) -> Options {
 }
 
 fn credit(description: &str) -> Entry {
-    let transaction = Transaction {
-        value: 3,
-        kind: Kind::Credit,
-        description,
-    };
-    transaction.validate().expect("a valid credit")
+    support::entry(3, Kind::Credit, description)
 }
 
 /// The back ends to test on this kernel: the ring only where it has what espora needs.

@@ -37,9 +37,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use espora::layout::{shared_offset, TAGGED_SEQ_BITS};
-use espora::{
-    AppendError, Backend, Db, Entry, Kind, Options, ReadError, Statement, Transaction, Unavailable,
-};
+use espora::{AppendError, Backend, Db, Entry, Kind, Options, ReadError, Statement, Unavailable};
 use support::block_on_with;
 
 /// Far more than any step here takes (milliseconds) when it works.
@@ -59,12 +57,7 @@ fn options() -> Options {
 }
 
 fn credit(description: &str) -> Entry {
-    let transaction = Transaction {
-        value: VALUE,
-        kind: Kind::Credit,
-        description,
-    };
-    transaction.validate().expect("a valid credit")
+    support::entry(VALUE, Kind::Credit, description)
 }
 
 /// Both drivers (false: io_uring, true: epoll), each with the back ends this kernel has.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use espora::file::shared_file_name;
 use espora::shared::Shared;
-use espora::{AppendError, Db, Faults, Kind, Transaction};
+use espora::{AppendError, Db, Faults, Kind};
 use support::{assert_acks_in_history, block_on, is_child, read_history, spawn_child, Ack, Rng};
 
 /// Child entry point: appends to one account from several threads, each running several tasks,
@@ -212,16 +212,9 @@ fn a_process_killed_while_its_sync_is_in_flight_stalls_the_other_only_briefly() 
         let worker = db.worker(support::backend()).unwrap();
         for i in 0..20 {
             let description = format!("b{i}#");
-            let tx = Transaction {
-                value: 1,
-                kind: Kind::Credit,
-                description: &description,
-            };
+            let tx = support::entry(1, Kind::Credit, &description);
             let started = std::time::Instant::now();
-            let done = worker
-                .append(3, &tx.validate().unwrap())
-                .await
-                .expect("append");
+            let done = worker.append(3, &tx).await.expect("append");
             latencies.push(started.elapsed());
             acks.push(Ack {
                 account: 3,
@@ -255,12 +248,8 @@ async fn append_loop(worker: &espora::Worker, account: u32, tag: &str, count: u6
         let value = 1 + rng.below(if credit { debit_max / 2 } else { debit_max }) as i64;
         let kind = if credit { Kind::Credit } else { Kind::Debit };
         let description = format!("{tag}{i:x}#");
-        let tx = Transaction {
-            value,
-            kind,
-            description: &description,
-        };
-        match worker.append(account, &tx.validate().unwrap()).await {
+        let tx = support::entry(value, kind, &description);
+        match worker.append(account, &tx).await {
             Ok(done) => {
                 let ack = Ack {
                     account,
@@ -461,15 +450,8 @@ fn child_creator() {
     block_on(async {
         let worker = db.worker(support::backend()).unwrap();
         let description = format!("{tag}#");
-        let tx = Transaction {
-            value: 1,
-            kind: Kind::Credit,
-            description: &description,
-        };
-        let done = worker
-            .append(1, &tx.validate().unwrap())
-            .await
-            .expect("append");
+        let tx = support::entry(1, Kind::Credit, &description);
+        let done = worker.append(1, &tx).await.expect("append");
         println!(
             "{}",
             Ack {

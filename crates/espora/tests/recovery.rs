@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use espora::file::{self, account_file_name, Transaction};
+use espora::file::{self, account_file_name};
 use espora::layout::{Description, Record, HEADER_SIZE, RECORD_SIZE};
 use espora::shared::{Shared, Tagged};
 use espora::{
@@ -33,12 +33,8 @@ fn history(durable: u64, pending: u64) -> tempfile::TempDir {
         let worker = db.worker(support::backend()).unwrap();
         for i in 0..durable {
             let description = format!("d{i}");
-            let tx = Transaction {
-                value: 10,
-                kind: Kind::Credit,
-                description: &description,
-            };
-            worker.append(1, &tx.validate().unwrap()).await.unwrap();
+            let tx = support::entry(10, Kind::Credit, &description);
+            worker.append(1, &tx).await.unwrap();
         }
     });
     drop(db);
@@ -56,12 +52,7 @@ fn append_unsynced(dir: &Path, count: u64) {
     file::lock_exclusive_blocking(&handle).unwrap();
     for i in 0..count {
         let description = format!("p{i}");
-        let tx = Transaction {
-            value: 1,
-            kind: Kind::Debit,
-            description: &description,
-        };
-        let entry = tx.validate().unwrap();
+        let entry = support::entry(1, Kind::Debit, &description);
         let (record, generation) = mapping
             .append_locked(&handle, &shared, &entry, espora::time::now_us())
             .unwrap();
@@ -127,15 +118,11 @@ fn torn_unacknowledged_newest_record_is_recovered_silently() {
     // The next append takes the torn slot's place.
     block_on(async {
         let db = Arc::new(Db::open(dir.path(), support::options()).unwrap());
-        let tx = Transaction {
-            value: 1,
-            kind: Kind::Credit,
-            description: "after",
-        };
+        let tx = support::entry(1, Kind::Credit, "after");
         let done = db
             .worker(support::backend())
             .unwrap()
-            .append(1, &tx.validate().unwrap())
+            .append(1, &tx)
             .await
             .unwrap();
         assert_eq!((done.seq, done.balance), (6, 51));
@@ -170,15 +157,8 @@ fn records_beyond_a_gap_left_by_a_machine_crash_are_erased_and_reported() {
         let db = Arc::new(Db::open(dir.path(), support::options()).unwrap());
         let worker = db.worker(support::backend()).unwrap();
         for expected in [4, 5, 6, 7] {
-            let tx = Transaction {
-                value: 1,
-                kind: Kind::Credit,
-                description: "x",
-            };
-            assert_eq!(
-                worker.append(1, &tx.validate().unwrap()).await.unwrap().seq,
-                expected
-            );
+            let tx = support::entry(1, Kind::Credit, "x");
+            assert_eq!(worker.append(1, &tx).await.unwrap().seq, expected);
         }
     });
     assert!(espora_verify(dir.path()).0);
@@ -288,22 +268,17 @@ fn a_failed_fdatasync_stops_every_acknowledgement() {
     let db = Arc::new(Db::open(dir.path(), options).unwrap());
     block_on(async {
         let worker = db.worker(support::backend()).unwrap();
-        let tx = Transaction {
-            value: 5,
-            kind: Kind::Credit,
-            description: "c",
-        };
+        let tx = support::entry(5, Kind::Credit, "c");
         for _ in 0..3 {
-            worker.append(1, &tx.validate().unwrap()).await.unwrap();
+            worker.append(1, &tx).await.unwrap();
         }
-        let entry = tx.validate().unwrap();
-        let failed = worker.append(1, &entry).await;
+        let failed = worker.append(1, &tx).await;
         assert!(
             matches!(failed, Err(AppendError::Unavailable(Unavailable::Sync(_)))),
             "{failed:?}"
         );
         for account in [1, 2] {
-            let after = worker.append(account, &tx.validate().unwrap()).await;
+            let after = worker.append(account, &tx).await;
             assert!(
                 matches!(after, Err(AppendError::Unavailable(Unavailable::Poisoned))),
                 "{after:?}"
@@ -337,12 +312,7 @@ fn a_lock_held_too_long_fails_the_append_without_blocking_the_thread() {
             }
         });
         let started = Instant::now();
-        let tx = Transaction {
-            value: 5,
-            kind: Kind::Credit,
-            description: "c",
-        };
-        let entry = tx.validate().unwrap();
+        let entry = support::entry(5, Kind::Credit, "c");
         let result = worker.append(1, &entry).await;
         assert!(
             matches!(
@@ -359,14 +329,7 @@ fn a_lock_held_too_long_fails_the_append_without_blocking_the_thread() {
         );
         // Once the holder lets go, appends proceed.
         file::unlock(&holder);
-        assert_eq!(
-            worker
-                .append(1, &tx.validate().unwrap())
-                .await
-                .unwrap()
-                .balance,
-            5
-        );
+        assert_eq!(worker.append(1, &entry).await.unwrap().balance, 5);
     });
 }
 
@@ -392,12 +355,7 @@ fn the_tool_initialises_dumps_and_verifies() {
             (Kind::Debit, "devolve"),
             (Kind::Credit, "aspas\"é"),
         ] {
-            let transaction = Transaction {
-                value: 7,
-                kind,
-                description,
-            };
-            let entry = transaction.validate().unwrap();
+            let entry = support::entry(7, kind, description);
             worker.append(4, &entry).await.unwrap();
         }
     });
@@ -477,13 +435,8 @@ fn an_append_dropped_while_its_sync_is_in_flight_does_not_wedge_the_worker() {
             let worker = db.worker(support::backend()).unwrap();
             for round in 0..50u64 {
                 let description = format!("r{round}");
-                let tx = Transaction {
-                    value: 1,
-                    kind: Kind::Credit,
-                    description: &description,
-                };
+                let entry = support::entry(1, Kind::Credit, &description);
                 // Poll the append a few times, then drop it, possibly mid-sync.
-                let entry = tx.validate().unwrap();
                 let mut append = Box::pin(worker.append(1, &entry));
                 for _ in 0..(round % 4) {
                     let ready = std::future::poll_fn(|cx| {
@@ -496,12 +449,7 @@ fn an_append_dropped_while_its_sync_is_in_flight_does_not_wedge_the_worker() {
                     monoio::time::sleep(std::time::Duration::from_micros(200)).await;
                 }
                 drop(append);
-                let tx = Transaction {
-                    value: 1,
-                    kind: Kind::Credit,
-                    description: "after",
-                };
-                let entry = tx.validate().unwrap();
+                let entry = support::entry(1, Kind::Credit, "after");
                 let after = worker.append(1, &entry);
                 let done = monoio::time::timeout(std::time::Duration::from_secs(5), after)
                     .await
@@ -590,19 +538,8 @@ fn creation_without_fallocate_writes_the_file_out() {
     );
     block_on(async {
         let worker = db.worker(support::backend()).unwrap();
-        let tx = Transaction {
-            value: 3,
-            kind: Kind::Credit,
-            description: "fuse",
-        };
-        assert_eq!(
-            worker
-                .append(1, &tx.validate().unwrap())
-                .await
-                .unwrap()
-                .balance,
-            3
-        );
+        let tx = support::entry(3, Kind::Credit, "fuse");
+        assert_eq!(worker.append(1, &tx).await.unwrap().balance, 3);
     });
     drop(db);
     let (ok, report) = espora_verify(dir.path());
@@ -710,12 +647,8 @@ fn at_most_a_quarter_of_the_ring_waits_for_a_sync() {
             tasks.push(monoio::spawn(async move {
                 for i in 0..5 {
                     let description = format!("t{task}.{i}");
-                    let tx = Transaction {
-                        value: 1,
-                        kind: Kind::Credit,
-                        description: &description,
-                    };
-                    worker.append(1, &tx.validate().unwrap()).await.unwrap();
+                    let tx = support::entry(1, Kind::Credit, &description);
+                    worker.append(1, &tx).await.unwrap();
                 }
                 done.set(done.get() + 1);
             }));
@@ -760,30 +693,16 @@ fn a_writer_refused_by_the_window_is_woken_once_the_window_reopens() {
     file::lock_exclusive_blocking(&handle).unwrap();
     for i in 0..RING / 4 {
         let description = format!("k{i}");
-        let tx = Transaction {
-            value: 1,
-            kind: Kind::Credit,
-            description: &description,
-        };
+        let tx = support::entry(1, Kind::Credit, &description);
         mapping
-            .append_locked(
-                &handle,
-                &shared,
-                &tx.validate().unwrap(),
-                espora::time::now_us(),
-            )
+            .append_locked(&handle, &shared, &tx, espora::time::now_us())
             .unwrap();
     }
     file::unlock(&handle);
     assert_eq!((shared.head().seq, shared.durable().seq), (0, 0));
     let appended = block_on(async {
         let worker = db.worker(support::backend()).unwrap();
-        let tx = Transaction {
-            value: 1,
-            kind: Kind::Credit,
-            description: "after",
-        };
-        let entry = tx.validate().unwrap();
+        let entry = support::entry(1, Kind::Credit, "after");
         let append = worker.append(1, &entry);
         monoio::time::timeout(std::time::Duration::from_secs(5), append)
             .await
@@ -822,12 +741,8 @@ fn a_statement_waiting_for_another_processes_sync_wakes_when_it_ends() {
                 block_on(async {
                     let worker = writer.worker(support::backend()).unwrap();
                     let description = format!("w{round}");
-                    let tx = Transaction {
-                        value: 1,
-                        kind: Kind::Credit,
-                        description: &description,
-                    };
-                    worker.append(2, &tx.validate().unwrap()).await.unwrap();
+                    let tx = support::entry(1, Kind::Credit, &description);
+                    worker.append(2, &tx).await.unwrap();
                     Instant::now()
                 })
             })

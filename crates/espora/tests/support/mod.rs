@@ -1,4 +1,5 @@
-//! Helpers shared by espora's integration tests: a runtime, temp dirs, child processes.
+//! Helpers shared by espora's integration tests: a runtime, temp dirs, child processes,
+//! transactions.
 #![allow(dead_code)]
 
 use std::future::Future;
@@ -8,10 +9,21 @@ use std::process::{Child, Command, Stdio};
 use espora::file::{self, Mapping};
 use espora::layout::Record;
 use espora::verify::{self, Scan};
-use espora::{shared, Backend};
+use espora::{shared, Backend, Entry, Kind, Transaction};
 
 thread_local! {
     static BACKEND: std::cell::Cell<Backend> = const { std::cell::Cell::new(Backend::IoUring) };
+}
+
+/// A transaction that passes espora's rules, as `append` takes it.
+#[track_caller]
+pub fn entry(value: i64, kind: Kind, description: &str) -> Entry {
+    let transaction = Transaction {
+        value,
+        kind,
+        description,
+    };
+    transaction.validate().expect("a valid transaction")
 }
 
 /// Runs a future on a fresh monoio runtime with the timer enabled: io_uring, or epoll when
