@@ -1,13 +1,13 @@
 //! Writeback failures of a real disk that runs out of space: ext4 on a loop device whose sparse
-//! backing file sits on a small tmpfs (`disk/fixture.rs`). Once the tmpfs is full, writing back
-//! a new block fails (ENOSPC), and Linux keeps the written pages in the page cache, marked clean:
-//! a process that reads the file sees records the disk never got, and the error is reported
-//! once to each open file description, then never again. Nothing here injects faults into
+//! backing file sits on a small tmpfs (`tests/disk/fixture.rs`). Once the tmpfs is full, writing
+//! back a new block fails (ENOSPC), and Linux keeps the written pages in the page cache, marked
+//! clean: a process that reads the file sees records the disk never got, and the error is
+//! reported once to each open file description, then never again. Nothing here injects faults into
 //! espora; the kernel fails the writes.
 //!
 //! espora creates its account files with `fallocate`: ext4 reserves the blocks and writes
 //! nothing to the device until records land in them, so the still-empty slots are unprovisioned
-//! (see `disk/fixture.rs`), and their writeback fails once the tmpfs is full. After such a
+//! (see `tests/disk/fixture.rs`), and their writeback fails once the tmpfs is full. After such a
 //! failure ext4 leaves the block unwritten while the cached page claims it written, so later
 //! writes into that page, even fdatasynced, would read back as zeros: recovery must write the
 //! device's bytes back directly. Every case below reads the disk again at the end.
