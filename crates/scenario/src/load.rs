@@ -19,11 +19,11 @@ use crate::schedule::Injection;
 use crate::stats::Recorder;
 
 /// The debit scenario: random debits. Each load scenario names its one request after itself.
-pub const DEBITS: &str = "debits";
+pub const DEBITS: &str = "débitos";
 /// The credit scenario: random credits.
-pub const CREDITS: &str = "credits";
+pub const CREDITS: &str = "créditos";
 /// The statement scenario: statements of random accounts.
-pub const STATEMENTS: &str = "statements";
+pub const STATEMENTS: &str = "extratos";
 
 /// Users per second at the start of every ramp.
 pub const START_PER_S: f64 = 1.0;

@@ -268,10 +268,10 @@ mod tests {
     #[test]
     fn merged_recorders_keep_counts_and_fail_the_run() {
         let mut left = Recorder::default();
-        left.request("debits", Duration::from_millis(1), true);
-        left.request("debits", Duration::from_millis(300), true);
+        left.request("débitos", Duration::from_millis(1), true);
+        left.request("débitos", Duration::from_millis(300), true);
         let mut right = Recorder::default();
-        right.request("credits", Duration::from_millis(2), false);
+        right.request("créditos", Duration::from_millis(2), false);
         right.failure("credit: status 500".to_string());
         left.merge(right);
         let report = left.report();
@@ -283,7 +283,7 @@ mod tests {
         assert!(!report.passed());
         assert!(report.to_string().ends_with("FAILED"));
         let mut clean = Recorder::default();
-        clean.request("statements", Duration::from_micros(900), true);
+        clean.request("extratos", Duration::from_micros(900), true);
         let report = clean.report();
         assert!(report.passed());
         assert_eq!(report.all.p99_us, 900);

@@ -115,7 +115,7 @@ fn a_balance_below_the_limit_fails_the_run() {
     let statements = report
         .groups
         .iter()
-        .find(|group| group.name == "statements")
+        .find(|group| group.name == load::STATEMENTS)
         .expect("statements were sent");
     assert!(statements.count > 0);
     assert_eq!(report.inconsistencies_total, statements.count, "{report}");

@@ -3,12 +3,15 @@
 //! checks that the two cannot drift apart silently:
 //!
 //! - the simulation's scenarios, every `scenario("...")`, are exactly [`scenario::SCENARIOS`];
+//! - its request names, every `http("...")`, are exactly rinha-scenario's ([`REQUESTS`]), the
+//!   official ones that the report groups requests by;
 //! - its named checks, every `.validate("...", ...)` and `.name("...")`, are exactly
 //!   [`call::NAMED_CHECKS`], the official `ConsistenciaSaldoLimite` names the official scoring
 //!   counts;
 //! - it checks `saldo.total` only in the form whose failure Gatling reports as
 //!   [`call::EXACT_TOTAL`], the other string the official scoring counts;
-//! - no scenario name holds a string the scoring counts (simulation.log names every scenario).
+//! - no scenario or request name holds a string the scoring counts (simulation.log names every
+//!   scenario and request).
 //!
 //! Names must be string literals, so that a simple scan of the source finds them all; comments
 //! are skipped. The second test breaks the real source in a few ways and expects each break to be
@@ -17,9 +20,18 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use rinha_scenario::{call, scenario};
+use rinha_scenario::{call, load, scenario};
 
 const SIMULATION: &str = "../../gatling/simulations/crebitos/CrebitosSimulation.scala";
+
+/// Every request name rinha-scenario reports, the official ones: all of phases 1 to 3, then one
+/// per load scenario.
+const REQUESTS: [&str; 4] = [
+    scenario::VALIDATIONS,
+    load::DEBITS,
+    load::CREDITS,
+    load::STATEMENTS,
+];
 
 /// The prefix of every check name the official scoring counts.
 const CONSISTENCY: &str = "ConsistenciaSaldoLimite";
@@ -52,11 +64,15 @@ fn a_drifted_simulation_is_caught() {
         ),
         // A scenario renamed on one side only.
         (
-            r#"scenario("not found")"#,
-            r#"scenario("validations: 404")"#,
+            r#"scenario("validação HTTP 404")"#,
+            r#"scenario("validação 404")"#,
         ),
         // A scenario name the scan cannot read.
-        (r#"scenario("statements")"#, r#"scenario(s"statements")"#),
+        (r#"scenario("extratos")"#, r#"scenario(s"extratos")"#),
+        // A request renamed on one side only (back to the English names of before).
+        (r#"http("extratos")"#, r#"http("statements")"#),
+        // A request name the scan cannot read.
+        (r#"http("débitos")"#, r#"http(debitsName)"#),
         // An exact total in a form the official scoring does not count.
         (
             r#"jmesPath("saldo.total").ofType[Int].is(0)"#,
@@ -111,6 +127,11 @@ fn disagreements(source: &str) -> Vec<String> {
         }
     }
     compare("scenario", &seen, &scenario::SCENARIOS, &mut problems);
+
+    let (requests, errors) = literal_arguments(&code, "http(");
+    problems.extend(errors);
+    let requests: BTreeSet<&str> = requests.iter().map(String::as_str).collect();
+    compare("request name", &requests, &REQUESTS, &mut problems);
 
     let mut checks = BTreeSet::new();
     for call in [".validate(", ".name("] {
@@ -173,10 +194,10 @@ fn disagreements(source: &str) -> Vec<String> {
             ));
         }
     }
-    for name in scenario::SCENARIOS {
+    for name in scenario::SCENARIOS.iter().chain(&REQUESTS) {
         if name.contains(CONSISTENCY) || name.contains(call::EXACT_TOTAL) {
             problems.push(format!(
-                "scenario {name:?} holds a string the official scoring counts in simulation.log"
+                "name {name:?} holds a string the official scoring counts in simulation.log"
             ));
         }
     }

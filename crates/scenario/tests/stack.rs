@@ -56,7 +56,8 @@ fn reference_scenario_passes_against_the_real_stack() {
         started.elapsed().as_secs_f64()
     );
     assert!(report.passed(), "the scenario failed:\n{report}");
-    // Phases 1 to 3 send 123 requests (122 validations and the 404); the load phase one per user.
+    // Phases 1 to 3 send 123 requests (all named validações, the 404 too); the load phase one per
+    // user.
     let planned = rinha_scenario::load::plan(&config).len() as u64;
     assert_eq!(
         report.all.count,

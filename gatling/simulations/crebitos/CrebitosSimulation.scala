@@ -9,7 +9,7 @@ import io.gatling.core.controller.inject.open.OpenInjectionStep
 import io.gatling.core.structure.ScenarioBuilder
 import io.gatling.http.Predef._
 import io.gatling.http.check.HttpCheck
-import io.gatling.http.request.builder.HttpRequestBuilder
+import io.gatling.http.request.builder.{ Http, HttpRequestBuilder }
 
 /** The reference load test of docs/load-test.md, for this project (Gatling 3.10, Scala DSL).
   *
@@ -30,11 +30,16 @@ import io.gatling.http.request.builder.HttpRequestBuilder
   * "jmesPath(saldo.total).find.is(...)". Gatling logs only the first failed check of a request, so
   * the order of the checks of a request matters too.
   *
+  * Scenarios and requests carry the official simulation's names (RinhaBackendCrebitosSimulation in
+  * the challenge's repository, load-test/user-files/simulations/rinhabackend/): the requests of
+  * phases 1 to 3 are all "validações", the load's "débitos", "créditos" and "extratos", which the
+  * challenge's text report (gatling-text-report.sh) selects from the report's stats.json.
+  *
   * Every virtual user has its own connections and ends after its requests, so every load request
   * arrives on a new TCP connection. The Rust twin of this file is crates/scenario (rinha-scenario):
   * keep the two in step. Its test tests/gatling_twin.rs reads this file: every scenario must be
-  * named by a string literal, `scenario("...")`, and every named check, `.validate("...", ...)`,
-  * must carry a name the Rust side knows.
+  * named by a string literal, `scenario("...")`, every request by one, `http("...")`, and every
+  * named check, `.validate("...", ...)`, must carry a name the Rust side knows.
   */
 class CrebitosSimulation extends Simulation {
 
@@ -76,13 +81,19 @@ class CrebitosSimulation extends Simulation {
   private def randomValue(): Int = 1 + Random.nextInt(10000)
   private def randomDescription(): String = Random.alphanumeric.take(10).mkString
 
-  private def transaction(name: String, body: String): HttpRequestBuilder =
-    http(name)
+  /** Every request of phases 1 to 3, the 404 included, is named "validações", as in the official
+    * simulation: its report, and the challenge's text report that reads it, group them under that
+    * one name.
+    */
+  private def validationRequest: Http = http("validações")
+
+  private def transaction(request: Http, body: String): HttpRequestBuilder =
+    request
       .post("/clientes/#{id}/transacoes")
       .header("content-type", "application/json")
       .body(StringBody(body))
 
-  private def statement(name: String): HttpRequestBuilder = http(name).get("/clientes/#{id}/extrato")
+  private def statement(request: Http): HttpRequestBuilder = request.get("/clientes/#{id}/extrato")
 
   /** The balance-within-limit validator of the official checks. `balance` is what the check
     * extracted (`saldo` of a transaction answer, `saldo.total` of a statement); the limit is the
@@ -123,19 +134,20 @@ class CrebitosSimulation extends Simulation {
     users
       .exec(session => session.set("id", 1))
       .exec(
-        transaction("validations", s"""{"valor": 1, "tipo": "$kind", "descricao": "validacao"}""")
+        transaction(validationRequest, s"""{"valor": 1, "tipo": "$kind", "descricao": "validacao"}""")
           .check(status.is(200))
       )
 
   private def totalIs(users: ScenarioBuilder, expected: Int): ScenarioBuilder =
     users
       .exec(session => session.set("id", 1))
-      .exec(statement("validations").check(status.is(200), jmesPath("saldo.total").ofType[Int].is(expected)))
+      .exec(statement(validationRequest).check(status.is(200), jmesPath("saldo.total").ofType[Int].is(expected)))
 
-  private val concurrentDebits = concurrentTransactions(scenario("validations: concurrent debits"), "d")
-  private val totalAfterDebits = totalIs(scenario("validations: total after debits"), -concurrentUsers)
-  private val concurrentCredits = concurrentTransactions(scenario("validations: concurrent credits"), "c")
-  private val totalAfterCredits = totalIs(scenario("validations: total after credits"), 0)
+  // The official names: the scenario of each exact total names the total it expects.
+  private val concurrentDebits = concurrentTransactions(scenario("validação concorrência transações - d"), "d")
+  private val totalAfterDebits = totalIs(scenario("validação concorrência saldo - -25"), -concurrentUsers)
+  private val concurrentCredits = concurrentTransactions(scenario("validação concorrência transações - c"), "c")
+  private val totalAfterCredits = totalIs(scenario("validação concorrência saldo - 0"), 0)
 
   // Phase 3.
 
@@ -152,7 +164,7 @@ class CrebitosSimulation extends Simulation {
     * the limit and balance the credit answered (saved in the session by the credit's checks).
     */
   private def danadaStatement: HttpRequestBuilder =
-    statement("validations")
+    statement(validationRequest)
       .check(status.is(200))
       .check(latest(0, "danada", "c"): _*)
       .check(
@@ -168,34 +180,34 @@ class CrebitosSimulation extends Simulation {
     """{"valor": 1, "tipo": "c", "descricao": null}"""
   )
 
-  private val validationSteps = scenario("validations: chain per account")
+  private val validationSteps = scenario("validações")
     .feed(accountFeeder)
     .exec(
-      statement("validations").check(
+      statement(validationRequest).check(
         status.is(200),
         jmesPath("saldo.limite").ofType[Int].is("#{limite}"),
         jmesPath("saldo.total").ofType[Int].is(0)
       )
     )
     .exec(
-      transaction("validations", """{"valor": 1, "tipo": "c", "descricao": "toma"}""")
+      transaction(validationRequest, """{"valor": 1, "tipo": "c", "descricao": "toma"}""")
         .check(status.is(200))
         .check(transactionWithinLimit: _*)
     )
     .exec(
-      transaction("validations", """{"valor": 1, "tipo": "d", "descricao": "devolve"}""")
+      transaction(validationRequest, """{"valor": 1, "tipo": "d", "descricao": "devolve"}""")
         .check(status.is(200))
         .check(transactionWithinLimit: _*)
     )
     .exec(
-      statement("validations")
+      statement(validationRequest)
         .check(status.is(200))
         .check(latest(0, "devolve", "d") ++ latest(1, "toma", "c"): _*)
     )
     .exec(
       // Gatling fetches the resources concurrently once the credit has answered OK, building them
       // with the session its checks left, which holds the balance and limit it answered.
-      transaction("validations", """{"valor": 1, "tipo": "c", "descricao": "danada"}""")
+      transaction(validationRequest, """{"valor": 1, "tipo": "c", "descricao": "danada"}""")
         .check(
           status.is(200),
           jmesPath("saldo").ofType[Int].saveAs("saldo"),
@@ -205,23 +217,23 @@ class CrebitosSimulation extends Simulation {
     )
 
   private val validationChain = invalidBodies.foldLeft(validationSteps) { (chain, body) =>
-    chain.exec(transaction("validations", body).check(status.in(422, 400)))
+    chain.exec(transaction(validationRequest, body).check(status.in(422, 400)))
   }
 
-  private val notFound = scenario("not found")
+  private val notFound = scenario("validação HTTP 404")
     .exec(session => session.set("id", 6))
-    .exec(statement("not found").check(status.is(404)))
+    .exec(statement(validationRequest).check(status.is(404)))
 
   // Phase 4.
 
   /** A random transaction: a debit may be refused for the limit (422), a credit must pass; an
-    * answer 200 gets the official balance check.
+    * answer 200 gets the official balance check. Each load scenario names its request after itself.
     */
-  private def randomTransaction(users: ScenarioBuilder, name: String, kind: String, allowed: Seq[Int]): ScenarioBuilder =
+  private def randomTransaction(users: ScenarioBuilder, request: Http, kind: String, allowed: Seq[Int]): ScenarioBuilder =
     users
       .exec(session => session.set("id", randomAccount()))
       .exec(
-        http(name)
+        request
           .post("/clientes/#{id}/transacoes")
           .header("content-type", "application/json")
           .body(StringBody(_ => s"""{"valor": ${randomValue()}, "tipo": "$kind", "descricao": "${randomDescription()}"}"""))
@@ -229,12 +241,12 @@ class CrebitosSimulation extends Simulation {
           .checkIf((response: Response, _: Session) => response.status.code == 200)(transactionWithinLimit: _*)
       )
 
-  private val debits = randomTransaction(scenario("debits"), "debits", "d", Seq(200, 422))
-  private val credits = randomTransaction(scenario("credits"), "credits", "c", Seq(200))
+  private val debits = randomTransaction(scenario("débitos"), http("débitos"), "d", Seq(200, 422))
+  private val credits = randomTransaction(scenario("créditos"), http("créditos"), "c", Seq(200))
 
-  private val statements = scenario("statements")
+  private val statements = scenario("extratos")
     .exec(session => session.set("id", randomAccount()))
-    .exec(statement("statements").check(status.is(200)).check(statementWithinLimit: _*))
+    .exec(statement(http("extratos")).check(status.is(200)).check(statementWithinLimit: _*))
 
   private def load(peak: Int): Seq[OpenInjectionStep] = Seq(
     rampUsersPerSec(1).to(peak).during(ramp),
