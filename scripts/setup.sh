@@ -10,9 +10,11 @@
 #   scripts/setup.sh --check GROUP|TOOL...   install nothing; exit 1 naming what is missing
 #
 # Groups:
-#   ci          .ci/run's own steps and the tests: rustfmt, clippy, jq (.ci/msrv.sh), and what
+#   ci          .ci/run's own steps and the tests: rustfmt, clippy, jq (.ci/msrv.sh), what
 #               the root-only tests of crates/chaos run (a failing disk, PID namespaces): mount,
-#               umount, losetup, mkfs.ext4, unshare, dd
+#               umount, losetup, mkfs.ext4, unshare, dd, and what gatling/run.sh needs besides
+#               Gatling, which its test runs (crates/scenario/tests/gatling_run.rs): curl,
+#               sha1sum, unzip
 #   kernels     .ci/kernels.sh: qemu-system-x86_64, cpio, mkfs.ext4, gzip, dpkg-deb, awk, xz, zstd
 #   e2e         .ci/e2e.sh: ss, awk, join, python3 with PyYAML (it reads the compose files' limits)
 #   docker      .ci/e2e.sh's Docker part, skipped when no Docker engine answers: a compose
@@ -23,6 +25,9 @@
 #   oha         oha from crates.io (with libssl-dev and pkg-config), for the fixed-rate rows
 #   flamegraph  perf (Debian's linux-perf) and inferno from crates.io
 #   lint        shellcheck, for whoever changes these scripts
+#   schemathesis
+#               .ci/schemathesis.sh: python3 with venv (it installs schemathesis from PyPI into a
+#               virtual environment of its own), ss
 # A TOOL is any name a group lists (bench/api.sh asks for wrk alone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +39,7 @@ die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
 # The tools of group $1, or nothing when $1 is not a group.
 group_tools() {
     case $1 in
-        ci) echo rustfmt clippy jq mount umount losetup mkfs.ext4 unshare dd ;;
+        ci) echo rustfmt clippy jq mount umount losetup mkfs.ext4 unshare dd curl sha1sum unzip ;;
         kernels) echo qemu-system-x86_64 cpio mkfs.ext4 gzip dpkg-deb awk xz zstd ;;
         e2e) echo ss awk join python3 pyyaml ;;
         docker) echo compose strace curl pkill debootstrap ;;
@@ -42,6 +47,7 @@ group_tools() {
         oha) echo pkg-config libssl-dev oha ;;
         flamegraph) echo perf inferno ;;
         lint) echo shellcheck ;;
+        schemathesis) echo python3 venv ss ;;
     esac
 }
 
@@ -55,7 +61,7 @@ describe() {
         clippy) probe=(cargo clippy --version) from=(rustup clippy) ;;
         mount | umount | losetup) from=(apt mount) ;;
         unshare) from=(apt util-linux) ;;
-        dd | join) from=(apt coreutils) ;;
+        dd | join | sha1sum) from=(apt coreutils) ;;
         mkfs.ext4) from=(apt e2fsprogs) ;;
         qemu-system-x86_64) from=(apt qemu-system-x86) ;;
         dpkg-deb) from=(apt dpkg) ;;
@@ -63,6 +69,8 @@ describe() {
         xz) from=(apt xz-utils) ;;
         ss) from=(apt iproute2) ;;
         pyyaml) probe=(python3 -c 'import yaml') from=(apt python3-yaml) ;;
+        # Debian's python3 makes virtual environments (with pip) only with python3-venv.
+        venv) probe=(python3 -c 'import ensurepip, venv') from=(apt python3-venv) ;;
         compose) probe=(has_compose) from=(apt docker-compose) ;;
         pkill) from=(apt procps) ;;
         debootstrap) from=(apt debootstrap debian-archive-keyring) ;;
@@ -75,7 +83,7 @@ describe() {
         oha) from=(cargo oha --no-default-features --features native-tls) ;;
         libssl-dev) probe=(dpkg -s libssl-dev) ;;
         inferno) probe=(command -v inferno-flamegraph) from=(cargo inferno) ;;
-        jq | cpio | gzip | zstd | wrk | python3 | strace | curl | shellcheck | pkg-config) ;;
+        jq | cpio | gzip | zstd | wrk | python3 | strace | curl | shellcheck | pkg-config | unzip) ;;
         *) return 1 ;;
     esac
 }
