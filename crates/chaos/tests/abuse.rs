@@ -984,20 +984,14 @@ fn response(reader: &mut Reader, conn: &mut Conn, at: &str) -> Response {
 /// Reads until the server closes (end of file or a reset) and returns what came; a server
 /// that neither closes nor sends within `CLIENT_TIMEOUT` fails the test, naming the attack.
 fn read_to_close(conn: &mut Conn, at: &str) -> Vec<u8> {
-    let mut received = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        match conn.read(&mut chunk) {
-            Ok(0) => return received,
-            Ok(count) => received.extend_from_slice(&chunk[..count]),
-            Err(error) if error.kind() == io::ErrorKind::ConnectionReset => return received,
-            Err(error) => panic!(
+    conn.try_read_until_closed()
+        .unwrap_or_else(|(error, received)| {
+            panic!(
                 "{at}: the server neither closed nor sent within {CLIENT_TIMEOUT:?} ({error}); \
-                 received {:?}",
+             received {:?}",
                 String::from_utf8_lossy(&received)
-            ),
-        }
-    }
+            )
+        })
 }
 
 /// Closes `conn` with a reset: `SO_LINGER` of zero, then the close.

@@ -71,14 +71,23 @@ impl Conn {
     /// Reads whatever arrives until the peer closes (end of file or reset); any other error,
     /// a timeout included, fails the test.
     pub fn read_until_closed(&mut self) -> Vec<u8> {
+        self.try_read_until_closed()
+            .unwrap_or_else(|(error, received)| panic!("read: {error} after {received:?}"))
+    }
+
+    /// Reads whatever arrives until the peer closes (end of file or reset); any other error,
+    /// a timeout included, comes back with what was received before it.
+    pub fn try_read_until_closed(&mut self) -> Result<Vec<u8>, (io::Error, Vec<u8>)> {
         let mut received = Vec::new();
         let mut chunk = [0u8; 4096];
         loop {
             match self.read(&mut chunk) {
-                Ok(0) => return received,
+                Ok(0) => return Ok(received),
                 Ok(count) => received.extend_from_slice(&chunk[..count]),
-                Err(error) if error.kind() == io::ErrorKind::ConnectionReset => return received,
-                Err(error) => panic!("read: {error} after {received:?}"),
+                Err(error) if error.kind() == io::ErrorKind::ConnectionReset => {
+                    return Ok(received)
+                }
+                Err(error) => return Err((error, received)),
             }
         }
     }
