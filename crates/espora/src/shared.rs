@@ -164,9 +164,10 @@ impl Shared {
     }
 
     /// Records that a sync which started when `to.seq` was the head has completed; nothing if a
-    /// recovery started another generation meanwhile. Returns whether the watermark now covers
-    /// `to`.
-    pub fn raise_durable(&self, to: Tagged) -> bool {
+    /// recovery started another generation meanwhile. Returns by how many records this call
+    /// raised the watermark (0 when it already covered `to`: a sync that took over a stale
+    /// claim and ran beside the first), or `None` for another generation.
+    pub fn raise_durable(&self, to: Tagged) -> Option<u64> {
         raise(self.u64_at(shared_offset::DURABLE), to)
     }
 
@@ -324,18 +325,20 @@ impl Shared {
 
 /// Raises the tagged word to `to` if it holds the same generation and a lower sequence number.
 /// Returns whether the word now covers `to`.
-fn raise(word: &AtomicU64, to: Tagged) -> bool {
+/// Raises `word` to `to` within its generation: `None` for another generation, else by how many
+/// sequence numbers this call raised it.
+fn raise(word: &AtomicU64, to: Tagged) -> Option<u64> {
     let mut current = word.load(Ordering::Acquire);
     loop {
         let seen = Tagged::unpack(current);
         if seen.generation != to.generation {
-            return false;
+            return None;
         }
         if seen.seq >= to.seq {
-            return true;
+            return Some(0);
         }
         match word.compare_exchange_weak(current, to.pack(), Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => return true,
+            Ok(_) => return Some(to.seq - seen.seq),
             Err(actual) => current = actual,
         }
     }
@@ -469,62 +472,25 @@ mod tests {
 
     #[test]
     fn tagged_words_rise_only_within_their_generation() {
-        let word = AtomicU64::new(
-            Tagged {
-                generation: 3,
-                seq: 10,
-            }
-            .pack(),
-        );
-        assert!(raise(
-            &word,
-            Tagged {
-                generation: 3,
-                seq: 12
-            }
-        ));
-        assert!(
-            raise(
-                &word,
-                Tagged {
-                    generation: 3,
-                    seq: 11
-                }
-            ),
-            "already covered"
-        );
-        assert_eq!(Tagged::unpack(word.load(Ordering::Relaxed)).seq, 12);
-        assert!(
-            !raise(
-                &word,
-                Tagged {
-                    generation: 2,
-                    seq: 99
-                }
-            ),
-            "a generation before"
-        );
-        assert!(
-            !raise(
-                &word,
-                Tagged {
-                    generation: 4,
-                    seq: 99
-                }
-            ),
-            "a generation after"
-        );
-        assert_eq!(
-            Tagged::unpack(word.load(Ordering::Relaxed)),
-            Tagged {
-                generation: 3,
-                seq: 12
-            }
-        );
-        let top = Tagged {
-            generation: u16::MAX,
-            seq: (1 << TAGGED_SEQ_BITS) - 1,
-        };
+        let tagged = |generation, seq| Tagged { generation, seq };
+        let word = AtomicU64::new(tagged(3, 10).pack());
+        #[rustfmt::skip]
+        let rows = [
+            (tagged(3, 12), Some(2), 12), // raised by two
+            (tagged(3, 11), Some(0), 12), // already covered
+            (tagged(3, 12), Some(0), 12), // a second sync of the same head
+            (tagged(2, 99), None, 12),    // a generation before
+            (tagged(4, 99), None, 12),    // a generation after
+            (tagged(3, 13), Some(1), 13),
+        ];
+        for (to, raised, after) in rows {
+            assert_eq!(raise(&word, to), raised, "{to:?}");
+            assert_eq!(
+                Tagged::unpack(word.load(Ordering::Relaxed)),
+                tagged(3, after)
+            );
+        }
+        let top = tagged(u16::MAX, (1 << TAGGED_SEQ_BITS) - 1);
         assert_eq!(Tagged::unpack(top.pack()), top);
     }
 }
