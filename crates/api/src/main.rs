@@ -163,7 +163,10 @@ fn main() {
                 idle_timeout,
             )
         },
-        |driver| rinha_rt::print_startup_line(PROGRAM, VERSION, driver, workers, &listen, &extra),
+        |driver| {
+            let line = rinha_rt::startup_line(PROGRAM, VERSION, driver, workers, &listen, &extra);
+            eprintln!("{line}");
+        },
     );
     if let Err(error) = launched {
         fail(&error);

@@ -98,7 +98,10 @@ fn main() {
         |driver| {
             let splice = splice.unwrap_or(SpliceMode::default_for(driver));
             let extra = format!("upstreams={upstreams} {cap} relays-max={relays} splice={splice}");
-            rinha_rt::print_startup_line(NAME, VERSION, driver, workers, &listen, &extra);
+            eprintln!(
+                "{}",
+                rinha_rt::startup_line(NAME, VERSION, driver, workers, &listen, &extra)
+            );
         },
     );
     if let Err(error) = result {

@@ -67,21 +67,6 @@ pub fn startup_line(
     line
 }
 
-/// Prints [`startup_line`] once to stderr.
-pub fn print_startup_line(
-    name: &str,
-    version: &str,
-    driver: Driver,
-    workers: usize,
-    listen: &[Addr],
-    extra: &str,
-) {
-    eprintln!(
-        "{}",
-        startup_line(name, version, driver, workers, listen, extra)
-    );
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
