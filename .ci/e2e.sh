@@ -19,7 +19,14 @@
 # p99 and max are printed against the mean of the two local runs. The figures (cgroup counters,
 # ratios) come from bench/e2e-figures.sh; the checks are all here.
 #
-# Needs what `scripts/setup.sh e2e docker` installs (.ci/run calls it); checks, installs nothing.
+# Every scenario also writes its HTML report (rinha-scenario --report) to
+# target/e2e/reports/RUN/index.html, RUN being local, local-again, or the compose file's name
+# without .yml; their paths are printed at the end. The first compose stack's report (the local
+# one when part 2 is skipped, which is then said) is rendered to index.png beside it by
+# .ci/report-png.sh, and e2e fails when the render fails or the picture is blank.
+#
+# Needs what `scripts/setup.sh e2e docker report` installs (.ci/run calls it); checks, installs
+# nothing.
 # Environment: E2E_RAMP, E2E_HOLD (default 20s each), E2E_PORT (the compose stack's published
 # port, default 9999).
 set -euo pipefail
@@ -28,6 +35,7 @@ cd "$(dirname "$0")/.."
 ramp=${E2E_RAMP:-20s}
 hold=${E2E_HOLD:-20s}
 bin=$PWD/target/release
+reports=$PWD/target/e2e/reports
 
 banner() { printf '\n== e2e: %s\n' "$*"; }
 now() { date +%s.%N; }
@@ -41,11 +49,11 @@ source bench/e2e-figures.sh
 part_local() {
     banner "release build"
     cargo build --release --locked
-    local_scenario
+    local_scenario "" local
 }
 
-# The scenario against local processes ($1 says which run this is); appends its p99 and max to
-# local_tails.
+# The scenario against local processes ($1 says which run this is, $2 names its report);
+# appends its p99 and max to local_tails and its report to local_reports.
 local_scenario() {
     settle
     banner "scenario against local processes${1:+, $1} (ramp $ramp, hold $hold)"
@@ -65,8 +73,9 @@ local_scenario() {
     # Where this host gives local processes io_uring, the containers must get it too (the
     # seccomp profile allows it): remembered for part 2.
     if grep -q 'driver=io_uring' "$work/run.log"; then local_driver=io_uring; else local_driver=epoll; fi
-    "$bin/rinha-scenario" --target "http://127.0.0.1:$port" --ramp "$ramp" --hold "$hold" |
-        tee "$work/scenario.txt"
+    "$bin/rinha-scenario" --target "http://127.0.0.1:$port" --ramp "$ramp" --hold "$hold" \
+        --report "$reports/$2" | tee "$work/scenario.txt"
+    local_reports+=("$reports/$2/index.html")
     read -r p99 max < <(scenario_tail "$work/scenario.txt")
     local_tails+=("$p99 $max")
     kill -TERM "$run_pid"
@@ -237,7 +246,9 @@ run_compose() {
     mapfile -t containers < <(stack_containers)
     before=$(cgroup_counters "${containers[@]}")
     started=$(now)
-    "$bin/rinha-scenario" --target "http://127.0.0.1:$RINHA_PORT" --ramp "$ramp" --hold "$hold" | tee "$report"
+    "$bin/rinha-scenario" --target "http://127.0.0.1:$RINHA_PORT" --ramp "$ramp" --hold "$hold" \
+        --report "$reports/${file%.yml}" | tee "$report"
+    compose_reports+=("$reports/${file%.yml}/index.html")
     after=$(cgroup_counters "${containers[@]}")
     containers_report "$before" "$after" "$(seconds_since "$started")" "${containers[@]}"
     read -r p99 max < <(scenario_tail "$report")
@@ -258,21 +269,43 @@ settle() {
     sleep 2
 }
 
-require_tools e2e
+# Renders the first compose stack's report to a PNG and checks it is not blank; the local one
+# when no compose stack ran.
+render_report() {
+    local page
+    if [ "${#compose_reports[@]}" -gt 0 ]; then
+        page=${compose_reports[0]}
+        banner "report rendered (.ci/report-png.sh): the first compose stack's"
+    else
+        page=${local_reports[0]}
+        banner "report rendered (.ci/report-png.sh): the local run's, as no compose stack ran"
+    fi
+    bash .ci/report-png.sh "$page" "${page%.html}.png"
+    echo "e2e: ${page%.html}.png"
+}
+
+require_tools e2e report
 docker_ready=0
 local_driver=epoll
 local_tails=()
 compose_tails=()
+local_reports=()
+compose_reports=()
+rm -rf "$reports"
+mkdir -p "$reports"
 # The image is built before any scenario runs (see settle).
 part_image
 part_local
 part_seccomp
 part_compose
 if [ "$docker_ready" = 1 ]; then
-    local_scenario "again, after the compose stacks"
+    local_scenario "again, after the compose stacks" local-again
 fi
 if [ "${#compose_tails[@]}" -gt 0 ]; then
     banner "the compose stacks against local processes"
     tails_summary "$(printf '%s\n' "${local_tails[@]}")" "${compose_tails[@]}"
 fi
+banner "reports (rinha-scenario --report)"
+printf 'e2e: %s\n' "${local_reports[@]}" "${compose_reports[@]}"
+render_report
 banner "passed"

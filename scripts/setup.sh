@@ -28,6 +28,8 @@
 #   schemathesis
 #               .ci/schemathesis.sh: python3 with venv (it installs schemathesis from PyPI into a
 #               virtual environment of its own), ss
+#   report      .ci/report-png.sh, which .ci/e2e.sh runs on a scenario's HTML report: chromium
+#               (Debian's, run headless to take a screenshot), python3 (it decodes the PNG)
 # A TOOL is any name a group lists (bench/api.sh asks for wrk alone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,6 +50,7 @@ group_tools() {
         flamegraph) echo perf inferno ;;
         lint) echo shellcheck ;;
         schemathesis) echo python3 venv ss ;;
+        report) echo chromium python3 ;;
     esac
 }
 
@@ -83,7 +86,7 @@ describe() {
         oha) from=(cargo oha --no-default-features --features native-tls) ;;
         libssl-dev) probe=(dpkg -s libssl-dev) ;;
         inferno) probe=(command -v inferno-flamegraph) from=(cargo inferno) ;;
-        jq | cpio | gzip | zstd | wrk | python3 | strace | curl | shellcheck | pkg-config | unzip) ;;
+        jq | cpio | gzip | zstd | wrk | python3 | strace | curl | shellcheck | pkg-config | unzip | chromium) ;;
         *) return 1 ;;
     esac
 }

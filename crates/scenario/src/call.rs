@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::client::{self, Method, Response, Target};
 use crate::config::Config;
-use crate::stats::Recorder;
+use crate::stats::{Recorder, Sample};
 
 /// The balance-within-limit check on a transaction answer (`saldo >= -limite`), named as the
 /// official simulation names it.
@@ -40,6 +40,7 @@ pub struct Call {
     scenario: &'static str,
     name: &'static str,
     what: String,
+    started: Instant,
     latency: Duration,
     response: Option<Response>,
     problems: Vec<Problem>,
@@ -116,6 +117,7 @@ pub fn send(
         scenario,
         name,
         what,
+        started,
         latency,
         response: None,
         problems: Vec::new(),
@@ -266,7 +268,8 @@ impl Call {
     /// request).
     pub fn finish(self, recorder: &mut Recorder) {
         let ok = self.response.is_some() && self.problems.is_empty();
-        recorder.request(self.name, self.latency, ok);
+        let sample = Sample::new(self.name, self.started, self.latency, self.status(), ok);
+        recorder.request(sample);
         let label = |message: &str| format!("[{}] {}: {message}", self.scenario, self.what);
         if let Some(first) = self.problems.first().filter(|problem| problem.scored) {
             recorder.inconsistency(label(&first.message));
@@ -310,6 +313,7 @@ mod tests {
             scenario: "test scenario",
             name: "test",
             what: "GET /x".to_string(),
+            started: Instant::now(),
             latency: Duration::from_millis(1),
             response: Some(Response {
                 status,

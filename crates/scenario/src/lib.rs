@@ -7,12 +7,15 @@
 //! shortened while keeping the peak rates, so CI can run the whole scenario in under a minute.
 //!
 //! Use: [`scenario::wait_ready`], optionally [`scenario::check_fresh`], then [`scenario::run`],
-//! which returns a [`stats::Report`] (latency percentiles, failed checks, inconsistencies).
+//! which returns a [`stats::Report`] (latency percentiles, failed checks, inconsistencies, and
+//! every request, which [`report`] turns into a self-contained HTML page of charts and tables).
 
 pub mod call;
 pub mod client;
 pub mod config;
 pub mod load;
+pub mod machine;
+pub mod report;
 pub mod rng;
 pub mod scenario;
 pub mod schedule;

@@ -1,9 +1,12 @@
 //! `rinha-scenario`: runs the reference scenario against a running stack. See `--help`.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rinha_rt::flags;
+use rinha_scenario::machine::Machine;
+use rinha_scenario::report::{html, Run};
 use rinha_scenario::{load, scenario, Config, Target};
 
 const PROGRAM: &str = "rinha-scenario";
@@ -80,6 +83,9 @@ struct Args {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     load_only: bool,
+    /// Also write an HTML report of the run to DIR/index.html (created before the run starts)
+    #[arg(long, value_name = "DIR", env = "RINHA_SCENARIO_REPORT")]
+    report: Option<PathBuf>,
 }
 
 /// Default client threads: enough for about 0.75 s of peak arrivals to be in flight at once.
@@ -92,12 +98,24 @@ load phase: debits, credits and statements ramping from 1 user/s to 220, 110 and
 take ms, s or m (e.g. 500ms, 20s, 2m). Each flag falls back to its environment variable; the
 flag wins.
 
+--report DIR writes one self-contained page that reads offline: the verdict, the table of
+requests, response-time percentiles and requests per second (by status) over the run, the
+response-time distribution against the 250 ms SLA, the inconsistencies and failed checks, the
+run's settings and the machine.
+
 Exit status: 0 when every check passed, 1 when a check failed or a balance was seen below its
-limit, 2 for bad flags, 3 when the API is not ready or not fresh.";
+limit, 2 for bad flags (a --report DIR that cannot be created included), 3 when the API is not
+ready or not fresh, 4 when every check passed but the report could not be written.";
 
 fn main() -> ExitCode {
     let args: Args = flags::parse_or_exit();
+    let report_dir = args.report.clone();
     let (config, wait) = configure(args).unwrap_or_else(|error| flags::exit_usage(PROGRAM, &error));
+    // Before the run, so that a directory that cannot hold the page fails at once.
+    let output = report_dir.map(|dir| {
+        html::Output::create(&dir)
+            .unwrap_or_else(|error| flags::exit_usage(PROGRAM, &format!("--report: {error}")))
+    });
     match scenario::wait_ready(&config.target, wait) {
         Ok(waited) => eprintln!("{PROGRAM}: API ready after {} ms", waited.as_millis()),
         Err(error) => {
@@ -112,15 +130,36 @@ fn main() -> ExitCode {
         }
     }
     print_plan(&config);
-    let started = std::time::Instant::now();
+    let started_unix_us = unix_us(SystemTime::now());
+    let started = Instant::now();
     let report = scenario::run(&config);
+    let elapsed = started.elapsed();
     println!("{report}");
-    println!("elapsed: {:.1} s", started.elapsed().as_secs_f64());
-    if report.passed() {
+    println!("elapsed: {:.1} s", elapsed.as_secs_f64());
+    let mut status = if report.passed() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    };
+    if let Some(output) = output {
+        let path = output.path().to_path_buf();
+        let run = Run {
+            config,
+            started_unix_us,
+            elapsed,
+            machine: Machine::read(),
+        };
+        match output.write(&report, &run) {
+            Ok(bytes) => eprintln!("{PROGRAM}: report: {} ({bytes} bytes)", path.display()),
+            Err(error) => {
+                eprintln!("{PROGRAM}: report: {error}");
+                if report.passed() {
+                    status = ExitCode::from(4);
+                }
+            }
+        }
     }
+    status
 }
 
 fn configure(args: Args) -> Result<(Config, Duration), String> {
@@ -158,6 +197,11 @@ fn duration(text: &str) -> Option<Duration> {
     };
     let number: u64 = number.trim().parse().ok()?;
     Some(Duration::from_millis(number.checked_mul(unit_ms)?))
+}
+
+fn unix_us(time: SystemTime) -> i64 {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since.as_micros()).unwrap_or(i64::MAX)
 }
 
 fn clock_seed() -> u64 {
