@@ -6,27 +6,13 @@ mod support;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use rinha_testkit::http::{post_request, statement_request};
-use support::{open, Addr, Cluster, Conn, Driver, Reader};
+use support::{open, post_request, statement_request, Addr, Cluster, Conn, Driver, Reader};
 
-#[test]
-fn alternating_default_driver() {
-    check_alternating(Driver::Default);
-}
-
-#[test]
-fn alternating_epoll() {
-    check_alternating(Driver::Epoll);
-}
-
-#[test]
-fn concurrent_debits_default_driver() {
-    check_concurrent(Driver::Default);
-}
-
-#[test]
-fn concurrent_debits_epoll() {
-    check_concurrent(Driver::Epoll);
+rinha_testkit::tests! {
+    alternating_default_driver => check_alternating(Driver::Default);
+    alternating_epoll => check_alternating(Driver::Epoll);
+    concurrent_debits_default_driver => check_concurrent(Driver::Default);
+    concurrent_debits_epoll => check_concurrent(Driver::Epoll);
 }
 
 /// A keep-alive connection with its response reader.
@@ -111,8 +97,16 @@ fn check_alternating(driver: Driver) {
             );
         }
     }
-    assert!(cluster.a.terminate(Duration::from_secs(10)).success());
-    assert!(cluster.b.terminate(Duration::from_secs(10)).success());
+    assert!(cluster
+        .a
+        .server
+        .terminate(Duration::from_secs(10))
+        .success());
+    assert!(cluster
+        .b
+        .server
+        .terminate(Duration::from_secs(10))
+        .success());
     // The whole history, as stored: every transaction once, in order, balances chained.
     let path = cluster
         .dir
@@ -145,12 +139,7 @@ fn check_concurrent(driver: Driver) {
     const THREADS: usize = 12;
     const DEBITS_PER_THREAD: usize = 30;
     let cluster = Cluster::start("concurrent", driver);
-    let targets = [
-        &cluster.a.tcp,
-        &cluster.b.tcp,
-        &cluster.a.unix,
-        &cluster.b.unix,
-    ];
+    let targets = cluster.targets();
     let accepted = AtomicUsize::new(0);
     let balances = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|scope| {

@@ -8,25 +8,14 @@ use support::{assert_timestamp, post, request, statement, Addr, Cluster, Driver}
 
 use rinha_api::contract::ACCOUNTS as LIMITS;
 
-#[test]
-fn contract_default_driver() {
-    check_contract(Driver::Default);
-}
-
-#[test]
-fn contract_epoll() {
-    check_contract(Driver::Epoll);
+rinha_testkit::tests! {
+    contract_default_driver => check_contract(Driver::Default);
+    contract_epoll => check_contract(Driver::Epoll);
 }
 
 fn check_contract(driver: Driver) {
     let cluster = Cluster::start("contract", driver);
-    let targets = [
-        &cluster.a.tcp,
-        &cluster.b.unix,
-        &cluster.a.unix,
-        &cluster.b.tcp,
-    ];
-    fresh_accounts(&targets);
+    fresh_accounts(&cluster.targets());
     transactions_and_statements(&cluster.a.tcp, &cluster.b.unix);
     invalid_bodies(&cluster.b.tcp);
     not_found(&cluster.a.unix);
@@ -186,7 +175,7 @@ fn not_found(target: &Addr) {
     ] {
         let response = request(target, "GET", &format!("/clientes/{id}/extrato"), None);
         assert_eq!(response.status, 404, "id {id}: {response:?}");
-        let body = support::transaction(1, 'c', "x");
+        let body = rinha_testkit::http::transaction(1, 'c', "x");
         let response = request(
             target,
             "POST",

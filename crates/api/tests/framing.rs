@@ -7,16 +7,12 @@
 
 mod support;
 
-use support::{
-    open, request_bytes, statement, temp_dir, transaction, Addr, Driver, Instance, Reader,
-};
+use rinha_testkit::http::transaction;
+use support::{open, request_bytes, single, statement, Addr, Driver, Reader};
 
 #[test]
 fn strict_framing_through_a_socket() {
-    let dir = temp_dir("framing");
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let instance = Instance::start(&data, &dir.path().join("api.sock"), Driver::Default);
+    let (instance, _dir) = single("framing", Driver::Default);
     refusals(&instance.tcp);
     accepted(&instance.tcp);
 }

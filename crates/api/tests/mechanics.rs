@@ -8,116 +8,52 @@ mod support;
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use support::{open, request_bytes, temp_dir, Addr, Conn, Driver, Instance, Reader, TempDir};
-
-/// One instance on a fresh data directory.
-struct Single {
-    instance: Instance,
-    _dir: TempDir,
-}
-
-fn single(label: &str, driver: Driver) -> Single {
-    let dir = temp_dir(label);
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let instance = Instance::start(&data, &dir.path().join("api.sock"), driver);
-    Single {
-        instance,
-        _dir: dir,
-    }
-}
+use support::{open, request_bytes, single, Addr, Conn, Driver, Reader};
 
 /// Runs `scenario` against a fresh instance under `driver`, over TCP then over its Unix socket.
 fn on_both_listeners(label: &str, driver: Driver, scenario: fn(&Addr)) {
-    let single = single(label, driver);
-    for target in [&single.instance.tcp, &single.instance.unix] {
+    let (instance, _dir) = single(label, driver);
+    for target in [&instance.tcp, &instance.unix] {
         scenario(target);
     }
 }
 
-#[test]
-fn pipelining_default_driver() {
-    on_both_listeners("pipelining", Driver::Default, pipelining);
-}
-
-#[test]
-fn pipelining_epoll() {
-    on_both_listeners("pipelining", Driver::Epoll, pipelining);
-}
-
-#[test]
-fn chunked_default_driver() {
-    on_both_listeners("chunked", Driver::Default, chunked);
-}
-
-#[test]
-fn chunked_epoll() {
-    on_both_listeners("chunked", Driver::Epoll, chunked);
-}
-
-#[test]
-fn expect_continue_default_driver() {
-    on_both_listeners("continue", Driver::Default, expect_continue);
-}
-
-#[test]
-fn expect_continue_epoll() {
-    on_both_listeners("continue", Driver::Epoll, expect_continue);
-}
-
-#[test]
-fn limits_default_driver() {
-    on_both_listeners("limits", Driver::Default, limits);
-}
-
-#[test]
-fn limits_epoll() {
-    on_both_listeners("limits", Driver::Epoll, limits);
-}
-
-#[test]
-fn smuggling_default_driver() {
-    on_both_listeners("smuggling", Driver::Default, smuggling);
-}
-
-#[test]
-fn smuggling_epoll() {
-    on_both_listeners("smuggling", Driver::Epoll, smuggling);
-}
-
-#[test]
-fn http_1_0_default_driver() {
-    on_both_listeners("http10", Driver::Default, http_1_0);
-}
-
-#[test]
-fn http_1_0_epoll() {
-    on_both_listeners("http10", Driver::Epoll, http_1_0);
-}
-
-#[test]
-fn connection_close_default_driver() {
-    on_both_listeners("close", Driver::Default, connection_close);
-}
-
-#[test]
-fn connection_close_epoll() {
-    on_both_listeners("close", Driver::Epoll, connection_close);
-}
-
-#[test]
-fn vanishing_client_default_driver() {
-    on_both_listeners("vanishing", Driver::Default, vanishing_client);
-}
-
-#[test]
-fn vanishing_client_epoll() {
-    on_both_listeners("vanishing", Driver::Epoll, vanishing_client);
+rinha_testkit::tests! {
+    pipelining_default_driver => on_both_listeners("pipelining", Driver::Default, pipelining);
+    pipelining_epoll => on_both_listeners("pipelining", Driver::Epoll, pipelining);
+    chunked_default_driver => on_both_listeners("chunked", Driver::Default, chunked);
+    chunked_epoll => on_both_listeners("chunked", Driver::Epoll, chunked);
+    expect_continue_default_driver =>
+        on_both_listeners("continue", Driver::Default, expect_continue);
+    expect_continue_epoll => on_both_listeners("continue", Driver::Epoll, expect_continue);
+    limits_default_driver => on_both_listeners("limits", Driver::Default, limits);
+    limits_epoll => on_both_listeners("limits", Driver::Epoll, limits);
+    smuggling_default_driver => on_both_listeners("smuggling", Driver::Default, smuggling);
+    smuggling_epoll => on_both_listeners("smuggling", Driver::Epoll, smuggling);
+    http_1_0_default_driver => on_both_listeners("http10", Driver::Default, http_1_0);
+    http_1_0_epoll => on_both_listeners("http10", Driver::Epoll, http_1_0);
+    connection_close_default_driver =>
+        on_both_listeners("close", Driver::Default, connection_close);
+    connection_close_epoll => on_both_listeners("close", Driver::Epoll, connection_close);
+    vanishing_client_default_driver =>
+        on_both_listeners("vanishing", Driver::Default, vanishing_client);
+    vanishing_client_epoll => on_both_listeners("vanishing", Driver::Epoll, vanishing_client);
+    slow_request_times_out_default_driver => check_slow_request(Driver::Default);
+    slow_request_times_out_epoll => check_slow_request(Driver::Epoll);
+    graceful_shutdown_default_driver => check_graceful_shutdown(Driver::Default);
+    graceful_shutdown_epoll => check_graceful_shutdown(Driver::Epoll);
 }
 
 /// Reads whatever the server sends until it closes the connection.
 fn rest_until_close(conn: &mut Conn) -> String {
     String::from_utf8_lossy(&conn.read_until_closed()).into_owned()
+}
+
+/// Sends `bytes` on a new connection and reads whatever the server sends until it closes it.
+fn until_close(target: &Addr, bytes: &[u8]) -> String {
+    let mut conn = open(target);
+    conn.send(bytes);
+    rest_until_close(&mut conn)
 }
 
 fn pipelining(target: &Addr) {
@@ -227,11 +163,9 @@ fn chunked(target: &Addr) {
     let rest = rest_until_close(&mut conn);
     assert!(rest.starts_with("HTTP/1.1 400 "), "{rest}");
     // A chunked body beyond 4 KiB is 413.
-    let mut conn = open(target);
     let mut big = head.as_bytes().to_vec();
     big.extend_from_slice(b"1001\r\n");
-    conn.send(&big);
-    let rest = rest_until_close(&mut conn);
+    let rest = until_close(target, &big);
     assert!(rest.starts_with("HTTP/1.1 413 "), "{rest}");
 }
 
@@ -254,44 +188,39 @@ fn expect_continue(target: &Addr) {
     conn.send(format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len()).as_bytes());
     assert_eq!(Reader::new().response(&mut conn).status, 200);
     // A body too large is refused at once, without waiting for it and without 100 Continue.
-    let mut conn = open(target);
-    conn.send(b"POST /clientes/2/transacoes HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n");
-    let rest = rest_until_close(&mut conn);
+    let rest = until_close(
+        target,
+        b"POST /clientes/2/transacoes HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n",
+    );
     assert!(rest.starts_with("HTTP/1.1 413 "), "{rest}");
     // An expectation the server does not know is 417.
-    let mut conn = open(target);
-    conn.send(
+    let rest = until_close(
+        target,
         b"POST /clientes/2/transacoes HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nExpect: something\r\n\r\n{}",
     );
-    let rest = rest_until_close(&mut conn);
     assert!(rest.starts_with("HTTP/1.1 417 "), "{rest}");
 }
 
 fn limits(target: &Addr) {
     // A head beyond 8 KiB: 431, even while it is still arriving.
-    let mut conn = open(target);
     let mut head = b"GET /clientes/1/extrato HTTP/1.1\r\nHost: t\r\nX-Big: ".to_vec();
     head.resize(9 * 1024, b'a');
-    conn.send(&head);
-    let rest = rest_until_close(&mut conn);
+    let rest = until_close(target, &head);
     assert!(rest.starts_with("HTTP/1.1 431 "), "{rest}");
     assert!(rest.contains("Connection: close"), "{rest}");
     // Too many header fields: 431.
-    let mut conn = open(target);
     let mut head = b"GET /clientes/1/extrato HTTP/1.1\r\nHost: t\r\n".to_vec();
     for index in 0..100 {
         head.extend_from_slice(format!("X-{index}: v\r\n").as_bytes());
     }
     head.extend_from_slice(b"\r\n");
-    conn.send(&head);
-    let rest = rest_until_close(&mut conn);
+    let rest = until_close(target, &head);
     assert!(rest.starts_with("HTTP/1.1 431 "), "{rest}");
     // A declared body beyond 4 KiB: 413 before the body is sent.
-    let mut conn = open(target);
-    conn.send(
+    let rest = until_close(
+        target,
         b"POST /clientes/1/transacoes HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n",
     );
-    let rest = rest_until_close(&mut conn);
     assert!(rest.starts_with("HTTP/1.1 413 "), "{rest}");
     // A body of exactly 4 KiB is read (and rejected as JSON on its merits).
     let mut conn = open(target);
@@ -319,17 +248,16 @@ fn smuggling(target: &Addr) {
         "POST /clientes/1/transacoes HTTP/1.1\r\nHost: t\r\nContent-Length : 5\r\n\r\n",
         "POST /clientes/1/transacoes HTTP/1.1\r\nHost: t\r\nContent-Length: +5\r\n\r\n",
     ] {
-        let mut conn = open(target);
-        conn.send(format!("{head}0\r\n\r\n{smuggled}").as_bytes());
-        let rest = rest_until_close(&mut conn);
+        let rest = until_close(target, format!("{head}0\r\n\r\n{smuggled}").as_bytes());
         assert!(rest.starts_with("HTTP/1.1 400 "), "{head:?}: {rest}");
         assert_eq!(rest.matches("HTTP/1.1").count(), 1, "{head:?}: {rest}");
     }
     // An unknown transfer coding before chunked: 501 and close. (Without a final chunked the
     // body's end is unknown: 400, see the transfer_encoding table of http.rs.)
-    let mut conn = open(target);
-    conn.send(b"POST /clientes/1/transacoes HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
-    let rest = rest_until_close(&mut conn);
+    let rest = until_close(
+        target,
+        b"POST /clientes/1/transacoes HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+    );
     assert!(rest.starts_with("HTTP/1.1 501 "), "{rest}");
     // Versions and request lines.
     for (request, status) in [
@@ -346,9 +274,7 @@ fn smuggling(target: &Addr) {
             "400",
         ),
     ] {
-        let mut conn = open(target);
-        conn.send(request.as_bytes());
-        let rest = rest_until_close(&mut conn);
+        let rest = until_close(target, request.as_bytes());
         assert!(
             rest.starts_with(&format!("HTTP/1.1 {status} ")),
             "{request:?}: {rest}"
@@ -358,9 +284,7 @@ fn smuggling(target: &Addr) {
 
 fn http_1_0(target: &Addr) {
     // HTTP/1.0 closes after the response by default.
-    let mut conn = open(target);
-    conn.send(b"GET /clientes/1/extrato HTTP/1.0\r\n\r\n");
-    let rest = rest_until_close(&mut conn);
+    let rest = until_close(target, b"GET /clientes/1/extrato HTTP/1.0\r\n\r\n");
     assert!(rest.starts_with("HTTP/1.1 200 OK\r\n"), "{rest}");
     assert!(rest.contains("\r\nConnection: close\r\n"), "{rest}");
     // With keep-alive it stays open and says so.
@@ -385,13 +309,11 @@ fn http_1_0(target: &Addr) {
 }
 
 fn connection_close(target: &Addr) {
-    let mut conn = open(target);
     let mut batch =
         b"GET /clientes/1/extrato HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".to_vec();
     // A request after the closing one is never answered.
     batch.extend_from_slice(b"GET /clientes/1/extrato HTTP/1.1\r\nHost: t\r\n\r\n");
-    conn.send(&batch);
-    let rest = rest_until_close(&mut conn);
+    let rest = until_close(target, &batch);
     assert!(rest.starts_with("HTTP/1.1 200 OK\r\n"), "{rest}");
     assert!(rest.contains("\r\nConnection: close\r\n"), "{rest}");
     assert_eq!(rest.matches("HTTP/1.1").count(), 1, "{rest}");
@@ -413,21 +335,11 @@ fn vanishing_client(target: &Addr) {
     );
 }
 
-#[test]
-fn slow_request_times_out_default_driver() {
-    check_slow_request(Driver::Default);
-}
-
-#[test]
-fn slow_request_times_out_epoll() {
-    check_slow_request(Driver::Epoll);
-}
-
 /// A request head trickling in (slowloris) gets 408 and the connection closes, within the
 /// request timeout (5 s) plus scheduling slack, however steadily the bytes keep coming.
 fn check_slow_request(driver: Driver) {
-    let single = single("slow", driver);
-    let mut conn = open(&single.instance.tcp);
+    let (instance, _dir) = single("slow", driver);
+    let mut conn = open(&instance.tcp);
     let started = Instant::now();
     let request =
         b"GET /clientes/1/extrato HTTP/1.1\r\nHost: t\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -461,7 +373,7 @@ fn check_slow_request(driver: Driver) {
         "{elapsed:?}"
     );
     // An idle keep-alive connection is not a slow request: after a served request it stays.
-    let mut conn = open(&single.instance.unix);
+    let mut conn = open(&instance.unix);
     let mut reader = Reader::new();
     conn.send(&request_bytes("GET", "/clientes/1/extrato", None));
     assert_eq!(reader.response(&mut conn).status, 200);
@@ -470,26 +382,16 @@ fn check_slow_request(driver: Driver) {
     assert_eq!(reader.response(&mut conn).status, 200);
 }
 
-#[test]
-fn graceful_shutdown_default_driver() {
-    check_graceful_shutdown(Driver::Default);
-}
-
-#[test]
-fn graceful_shutdown_epoll() {
-    check_graceful_shutdown(Driver::Epoll);
-}
-
 /// SIGTERM: the request in flight is finished (with `Connection: close`), idle connections are
 /// closed, and the process exits 0 within a few seconds.
 fn check_graceful_shutdown(driver: Driver) {
-    let mut single = single("shutdown", driver);
-    let mut idle = open(&single.instance.tcp);
+    let (mut instance, _dir) = single("shutdown", driver);
+    let mut idle = open(&instance.tcp);
     let mut reader = Reader::new();
     idle.send(&request_bytes("GET", "/clientes/1/extrato", None));
     assert_eq!(reader.response(&mut idle).status, 200);
     let body = r#"{"valor":5,"tipo":"c","descricao":"in flight"}"#;
-    let mut in_flight = open(&single.instance.unix);
+    let mut in_flight = open(&instance.unix);
     in_flight.send(
         format!(
             "POST /clientes/1/transacoes HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{}",
@@ -500,7 +402,7 @@ fn check_graceful_shutdown(driver: Driver) {
     );
     std::thread::sleep(Duration::from_millis(100));
     let started = Instant::now();
-    let instance = &mut single.instance;
+    let instance = &mut instance;
     std::thread::scope(|scope| {
         let finisher = scope.spawn(move || {
             // The rest of the body arrives after the signal.
@@ -508,7 +410,7 @@ fn check_graceful_shutdown(driver: Driver) {
             in_flight.send(&body.as_bytes()[10..]);
             rest_until_close(&mut in_flight)
         });
-        let status = instance.terminate(Duration::from_secs(10));
+        let status = instance.server.terminate(Duration::from_secs(10));
         assert!(status.success(), "{status:?}");
         let rest = finisher.join().unwrap();
         assert!(rest.starts_with("HTTP/1.1 200 OK\r\n"), "{rest}");

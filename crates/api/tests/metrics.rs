@@ -2,10 +2,8 @@
 
 mod support;
 
-use std::process::Command;
-
 use rinha_testkit::metrics::{get, sample, scrape};
-use support::{free_tcp, post, request, temp_dir, Server, BINARY, STARTUP_TIMEOUT};
+use support::{free_tcp, post, request, temp_dir, Driver, Instance};
 
 const THREADS: u32 = 4;
 const TRANSACTIONS_PER_THREAD: u32 = 60;
@@ -14,14 +12,12 @@ const STATEMENT_EVERY: u32 = 5;
 #[test]
 fn a_scrape_under_load_counts_every_answer_and_the_storage() {
     let dir = temp_dir("metrics");
-    let target = free_tcp();
     let metrics = free_tcp();
-    let mut command = Command::new(BINARY);
-    command.arg("--data-dir").arg(dir.path().join("data"));
-    command.args(["--listen", &target.to_string(), "--workers", "2"]);
-    command.args(["--metrics", &metrics.to_string()]);
-    let mut server = Server::start("metrics", command, dir.path());
-    server.startup_line("rinha-api", STARTUP_TIMEOUT);
+    let (data, socket) = (dir.path().join("data"), dir.path().join("metrics.sock"));
+    let mut instance = Instance::start_with(&data, &socket, Driver::Default, |command| {
+        command.args(["--metrics", &metrics.to_string()]);
+    });
+    let target = instance.tcp.clone();
     let load: Vec<_> = (0..THREADS)
         .map(|thread| {
             let target = target.clone();
@@ -80,6 +76,8 @@ fn a_scrape_under_load_counts_every_answer_and_the_storage() {
     assert_eq!(get(&metrics, "/clientes/1/extrato").status, 404);
     // Story: the scrape thread once received the SIGUSR1 with which a worker wakes the main
     // thread at shutdown, and the process died of it (exit 138) instead of exiting 0.
-    let status = server.terminate(std::time::Duration::from_secs(10));
+    let status = instance
+        .server
+        .terminate(std::time::Duration::from_secs(10));
     assert!(status.success(), "{status:?}");
 }

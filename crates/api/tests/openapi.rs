@@ -20,6 +20,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use rinha_testkit::assert_none;
 use serde_json::{json, Value};
 
 use rinha_api::body::DESCRIPTION_CHARS_MAX;
@@ -45,11 +46,7 @@ fn document() -> Value {
 #[test]
 fn the_document_and_the_code_agree() {
     let problems = disagreements(&document());
-    assert!(
-        problems.is_empty(),
-        "docs/openapi.yaml and the code disagree:\n  - {}",
-        problems.join("\n  - ")
-    );
+    assert_none("docs/openapi.yaml and the code disagree", &problems);
 }
 
 #[test]
@@ -104,14 +101,12 @@ fn a_drifted_document_is_caught() {
     check("a balance allowed below every limit", |d| {
         d["components"]["schemas"]["Balance"]["minimum"] = json!(-10_000_001);
     });
-    check("a longer description", |d| {
-        d["components"]["schemas"]["TransactionRequest"]["properties"]["descricao"]["maxLength"] =
-            json!(11);
-    });
-    check("a longer description in the statement", |d| {
-        d["components"]["schemas"]["Transaction"]["properties"]["descricao"]["maxLength"] =
-            json!(11);
-    });
+    // In the request, and in the statement.
+    for schema in ["TransactionRequest", "Transaction"] {
+        check(&format!("a longer description in {schema}"), |d| {
+            d["components"]["schemas"][schema]["properties"]["descricao"]["maxLength"] = json!(11);
+        });
+    }
     check("a zero valor", |d| {
         d["components"]["schemas"]["TransactionRequest"]["properties"]["valor"]["minimum"] =
             json!(0);
@@ -330,48 +325,22 @@ fn check_statuses(
 
 /// The transaction's request body and its 200.
 fn check_transactions(document: &Value, operation: &Value, problems: &mut Vec<String>) {
-    let request = walk(
-        document,
-        operation,
-        &[
-            "requestBody",
-            "content",
-            "application/json",
-            "schema",
-            "properties",
-        ],
-    );
+    let request = json_properties(document, walk(document, operation, &["requestBody"]));
     check_transaction_fields(document, "the request", request, problems);
-    let answer = walk(
-        document,
-        operation,
-        &[
-            "responses",
-            "200",
-            "content",
-            "application/json",
-            "schema",
-            "properties",
-        ],
-    );
+    let answer = json_properties(document, walk(document, operation, &["responses", "200"]));
     check_limit(document, "the transaction's", &answer["limite"], problems);
     check_balance(document, "the transaction's", &answer["saldo"], problems);
 }
 
+/// The properties of the JSON body's schema of `value` (a request body or a response).
+fn json_properties<'d>(document: &'d Value, value: &'d Value) -> &'d Value {
+    let path = ["content", "application/json", "schema", "properties"];
+    walk(document, value, &path)
+}
+
 /// The statement's 200: balance, limit and the transactions listed.
 fn check_statement(document: &Value, operation: &Value, problems: &mut Vec<String>) {
-    let statement = walk(
-        document,
-        operation,
-        &[
-            "responses",
-            "200",
-            "content",
-            "application/json",
-            "schema",
-            "properties",
-        ],
-    );
+    let statement = json_properties(document, walk(document, operation, &["responses", "200"]));
     let saldo = walk(document, statement, &["saldo", "properties"]);
     check_limit(document, "the statement's", &saldo["limite"], problems);
     check_balance(document, "the statement's", &saldo["total"], problems);

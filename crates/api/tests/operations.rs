@@ -7,7 +7,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use rinha_testkit::process::{self, Signal};
-use support::{free_tcp, temp_dir, Addr, Driver, Instance, Server, BINARY, STARTUP_TIMEOUT};
+use support::{
+    free_tcp, single, temp_dir, Addr, Driver, Instance, Server, BINARY, STARTUP_TIMEOUT,
+};
 
 /// Runs the binary to completion (bounded) and returns its status code and stderr.
 fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
@@ -41,6 +43,11 @@ fn check_fails(args: &[&str], env: &[(&str, &str)], mentions: &str) {
     );
 }
 
+/// `--data-dir data --listen listen`, then `more`.
+fn flags<'a>(data: &'a str, listen: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    [&["--data-dir", data, "--listen", listen][..], more].concat()
+}
+
 #[test]
 fn startup_errors() {
     let dir = temp_dir("errors");
@@ -48,90 +55,32 @@ fn startup_errors() {
     std::fs::create_dir_all(&data).unwrap();
     let file = dir.path().join("file");
     std::fs::write(&file, b"not a directory").unwrap();
-    let data_arg = data.to_str().unwrap();
+    let (data, file_arg) = (data.to_str().unwrap(), file.to_str().unwrap());
     let listen = free_tcp().to_string();
     // A missing directory is created, but not below a regular file.
-    let below_file = file.join("data");
-    let below_file = below_file.to_str().unwrap();
-    check_fails(
-        &["--data-dir", below_file, "--listen", &listen],
-        &[],
-        below_file,
-    );
-    check_fails(
-        &["--data-dir", file.to_str().unwrap(), "--listen", &listen],
-        &[],
-        "is not a directory",
-    );
-    check_fails(
-        &["--data-dir", data_arg, "--listen", "localhost"],
-        &[],
-        "localhost",
-    );
-    check_fails(
-        &["--data-dir", data_arg, "--listen", "127.0.0.1:99999"],
-        &[],
-        "99999",
-    );
-    check_fails(&["--data-dir", data_arg, "--listen", "unix:"], &[], "unix");
-    check_fails(&["--data-dir", data_arg], &[], "--listen");
+    let below_file = format!("{file_arg}/data");
+    check_fails(&flags(&below_file, &listen, &[]), &[], &below_file);
+    check_fails(&flags(file_arg, &listen, &[]), &[], "is not a directory");
+    check_fails(&flags(data, "localhost", &[]), &[], "localhost");
+    check_fails(&flags(data, "127.0.0.1:99999", &[]), &[], "99999");
+    check_fails(&flags(data, "unix:", &[]), &[], "unix");
+    check_fails(&["--data-dir", data], &[], "--listen");
     check_fails(&["--listen", &listen], &[], "--data-dir");
-    check_fails(
-        &[
-            "--data-dir",
-            data_arg,
-            "--listen",
-            &listen,
-            "--workers",
-            "0",
-        ],
-        &[],
-        "workers",
-    );
-    check_fails(
-        &[
-            "--data-dir",
-            data_arg,
-            "--listen",
-            &listen,
-            "--workers",
-            "two",
-        ],
-        &[],
-        "two",
-    );
-    check_fails(
-        &["--data-dir", data_arg, "--listen", &listen],
-        &[("RINHA_DRIVER", "kqueue")],
-        "kqueue",
-    );
-    check_fails(
-        &["--data-dir", data_arg, "--listen", &listen, "--bogus"],
-        &[],
-        "--bogus",
-    );
+    check_fails(&flags(data, &listen, &["--workers", "0"]), &[], "workers");
+    check_fails(&flags(data, &listen, &["--workers", "two"]), &[], "two");
+    let kqueue = [("RINHA_DRIVER", "kqueue")];
+    check_fails(&flags(data, &listen, &[]), &kqueue, "kqueue");
+    check_fails(&flags(data, &listen, &["--bogus"]), &[], "--bogus");
     // An address already taken by someone else.
     let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = holder.local_addr().unwrap().to_string();
-    check_fails(&["--data-dir", data_arg, "--listen", &taken], &[], &taken);
+    check_fails(&flags(data, &taken, &[]), &[], &taken);
     // A Unix path that is a regular file is not replaced.
-    check_fails(
-        &[
-            "--data-dir",
-            data_arg,
-            "--listen",
-            &format!("unix:{}", file.display()),
-        ],
-        &[],
-        "file",
-    );
+    check_fails(&flags(data, &format!("unix:{file_arg}"), &[]), &[], "file");
     assert_eq!(std::fs::read(&file).unwrap(), b"not a directory");
     // The environment is read when flags are absent: here it names an impossible directory.
-    check_fails(
-        &[],
-        &[("RINHA_DATA_DIR", below_file), ("RINHA_LISTEN", &listen)],
-        below_file,
-    );
+    let environment = [("RINHA_DATA_DIR", &*below_file), ("RINHA_LISTEN", &listen)];
+    check_fails(&[], &environment, &below_file);
 }
 
 #[test]
@@ -193,9 +142,7 @@ fn stale_socket_environment_and_healthcheck() {
         100000
     );
     // The health check passes on both addresses, and fails where nothing listens.
-    let Addr::Tcp(tcp) = instance.tcp.clone() else {
-        unreachable!()
-    };
+    let tcp = rinha_testkit::tcp(&instance.tcp);
     assert_eq!(run(&["--healthcheck", &tcp.to_string()], &[]).0, 0);
     assert_eq!(
         run(
@@ -210,7 +157,7 @@ fn stale_socket_environment_and_healthcheck() {
     // No per-request logging: nothing on stderr after the startup line.
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(instance.later_stderr(), Vec::<String>::new());
-    assert!(instance.terminate(Duration::from_secs(10)).success());
+    assert!(instance.server.terminate(Duration::from_secs(10)).success());
     // The health check of a stopped instance fails.
     assert_ne!(run(&["--healthcheck", &tcp.to_string()], &[]).0, 0);
 }
@@ -220,9 +167,7 @@ fn configured_by_environment_and_stopped_by_sigint() {
     let dir = temp_dir("env");
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
-    let Addr::Tcp(tcp) = free_tcp() else {
-        unreachable!()
-    };
+    let tcp = rinha_testkit::tcp(&free_tcp());
     let socket = dir.path().join("env.sock");
     let listen = format!("{tcp},unix:{}", socket.display());
     let mut command = Command::new(BINARY);
@@ -250,22 +195,11 @@ fn configured_by_environment_and_stopped_by_sigint() {
 #[test]
 fn failed_sync_stops_acknowledgements() {
     let dir = temp_dir("fault");
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let target = free_tcp();
-    let mut command = Command::new(BINARY);
-    command
-        .args([
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--listen",
-            &target.to_string(),
-            "--workers",
-            "2",
-        ])
-        .env("RINHA_FAULT_SYNC_FAILS_AFTER", "5");
-    let mut server = Server::start("fault", command, dir.path());
-    server.startup_line("rinha-api", Duration::from_secs(30));
+    let (data, socket) = (dir.path().join("data"), dir.path().join("fault.sock"));
+    let mut instance = Instance::start_with(&data, &socket, Driver::Default, |command| {
+        command.env("RINHA_FAULT_SYNC_FAILS_AFTER", "5");
+    });
+    let target = instance.tcp.clone();
     let mut statuses = Vec::new();
     for index in 0..20 {
         statuses.push(support::post(&target, 1, 1, 'c', &format!("f{index}")).status);
@@ -283,7 +217,7 @@ fn failed_sync_stops_acknowledgements() {
     } else {
         assert_eq!(response.status, 503);
     }
-    let reported: Vec<String> = server.lines().into_iter().skip(1).collect();
+    let reported = instance.later_stderr();
     // Once per worker thread at most.
     assert!((1..=2).contains(&reported.len()), "{reported:?}");
     assert!(
@@ -292,7 +226,7 @@ fn failed_sync_stops_acknowledgements() {
             .all(|line| line.contains("storage unavailable")),
         "{reported:?}"
     );
-    server.kill();
+    instance.server.kill();
 }
 
 /// A draining instance refuses new clients at once, on TCP and on its Unix socket, so that a
@@ -301,38 +235,23 @@ fn failed_sync_stops_acknowledgements() {
 /// still in flight) and new clients waited in the backlog, unanswered, until the process exited.
 #[test]
 fn a_draining_instance_refuses_new_clients_and_finishes_the_open_request() {
-    for driver in [None, Some("epoll")] {
-        let dir = temp_dir("drain");
-        let data = dir.path().join("data");
-        std::fs::create_dir_all(&data).unwrap();
-        let Addr::Tcp(tcp) = free_tcp() else {
-            unreachable!()
-        };
-        let socket = dir.path().join("drain.sock");
-        let mut command = Command::new(BINARY);
-        command.arg("--data-dir").arg(&data);
-        command.args(["--listen", &tcp.to_string()]);
-        command
-            .arg("--listen")
-            .arg(format!("unix:{}", socket.display()));
-        command.args(["--workers", "2"]);
-        match driver {
-            Some(driver) => command.env("RINHA_DRIVER", driver),
-            None => command.env_remove("RINHA_DRIVER"),
-        };
-        let mut server = Server::start("drain", command, dir.path());
-        server.startup_line("rinha-api", STARTUP_TIMEOUT);
+    for driver in [Driver::Default, Driver::Epoll] {
+        let (mut instance, dir) = single("drain", driver);
+        let (tcp, socket) = (
+            rinha_testkit::tcp(&instance.tcp),
+            dir.path().join("drain.sock"),
+        );
         let body = br#"{"valor": 5, "tipo": "c", "descricao": "drain"}"#;
         let head = format!(
             "POST /clientes/1/transacoes HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
              Content-Length: {}\r\n\r\n",
             body.len()
         );
-        let mut open = support::open(&Addr::Tcp(tcp));
+        let mut open = support::open(&instance.tcp);
         open.send(head.as_bytes());
         open.send(&body[..10]);
         std::thread::sleep(Duration::from_millis(100));
-        server.signal(Signal::TERM);
+        instance.server.signal(Signal::TERM);
         std::thread::sleep(Duration::from_millis(300));
         for _ in 0..8 {
             assert!(
@@ -344,12 +263,16 @@ fn a_draining_instance_refuses_new_clients_and_finishes_the_open_request() {
                 "{driver:?}: a draining instance accepted a Unix client"
             );
         }
-        assert!(server.is_running(), "{driver:?}: exited before the drain");
+        assert!(
+            instance.server.is_running(),
+            "{driver:?}: exited before the drain"
+        );
         open.send(&body[10..]);
         let answer = support::Reader::new().response(&mut open);
         assert_eq!(answer.status, 200, "{driver:?}: {answer:?}");
         drop(open);
-        let status = server
+        let status = instance
+            .server
             .wait(Duration::from_secs(10))
             .expect("exits after the drain");
         assert!(status.success(), "{driver:?}: {status:?}");

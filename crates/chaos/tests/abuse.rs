@@ -21,17 +21,14 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rinha_testkit::bins::bins;
+use rinha_testkit::bins::api_command;
 use rinha_testkit::http::{self, Conn, Reader, Response};
 use rinha_testkit::process::Server;
-use rinha_testkit::stack::start_stack;
-use rinha_testkit::{free_tcp, temp_dir, wait_until, Addr, TempDir};
+use rinha_testkit::stack::{start_stack, with_args};
+use rinha_testkit::{free_tcp, temp_dir, wait_until, Addr, TempDir, XorShift};
 
-/// How long a server may take to answer after start.
-const READY_WAIT: Duration = Duration::from_secs(20);
 /// A client's bound on every connect, read and write: an answer or a close that does not come
 /// within it is a hang, and fails the test. Answers take milliseconds; the bound leaves room
 /// for a shared machine whose disk takes seconds to sync a burst of 200 credits.
@@ -48,10 +45,10 @@ const SETTLE_WAIT: Duration = Duration::from_secs(10);
 /// threshold). The attacks leave a few MiB at most (the figures are printed); a server that
 /// kept what 20,000 pipelined answers or hundreds of connections cost (tens of MiB) fails.
 const RSS_GROWTH_MAX_KIB: u64 = 16 * 1024;
+/// Rounds of the whole table of attacks: a leak of a little per attack grows round after round
+/// while the bounds stay where the warm-up put them.
+const ROUNDS: usize = 3;
 
-/// The accounts' credit limits in cents, by id (docs/api.md): a statement names its account
-/// through its limit, which is how the pipelined answers are checked to come in order.
-const LIMITS: [i64; 5] = [100_000, 80_000, 1_000_000, 10_000_000, 500_000];
 /// Credits whose answers were read go to this account, and so do the requests cut before
 /// their end: its balance must be the sum of the acknowledged credits, exactly.
 const ACKED_ACCOUNT: u32 = 1;
@@ -61,10 +58,10 @@ const UNKNOWN_ACCOUNT: u32 = 2;
 const UNREAD_ACCOUNT: u32 = 3;
 /// An account no request changes, so that its statement is the same each time (bar its time).
 const QUIET_ACCOUNT: u32 = 4;
+/// The accounts' credit limits in cents, by id (docs/api.md): a statement names its account
+/// through its limit, which is how the pipelined answers are checked to come in order.
+const LIMITS: [i64; 5] = [100_000, 80_000, 1_000_000, 10_000_000, 500_000];
 
-/// Rounds of the whole table of attacks: a leak of a little per attack grows round after round
-/// while the bounds stay where the warm-up put them.
-const ROUNDS: usize = 3;
 /// Connections of the reset and half-close attacks, all open at once: well below every
 /// connection cap, enough that a leak of one descriptor per connection is plain.
 const CONNECTIONS: usize = 200;
@@ -98,34 +95,13 @@ const SPLIT_PAUSE: Duration = Duration::from_micros(500);
 /// count would wander by up to 256 descriptors and hide a leak.
 const POOL_FILL_RELAYS: usize = 80;
 
-#[test]
-fn rinha_api_on_io_uring() {
-    run_suite(Target::api("io_uring"));
-}
-
-#[test]
-fn rinha_api_on_epoll() {
-    run_suite(Target::api("epoll"));
-}
-
-#[test]
-fn rinha_lb_on_io_uring_splice_direct() {
-    run_suite(Target::lb("io_uring", "direct"));
-}
-
-#[test]
-fn rinha_lb_on_io_uring_splice_op() {
-    run_suite(Target::lb("io_uring", "op"));
-}
-
-#[test]
-fn rinha_lb_on_epoll_splice_op() {
-    run_suite(Target::lb("epoll", "op"));
-}
-
-#[test]
-fn rinha_lb_on_epoll_splice_direct() {
-    run_suite(Target::lb("epoll", "direct"));
+rinha_testkit::tests! {
+    rinha_api_on_io_uring => run_suite(Target::api("io_uring"));
+    rinha_api_on_epoll => run_suite(Target::api("epoll"));
+    rinha_lb_on_io_uring_splice_direct => run_suite(Target::lb("io_uring", "direct"));
+    rinha_lb_on_io_uring_splice_op => run_suite(Target::lb("io_uring", "op"));
+    rinha_lb_on_epoll_splice_op => run_suite(Target::lb("epoll", "op"));
+    rinha_lb_on_epoll_splice_direct => run_suite(Target::lb("epoll", "direct"));
 }
 
 /// One attack: its clients and what they must see. `at` names the target and the attack for
@@ -190,16 +166,9 @@ impl Target {
     fn api(driver: &str) -> Target {
         let dir = temp_dir("abuse-api");
         let front = free_tcp();
-        let mut command = Command::new(&bins().api);
-        command.arg("--data-dir").arg(dir.path().join("data"));
-        command.args(["--listen", &front.to_string(), "--workers", "1"]);
+        let mut command = api_command(&dir.path().join("data"), &front);
         command.args(["--driver", driver]);
-        let server = Server::start("api", command, dir.path());
-        assert!(
-            wait_until(READY_WAIT, || http::is_ready(&front)),
-            "rinha-api on {driver} did not start: {}",
-            server.log()
-        );
+        let server = Server::start_ready("api", command, dir.path(), &front);
         Target {
             label: format!("rinha-api driver={driver}"),
             servers: vec![server],
@@ -214,13 +183,8 @@ impl Target {
     /// every process on `driver`, the balancer in `splice` mode.
     fn lb(driver: &str, splice: &str) -> Target {
         let dir = temp_dir("abuse-lb");
-        let (servers, front) = start_stack(dir.path(), |mut command| {
-            command.args(["--driver", driver]);
-            if command.get_program() == bins().lb.as_os_str() {
-                command.args(["--splice", splice]);
-            }
-            command
-        });
+        let (args, lb_args) = (["--driver", driver], ["--splice", splice]);
+        let (servers, front) = start_stack(dir.path(), with_args(&args, &lb_args));
         Target {
             label: format!("rinha-lb driver={driver} splice={splice}"),
             servers,
@@ -311,13 +275,7 @@ fn credit(front: &Addr, ledger: &mut Ledger, at: &str) {
 /// second (connections that the client closed may still be on their way out), and the resident
 /// memory then.
 fn quiet_footprint(server: &Server) -> Footprint {
-    let fds = (0..10)
-        .map(|_| {
-            std::thread::sleep(Duration::from_millis(50));
-            server.open_fds()
-        })
-        .min()
-        .unwrap_or(0);
+    let fds = server.quiet_fds();
     Footprint {
         fds,
         rss_kib: server.rss_kib().unwrap_or(0),
@@ -500,13 +458,13 @@ fn reset_while_reading(target: &Target, _: &mut Ledger, at: &str) {
         .map(|_| {
             let conn = connect(&target.front, at);
             rustix::net::sockopt::set_socket_recv_buffer_size(
-                tcp(&conn),
+                tcp_stream(&conn),
                 RESET_RECEIVE_BUFFER_BYTES,
             )
             .expect("SO_RCVBUF");
             // The server may stop reading before it has all: it then waits on a write, which
             // is where the reset is to find it.
-            write_what_fits(tcp(&conn), &pipelined, at);
+            write_what_fits(tcp_stream(&conn), &pipelined, at);
             conn
         })
         .collect();
@@ -585,7 +543,7 @@ fn shut_read_then_send(target: &Target, ledger: &mut Ledger, at: &str) {
     let conns: Vec<Conn> = (0..UNREAD_CLIENTS)
         .map(|_| {
             let mut conn = connect(&target.front, at);
-            tcp(&conn)
+            tcp_stream(&conn)
                 .shutdown(Shutdown::Read)
                 .expect("shut down the reading side");
             for _ in 0..UNREAD_CREDITS_EACH {
@@ -650,7 +608,7 @@ fn reader_status(conn: &mut Conn, at: &str) -> Option<u16> {
 fn garbage_random(target: &Target, _: &mut Ledger, at: &str) {
     let mut random = XorShift(0x9e37_79b9_7f4a_7c15);
     for index in 0..2 * GARBAGE_CONNECTIONS {
-        let bytes: Vec<u8> = (0..1024).map(|_| random.next() as u8).collect();
+        let bytes: Vec<u8> = (0..1024).map(|_| random.next_u64() as u8).collect();
         expect_refusal(
             &target.front,
             &bytes,
@@ -743,20 +701,6 @@ fn tls_client_hello() -> Vec<u8> {
     [&[0x16u8, 3, 1][..], &with_u16_length(&handshake)].concat()
 }
 
-/// The tiny xorshift64 generator (Marsaglia, 2003): fixed-seed bytes without a dependency.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-}
-
 // ---- Pipelines ----
 
 /// `count` statements pipelined in one buffer, cycling through the five accounts.
@@ -788,7 +732,7 @@ fn pipeline_read_all(target: &Target, _: &mut Ledger, at: &str) {
         for client in 0..PIPELINE_CLIENTS {
             let (pipelined, at) = (&pipelined, format!("{at}: client {client}"));
             let mut conn = connect(&target.front, &at);
-            let mut writer = Conn::from(tcp(&conn).try_clone().expect("clone the stream"));
+            let mut writer = conn.try_clone().expect("clone the stream");
             let writer_at = at.clone();
             scope.spawn(move || send(&mut writer, pipelined, &writer_at));
             scope.spawn(move || {
@@ -817,7 +761,7 @@ fn pipeline_unread(target: &Target, _: &mut Ledger, at: &str) {
     let conns: Vec<Conn> = (0..PIPELINE_CLIENTS)
         .map(|_| {
             let conn = connect(&target.front, at);
-            write_what_fits(tcp(&conn), &pipelined, at);
+            write_what_fits(tcp_stream(&conn), &pipelined, at);
             conn
         })
         .collect();
@@ -949,7 +893,7 @@ fn connect(front: &Addr, at: &str) -> Conn {
     Conn::open(front, CLIENT_TIMEOUT).unwrap_or_else(|error| panic!("{at}: connect: {error}"))
 }
 
-fn tcp(conn: &Conn) -> &TcpStream {
+fn tcp_stream(conn: &Conn) -> &TcpStream {
     match conn {
         Conn::Tcp(stream) => stream,
         Conn::Unix(_) => unreachable!("the fronts listen on TCP"),
@@ -996,6 +940,7 @@ fn read_to_close(conn: &mut Conn, at: &str) -> Vec<u8> {
 
 /// Closes `conn` with a reset: `SO_LINGER` of zero, then the close.
 fn reset(conn: Conn) {
-    rustix::net::sockopt::set_socket_linger(tcp(&conn), Some(Duration::ZERO)).expect("SO_LINGER 0");
+    rustix::net::sockopt::set_socket_linger(tcp_stream(&conn), Some(Duration::ZERO))
+        .expect("SO_LINGER 0");
     drop(conn);
 }

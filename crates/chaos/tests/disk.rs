@@ -44,21 +44,21 @@ mod ledger;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use espora::layout::{HEADER_SIZE, RECORD_SIZE};
 use espora::{AppendError, Backend, Db, Entry, Kind, Options, ReadError, Statement, Transaction};
-use rinha_testkit::bins::bins;
+use rinha_testkit::bins::{api_command, lb_command};
 use rinha_testkit::process::Server;
-use rinha_testkit::{free_tcp, http, temp_dir, wait_until, Addr};
+use rinha_testkit::stack::{api_sockets, stop_all};
+use rinha_testkit::{assert_none, free_tcp, skip, temp_dir, Addr};
 
 use fixture::{FaultyDisk, Journal};
 use ledger::{
-    assert_none, check_acknowledged, check_every_account_opens, check_listings, read_account,
-    read_disk, verify, Ledger, Load, Outcome, ACCOUNTS, READY_WAIT,
+    check_acknowledged, check_every_account_opens, check_listings, read_account, read_disk, verify,
+    Ledger, Load, Outcome, ACCOUNTS,
 };
 
 /// The tmpfs under the loop device: room for the file system's metadata (and its 16 MiB
@@ -72,32 +72,68 @@ const RATE_PER_CLIENT: u32 = 40;
 const FAILURE_WAIT: Duration = Duration::from_secs(20);
 const STOP_WAIT: Duration = Duration::from_secs(10);
 
-static SERIAL: Mutex<()> = Mutex::new(());
+/// The two back ends of espora's syncs, each on the monoio driver it runs on: the worker's
+/// ring on io_uring, and helper threads on epoll (`true`).
+const BACKENDS: [(&str, bool, Backend); 2] = [
+    ("io_uring", false, Backend::IoUring),
+    ("threads", true, Backend::Threads),
+];
 
-/// One test at a time: each fills a disk and times its load.
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|error| error.into_inner())
+/// Runs `case` on each of [`BACKENDS`]: what each gave, or, where this machine cannot run it,
+/// a skip of that part of `test`, saying why.
+fn each_backend<T>(
+    test: &str,
+    mut case: impl FnMut(&'static str, bool, Backend) -> Result<T, String>,
+) -> Vec<T> {
+    let mut ran = Vec::new();
+    for (name, epoll, backend) in BACKENDS {
+        match case(name, epoll, backend) {
+            Ok(value) => ran.push(value),
+            Err(why) => skip(&format!("{test} ({name})"), &why),
+        }
+    }
+    ran
 }
 
-fn skip(test: &str, why: &str) {
-    eprintln!("==== SKIPPED {test}: {why} ====");
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// One case on its faulty disk, one case at a time: each fills a disk and times its load.
+struct Case {
+    test: &'static str,
+    disk: FaultyDisk,
+    started: Instant,
+    /// Held until the disk is torn down.
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl Case {
+    /// Waits for the case before it to end, then makes the faulty disk of `test`; `None` where
+    /// this machine cannot (the test skipped, saying why).
+    fn start(test: &'static str, label: &str, journal: Journal) -> Option<Case> {
+        let serial = SERIAL.lock().unwrap_or_else(|error| error.into_inner());
+        let started = Instant::now();
+        let disk = FaultyDisk::create(label, TMPFS_MIB, journal);
+        let disk = disk.map_err(|why| skip(test, &why)).ok()?;
+        Some(Case {
+            test,
+            disk,
+            started,
+            _serial: serial,
+        })
+    }
+
+    /// Prints how long the case took, and fails it if a problem was found.
+    fn finish(&self, problems: &[String]) {
+        let seconds = self.started.elapsed().as_secs_f64();
+        eprintln!("{}: {seconds:.1} s", self.test);
+        assert_none(self.test, problems);
+    }
 }
 
 /// Starts `rinha-api` (one worker) on `data`, listening on `addr`, logging to `log_dir`, and
 /// waits until it serves.
 fn start_instance(name: &str, data: &Path, addr: &Addr, log_dir: &Path) -> Server {
-    let mut command = Command::new(&bins().api);
-    command.arg("--data-dir").arg(data);
-    command.args(["--listen", &addr.to_string(), "--workers", "1"]);
-    let mut server = Server::start(name, command, log_dir);
-    let ready = wait_until(READY_WAIT, || http::is_ready(addr) || !server.is_running());
-    assert!(
-        ready && server.is_running(),
-        "{name} did not start on {}: {}",
-        data.display(),
-        server.log()
-    );
-    server
+    Server::start_ready(name, api_command(data, addr), log_dir, addr)
 }
 
 /// `rinha-lb` in front of two `rinha-api` over Unix sockets, the data directory on the faulty
@@ -112,7 +148,7 @@ struct Stack {
 impl Stack {
     /// Starts the stack; `generation` tells the logs of each start apart.
     fn start(data: &Path, work: &Path, generation: u32) -> Stack {
-        let upstreams = [1, 2].map(|n| Addr::Unix(work.join(format!("api{n}.sock"))));
+        let upstreams = api_sockets(work);
         let mut servers: Vec<Server> = upstreams
             .iter()
             .enumerate()
@@ -122,21 +158,10 @@ impl Stack {
             })
             .collect();
         let front = free_tcp();
-        let mut command = Command::new(&bins().lb);
-        command.args(["--listen", &front.to_string(), "--workers", "1"]);
+        let mut command = lb_command(&front, &upstreams);
         command.args(["--down-backoff-ms", "200"]);
-        for upstream in &upstreams {
-            command.args(["--upstream", &upstream.to_string()]);
-        }
-        servers.push(Server::start(
-            &format!("lb-start{generation}"),
-            command,
-            work,
-        ));
-        assert!(
-            wait_until(READY_WAIT, || http::is_ready(&front)),
-            "the balancer never answered"
-        );
+        let name = format!("lb-start{generation}");
+        servers.push(Server::start_ready(&name, command, work, &front));
         Stack {
             upstreams,
             front,
@@ -146,9 +171,8 @@ impl Stack {
 
     /// SIGTERM to the balancer, then to each instance.
     fn stop(&mut self) {
-        for server in self.servers.iter_mut().rev() {
-            let status = server.terminate(STOP_WAIT);
-            eprintln!("  {} exited: {status}", server.name);
+        for (name, status) in stop_all(&mut self.servers, STOP_WAIT) {
+            eprintln!("  {name} exited: {status}");
         }
     }
 }
@@ -172,15 +196,12 @@ fn through_the_stack_on_a_journaled_ext4() {
 /// little after; then the space comes back and the whole stack restarts. What the restarted
 /// instances show before anything new is written must be on the device; then more load; then,
 /// with the ext4 mounted again, everything is checked against the disk.
-fn through_the_stack(test: &str, journal: Journal) {
-    let _serial = serial();
-    let started = Instant::now();
-    let mut disk = match FaultyDisk::create("disk-a", TMPFS_MIB, journal) {
-        Ok(disk) => disk,
-        Err(why) => return skip(test, &why),
+fn through_the_stack(test: &'static str, journal: Journal) {
+    let Some(mut case) = Case::start(test, "disk-a", journal) else {
+        return;
     };
     let work = temp_dir("disk-a-work");
-    let data = disk.path().join("data");
+    let data = case.disk.path().join("data");
     let ledger = Ledger::new('a');
     let mut stack = Stack::start(&data, work.path(), 1);
     let front = [("lb", stack.front.clone())];
@@ -188,11 +209,11 @@ fn through_the_stack(test: &str, journal: Journal) {
     std::thread::sleep(Duration::from_millis(1500));
 
     load.set_phase("disk full");
-    let filled = disk.fill();
+    let filled = case.disk.fill();
     eprintln!(
         "{test}: tmpfs filled with {} KiB more ({} KiB of the disk written); waiting for 503s",
         filled / 1024,
-        disk.backing_kib()
+        case.disk.backing_kib()
     );
     // Probe each instance directly: a statement of a process that saw a failed sync is 503.
     let names = ["api1", "api2"];
@@ -217,7 +238,7 @@ fn through_the_stack(test: &str, journal: Journal) {
          (failing: {failing:?}), so the fault never reached them"
     );
 
-    disk.free();
+    case.disk.free();
     stack.stop();
     let mut stack = Stack::start(&data, work.path(), 2);
     // Nothing has been written since the restart: every statement must show what the device
@@ -247,11 +268,10 @@ fn through_the_stack(test: &str, journal: Journal) {
     stack.stop();
     drop(stack);
 
-    disk.remount();
+    case.disk.remount();
     problems.extend(final_checks(&data, work.path(), &ledger));
     ledger.print_summary(test);
-    eprintln!("{test}: {:.1} s", started.elapsed().as_secs_f64());
-    assert_none(test, &problems);
+    case.finish(&problems);
 }
 
 /// With the ext4 mounted again (page cache dropped) and nothing running: every acknowledged
@@ -294,14 +314,11 @@ const APPENDS_UNTIL_FAILURE_MAX: usize = 1000;
 #[test]
 fn an_instance_restarted_after_a_failed_sync_and_its_idle_peer_show_only_the_disk() {
     let test = "an_instance_restarted_after_a_failed_sync_and_its_idle_peer_show_only_the_disk";
-    let _serial = serial();
-    let started = Instant::now();
-    let mut disk = match FaultyDisk::create("disk-b", TMPFS_MIB, Journal::Without) {
-        Ok(disk) => disk,
-        Err(why) => return skip(test, &why),
+    let Some(mut case) = Case::start(test, "disk-b", Journal::Without) else {
+        return;
     };
     let work = temp_dir("disk-b-work");
-    let data = disk.path().join("data");
+    let data = case.disk.path().join("data");
     let ledger = Ledger::new('b');
     let a_addr = Addr::Unix(work.path().join("a.sock"));
     let b_addr = Addr::Unix(work.path().join("b.sock"));
@@ -315,7 +332,7 @@ fn an_instance_restarted_after_a_failed_sync_and_its_idle_peer_show_only_the_dis
             ledger.transact(&b_addr, "B", &phase("warm-up"), account, 10, 'c');
         }
 
-        disk.fill();
+        case.disk.fill();
         let mut sent = 0;
         loop {
             let account = ACCOUNTS[sent % ACCOUNTS.len()];
@@ -334,7 +351,7 @@ fn an_instance_restarted_after_a_failed_sync_and_its_idle_peer_show_only_the_dis
             ledger.statement(&a_addr, "A", &phase("A failing"), account);
         }
 
-        disk.free();
+        case.disk.free();
         a.terminate(STOP_WAIT);
         a = start_instance(&format!("A-start{round}"), &data, &a_addr, work.path());
         let shown = phase("after A's restart");
@@ -372,19 +389,18 @@ fn an_instance_restarted_after_a_failed_sync_and_its_idle_peer_show_only_the_dis
     a.terminate(STOP_WAIT);
     drop((a, b));
 
-    disk.remount();
+    case.disk.remount();
     problems.extend(final_checks(&data, work.path(), &ledger));
     ledger.print_summary(test);
-    eprintln!("{test}: {:.1} s", started.elapsed().as_secs_f64());
-    assert_none(test, &problems);
+    case.finish(&problems);
 }
 
+/// The description of the append that is dropped mid-sync.
+const DROPPED: &str = "dropped";
 /// Records of one page: the ring starts at a page boundary (the header is one page), so after
 /// this many appends the next record is the first of a block the disk never held.
 const RECORDS_PER_PAGE: usize = 4096 / RECORD_SIZE;
 const _: () = assert!(HEADER_SIZE.is_multiple_of(4096));
-/// The description of the append that is dropped mid-sync.
-const DROPPED: &str = "dropped";
 
 /// In the library: a page of records appended, the disk filled, then an append polled once
 /// (its record written and its fdatasync submitted, which fails) and dropped. The database must
@@ -395,24 +411,14 @@ const DROPPED: &str = "dropped";
 #[test]
 fn an_append_dropped_while_its_failing_sync_is_in_flight_poisons_the_database() {
     let test = "an_append_dropped_while_its_failing_sync_is_in_flight_poisons_the_database";
-    let _serial = serial();
-    let started = Instant::now();
-    let mut disk = match FaultyDisk::create("disk-c", TMPFS_MIB, Journal::Without) {
-        Ok(disk) => disk,
-        Err(why) => return skip(test, &why),
+    let Some(mut case) = Case::start(test, "disk-c", Journal::Without) else {
+        return;
     };
-    let mut problems = Vec::new();
-    for (name, epoll, backend) in [
-        ("io_uring", false, Backend::IoUring),
-        ("threads", true, Backend::Threads),
-    ] {
-        match dropped_append(&mut disk, name, epoll, backend) {
-            Ok(found) => problems.extend(found),
-            Err(why) => skip(&format!("{test} ({name})"), &why),
-        }
-    }
-    eprintln!("{test}: {:.1} s", started.elapsed().as_secs_f64());
-    assert_none(test, &problems);
+    let problems = each_backend(test, |name, epoll, backend| {
+        dropped_append(&mut case.disk, name, epoll, backend)
+    })
+    .concat();
+    case.finish(&problems);
 }
 
 fn options() -> Options {
@@ -667,26 +673,15 @@ const UNSYNCED: &str = "unsynced";
 #[test]
 fn a_worker_started_after_another_process_saw_a_failed_sync_shows_nothing_unsynced() {
     let test = "a_worker_started_after_another_process_saw_a_failed_sync_shows_nothing_unsynced";
-    let _serial = serial();
-    let started = Instant::now();
-    let mut disk = match FaultyDisk::create("disk-d", TMPFS_MIB, Journal::Without) {
-        Ok(disk) => disk,
-        Err(why) => return skip(test, &why),
+    let Some(mut case) = Case::start(test, "disk-d", Journal::Without) else {
+        return;
     };
     let mut problems = Vec::new();
-    let mut ran = Vec::new();
-    for (name, epoll, backend) in [
-        ("io_uring", false, Backend::IoUring),
-        ("threads", true, Backend::Threads),
-    ] {
-        match late_worker(&mut disk, name, epoll, backend) {
-            Ok((data, found)) => {
-                problems.extend(found);
-                ran.push((data, name, epoll, backend));
-            }
-            Err(why) => skip(&format!("{test} ({name})"), &why),
-        }
-    }
+    let ran = each_backend(test, |name, epoll, backend| {
+        let (data, found) = late_worker(&mut case.disk, name, epoll, backend)?;
+        problems.extend(found);
+        Ok((data, name, epoll, backend))
+    });
     // Nothing uses the ext4 once the helper threads of the last workers have ended.
     let helpers_gone =
         rinha_testkit::wait_until(Duration::from_secs(10), || espora_threads().is_empty());
@@ -695,15 +690,14 @@ fn a_worker_started_after_another_process_saw_a_failed_sync_shows_nothing_unsync
         "{test}: espora threads still running: {:?}",
         espora_threads()
     );
-    disk.remount();
+    case.disk.remount();
     for (data, name, epoll, backend) in ran {
         if let Some(failed) = verify(&data) {
             problems.push(format!("{name}: after the remount: {failed}"));
         }
         problems.extend(reopened(&data, name, epoll, backend).unwrap_or_else(|why| vec![why]));
     }
-    eprintln!("{test}: {:.1} s", started.elapsed().as_secs_f64());
-    assert_none(test, &problems);
+    case.finish(&problems);
 }
 
 /// Names of this process's threads that espora started (the helper threads of workers on the

@@ -12,10 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rinha_testkit::bins::bins;
 use rinha_testkit::http::{self, Conn, Reader};
 use rinha_testkit::process::Signal;
-use rinha_testkit::stack::{start_stack, stop_all};
+use rinha_testkit::stack::{api_sockets, start_stack, stop_all, with_args};
 use rinha_testkit::{temp_dir, Addr};
 
 const DRIVERS: [&str; 2] = ["io_uring", "epoll"];
@@ -43,17 +42,10 @@ fn drain_once(dir: &rinha_testkit::TempDir, driver: &str, splice: &str) -> Optio
     let name = format!("{driver}-{splice}");
     let run = dir.path().join(&name);
     std::fs::create_dir_all(&run).unwrap();
-    let (mut servers, front) = start_stack(&run, |mut command| {
-        command.args(["--driver", driver]);
-        if command.get_program() == bins().lb.as_os_str() {
-            command.args(["--splice", splice]);
-        }
-        command
-    });
-    let upstreams: Vec<Addr> = (1..=2)
-        .map(|n| Addr::Unix(run.join(format!("api{n}.sock"))))
-        .collect();
-    let before = balances(&upstreams[0]);
+    let (args, lb_args) = (["--driver", driver], ["--splice", splice]);
+    let (mut servers, front) = start_stack(&run, with_args(&args, &lb_args));
+    let [instance, _] = api_sockets(&run);
+    let before = balances(&instance);
 
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..CLIENTS)
@@ -68,7 +60,7 @@ fn drain_once(dir: &rinha_testkit::TempDir, driver: &str, splice: &str) -> Optio
     let status = lb.wait(Duration::from_secs(10));
     stop.store(true, Ordering::Relaxed);
     let answered: u64 = clients.into_iter().map(|c| c.join().unwrap()).sum();
-    let after = balances(&upstreams[0]);
+    let after = balances(&instance);
     let applied: i64 = after.iter().zip(&before).map(|(a, b)| a - b).sum();
     stop_all(&mut servers[..2], Duration::from_secs(10));
     eprintln!("{name}: {applied} POSTs applied, {answered} answered; the balancer: {status:?}");

@@ -20,7 +20,7 @@ use espora::Kind;
 use rinha_testkit::bins::bins;
 use rinha_testkit::http;
 use rinha_testkit::process::{self, start_api, Start};
-use rinha_testkit::{free_tcp, is_root, temp_dir, Addr, TempDir};
+use rinha_testkit::{free_tcp, is_root, skip, temp_dir, Addr, TempDir};
 
 const WAIT: Duration = Duration::from_secs(20);
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -243,30 +243,35 @@ fn unusable_data_directories_fail_with_one_line() {
     assert!(account_file(&missing, 1).is_file());
 }
 
-/// A tmpfs mounted for one test, unmounted when dropped.
-struct Mount(PathBuf);
+/// A tmpfs mounted for one test on `point`, in `dir` (which also holds the logs), unmounted
+/// when dropped.
+struct Mount {
+    point: PathBuf,
+    dir: TempDir,
+}
 
 impl Mount {
-    /// Mounts a tmpfs of `size` (e.g. "2m") with `options` on a new directory, or explains why
-    /// not (not root, or mount(2) not permitted here).
-    fn tmpfs(dir: &TempDir, size: &str, options: &str) -> Result<Mount, String> {
+    /// Mounts a tmpfs of `size` (e.g. "2m") on a new directory for `test`; `None` where this
+    /// machine does not let it (not root, or mount(2) not permitted here): `test` is skipped.
+    fn tmpfs(test: &str, size: &str) -> Option<Mount> {
         if !is_root() {
-            return Err("not running as root".into());
+            skip(test, "not running as root");
+            return None;
         }
+        let dir = temp_dir("tmpfs");
         let point = dir.path().join("mnt");
         std::fs::create_dir_all(&point).unwrap();
         let mut mount = Command::new("mount");
-        mount.args([
-            "-t",
-            "tmpfs",
-            "-o",
-            &format!("size={size},{options}"),
-            "tmpfs",
-        ]);
-        mount.arg(&point);
+        let options = format!("size={size},rw");
+        mount
+            .args(["-t", "tmpfs", "-o", &options, "tmpfs"])
+            .arg(&point);
         match process::run(mount, WAIT) {
-            (0, _, _) => Ok(Mount(point)),
-            (code, stderr, _) => Err(format!("mount exited {code}: {}", stderr.trim())),
+            (0, _, _) => Some(Mount { point, dir }),
+            (code, stderr, _) => {
+                skip(test, &format!("mount exited {code}: {}", stderr.trim()));
+                None
+            }
         }
     }
 
@@ -274,7 +279,7 @@ impl Mount {
         let mut mount = Command::new("mount");
         mount
             .args(["-o", &format!("remount,{options}")])
-            .arg(&self.0);
+            .arg(&self.point);
         let (code, stderr, _) = process::run(mount, WAIT);
         assert_eq!(code, 0, "remount {options}: {stderr}");
     }
@@ -282,26 +287,20 @@ impl Mount {
 
 impl Drop for Mount {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = Command::new("umount").arg(&self.point).status();
     }
-}
-
-fn skip(test: &str, why: &str) {
-    eprintln!("==== SKIPPED {test}: {why} ====");
 }
 
 #[test]
 fn read_only_data_directory_fails_with_one_line() {
-    let dir = temp_dir("readonly");
-    let mount = match Mount::tmpfs(&dir, "64m", "rw") {
-        Ok(mount) => mount,
-        Err(why) => return skip("read_only_data_directory_fails_with_one_line", &why),
+    let Some(mount) = Mount::tmpfs("read_only_data_directory_fails_with_one_line", "64m") else {
+        return;
     };
     // Empty and read-only: the files cannot be created.
-    let empty = mount.0.join("empty");
+    let empty = mount.point.join("empty");
     std::fs::create_dir(&empty).unwrap();
     // Initialised, then read-only: the files cannot be opened for writing.
-    let ready = mount.0.join("ready");
+    let ready = mount.point.join("ready");
     let (code, report) = espora(&[
         "init".as_ref(),
         ready.as_os_str(),
@@ -310,24 +309,23 @@ fn read_only_data_directory_fails_with_one_line() {
     ]);
     assert_eq!(code, 0, "{report}");
     mount.remount("ro");
-    check_refused(&empty, dir.path(), &["Read-only file system"]);
+    let log_dir = mount.dir.path();
+    check_refused(&empty, log_dir, &["Read-only file system"]);
     check_refused(
         &ready,
-        dir.path(),
+        log_dir,
         &["account-1.espora", "Read-only file system"],
     );
 }
 
 #[test]
 fn full_disk_at_creation_fails_with_one_line() {
-    let dir = temp_dir("full");
     // Five account files take 40 MiB; 2 MiB holds none.
-    let mount = match Mount::tmpfs(&dir, "2m", "rw") {
-        Ok(mount) => mount,
-        Err(why) => return skip("full_disk_at_creation_fails_with_one_line", &why),
+    let Some(mount) = Mount::tmpfs("full_disk_at_creation_fails_with_one_line", "2m") else {
+        return;
     };
-    let data = mount.0.join("data");
-    check_refused(&data, dir.path(), &["No space left on device"]);
+    let data = mount.point.join("data");
+    check_refused(&data, mount.dir.path(), &["No space left on device"]);
     // Nothing half-made is left under an account file name.
     for account in 1..=5 {
         assert!(!account_file(&data, account).exists(), "account {account}");

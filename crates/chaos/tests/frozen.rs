@@ -10,9 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rinha_testkit::bins::bins;
 use rinha_testkit::process::Signal;
-use rinha_testkit::stack::{start_stack, stop_all};
+use rinha_testkit::stack::{api_sockets, start_stack, stop_all, with_args};
 use rinha_testkit::{free_tcp, http, metrics, temp_dir, Addr};
 
 const DRIVERS: [&str; 2] = ["io_uring", "epoll"];
@@ -42,16 +41,8 @@ fn a_frozen_instance_leaves_the_rotation_and_comes_back() {
             "--down-backoff-ms".to_string(),
             BACKOFF.as_millis().to_string(),
         ];
-        let (mut servers, front) = start_stack(&run, |mut command| {
-            command.args(["--driver", driver]);
-            if command.get_program() == bins().lb.as_os_str() {
-                command.args(&lb_args);
-            }
-            command
-        });
-        let upstreams: Vec<Addr> = (1..=2)
-            .map(|n| Addr::Unix(run.join(format!("api{n}.sock"))))
-            .collect();
+        let (mut servers, front) = start_stack(&run, with_args(&["--driver", driver], &lb_args));
+        let upstreams = api_sockets(&run);
 
         // Frozen under a steady stream of POSTs.
         servers[1].signal(Signal::STOP);

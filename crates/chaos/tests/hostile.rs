@@ -13,9 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rinha_testkit::http::{self, Conn, Reader};
-use rinha_testkit::process::Server;
 use rinha_testkit::stack::start_stack;
-use rinha_testkit::{percentile, temp_dir, Addr, TempDir};
+use rinha_testkit::{percentile, tcp, temp_dir, Addr};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// Hostile connections per attack, well below every connection cap.
@@ -29,38 +28,23 @@ const TRICKLE: Duration = Duration::from_millis(500);
 /// looser than the figures printed (a few ms) because CI machines are shared and noisy.
 const LATENCY_P99_MAX: Duration = Duration::from_secs(1);
 
-struct Stack {
-    _dir: TempDir,
-    _servers: Vec<Server>,
-    front: Addr,
-}
-
-fn stack() -> Stack {
-    let dir = temp_dir("hostile");
-    let (servers, front) = start_stack(dir.path(), |command| command);
-    Stack {
-        _dir: dir,
-        _servers: servers,
-        front,
-    }
-}
-
 #[test]
 fn hostile_clients_through_the_balancer() {
-    let stack = stack();
-    smuggling(&stack.front);
-    let baseline = measure(&stack.front, Duration::from_secs(2));
+    let dir = temp_dir("hostile");
+    let (_servers, front) = start_stack(dir.path(), |command| command);
+    smuggling(&front);
+    let baseline = measure(&front, Duration::from_secs(2));
     report("baseline", &baseline);
     // Slowloris: a request head that never ends, one byte at a time.
     attack(
-        &stack.front,
+        &front,
         "slowloris",
         b"POST /clientes/1/transacoes HTTP/1.1\r\nHost: x\r\n",
         b"X",
     );
     // Slow body: a complete head announcing 60 bytes, then one byte at a time.
     attack(
-        &stack.front,
+        &front,
         "slow body",
         b"POST /clientes/1/transacoes HTTP/1.1\r\nHost: x\r\nContent-Length: 60\r\n\r\n{",
         b" ",
@@ -198,12 +182,9 @@ fn report(label: &str, latencies: &[Duration]) -> Duration {
 /// `TRICKLE` for `ATTACK`, while a normal client is measured. The server must keep serving
 /// the normal client and must close the hostile connections after its request timeout.
 fn attack(front: &Addr, label: &str, opening: &[u8], trickle: &'static [u8]) {
-    let Addr::Tcp(addr) = front else {
-        panic!("the balancer listens on TCP")
-    };
     let mut hostile: Vec<TcpStream> = (0..ATTACKERS)
         .map(|_| {
-            let mut stream = TcpStream::connect(addr).expect("a hostile connection");
+            let mut stream = TcpStream::connect(tcp(front)).expect("a hostile connection");
             stream.write_all(opening).expect("the opening bytes");
             stream
         })

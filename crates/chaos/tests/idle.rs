@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use rinha_testkit::http;
 use rinha_testkit::process::{limit_nofile, Server};
 use rinha_testkit::stack::start_stack;
-use rinha_testkit::{percentile, raise_nofile, temp_dir, Addr, TempDir};
+use rinha_testkit::{percentile, raise_nofile, skip, tcp, temp_dir, Addr, TempDir};
 
 const IDLE_CONNECTIONS: usize = 10_000;
 const WAIT: Duration = Duration::from_secs(20);
@@ -38,17 +38,12 @@ fn with_small_nofile(mut command: Command) -> Command {
 fn ten_thousand_idle_connections_do_not_stop_service() {
     let limit = raise_nofile(IDLE_CONNECTIONS as u64 + 1_000);
     if limit < IDLE_CONNECTIONS as u64 + 200 {
-        eprintln!(
-            "==== SKIPPED ten_thousand_idle_connections_do_not_stop_service: the hard \
-             open-files limit allows only {limit} descriptors ===="
-        );
-        return;
+        let why = format!("the hard open-files limit allows only {limit} descriptors");
+        return skip("ten_thousand_idle_connections_do_not_stop_service", &why);
     }
     let dir = temp_dir("idle");
     let (mut servers, front) = start_servers(&dir);
-    let Addr::Tcp(addr) = front else {
-        unreachable!("the balancer listens on TCP")
-    };
+    let addr = tcp(&front);
     let started = Instant::now();
     let mut idle = Vec::with_capacity(IDLE_CONNECTIONS);
     while idle.len() < IDLE_CONNECTIONS {

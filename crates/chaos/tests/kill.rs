@@ -15,10 +15,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rinha_testkit::bins::bins;
+use rinha_testkit::bins::{api_command, bins};
 use rinha_testkit::http;
 use rinha_testkit::process::{self, Server};
-use rinha_testkit::{free_tcp, temp_dir, wait_until, Addr, TempDir};
+use rinha_testkit::stack::{api_sockets, start_stack, stop_all, with_args};
+use rinha_testkit::{temp_dir, Addr, TempDir, XorShift};
 
 /// Client threads; each paces itself so that together they send `RATE_PER_S`.
 const CLIENTS: usize = 12;
@@ -27,7 +28,6 @@ const RATE_PER_S: u64 = 340;
 /// Load before the first kill, between events and after the last restart.
 const STEP: Duration = Duration::from_secs(3);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-const READY_WAIT_MAX: Duration = Duration::from_secs(20);
 /// Every description starts with this, then a unique base-36 number (10 characters in all).
 const PREFIX: char = 'k';
 
@@ -66,59 +66,30 @@ struct Stack {
     dir: TempDir,
     data: PathBuf,
     upstreams: [Addr; 2],
-    apis: Vec<Server>,
-    lb: Server,
+    /// The two instances, then the balancer.
+    servers: Vec<Server>,
     front: Addr,
 }
 
 impl Stack {
     fn start() -> Stack {
         let dir = temp_dir("kill");
-        let data = dir.path().join("data");
-        let upstreams = [1, 2].map(|n| Addr::Unix(dir.path().join(format!("api{n}.sock"))));
-        let front = free_tcp();
-        let mut lb_command = Command::new(&bins().lb);
-        lb_command.args(["--listen", &front.to_string(), "--workers", "1"]);
         // A short back-off lets a restarted instance receive clients again soon.
-        lb_command.args(["--down-backoff-ms", "200"]);
-        for upstream in &upstreams {
-            lb_command.args(["--upstream", &upstream.to_string()]);
-        }
-        let lb = Server::start("lb", lb_command, dir.path());
-        let mut stack = Stack {
+        let lb_args = ["--down-backoff-ms", "200"];
+        let (servers, front) = start_stack(dir.path(), with_args(&[], &lb_args));
+        Stack {
+            data: dir.path().join("data"),
+            upstreams: api_sockets(dir.path()),
             dir,
-            data,
-            upstreams,
-            apis: Vec::new(),
-            lb,
+            servers,
             front,
-        };
-        for index in 0..2 {
-            let api = stack.start_api(index);
-            stack.apis.push(api);
         }
-        assert!(wait_until(READY_WAIT_MAX, || http::is_ready(&stack.front)));
-        stack
     }
 
     /// Starts instance `index` and waits until it serves.
     fn start_api(&self, index: usize) -> Server {
-        let mut command = Command::new(&bins().api);
-        command.arg("--data-dir").arg(&self.data);
-        command.args([
-            "--listen",
-            &self.upstreams[index].to_string(),
-            "--workers",
-            "1",
-        ]);
-        let api = Server::start(&format!("api{}", index + 1), command, self.dir.path());
-        assert!(
-            wait_until(READY_WAIT_MAX, || http::is_ready(&self.upstreams[index])),
-            "api{} did not start: {}",
-            index + 1,
-            api.log()
-        );
-        api
+        let (name, addr) = (format!("api{}", index + 1), &self.upstreams[index]);
+        Server::start_ready(&name, api_command(&self.data, addr), self.dir.path(), addr)
     }
 
     /// Kills one instance, then restarts it, then the same for the other, with `STEP` of load
@@ -128,10 +99,10 @@ impl Stack {
         for index in 0..2 {
             std::thread::sleep(STEP);
             events.push((format!("SIGKILL api{}", index + 1), started.elapsed()));
-            self.apis[index].kill();
+            self.servers[index].kill();
             std::thread::sleep(STEP);
             events.push((format!("restart api{}", index + 1), started.elapsed()));
-            self.apis[index] = self.start_api(index);
+            self.servers[index] = self.start_api(index);
             events.push((format!("api{} ready", index + 1), started.elapsed()));
         }
         std::thread::sleep(STEP);
@@ -160,17 +131,10 @@ impl Stack {
             .collect()
     }
 
-    /// SIGTERM to every process; each must exit 0.
+    /// SIGTERM to every process, the balancer first; each must exit 0.
     fn stop(&mut self) {
-        assert!(self.lb.terminate(Duration::from_secs(10)).success());
-        for api in &mut self.apis {
-            let status = api.terminate(Duration::from_secs(10));
-            assert!(
-                status.success(),
-                "{} exited {status}: {}",
-                api.name,
-                api.log()
-            );
+        for (name, status) in stop_all(&mut self.servers, Duration::from_secs(10)) {
+            assert!(status.success(), "{name} exited {status}");
         }
     }
 }
@@ -225,13 +189,8 @@ fn drive(
     log: &Mutex<Log>,
     counter: &AtomicU64,
 ) {
-    let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut next = || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut rng = XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut next = || rng.next_u64();
     let interval = Duration::from_secs_f64(CLIENTS as f64 / RATE_PER_S as f64);
     let mut due = Instant::now();
     while !stop.load(Ordering::Relaxed) {

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use espora::layout::{HEADER_SIZE, RECORD_SIZE, SHARED_SIZE};
 use espora::{Db, Options};
-use rinha_testkit::{is_root, temp_dir, TempDir};
+use rinha_testkit::{assert_none, is_root, skip, temp_dir, TempDir};
 
 const TEST: &str = "two_processes_as_pid_1_opening_one_directory_together_both_start";
 /// Set in a child: the data directories (`:`-separated), the instant to open the first (µs
@@ -57,10 +57,6 @@ fn options() -> Options {
         ring_records: RING,
         ..Options::default()
     }
-}
-
-fn skip(why: &str) {
-    eprintln!("==== SKIPPED {TEST}: {why} ====");
 }
 
 fn now_us() -> u128 {
@@ -230,10 +226,10 @@ fn two_processes_as_pid_1_opening_one_directory_together_both_start() {
         return child(&dirs);
     }
     if !is_root() {
-        return skip("not running as root (unshare --pid needs it)");
+        return skip(TEST, "not running as root (unshare --pid needs it)");
     }
     if let Err(why) = unshare_works() {
-        return skip(&why);
+        return skip(TEST, &why);
     }
     let started = Instant::now();
     let mut problems = Vec::new();
@@ -292,13 +288,5 @@ fn two_processes_as_pid_1_opening_one_directory_together_both_start() {
         started.elapsed().as_secs_f64(),
         problems.len()
     );
-    for problem in &problems {
-        eprintln!("PROBLEM: {problem}");
-    }
-    assert!(
-        problems.is_empty(),
-        "{TEST}: {} problem(s) (all printed above as PROBLEM lines), the first: {}",
-        problems.len(),
-        problems[0]
-    );
+    assert_none(TEST, &problems);
 }

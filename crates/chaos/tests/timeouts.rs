@@ -14,75 +14,22 @@
 //! afterwards vanished: end of file, no answer.
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::process::Command;
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use rinha_testkit::bins::bins;
-use rinha_testkit::process::{limit_nofile, Server};
-use rinha_testkit::{free_tcp, http, temp_dir, wait_until, Addr, TempDir};
+use rinha_testkit::bins::{api_command, lb_command};
+use rinha_testkit::process::{limit_nofile, Server, READY_WAIT};
+use rinha_testkit::{free_tcp, http, tcp, temp_dir, wait_until, Addr, TempDir};
 
 const DRIVERS: [&str; 2] = ["io_uring", "epoll"];
-const READY_WAIT: Duration = Duration::from_secs(10);
 const REQUEST_WAIT: Duration = Duration::from_secs(10);
 
-/// One `rinha-api` named `name` with one worker serving `addr`, on a data directory of its own
-/// in `dir`, with `args` besides; returns once it answers.
+/// One `rinha-api` named `name` with one worker on `driver` serving `addr`, on a data directory
+/// of its own in `dir`, with `args` besides; returns once it answers.
 fn start_api(dir: &TempDir, name: &str, driver: &str, addr: &Addr, args: &[&str]) -> Server {
-    let data = dir.path().join(format!("data-{name}"));
-    std::fs::create_dir_all(&data).unwrap();
-    let mut command = Command::new(&bins().api);
-    command.arg("--data-dir").arg(&data);
-    command.args(["--listen", &addr.to_string(), "--workers", "1"]);
-    command.args(["--driver", driver]);
-    command.args(args);
-    let server = Server::start(name, command, dir.path());
-    assert!(
-        wait_until(READY_WAIT, || http::is_ready(addr)),
-        "{name} did not start: {}",
-        server.log()
-    );
-    server
-}
-
-/// `rinha-lb` with one worker in front of `upstreams`, with `args` and at most `nofile` open
-/// files (soft and hard).
-fn start_lb(
-    dir: &TempDir,
-    name: &str,
-    driver: &str,
-    upstreams: &[Addr],
-    args: &[&str],
-    nofile: u64,
-) -> (Server, Addr) {
-    let front = free_tcp();
-    let mut command = Command::new(&bins().lb);
-    command.args(["--listen", &front.to_string(), "--workers", "1"]);
-    command.args(["--driver", driver]);
-    for upstream in upstreams {
-        command.args(["--upstream", &upstream.to_string()]);
-    }
-    command.args(args);
-    limit_nofile(&mut command, nofile, Some(nofile));
-    let server = Server::start(name, command, dir.path());
-    assert!(
-        wait_until(READY_WAIT, || http::is_ready(&front)),
-        "{name} did not start: {}",
-        server.log()
-    );
-    (server, front)
-}
-
-fn tcp(addr: &Addr) -> SocketAddr {
-    match addr {
-        Addr::Tcp(addr) => *addr,
-        Addr::Unix(_) => unreachable!("a TCP address"),
-    }
-}
-
-/// Whether the peer closed `stream` within `wait`: end of file or a reset.
-fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
-    closed_by(stream, Instant::now() + wait)
+    let mut command = api_command(&dir.path().join(format!("data-{name}")), addr);
+    command.args(["--driver", driver]).args(args);
+    Server::start_ready(name, command, dir.path(), addr)
 }
 
 /// Whether the peer closed `stream` by `deadline`: end of file or a reset.
@@ -126,9 +73,12 @@ fn silent_clients_are_closed_by_the_balancers_idle_timeout() {
     for driver in DRIVERS {
         let upstream = Addr::Unix(dir.path().join(format!("api-{driver}.sock")));
         let mut api = start_api(&dir, &format!("api-{driver}"), driver, &upstream, &[]);
-        let args = ["--idle-timeout-ms", "1000", "--connections-max", "100"];
-        let name = format!("lb-{driver}");
-        let (mut lb, front) = start_lb(&dir, &name, driver, &[upstream], &args, NOFILE);
+        let front = free_tcp();
+        let mut command = lb_command(&front, &[upstream]);
+        command.args(["--driver", driver, "--idle-timeout-ms", "1000"]);
+        command.args(["--connections-max", "100"]);
+        limit_nofile(&mut command, NOFILE, Some(NOFILE));
+        let mut lb = Server::start_ready(&format!("lb-{driver}"), command, dir.path(), &front);
         assert_eq!(
             http::statement(&front, 1, REQUEST_WAIT).unwrap().status,
             200
@@ -212,14 +162,11 @@ fn a_timed_out_upstream_connect_leaves_no_socket_behind() {
             }
             fillers.push(filler);
         }
-        let upstream = Addr::Tcp(hole);
-        let args = ["--connect-timeout-ms", "200", "--down-backoff-ms", "1"];
-        let name = format!("lb-connect-{driver}");
         let front = free_tcp();
-        let mut command = Command::new(&bins().lb);
-        command.args(["--listen", &front.to_string(), "--workers", "1"]);
-        command.args(["--driver", driver, "--upstream", &upstream.to_string()]);
-        command.args(args);
+        let mut command = lb_command(&front, &[Addr::Tcp(hole)]);
+        command.args(["--driver", driver, "--connect-timeout-ms", "200"]);
+        command.args(["--down-backoff-ms", "1"]);
+        let name = format!("lb-connect-{driver}");
         let mut lb = Server::start(&name, command, dir.path());
         assert!(
             wait_until(READY_WAIT, || TcpStream::connect(tcp(&front)).is_ok()),
@@ -230,7 +177,7 @@ fn a_timed_out_upstream_connect_leaves_no_socket_behind() {
             let mut client = TcpStream::connect(tcp(&front)).unwrap();
             client.write_all(&http::statement_request(1)).unwrap();
             let _ = client.shutdown(Shutdown::Write);
-            if !closed_within(&mut client, Duration::from_secs(5)) {
+            if !closed_by(&mut client, Instant::now() + Duration::from_secs(5)) {
                 problems.push(format!(
                     "{driver}: a client was not closed after the timeout"
                 ));
@@ -281,7 +228,7 @@ fn clients_that_never_read_are_closed_by_the_apis_write_timeout() {
             let posted = http::post(&front, 1, 1, 'c', &format!("t{index}"), REQUEST_WAIT);
             assert_eq!(posted.unwrap().status, 200);
         }
-        let baseline = quiet_fds(&api);
+        let baseline = api.quiet_fds();
         let pipelined = http::statement_request(1).repeat(REQUESTS_EACH);
         let clients: Vec<TcpStream> = (0..CLIENTS)
             .map(|_| TcpStream::connect(tcp(&front)).unwrap())
@@ -338,18 +285,6 @@ fn clients_that_never_read_are_closed_by_the_apis_write_timeout() {
     assert!(problems.is_empty(), "{problems:#?}");
 }
 
-/// The fewest descriptors `server` holds over half a second: connections of earlier requests
-/// that the client closed may still be on their way out.
-fn quiet_fds(server: &Server) -> usize {
-    (0..10)
-        .map(|_| {
-            std::thread::sleep(Duration::from_millis(50));
-            server.open_fds()
-        })
-        .min()
-        .unwrap_or(0)
-}
-
 /// The API's idle timeout: a keep-alive connection idle past it is closed with a FIN (the client
 /// sees the end at once, and a request it sends afterwards gets a reset or an end, never
 /// silence); the request timeout: a request that never completes gets its 408 and the close.
@@ -362,7 +297,7 @@ fn the_apis_idle_and_request_timeouts_close_their_sockets() {
         let front = free_tcp();
         let name = format!("api-idle-{driver}");
         let mut api = start_api(&dir, &name, driver, &front, &["--idle-timeout-ms", "500"]);
-        let baseline = quiet_fds(&api);
+        let baseline = api.quiet_fds();
 
         // Idle: one request answered, then nothing for longer than the timeout.
         let mut conn = http::Conn::open(&front, Duration::from_secs(5)).unwrap();

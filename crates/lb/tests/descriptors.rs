@@ -21,9 +21,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rinha_rt::{cap_connections, connections_per_worker_fit, DescriptorBudget};
-use rinha_testkit::bins::bins;
+use rinha_testkit::bins::{api_command, bins};
 use rinha_testkit::process::{limit_nofile, Server};
-use rinha_testkit::{free_tcp, http, wait_until, Addr};
+use rinha_testkit::{free_tcp, http, tcp, wait_until};
 use support::{free_tcp_addr, temp_dir, Behaviour, Lb, Upstream, IO_TIMEOUT, MODES};
 
 /// The balancer's descriptors per relayed connection (`RELAY_DESCRIPTORS` of its main.rs): two
@@ -62,17 +62,18 @@ fn the_balancers_cap_follows_the_open_files_limit() {
     let upstream = Upstream::tcp("127.0.0.1:0", Behaviour::Echo);
     let asked = ASKED.to_string();
     for (nofile, workers) in [(100u64, 1usize), (200, 2), (1000, 2)] {
-        let lb = Lb::start_limited(
-            "auto",
-            "auto",
+        let extra = [
+            "--workers",
+            &workers.to_string(),
+            "--connections-max",
+            &asked,
+        ];
+        let lb = Lb::start_on(
             &free_tcp_addr(),
-            std::slice::from_ref(&upstream.addr),
-            &[
-                "--workers",
-                &workers.to_string(),
-                "--connections-max",
-                &asked,
-            ],
+            "auto",
+            "auto",
+            &[&upstream],
+            &extra,
             Some(nofile),
         );
         let (connections, relays) = lb_caps(nofile, workers);
@@ -90,11 +91,11 @@ fn the_balancers_cap_follows_the_open_files_limit() {
         );
     }
     // A cap that fits is kept as asked, and never raised to what the limit would allow.
-    let lb = Lb::start_limited(
-        "auto",
-        "auto",
+    let lb = Lb::start_on(
         &free_tcp_addr(),
-        std::slice::from_ref(&upstream.addr),
+        "auto",
+        "auto",
+        &[&upstream],
         &["--workers", "1", "--connections-max", "3"],
         Some(1000),
     );
@@ -193,11 +194,11 @@ fn at_the_balancers_caps_further_clients_wait_and_no_descriptor_runs_out() {
     let (connections, relays) = lb_caps(NOFILE, 1);
     for &(driver, splice) in MODES {
         let asked = ASKED.to_string();
-        let mut lb = Lb::start_limited(
+        let mut lb = Lb::start_on(
+            &free_tcp_addr(),
             driver,
             splice,
-            &free_tcp_addr(),
-            std::slice::from_ref(&upstream.addr),
+            &[&upstream],
             &["--workers", "1", "--connections-max", &asked],
             Some(NOFILE),
         );
@@ -277,8 +278,12 @@ fn at_the_balancers_caps_further_clients_wait_and_no_descriptor_runs_out() {
             started.elapsed() < Duration::from_secs(1),
             "{driver}/{splice}"
         );
-        assert!(lb.alive(), "{driver}/{splice}: died at its caps");
-        assert_eq!(lb.terminate(), Some(0), "{driver}/{splice}: exit code");
+        assert!(lb.is_running(), "{driver}/{splice}: died at its caps");
+        assert_eq!(
+            lb.terminate(IO_TIMEOUT).code(),
+            Some(0),
+            "{driver}/{splice}: exit code"
+        );
     }
 }
 
@@ -287,9 +292,7 @@ fn at_the_apis_cap_further_clients_are_closed_and_no_descriptor_runs_out() {
     const NOFILE: u64 = 60;
     let dir = temp_dir("nofile-api");
     let addr = free_tcp();
-    let mut command = Command::new(&bins().api);
-    command.arg("--data-dir").arg(dir.path().join("data"));
-    command.args(["--listen", &addr.to_string(), "--workers", "1"]);
+    let mut command = api_command(&dir.path().join("data"), &addr);
     limit_nofile(&mut command, NOFILE, Some(NOFILE));
     let mut api = Server::start("rinha-api", command, dir.path());
     let line = api.startup_line("rinha-api", Duration::from_secs(30));
@@ -307,9 +310,7 @@ fn at_the_apis_cap_further_clients_are_closed_and_no_descriptor_runs_out() {
     );
     assert!((4..NOFILE as usize).contains(&cap), "{line}");
     assert!(wait_until(IO_TIMEOUT, || http::is_ready(&addr)));
-    let Addr::Tcp(socket_addr) = addr else {
-        unreachable!("a TCP address")
-    };
+    let socket_addr = tcp(&addr);
     // The readiness probe's connection closes a moment after it ends.
     let baseline = settled_fds(&api);
     let (highest, ()) = highest_fds_during(

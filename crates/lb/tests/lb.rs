@@ -7,11 +7,9 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use support::{echo_round_trip, free_tcp_addr, payload, temp_dir, Behaviour, Lb, Upstream, MODES};
-
-fn addrs(upstreams: &[&Upstream]) -> Vec<String> {
-    upstreams.iter().map(|u| u.addr.clone()).collect()
-}
+use rinha_testkit::process::Signal;
+use support::{echo_round_trip, free_tcp_addr, payload, temp_dir, Behaviour, Lb, Upstream};
+use support::{IO_TIMEOUT, MODES};
 
 /// Binds `addr` without listening: connections to it are refused, and no other socket can take
 /// the port until the returned descriptor closes.
@@ -45,8 +43,7 @@ fn transfers_are_byte_exact_both_directions() {
         let lb = Lb::start(
             driver,
             splice,
-            &free_tcp_addr(),
-            &addrs(&[&tcp_a, &tcp_b, &unix]),
+            &[&tcp_a, &tcp_b, &unix],
             &["--workers", "2"],
         );
         // Sizes around the pipe capacity and well beyond it; each lands on the next upstream.
@@ -85,7 +82,7 @@ fn transfers_are_byte_exact_both_directions() {
 fn half_close_still_gets_the_answer() {
     let upstream = Upstream::tcp("127.0.0.1:0", Behaviour::ReverseAtEof);
     for &(driver, splice) in MODES {
-        let lb = Lb::start(driver, splice, &free_tcp_addr(), &addrs(&[&upstream]), &[]);
+        let lb = Lb::start(driver, splice, &[&upstream], &[]);
         for size in [0usize, 5, 200_000] {
             let data = payload(size, 3);
             let mut stream = lb.connect();
@@ -108,15 +105,8 @@ fn round_robin_is_shared_across_workers() {
     let ups: Vec<Upstream> = (0..3)
         .map(|i| Upstream::tcp("127.0.0.1:0", Behaviour::Marker(i)))
         .collect();
-    let refs: Vec<&Upstream> = ups.iter().collect();
     for &(driver, splice) in MODES {
-        let lb = Lb::start(
-            driver,
-            splice,
-            &free_tcp_addr(),
-            &addrs(&refs),
-            &["--workers", "2"],
-        );
+        let lb = Lb::start(driver, splice, &ups, &["--workers", "2"]);
         let got: Vec<String> = (0..12)
             .map(|_| read_marker(&lb).expect("a marker"))
             .collect();
@@ -131,14 +121,7 @@ fn failover_skips_a_dead_upstream_and_takes_it_back() {
         let mut ups: Vec<Upstream> = (0..3)
             .map(|i| Upstream::tcp("127.0.0.1:0", Behaviour::Marker(i)))
             .collect();
-        let refs: Vec<&Upstream> = ups.iter().collect();
-        let lb = Lb::start(
-            driver,
-            splice,
-            &free_tcp_addr(),
-            &addrs(&refs),
-            &["--down-backoff-ms", "300"],
-        );
+        let lb = Lb::start(driver, splice, &ups, &["--down-backoff-ms", "300"]);
         assert_eq!(read_marker(&lb).as_deref(), Some("U0"));
         let dead_addr = ups[1].addr.clone();
         ups[1].stop();
@@ -171,9 +154,8 @@ fn failover_skips_a_dead_upstream_and_takes_it_back() {
 fn no_upstream_answering_closes_the_client_promptly() {
     for &(driver, splice) in MODES {
         let mut upstream = Upstream::tcp("127.0.0.1:0", Behaviour::Echo);
-        let upstream_addr = upstream.addr.clone();
         upstream.stop();
-        let lb = Lb::start(driver, splice, &free_tcp_addr(), &[upstream_addr], &[]);
+        let lb = Lb::start(driver, splice, &[&upstream], &[]);
         for _ in 0..3 {
             let started = Instant::now();
             let mut stream = lb.connect();
@@ -201,13 +183,7 @@ fn reset_with_linger_zero(stream: std::net::TcpStream) {
 fn thousands_of_resets_leave_the_balancer_healthy() {
     let firehose = Upstream::tcp("127.0.0.1:0", Behaviour::Firehose);
     for &(driver, splice) in MODES {
-        let mut lb = Lb::start(
-            driver,
-            splice,
-            &free_tcp_addr(),
-            &addrs(&[&firehose]),
-            &["--workers", "2"],
-        );
+        let mut lb = Lb::start(driver, splice, &[&firehose], &["--workers", "2"]);
         let baseline = lb.open_fds();
         for round in 0..2000 {
             let mut stream = lb.connect();
@@ -219,7 +195,7 @@ fn thousands_of_resets_leave_the_balancer_healthy() {
             }
             reset_with_linger_zero(stream);
         }
-        assert!(lb.alive(), "{driver}/{splice}: balancer died");
+        assert!(lb.is_running(), "{driver}/{splice}: balancer died");
         // Still serving: a fresh client receives a full megabyte.
         let mut stream = lb.connect();
         stream.write_all(b"?").unwrap();
@@ -250,7 +226,7 @@ fn unix_listener_and_upstream_with_stale_socket_file() {
         let _ = std::fs::remove_file(&listen_path);
         drop(std::os::unix::net::UnixListener::bind(&listen_path).unwrap());
         let listen = format!("unix:{}", listen_path.display());
-        let lb = Lb::start(driver, splice, &listen, &addrs(&[&upstream]), &[]);
+        let lb = Lb::start_on(&listen, driver, splice, &[&upstream], &[], None);
         assert!(
             lb.startup_line.contains(&format!("listen={listen}")),
             "{}",
@@ -259,16 +235,8 @@ fn unix_listener_and_upstream_with_stale_socket_file() {
         for size in [10usize, 1 << 20] {
             let data = payload(size, 9);
             let stream = UnixStream::connect(&listen_path).unwrap();
-            stream.set_read_timeout(Some(support::IO_TIMEOUT)).unwrap();
-            let mut writer = stream.try_clone().unwrap();
-            let sent = data.clone();
-            let thread = std::thread::spawn(move || {
-                writer.write_all(&sent).unwrap();
-                writer.shutdown(std::net::Shutdown::Write).unwrap();
-            });
-            let mut received = Vec::new();
-            (&stream).read_to_end(&mut received).unwrap();
-            thread.join().unwrap();
+            stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+            let received = echo_round_trip(stream, &data);
             assert!(received == data, "{driver}/{splice}: unix transfer altered");
         }
         drop(lb);
@@ -279,13 +247,7 @@ fn unix_listener_and_upstream_with_stale_socket_file() {
 fn idle_connections_are_closed() {
     let upstream = Upstream::tcp("127.0.0.1:0", Behaviour::Echo);
     for &(driver, splice) in MODES {
-        let lb = Lb::start(
-            driver,
-            splice,
-            &free_tcp_addr(),
-            &addrs(&[&upstream]),
-            &["--idle-timeout-ms", "300"],
-        );
+        let lb = Lb::start(driver, splice, &[&upstream], &["--idle-timeout-ms", "300"]);
         let mut stream = lb.connect();
         stream.write_all(b"ping").unwrap();
         let mut buf = [0u8; 4];
@@ -310,8 +272,7 @@ fn connection_cap_pauses_accepting() {
     let lb = Lb::start(
         "auto",
         "auto",
-        &free_tcp_addr(),
-        &addrs(&[&upstream]),
+        &[&upstream],
         &["--workers", "1", "--connections-max", "1"],
     );
     let mut first = lb.connect();
@@ -326,7 +287,7 @@ fn connection_cap_pauses_accepting() {
         .unwrap();
     assert!(second.read(&mut buf).is_err(), "served beyond the cap");
     drop(first);
-    second.set_read_timeout(Some(support::IO_TIMEOUT)).unwrap();
+    second.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     second.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"b");
 }
@@ -335,14 +296,8 @@ fn connection_cap_pauses_accepting() {
 fn startup_line_and_sigterm() {
     let upstream = Upstream::tcp("127.0.0.1:0", Behaviour::Echo);
     for &(driver, splice) in MODES {
-        let listen = free_tcp_addr();
-        let mut lb = Lb::start(
-            driver,
-            splice,
-            &listen,
-            &addrs(&[&upstream]),
-            &["--workers", "2"],
-        );
+        let mut lb = Lb::start(driver, splice, &[&upstream], &["--workers", "2"]);
+        let listen = lb.listen.clone();
         let line = &lb.startup_line;
         assert!(line.starts_with("rinha-lb "), "{line}");
         assert!(line.contains(" workers=2 "), "{line}");
@@ -358,7 +313,7 @@ fn startup_line_and_sigterm() {
             assert!(line.ends_with(" splice=direct"), "{line}");
         }
         assert_eq!(
-            lb.terminate(),
+            lb.terminate(IO_TIMEOUT).code(),
             Some(0),
             "{driver}/{splice}: exit code after SIGTERM"
         );
@@ -372,18 +327,12 @@ fn startup_line_and_sigterm() {
 fn draining_balancer_refuses_new_clients_and_finishes_open_ones() {
     let upstream = Upstream::tcp("127.0.0.1:0", Behaviour::Echo);
     for &(driver, splice) in MODES {
-        let mut lb = Lb::start(
-            driver,
-            splice,
-            &free_tcp_addr(),
-            &addrs(&[&upstream]),
-            &["--workers", "2"],
-        );
+        let mut lb = Lb::start(driver, splice, &[&upstream], &["--workers", "2"]);
         let mut open = lb.connect();
         open.write_all(b"before").unwrap();
         let mut answer = [0u8; 6];
         open.read_exact(&mut answer).unwrap();
-        lb.signal_term();
+        lb.signal(Signal::TERM);
         std::thread::sleep(Duration::from_millis(300));
         // Every worker's listening socket is out of service.
         for _ in 0..8 {
@@ -403,7 +352,11 @@ fn draining_balancer_refuses_new_clients_and_finishes_open_ones() {
             "{driver}/{splice}: after the drain started the open connection got {rest:?}, {ended:?}"
         );
         drop(open);
-        assert_eq!(lb.terminate(), Some(0), "{driver}/{splice}: exit code");
+        assert_eq!(
+            lb.terminate(IO_TIMEOUT).code(),
+            Some(0),
+            "{driver}/{splice}: exit code"
+        );
     }
 }
 
@@ -454,11 +407,11 @@ fn usage_errors_exit_with_code_2() {
 fn descriptor_exhaustion_pauses_accepting_without_spinning() {
     let upstream = Upstream::tcp("127.0.0.1:0", Behaviour::Echo);
     for &(driver, splice) in MODES {
-        let mut lb = Lb::start_limited(
+        let mut lb = Lb::start_on(
+            &free_tcp_addr(),
             driver,
             splice,
-            &free_tcp_addr(),
-            &addrs(&[&upstream]),
+            &[&upstream],
             &["--workers", "1"],
             Some(64),
         );
@@ -479,7 +432,10 @@ fn descriptor_exhaustion_pauses_accepting_without_spinning() {
             used < Duration::from_millis(300),
             "{driver}/{splice}: {used:?} of CPU in 1 s while out of descriptors"
         );
-        assert!(lb.alive(), "{driver}/{splice}: died out of descriptors");
+        assert!(
+            lb.is_running(),
+            "{driver}/{splice}: died out of descriptors"
+        );
         drop(clients);
         // Once descriptors are free again, new clients are served. Clients still queued from
         // the flood are accepted first, and one accepted while descriptors were short is closed
@@ -527,9 +483,9 @@ fn healthcheck_says_whether_the_listener_accepts() {
         }
     }
     let upstream = Upstream::tcp("127.0.0.1:0", Behaviour::Echo);
-    let listen = free_tcp_addr();
-    let lb = Lb::start("auto", "auto", &listen, &addrs(&[&upstream]), &[]);
-    check(&lb.listen, 0);
+    let lb = Lb::start("auto", "auto", &[&upstream], &[]);
+    let listen = lb.listen.clone();
+    check(&listen, 0);
     drop(lb);
     check(&listen, 1);
 }
@@ -551,8 +507,7 @@ fn metrics_count_connections_picks_bytes_and_failures_under_load() {
     let mut lb = Lb::start(
         "auto",
         "auto",
-        &free_tcp_addr(),
-        &addrs(&[&a, &b]),
+        &[&a, &b],
         &["--workers", "1", "--metrics", &metrics],
     );
     let metrics: rinha_testkit::Addr = metrics.parse().unwrap();
@@ -610,5 +565,9 @@ fn metrics_count_connections_picks_bytes_and_failures_under_load() {
     );
     assert!(sample(&text, &failures) >= 1, "{text}");
     assert_eq!(sample(&text, "rinha_lb_unserved_total"), 0);
-    assert_eq!(lb.terminate(), Some(0), "exit code with a metrics listener");
+    assert_eq!(
+        lb.terminate(IO_TIMEOUT).code(),
+        Some(0),
+        "exit code with a metrics listener"
+    );
 }

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use crate::Addr;
+
 const NAMES: [&str; 3] = ["rinha-api", "rinha-lb", "espora"];
 
 /// Paths of the three binaries.
@@ -45,6 +47,24 @@ pub fn bins() -> &'static Bins {
             espora: dir.join("espora"),
         }
     })
+}
+
+/// `rinha-api` on `data`, listening on `listen`, with one worker.
+pub fn api_command(data: &Path, listen: &Addr) -> Command {
+    let mut command = Command::new(&bins().api);
+    command.arg("--data-dir").arg(data);
+    command.args(["--listen", &listen.to_string(), "--workers", "1"]);
+    command
+}
+
+/// `rinha-lb` listening on `listen` in front of `upstreams`, with one worker.
+pub fn lb_command(listen: &Addr, upstreams: &[Addr]) -> Command {
+    let mut command = Command::new(&bins().lb);
+    command.args(["--listen", &listen.to_string(), "--workers", "1"]);
+    for upstream in upstreams {
+        command.args(["--upstream", &upstream.to_string()]);
+    }
+    command
 }
 
 /// Builds the binaries into `bin_dir` (`target[/<triple>]/<profile>`).

@@ -38,6 +38,14 @@ impl Conn {
         Ok(conn)
     }
 
+    /// Another handle on the same connection (for a writer thread beside a reader).
+    pub fn try_clone(&self) -> io::Result<Conn> {
+        match self {
+            Conn::Tcp(stream) => stream.try_clone().map(Conn::Tcp),
+            Conn::Unix(stream) => stream.try_clone().map(Conn::Unix),
+        }
+    }
+
     /// Sets the timeout of every later read and write (`None`: wait forever).
     pub fn set_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         self.set_read_timeout(timeout)?;

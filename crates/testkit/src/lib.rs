@@ -12,7 +12,9 @@
 //! - [`source`]: the repository's own files as text (Rust split into code and comments), for the
 //!   tests that check the repository itself: `tests/layers.rs` and `tests/citations.rs`;
 //! - [`temp_dir`]: a scratch directory removed at the end, with a name short enough for Unix
-//!   socket paths; [`description`]: unique transaction descriptions.
+//!   socket paths; [`description`]: unique transaction descriptions; [`XorShift`]: numbers
+//!   from a seed; [`skip`] and [`assert_none`]: how tests report; [`tests!`]: one `#[test]` per
+//!   driver or mode.
 //!
 //! Addresses are [`rinha_rt::Addr`], the type the servers' `--listen` and `--upstream` flags
 //! parse, so that what a test connects to and what it passes on a command line are one value.
@@ -68,6 +70,14 @@ pub fn free_tcp() -> Addr {
     Addr::Tcp(listener.local_addr().expect("local address"))
 }
 
+/// The socket address of a TCP `addr`; a Unix one fails the test.
+pub fn tcp(addr: &Addr) -> std::net::SocketAddr {
+    match addr {
+        Addr::Tcp(addr) => *addr,
+        Addr::Unix(path) => panic!("a TCP address was expected, not {}", path.display()),
+    }
+}
+
 /// Polls `ready` every 20 ms until it is true or `wait` has passed; returns whether it became
 /// true.
 pub fn wait_until(wait: Duration, mut ready: impl FnMut() -> bool) -> bool {
@@ -108,4 +118,63 @@ pub fn raise_nofile(wanted: u64) -> u64 {
 /// Whether this process runs as root (some tests need mount(2)).
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
+}
+
+/// Says on stderr that `test` is skipped and why (the machine cannot run it); the test then
+/// returns and passes.
+pub fn skip(test: &str, why: &str) {
+    eprintln!("==== SKIPPED {test}: {why} ====");
+}
+
+/// Fails the test if there is any problem: all of them on stderr, one per line, and the first
+/// ones in the panic message.
+pub fn assert_none(test: &str, problems: &[String]) {
+    if problems.is_empty() {
+        return;
+    }
+    for problem in problems {
+        eprintln!("PROBLEM: {problem}");
+    }
+    let shown: Vec<&str> = problems.iter().take(25).map(String::as_str).collect();
+    panic!(
+        "{test}: {} problem(s) (all printed above as PROBLEM lines), the first {}:\n  {}",
+        problems.len(),
+        shown.len(),
+        shown.join("\n  ")
+    );
+}
+
+/// The xorshift64 generator (Marsaglia, 2003): the same numbers from the same seed (not zero),
+/// without a dependency.
+pub struct XorShift(pub u64);
+
+impl XorShift {
+    /// The next number.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    /// The next number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}
+
+/// One `#[test]` per row `name => check;`: a check run once per driver or mode, each run a test
+/// of its own (so that they run side by side and a failure names its driver).
+#[macro_export]
+macro_rules! tests {
+    ($($name:ident => $check:expr;)+) => {
+        $(
+            #[test]
+            fn $name() {
+                $check;
+            }
+        )+
+    };
 }

@@ -16,8 +16,12 @@ use crate::Addr;
 /// rustix themselves.
 pub use rustix::process::Signal;
 
+/// How long a server may take to answer after start (it creates the account files).
+pub const READY_WAIT: Duration = Duration::from_secs(20);
+
 /// One started process.
 pub struct Server {
+    /// The name its log file and messages carry.
     pub name: String,
     child: Child,
     log: PathBuf,
@@ -45,6 +49,54 @@ impl Server {
         }
     }
 
+    /// Starts `command` as [`Server::start`] does and waits until `addr` answers a statement;
+    /// a process that exits first, or does not answer within [`READY_WAIT`], fails the test.
+    pub fn start_ready(name: &str, command: Command, log_dir: &Path, addr: &Addr) -> Server {
+        let mut server = Server::start(name, command, log_dir);
+        if let Err(code) = server.wait_ready(addr, READY_WAIT) {
+            panic!(
+                "{name} exited ({code:?}) before serving {addr}: {}",
+                server.log()
+            );
+        }
+        server
+    }
+
+    /// Waits at most `wait` until `addr` answers a statement with 200; `Err` with the exit code
+    /// (`None`: killed by a signal) when the process exits first. A process that does neither
+    /// is killed and fails the test.
+    pub fn wait_ready(&mut self, addr: &Addr, wait: Duration) -> Result<(), Option<i32>> {
+        let ready = |_: &Server| crate::http::is_ready(addr).then_some(());
+        self.wait_for(wait, "serve", ready)
+            .map_err(|status| status.code())
+    }
+
+    /// Polls `done` every 10 ms until it gives a value, or the process exits (`Err`), or `wait`
+    /// has passed: then the process is killed and the test fails, saying what it did not do.
+    fn wait_for<T>(
+        &mut self,
+        wait: Duration,
+        what: &str,
+        mut done: impl FnMut(&Server) -> Option<T>,
+    ) -> Result<T, ExitStatus> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(value) = done(self) {
+                return Ok(value);
+            }
+            if let Some(status) = self.try_wait() {
+                return Err(status);
+            }
+            if Instant::now() >= deadline {
+                let log = self.log();
+                self.kill();
+                panic!("{} did not {what} within {wait:?}: {log}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -65,24 +117,16 @@ impl Server {
     /// Waits at most `wait` for the first complete stderr line (the servers' startup line) and
     /// returns it. A process that exits first, or stays silent, fails the test (and is killed).
     pub fn first_line(&mut self, wait: Duration) -> String {
-        let deadline = Instant::now() + wait;
-        loop {
-            if let Some(line) = self.lines().into_iter().next() {
-                return line;
-            }
-            if let Some(status) = self.try_wait() {
-                panic!(
-                    "{} exited ({status}) before its first line: {}",
-                    self.name,
-                    self.log()
-                );
-            }
-            if Instant::now() >= deadline {
-                self.kill();
-                panic!("{} printed no line within {wait:?}", self.name);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let first = self.wait_for(wait, "print a line", |server| {
+            server.lines().into_iter().next()
+        });
+        first.unwrap_or_else(|status| {
+            let log = self.log();
+            panic!(
+                "{} exited ({status}) before its first line: {log}",
+                self.name
+            )
+        })
     }
 
     /// Waits at most `wait` for the startup line of `program` (`<program> <version> ...`, the
@@ -147,16 +191,8 @@ impl Server {
 
     /// Waits at most `wait` for the process to exit on its own.
     pub fn wait(&mut self, wait: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + wait;
-        loop {
-            if let Some(status) = self.try_wait() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        crate::wait_until(wait, || self.try_wait().is_some());
+        self.try_wait()
     }
 
     /// Resident memory in KiB (VmRSS), when the process still runs.
@@ -172,6 +208,18 @@ impl Server {
     pub fn open_fds(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
             .map(|entries| entries.count())
+            .unwrap_or(0)
+    }
+
+    /// The fewest descriptors the process holds over half a second, once it is quiet:
+    /// connections that clients closed may still be on their way out.
+    pub fn quiet_fds(&self) -> usize {
+        (0..10)
+            .map(|_| {
+                std::thread::sleep(Duration::from_millis(50));
+                self.open_fds()
+            })
+            .min()
             .unwrap_or(0)
     }
 
@@ -270,24 +318,11 @@ pub fn start_api(
     env: &[(&str, &str)],
     wait: Duration,
 ) -> Start {
-    let mut command = Command::new(&crate::bins::bins().api);
-    command.arg("--data-dir").arg(data);
-    command.args(["--listen", &addr.to_string(), "--workers", "1"]);
+    let mut command = crate::bins::api_command(data, addr);
     command.envs(env.iter().copied());
     let mut server = Server::start(name, command, log_dir);
-    let deadline = Instant::now() + wait;
-    loop {
-        if let Some(status) = server.try_wait() {
-            return Start::Exited(status.code(), server.log());
-        }
-        if crate::http::is_ready(addr) {
-            return Start::Serving(server);
-        }
-        if Instant::now() >= deadline {
-            let log = server.log();
-            server.kill();
-            panic!("{name} neither served nor exited within {wait:?}: {log}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    match server.wait_ready(addr, wait) {
+        Ok(()) => Start::Serving(server),
+        Err(code) => Start::Exited(code, server.log()),
     }
 }

@@ -4,10 +4,11 @@
 #![allow(dead_code)]
 
 use std::path::Path;
-use std::process::{Command, ExitStatus};
+use std::process::Command;
 use std::time::Duration;
 
-pub use rinha_testkit::http::{request_bytes, transaction, Conn, Reader, Response};
+pub use rinha_testkit::http::{post_request, request_bytes, statement_request};
+pub use rinha_testkit::http::{Conn, Reader, Response};
 pub use rinha_testkit::process::Server;
 pub use rinha_testkit::{free_tcp, temp_dir, Addr, TempDir};
 
@@ -30,7 +31,7 @@ pub enum Driver {
 
 /// One running `rinha-api` process (two workers), killed when dropped if still running.
 pub struct Instance {
-    server: Server,
+    pub server: Server,
     pub tcp: Addr,
     pub unix: Addr,
     pub startup_line: String,
@@ -40,6 +41,16 @@ impl Instance {
     /// Starts an instance on `data_dir`, listening on a free TCP port and on `socket`, and
     /// waits for its startup line. Its stderr goes to a log named after the socket, beside it.
     pub fn start(data_dir: &Path, socket: &Path, driver: Driver) -> Instance {
+        Instance::start_with(data_dir, socket, driver, |_| {})
+    }
+
+    /// Like [`Instance::start`], with `prepare` adding to the command (flags, environment).
+    pub fn start_with(
+        data_dir: &Path,
+        socket: &Path,
+        driver: Driver,
+        prepare: impl FnOnce(&mut Command),
+    ) -> Instance {
         let tcp = free_tcp();
         let unix = Addr::Unix(socket.to_path_buf());
         let mut command = Command::new(BINARY);
@@ -50,6 +61,7 @@ impl Instance {
             Driver::Default => command.env_remove("RINHA_DRIVER"),
             Driver::Epoll => command.env("RINHA_DRIVER", "epoll"),
         };
+        prepare(&mut command);
         let name = socket.file_stem().expect("a socket file name");
         let log_dir = socket.parent().expect("a socket directory");
         let mut server = Server::start(&name.to_string_lossy(), command, log_dir);
@@ -65,15 +77,21 @@ impl Instance {
         }
     }
 
-    /// Sends SIGTERM and waits (at most `timeout`) for the exit status.
-    pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
-        self.server.terminate(timeout)
-    }
-
     /// Lines printed on stderr after the startup line, so far.
     pub fn later_stderr(&self) -> Vec<String> {
         self.server.lines().into_iter().skip(1).collect()
     }
+}
+
+/// One instance on a fresh data directory (`<dir>/data`, its socket `<dir>/<label>.sock`), and
+/// the directory, to be dropped after it.
+pub fn single(label: &str, driver: Driver) -> (Instance, TempDir) {
+    let dir = temp_dir(label);
+    let socket = dir.path().join(format!("{label}.sock"));
+    (
+        Instance::start(&dir.path().join("data"), &socket, driver),
+        dir,
+    )
 }
 
 /// Two instances on one data directory, as deployed behind the balancer.
@@ -84,6 +102,7 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// Starts both at once on `<label dir>/data`.
     pub fn start(label: &str, driver: Driver) -> Cluster {
         let dir = temp_dir(label);
         let data = dir.path().join("data");
@@ -97,6 +116,12 @@ impl Cluster {
         });
         Cluster { a, b, dir }
     }
+
+    /// Each instance over each of its listeners, alternating instances: A over TCP, B over
+    /// Unix, A over Unix, B over TCP.
+    pub fn targets(&self) -> [&Addr; 4] {
+        [&self.a.tcp, &self.b.unix, &self.a.unix, &self.b.tcp]
+    }
 }
 
 /// A connection to `target` with the client timeout; a refused connect fails the test.
@@ -104,27 +129,26 @@ pub fn open(target: &Addr) -> Conn {
     Conn::open(target, CLIENT_TIMEOUT).unwrap_or_else(|error| panic!("connect {target}: {error}"))
 }
 
+/// Sends the request `bytes` on a new connection and reads its response.
+pub fn exchange(target: &Addr, bytes: &[u8]) -> Response {
+    let mut conn = open(target);
+    conn.send(bytes);
+    Reader::new().response(&mut conn)
+}
+
 /// Sends one request on a new connection and reads its response.
 pub fn request(target: &Addr, method: &str, path: &str, body: Option<&str>) -> Response {
-    let mut conn = open(target);
-    conn.send(&request_bytes(method, path, body));
-    Reader::new().response(&mut conn)
+    exchange(target, &request_bytes(method, path, body))
 }
 
 /// Posts a transaction; returns the response.
 pub fn post(target: &Addr, account: u32, value: i64, kind: char, description: &str) -> Response {
-    let body = transaction(value, kind, description);
-    request(
-        target,
-        "POST",
-        &format!("/clientes/{account}/transacoes"),
-        Some(&body),
-    )
+    exchange(target, &post_request(account, value, kind, description))
 }
 
 /// Reads a statement; asserts 200 and returns its JSON.
 pub fn statement(target: &Addr, account: u32) -> serde_json::Value {
-    let response = request(target, "GET", &format!("/clientes/{account}/extrato"), None);
+    let response = exchange(target, &statement_request(account));
     assert_eq!(response.status, 200, "{response:?}");
     response.json()
 }

@@ -17,15 +17,13 @@ use std::time::{Duration, Instant};
 use espora::layout::{Record, HEADER_SIZE, RECORD_SIZE};
 use rinha_testkit::bins::bins;
 use rinha_testkit::http;
-use rinha_testkit::process::{self, start_api, Start};
-use rinha_testkit::{free_tcp, Addr};
+use rinha_testkit::process::{self, start_api, Start, READY_WAIT};
+use rinha_testkit::{free_tcp, Addr, XorShift};
 
 /// The accounts `rinha-api` serves.
 pub const ACCOUNTS: [u32; 5] = [1, 2, 3, 4, 5];
 /// Bound on one request.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a server may take to start.
-pub const READY_WAIT: Duration = Duration::from_secs(20);
 
 /// What a transaction request got.
 #[derive(Debug, Clone)]
@@ -294,7 +292,8 @@ impl Load {
                 );
                 let interval = Duration::from_secs_f64(1.0 / f64::from(rate_per_s));
                 std::thread::spawn(move || {
-                    let mut rng = Rng((index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+                    let mut rng =
+                        XorShift((index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
                     let mut due = Instant::now();
                     while !stop.load(Ordering::Relaxed) {
                         due += interval;
@@ -336,18 +335,6 @@ impl Load {
         for thread in self.threads {
             thread.join().expect("a client thread panicked");
         }
-    }
-}
-
-/// Small deterministic generator (xorshift).
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
     }
 }
 
@@ -610,22 +597,4 @@ pub fn check_every_account_opens(
     problems.extend(check_listings(&reopened, disk, true));
     api.terminate(Duration::from_secs(10));
     problems
-}
-
-/// Fails the test if there is any problem: all of them on stderr, one per line, and the first
-/// ones in the panic message.
-pub fn assert_none(test: &str, problems: &[String]) {
-    if problems.is_empty() {
-        return;
-    }
-    for problem in problems {
-        eprintln!("PROBLEM: {problem}");
-    }
-    let shown: Vec<&str> = problems.iter().take(25).map(String::as_str).collect();
-    panic!(
-        "{test}: {} problem(s) (all printed above as PROBLEM lines), the first {}:\n  {}",
-        problems.len(),
-        shown.len(),
-        shown.join("\n  ")
-    );
 }

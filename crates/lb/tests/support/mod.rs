@@ -3,17 +3,20 @@
 
 #![allow(dead_code)]
 
+use std::borrow::Borrow;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::ops::{Deref, DerefMut};
 use std::os::unix::net::UnixListener;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use rinha_testkit::http::Conn;
-use rinha_testkit::process::{limit_nofile, Server, Signal};
+use rinha_testkit::process::{limit_nofile, Server};
+use rinha_testkit::XorShift;
 pub use rinha_testkit::{temp_dir, TempDir};
 
 /// Bounds every blocking socket operation of a test, so a bug fails the test instead of
@@ -24,7 +27,8 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// (direct splice), io_uring splice operations, and epoll forced (monoio's splice operation).
 pub const MODES: &[(&str, &str)] = &[("auto", "auto"), ("auto", "op"), ("epoll", "auto")];
 
-/// A running balancer, killed on drop.
+/// A running balancer, killed on drop: its [`Server`] (which it dereferences to), its listen
+/// address and its startup line.
 pub struct Lb {
     server: Server,
     pub listen: String,
@@ -34,24 +38,24 @@ pub struct Lb {
 }
 
 impl Lb {
-    /// Starts `rinha-lb` with `RINHA_DRIVER=driver`, `--splice splice`, listening on `listen`,
-    /// plus `extra` flags, and waits for its startup line.
+    /// Starts `rinha-lb` with `RINHA_DRIVER=driver` and `--splice splice` on a free TCP port in
+    /// front of `upstreams`, plus `extra` flags, and waits for its startup line.
     pub fn start(
         driver: &str,
         splice: &str,
-        listen: &str,
-        upstreams: &[String],
+        upstreams: &[impl Borrow<Upstream>],
         extra: &[&str],
     ) -> Lb {
-        Lb::start_limited(driver, splice, listen, upstreams, extra, None)
+        Lb::start_on(&free_tcp_addr(), driver, splice, upstreams, extra, None)
     }
 
-    /// Like [`Lb::start`], with the open-files limit (soft and hard) set to `nofile` if given.
-    pub fn start_limited(
+    /// Like [`Lb::start`], listening on `listen`, with the open-files limit (soft and hard) set
+    /// to `nofile` if given.
+    pub fn start_on(
+        listen: &str,
         driver: &str,
         splice: &str,
-        listen: &str,
-        upstreams: &[String],
+        upstreams: &[impl Borrow<Upstream>],
         extra: &[&str],
         nofile: Option<u64>,
     ) -> Lb {
@@ -60,7 +64,7 @@ impl Lb {
             .env("RINHA_DRIVER", driver)
             .args(["--listen", listen, "--splice", splice]);
         for upstream in upstreams {
-            command.args(["--upstream", upstream]);
+            command.args(["--upstream", &upstream.borrow().addr]);
         }
         command.args(extra);
         if let Some(limit) = nofile {
@@ -84,34 +88,19 @@ impl Lb {
         stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
         stream
     }
+}
 
-    /// Number of open descriptors of the balancer process.
-    pub fn open_fds(&self) -> usize {
-        self.server.open_fds()
+impl Deref for Lb {
+    type Target = Server;
+
+    fn deref(&self) -> &Server {
+        &self.server
     }
+}
 
-    /// CPU time (user + system) the balancer has used so far.
-    pub fn cpu_time(&self) -> Duration {
-        self.server.cpu_time()
-    }
-
-    /// True while the process runs.
-    pub fn alive(&mut self) -> bool {
-        self.server.is_running()
-    }
-
-    /// Sends SIGTERM without waiting.
-    pub fn signal_term(&mut self) {
-        self.server.signal(Signal::TERM);
-    }
-
-    /// Sends SIGTERM and waits (bounded) for the exit code; `None` when it did not exit in
-    /// time (the process is then killed when dropped).
-    pub fn terminate(&mut self) -> Option<i32> {
-        self.signal_term();
-        self.server
-            .wait(IO_TIMEOUT)
-            .and_then(|status| status.code())
+impl DerefMut for Lb {
+    fn deref_mut(&mut self) -> &mut Server {
+        &mut self.server
     }
 }
 
@@ -186,21 +175,15 @@ enum Listener {
 }
 
 impl Listener {
+    /// A connection waiting to be accepted, blocking with the I/O timeout (Linux does not pass
+    /// the listener's `O_NONBLOCK` on to it).
     fn accept(&self) -> Option<Conn> {
-        match self {
-            Listener::Tcp(l) => l.accept().ok().map(|(s, _)| {
-                s.set_nonblocking(false).unwrap();
-                s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-                s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-                Conn::from(s)
-            }),
-            Listener::Unix(l) => l.accept().ok().map(|(s, _)| {
-                s.set_nonblocking(false).unwrap();
-                s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-                s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-                Conn::from(s)
-            }),
-        }
+        let conn = match self {
+            Listener::Tcp(l) => Conn::from(l.accept().ok()?.0),
+            Listener::Unix(l) => Conn::from(l.accept().ok()?.0),
+        };
+        conn.set_timeout(Some(IO_TIMEOUT)).unwrap();
+        Some(conn)
     }
 }
 
@@ -211,8 +194,6 @@ pub struct Upstream {
     pub addr: String,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
-    /// How many connections it accepted.
-    pub accepted: Arc<AtomicUsize>,
 }
 
 impl Upstream {
@@ -237,17 +218,12 @@ impl Upstream {
             Listener::Unix(l) => l.set_nonblocking(true).unwrap(),
         }
         let stop = Arc::new(AtomicBool::new(false));
-        let accepted = Arc::new(AtomicUsize::new(0));
         let thread = {
             let stop = Arc::clone(&stop);
-            let accepted = Arc::clone(&accepted);
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     match listener.accept() {
-                        Some(conn) => {
-                            accepted.fetch_add(1, Ordering::Relaxed);
-                            std::thread::spawn(move || handle(conn, behaviour));
-                        }
+                        Some(conn) => drop(std::thread::spawn(move || handle(conn, behaviour))),
                         None => std::thread::sleep(Duration::from_millis(1)),
                     }
                 }
@@ -257,7 +233,6 @@ impl Upstream {
             addr,
             stop,
             thread: Some(thread),
-            accepted,
         }
     }
 
@@ -277,15 +252,15 @@ impl Drop for Upstream {
 }
 
 /// Writes `payload` on one thread while reading the echo on this one; returns what came back.
-pub fn echo_round_trip(stream: TcpStream, payload: &[u8]) -> Vec<u8> {
-    let mut writer = stream.try_clone().unwrap();
+pub fn echo_round_trip(stream: impl Into<Conn>, payload: &[u8]) -> Vec<u8> {
+    let mut reader = stream.into();
+    let mut writer = reader.try_clone().unwrap();
     let owned = payload.to_vec();
     let write_thread = std::thread::spawn(move || {
         writer.write_all(&owned).unwrap();
-        writer.shutdown(std::net::Shutdown::Write).unwrap();
+        writer.shutdown_write().unwrap();
     });
     let mut received = Vec::with_capacity(payload.len());
-    let mut reader = stream;
     reader.read_to_end(&mut received).expect("read echo");
     write_thread.join().unwrap();
     received
@@ -293,13 +268,6 @@ pub fn echo_round_trip(stream: TcpStream, payload: &[u8]) -> Vec<u8> {
 
 /// Deterministic pseudo-random bytes (xorshift), so a misplaced byte cannot hide in a pattern.
 pub fn payload(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 24) as u8
-        })
-        .collect()
+    let mut random = XorShift(seed | 1);
+    (0..len).map(|_| (random.next_u64() >> 24) as u8).collect()
 }
