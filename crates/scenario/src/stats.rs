@@ -158,7 +158,7 @@ pub struct Summary {
     pub count: u64,
     /// Requests with a failed check or no answer.
     pub ko: u64,
-    /// Requests slower than [`SLA`].
+    /// Requests that took [`SLA`] or longer (what the scoring's "t < 250 ms" leaves out).
     pub over_sla: u64,
     /// Percentiles 50, 75, 95, 99 and the maximum, in microseconds.
     pub p50_us: u64,
@@ -181,7 +181,7 @@ impl Summary {
             name,
             count: sorted.len() as u64,
             ko: group.ko,
-            over_sla: sorted.iter().filter(|&&us| us > sla_us).count() as u64,
+            over_sla: sorted.iter().filter(|&&us| us >= sla_us).count() as u64,
             p50_us: percentile(&sorted, 50.0),
             p75_us: percentile(&sorted, 75.0),
             p95_us: percentile(&sorted, 95.0),
@@ -227,7 +227,7 @@ impl fmt::Display for Report {
         writeln!(
             f,
             "{:<12} {:>7} {:>5} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9}",
-            "request", "count", "ko", ">250ms", "p50 ms", "p75 ms", "p95 ms", "p99 ms", "max ms"
+            "request", "count", "ko", "≥250ms", "p50 ms", "p75 ms", "p95 ms", "p99 ms", "max ms"
         )?;
         for summary in self.groups.iter().chain(std::iter::once(&self.all)) {
             writeln!(
@@ -335,12 +335,14 @@ mod tests {
         left.request(sample(epoch, "débitos", 0, 300, true));
         let mut right = Recorder::default();
         right.request(sample(epoch, "créditos", 3, 2, false));
+        // Exactly the SLA counts against it, as in the scoring's "t < 250 ms".
+        right.request(sample(epoch, "créditos", 4, 250, true));
         right.failure("credit: status 500".to_string());
         left.merge(right);
         let report = left.report();
-        assert_eq!(report.all.count, 3);
+        assert_eq!(report.all.count, 4);
         assert_eq!(report.all.ko, 1);
-        assert_eq!(report.all.over_sla, 1);
+        assert_eq!(report.all.over_sla, 2);
         assert_eq!(report.groups.len(), 2);
         assert_eq!(report.failures_total, 1);
         assert!(!report.passed());
@@ -348,7 +350,7 @@ mod tests {
         let starts: Vec<Duration> = report.samples.iter().map(|s| s.started - epoch).collect();
         assert_eq!(
             starts,
-            [0, 3, 5].map(Duration::from_millis),
+            [0, 3, 4, 5].map(Duration::from_millis),
             "samples by start time"
         );
         let mut clean = Recorder::default();
