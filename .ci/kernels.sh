@@ -13,15 +13,10 @@
 #   --keep       keep the work directory (console logs, disks, initramfs images) even when all
 #                passed; without it only a failed run's console logs stay
 #
-# What it needs is installed first, when missing, by `scripts/setup.sh kernels` (as root):
-# qemu-system-x86, cpio, e2fsprogs, xz-utils, zstd. Kernels and busybox come from Debian's
-# archive with `apt-get download` and are extracted with `dpkg-deb -x`, never installed; for
-# 5.10 the bullseye suite is added to apt in
-# /etc/apt/sources.list.d/kernel-matrix-bullseye.sources (archive.debian.org when
-# deb.debian.org no longer carries it). The packages and extracted kernels stay in the cache,
-# so a second run downloads nothing new. The binaries are built static, as docker/Dockerfile
-# does.
-# scripts/kernel-matrix/README.md describes the pieces.
+# What it needs is installed first, when missing, by `scripts/setup.sh kernels` (as root).
+# Kernels and busybox come from Debian's archive (for 5.10 the bullseye suite is added to apt in
+# /etc/apt/sources.list.d/kernel-matrix-bullseye.sources), extracted into the cache, never
+# installed. scripts/kernel-matrix/README.md describes the pieces and the cache.
 #
 # Environment:
 #   KERNELS_SERIES      kernel series to boot (default "5.10 6.1")
@@ -58,25 +53,14 @@ work_is_ours=0
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
-parse_args() {
-    local arg
-    for arg in "$@"; do
-        case $arg in
-            --no-build) build=0 ;;
-            --keep) keep=1 ;;
-            -h | --help) usage; exit 0 ;;
-            *) echo "kernels: unknown argument $arg (see --help)" >&2; exit 2 ;;
-        esac
-    done
-}
-
-default_cache() {
-    if km_is_root; then
-        echo /var/cache/rinha-kernels
-    else
-        echo "${XDG_CACHE_HOME:-$HOME/.cache}/rinha-kernels"
-    fi
-}
+for arg in "$@"; do
+    case $arg in
+        --no-build) build=0 ;;
+        --keep) keep=1 ;;
+        -h | --help) usage; exit 0 ;;
+        *) echo "kernels: unknown argument $arg (see --help)" >&2; exit 2 ;;
+    esac
+done
 
 # Builds rinha-api, rinha-lb, rinha-scenario and espora as static binaries (glibc, crt-static,
 # as docker/Dockerfile builds them); sets bins to their directory.
@@ -146,14 +130,11 @@ km_boot_seconds() {
 }
 
 print_summary() {
-    local total=$1 row
+    local total=$1
     echo
     echo "== kernel matrix"
-    printf '%-7s %-18s %8s %12s\n' series release "vm s" "boot to init"
-    for row in "${vm_rows[@]}"; do
-        # shellcheck disable=SC2086
-        printf '%-7s %-18s %8s %12s\n' $row
-    done
+    # shellcheck disable=SC2048,SC2086 # a row is four words, and printf repeats its format for each
+    printf '%-7s %-18s %8s %12s\n' series release "vm s" "boot to init" ${vm_rows[*]}
     echo
     printf '%-7s %-9s %8s  %s\n' series driver seconds verdict
     while read -r series driver seconds verdict; do
@@ -175,9 +156,9 @@ remove_work() {
 }
 
 main() {
-    parse_args "$@"
     bash "$km_repo/scripts/setup.sh" kernels
-    km_cache=${KERNELS_CACHE:-$(default_cache)}
+    km_cache=${KERNELS_CACHE:-/var/cache/rinha-kernels}
+    [ -n "${KERNELS_CACHE:-}" ] || km_is_root || km_cache="${XDG_CACHE_HOME:-$HOME/.cache}/rinha-kernels"
     mkdir -p "$km_cache" || km_die "cannot create the cache $km_cache (set KERNELS_CACHE)"
     if [ -n "${KERNELS_WORK:-}" ]; then
         km_work=$KERNELS_WORK
@@ -188,7 +169,7 @@ main() {
     fi
     : >"$km_work/summary"
 
-    local prepared series failed=0 started total
+    local prepared series failed=0 started
     prepared=$(km_now)
     build_binaries
     km_prepare_busybox
@@ -206,8 +187,7 @@ main() {
     for series in $series_list; do
         run_series "$series" || failed=1
     done
-    total=$(km_since "$started")
-    print_summary "$total"
+    print_summary "$(km_since "$started")"
 
     if [ "$failed" = 0 ] && [ "$keep" = 0 ]; then
         remove_work
@@ -222,4 +202,4 @@ main() {
     fi
 }
 
-main "$@"
+main

@@ -5,17 +5,15 @@
 #
 #   bash .ci/schemathesis.sh
 #
-# Installs the pinned schemathesis (.ci/schemathesis/requirements.txt, every package pinned)
-# into a virtual environment under the cargo target directory, once per change of that file;
-# builds the release binaries (`cargo build --release --locked`, as .ci/e2e.sh does, so nothing
-# is built twice); starts rinha-lb on a free loopback port and two rinha-api behind it over Unix
-# sockets on a fresh data directory, as ./run does; then runs every phase (the document's
-# examples, coverage of each schema's edges and of undocumented methods, random fuzzing, and
-# stateful sequences along the document's links) in both modes (valid and invalid data), with
-# every check (`--checks all`, and the two of .ci/schemathesis/hooks.py), a fixed seed and a
-# bounded number of examples per operation. Afterwards the processes must stop cleanly on
-# SIGTERM, and `espora verify` must find the account files sound. Everything stops on exit, on
-# failure too.
+# Installs the pinned schemathesis (.ci/schemathesis/requirements.txt) into a virtual
+# environment under the cargo target directory, once per change of that file; builds the release
+# binaries (as .ci/e2e.sh does, so nothing is built twice); starts the stack as ./run does, on a
+# fresh data directory; then runs every phase (the document's examples, coverage of each
+# schema's edges and of undocumented methods, random fuzzing, and stateful sequences along the
+# document's links) in both modes (valid and invalid data), with every check (`--checks all`,
+# and the two of .ci/schemathesis/hooks.py), a fixed seed and a bounded number of examples per
+# operation. Afterwards the processes must stop cleanly on SIGTERM, and `espora verify` must find
+# the account files sound.
 #
 # Needs python3 with venv (`scripts/setup.sh schemathesis`, which .ci/run calls) and PyPI.
 # Environment: SCHEMATHESIS_SEED (default 20240117), SCHEMATHESIS_MAX_EXAMPLES (per operation and
@@ -97,9 +95,7 @@ fi
 [ "$status" = 0 ] || { echo "schemathesis: findings (above); the stack's logs:" >&2; cat "$work"/*.log >&2; exit 1; }
 
 banner "stop (SIGTERM) and espora verify"
-for pid in "${pids[@]}"; do
-    kill -TERM "$pid"
-done
+kill -TERM "${pids[@]}"
 for pid in "${pids[@]}"; do
     code=0
     wait "$pid" || code=$?

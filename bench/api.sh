@@ -8,16 +8,13 @@
 # Environment: RINHA_DRIVER (auto|io_uring|epoll) and RINHA_WORKERS, read by rinha-api itself;
 # PORT [9999].
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(dirname "$here")
-cd "$root"
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 connections=${1:-64}
 duration=${2:-20s}
 port=${PORT:-9999}
 bin=$root/target/release
-# shellcheck source=bench/lib.sh
-source "$here/lib.sh"
 
 bash scripts/setup.sh wrk
 cargo build --quiet --release --locked --bin rinha-api
@@ -27,8 +24,7 @@ start_api rinha-api "127.0.0.1:$port"
 bench_wait_ready "$port"
 head -1 "$work/rinha-api.err"
 echo "machine: $(bench_machine)"
-echo "== keep-alive, $connections connections, $duration"
-wrk -t2 -c"$connections" -d"$duration" --latency -s "$here/mix.lua" "http://127.0.0.1:$port"
-echo "== Connection: close, $connections connections, $duration"
-wrk -t2 -c"$connections" -d"$duration" --latency -H 'Connection: close' \
-    -s "$here/mix.lua" "http://127.0.0.1:$port"
+for header in "" "Connection: close"; do
+    echo "== ${header:-keep-alive}, $connections connections, $duration"
+    wrk -t2 -c"$connections" -d"$duration" --latency ${header:+-H "$header"} -s "$here/mix.lua" "http://127.0.0.1:$port"
+done

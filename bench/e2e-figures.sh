@@ -9,28 +9,23 @@ scenario_tail() {
     awk '$1 == "all" { print $8, $9 }' "$1"
 }
 
-# Prints one line per container: service, CPU time used so far (ns), throttled periods,
-# throttled time (ns), from its cgroup (v1 or v2). Reading files costs nothing, unlike `docker
-# stats`, which starts a client and queries the engine, and so measured itself (it took a
-# quarter of a CPU when sampled in a loop during the scenario).
+# Prints one line per container: service, CPU time used so far (ns), throttled periods and time
+# (ns), from its cgroup (v1 or v2). Reading files costs nothing, unlike `docker stats`, which
+# measured itself (a quarter of a CPU when sampled in a loop during the scenario).
 cgroup_counters() {
-    local container service id dir usage throttled throttled_ns
+    local container id stat usage
     for container in "$@"; do
-        service=${container%%=*} id=${container#*=}
-        if [ -r "/sys/fs/cgroup/cpu/docker/$id/cpu.stat" ]; then
-            dir=/sys/fs/cgroup/cpu/docker/$id
-            usage=$(cat "/sys/fs/cgroup/cpuacct/docker/$id/cpuacct.usage" 2>/dev/null || echo 0)
-            throttled=$(awk '$1 == "nr_throttled" { print $2 }' "$dir/cpu.stat")
-            throttled_ns=$(awk '$1 == "throttled_time" { print $2 }' "$dir/cpu.stat")
-        elif [ -r "/sys/fs/cgroup/system.slice/docker-$id.scope/cpu.stat" ]; then
-            dir=/sys/fs/cgroup/system.slice/docker-$id.scope
-            usage=$(awk '$1 == "usage_usec" { print $2 * 1000 }' "$dir/cpu.stat")
-            throttled=$(awk '$1 == "nr_throttled" { print $2 }' "$dir/cpu.stat")
-            throttled_ns=$(awk '$1 == "throttled_usec" { print $2 * 1000 }' "$dir/cpu.stat")
-        else
-            usage=0 throttled=0 throttled_ns=0
-        fi
-        echo "$service $usage $throttled $throttled_ns"
+        id=${container#*=}
+        # cgroup v1 counts CPU time in cpuacct.usage (ns), v2 in cpu.stat's usage_usec.
+        usage=$(cat "/sys/fs/cgroup/cpuacct/docker/$id/cpuacct.usage" 2>/dev/null || echo 0)
+        for stat in "/sys/fs/cgroup/cpu/docker/$id/cpu.stat" \
+            "/sys/fs/cgroup/system.slice/docker-$id.scope/cpu.stat" /dev/null; do
+            [ ! -r "$stat" ] || break
+        done
+        awk -v service="${container%%=*}" -v usage="$usage" '
+            $1 == "usage_usec" { usage = $2 * 1000 } $1 == "nr_throttled" { throttled = $2 }
+            $1 == "throttled_time" { ns = $2 } $1 == "throttled_usec" { ns = $2 * 1000 }
+            END { print service, usage, throttled + 0, ns + 0 }' "$stat"
     done
 }
 
@@ -51,8 +46,7 @@ cgroup_peaks() {
 }
 
 # What each container used over a scenario of $3 seconds, from the cgroup_counters lines taken
-# before ($1) and after ($2) it: CPU in percent of one core and throttling; then the peak memory
-# of containers $4... and what docker stats reads now.
+# before ($1) and after ($2) it (CPU, throttling); then containers $4...: peak memory, docker stats.
 containers_report() {
     local before=$1 after=$2 seconds=$3 container ids=()
     shift 3
@@ -68,9 +62,8 @@ containers_report() {
 
 # The deployment's cost: each compose stack's p99 and max against the local processes' on the
 # same machine. $1 holds the local runs' "p99 max" lines, the other arguments are "FILE p99 max"
-# for each stack. Local runs come before and after the compose stacks, minutes apart, and the
-# ratios are taken against their mean, so a drift of the machine's speed (its disk's flush
-# latency moves from hour to hour) weighs on both sides alike.
+# per stack. The ratios are taken against the mean of local runs before and after the stacks,
+# minutes apart, so a drift of the machine's speed (its disk's flush latency) weighs on both alike.
 tails_summary() {
     local local_tails=$1 line file p99 max local_p99 local_max
     shift

@@ -3,21 +3,18 @@
 #
 #   bench/flamegraph.sh [keepalive|close] [seconds]      (defaults: keepalive 10)
 #
-# Builds rinha-api and rinha-lb with the `profiling` cargo profile (release code, debug
-# symbols) and frame pointers (RUSTFLAGS=-C force-frame-pointers=yes), starts the stack as
-# bench/run.sh does (rinha-lb in front of two rinha-api over Unix sockets, on loopback), drives
-# it with the reference mix (wrk and bench/mix.lua, closed loop), records all three processes
-# with `perf record -g` at 999 Hz while the load runs, and renders with inferno:
+# Builds rinha-api and rinha-lb with the `profiling` cargo profile (release code, debug symbols)
+# and frame pointers, starts the stack as bench/run.sh does (rinha-lb in front of two rinha-api
+# over Unix sockets), drives it with wrk and bench/mix.lua, records the three processes with
+# `perf record -g` at 999 Hz and renders them with inferno (scripts/setup.sh bench flamegraph
+# installs what is missing):
 #   bench/flamegraphs/<mode>-rinha-lb.svg, <mode>-rinha-api-1.svg, <mode>-rinha-api-2.svg
-# Installs what is missing (scripts/setup.sh bench flamegraph): linux-perf, wrk, nginx, jq
-# (Debian) and inferno (crates.io).
-# Must run as root (or with kernel.perf_event_paranoid <= 1) to see kernel frames, which is
-# where most of the time goes. Environment: BENCH_CONNECTIONS [32], BENCH_API_WORKERS [1],
-# BENCH_LB_WORKERS [1], as in bench/run.sh.
+# Must run as root (or with kernel.perf_event_paranoid <= 1) to see kernel frames, where most of
+# the time goes. Environment: BENCH_CONNECTIONS [32], BENCH_API_WORKERS [1], BENCH_LB_WORKERS
+# [1], as in bench/run.sh.
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(dirname "$here")
-cd "$root"
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 mode=${1:-keepalive}
 seconds=${2:-10}
@@ -25,8 +22,6 @@ connections=${BENCH_CONNECTIONS:-32}
 api_workers=${BENCH_API_WORKERS:-1}
 lb_workers=${BENCH_LB_WORKERS:-1}
 bin=$root/target/profiling
-# shellcheck source=bench/lib.sh
-source "$here/lib.sh"
 
 case $mode in keepalive | close) ;; *) echo "usage: bench/flamegraph.sh [keepalive|close] [seconds]" >&2; exit 2 ;; esac
 bash scripts/setup.sh bench flamegraph
@@ -42,9 +37,7 @@ port=$(free_port 19200)
 start_api rinha-api-1 "unix:$work/api01.sock"
 start_api rinha-api-2 "unix:$work/api02.sock"
 start_lb rinha-lb "$port" "unix:$work/api01.sock" "unix:$work/api02.sock"
-bench_wait_ready "$port"
-bench_wait_ready "unix:$work/api01.sock"
-bench_wait_ready "unix:$work/api02.sock"
+for address in "$port" "unix:$work/api01.sock" "unix:$work/api02.sock"; do bench_wait_ready "$address"; done
 # The first probe may have reached rinha-lb before the second instance listened, which then
 # skips it for its 1 s back-off: let that pass so that the load is shared.
 sleep 1.5

@@ -1,8 +1,12 @@
 # Shared by the scripts of bench/ (sourced, not run): starting and stopping the processes under
-# test on loopback, and reading their CPU time and memory from /proc. Expects `root` (the
-# repository) and `work` (a scratch directory) to be set. The tools come from scripts/setup.sh,
-# which each script calls first.
+# test on loopback, and reading their CPU time and memory from /proc. Sets `here` (bench/) and
+# `root` (the repository), where the scripts then run; expects `work` (a scratch directory) to be
+# set before a process starts. The tools come from scripts/setup.sh, which each script calls first.
 # shellcheck shell=bash disable=SC2154
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(dirname "$here")
+cd "$root" || exit
 
 # Where cargo install put oha and inferno.
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -15,18 +19,15 @@ bench_machine() {
     echo "$(nproc) CPUs ($model), $memory, Linux $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
-now_ns() { date +%s%N; }
-
 # shellcheck source=scripts/lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+source "$root/scripts/lib.sh"
 
 # Processes started by these helpers, as "name pid" lines of the current stack.
 stack=()
 
-# Starts a rinha-api instance: name, listen address. Its stderr goes to $work/name.err; with
-# RINHA_API_STATS=1 its last line there carries the append and fdatasync counts. The data
-# directory is $data, else $work/data; the workers $api_workers, else rinha-api's own default
-# (RINHA_WORKERS, or the CPUs it may use).
+# Starts a rinha-api instance: name, listen address. Its stderr goes to $work/name.err, whose
+# last line (RINHA_API_STATS=1) carries the append and fdatasync counts. The data directory is
+# $data, else $work/data; the workers $api_workers, else rinha-api's own default.
 start_api() {
     local workers=() metrics_flag=()
     [ -n "${api_workers:-}" ] && workers=(--workers "$api_workers")
@@ -45,10 +46,9 @@ metrics_port() {
     echo "$port"
 }
 
-# Scrapes every metrics port of the current stack once a second until killed, as a monitoring
-# system would (faster than the usual 15 s), so that the rows measure the scrapes too. One
-# long-lived process, like a real scraper: a process started per scrape (curl) would itself
-# disturb the latency rows, as the compose health checks did.
+# Scrapes every metrics port of the current stack once a second until killed (a monitoring
+# system, only faster), so that the rows measure the scrapes too. One long-lived process, like a
+# real scraper: a process per scrape (curl) would itself disturb the rows, as health checks did.
 scrape_metrics() {
     exec python3 - "$work/metrics.ports" <<'PY'
 import socket, sys, time
@@ -78,10 +78,19 @@ start_lb() {
     stack+=("$name $!")
 }
 
-# The nginx configurations run as the invoking user, so that the workers may reach the Unix
-# sockets in $work.
-nginx_user() {
-    [ "$(id -u)" = 0 ] && echo "user root root;"
+# Starts nginx as the invoking user, so that its workers may reach the Unix sockets in $work:
+# name, worker processes, the lines that must come first (load_module), then the rest.
+start_nginx() {
+    local name=$1 processes=$2 first=$3 rest=$4
+    cat >"$work/$name.conf" <<CONF
+$first
+$([ "$(id -u)" = 0 ] && echo "user root root;")
+worker_processes $processes; daemon off; pid $work/$name.pid; error_log $work/$name.err;
+events { worker_connections 16384; }
+$rest
+CONF
+    nginx -e "$work/$name.err" -p "$work" -c "$work/$name.conf" &
+    stack+=("$name $!")
 }
 
 # Starts nginx as a plain TCP proxy (the `stream` module): name, port, then the upstreams
@@ -93,43 +102,21 @@ start_nginx_stream() {
     # (nginx's default is 10 s, which a stack started a few milliseconds before its instances
     # would pay in full).
     for upstream in "$@"; do servers="$servers server $upstream fail_timeout=1s;"; done
-    cat >"$work/$name.conf" <<CONF
-load_module /usr/lib/nginx/modules/ngx_stream_module.so;
-$(nginx_user)
-worker_processes $lb_workers; daemon off; pid $work/$name.pid; error_log $work/$name.err;
-events { worker_connections 16384; }
-stream {
+    start_nginx "$name" "$lb_workers" "load_module /usr/lib/nginx/modules/ngx_stream_module.so;" "stream {
   upstream api { $servers }
   server { listen 127.0.0.1:$port reuseport backlog=4096; proxy_pass api;
            proxy_connect_timeout 1s; tcp_nodelay on; }
-}
-CONF
-    nginx -e "$work/$name.err" -p "$work" -c "$work/$name.conf" &
-    stack+=("$name $!")
+}"
 }
 
 # Starts nginx with one worker answering every request from memory with a fixed body: name,
 # port, content type, body (in nginx's quoting: \n is a newline).
 start_nginx_fixed() {
-    local name=$1 port=$2 type=$3 body=$4
-    cat >"$work/$name.conf" <<CONF
-$(nginx_user)
-worker_processes 1; daemon off; pid $work/$name.pid; error_log $work/$name.err;
-events { worker_connections 16384; }
-http {
+    start_nginx "$1" 1 "" "http {
   access_log off; keepalive_requests 100000000;
-  server { listen 127.0.0.1:$port reuseport backlog=4096;
-    location / { default_type $type; return 200 '$body'; } }
-}
-CONF
-    nginx -e "$work/$name.err" -p "$work" -c "$work/$name.conf" &
-    stack+=("$name $!")
-}
-
-# Starts the ceiling on a port: nginx answering with a fixed JSON body of the size of a
-# transaction's answer (a server that does nothing).
-start_nginx_ceiling() {
-    start_nginx_fixed nginx-ceiling "$1" application/json '{"limite":100000,"saldo":-9098}'
+  server { listen 127.0.0.1:$2 reuseport backlog=4096;
+    location / { default_type $3; return 200 '$4'; } }
+}"
 }
 
 # Waits at most 20 s for the stack to answer on $1 (a port or unix:/path), printing the logs if
@@ -170,14 +157,17 @@ cpu_ticks() {
     echo "$total"
 }
 
-# Sum of a /proc/PID/status field (kB) over the given processes and their direct children.
-status_kb() {
-    local field=$1 total=0 pid child
+# The largest over the given processes of a /proc/PID/status field (kB), each process counted
+# with its direct children (nginx's master and its workers add up).
+memory_kb() {
+    local field=$1 best=0 pid child total
     shift
     for pid in "$@"; do
+        total=0
         for child in "$pid" $(pgrep -P "$pid" || true); do
             total=$((total + $(awk -v f="$field:" '$1 == f { print $2 }' "/proc/$child/status" 2>/dev/null || echo 0)))
         done
+        [ "$total" -gt "$best" ] && best=$total
     done
-    echo "$total"
+    echo "$best"
 }

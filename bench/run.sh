@@ -4,25 +4,21 @@
 #   bench/run.sh                          the current build against nginx
 #   BENCH_BASELINE=HEAD~1 bench/run.sh    ... and against an earlier build, in the same run
 #
-# Builds the release binaries, installs what is missing (scripts/setup.sh bench oha: wrk,
-# nginx-light, libnginx-mod-stream, jq from Debian; oha from crates.io), measures the data
-# directory's disk (the disk row: paced 128-byte writes, each followed by fdatasync, with
-# `espora probe-disk`), then, on loopback and for each repetition, runs the reference mix
-# (bench/mix.lua: 220 debits : 110 credits : 10 statements) against:
+# Builds the release binaries, installs what is missing (scripts/setup.sh bench oha), measures
+# the data directory's disk (the disk row: `espora probe-disk`), then, on loopback and for each
+# repetition, runs the reference mix (bench/mix.lua) against:
 #   ceiling       nginx, one worker, a fixed JSON answer from memory (a server that does nothing)
 #   direct        one rinha-api instance over TCP
 #   lb1           rinha-lb in front of one rinha-api instance over a Unix socket
 #   rinha-lb      rinha-lb in front of two rinha-api instances over Unix sockets (the deployment)
 #   nginx-stream  the same with nginx's TCP `stream` proxy instead of rinha-lb
 #   X@base        target X with the baseline's binaries, when BENCH_BASELINE is set
-# each with keep-alive and with one connection per request (wrk, closed loop: as fast as the
-# stack answers), then each with keep-alive at a fixed rate of half the ceiling's req/s, and the
-# ceiling, the two-instance stacks and nginx stream at the reference test's peak (340 req/s, a
-# new connection per request, as the reference test's users make) (oha -q with latency
-# correction, open loop: latency at a given load, free of coordinated omission). Every row
-# starts its processes anew on the same data directory (one per build: the baseline may use
-# another file format). It prints two markdown tables (medians of the repetitions) and the
-# machine, and keeps the raw numbers in bench/results/.
+# each with keep-alive and with one connection per request (wrk, closed loop), then each with
+# keep-alive at half the ceiling's req/s, and the ceiling, the two-instance stacks and nginx
+# stream at the reference peak, 340 req/s with a new connection per request (oha, open loop:
+# latency at a given load, free of coordinated omission). Every row starts its processes anew on
+# the same data directory (one per build: the baseline may use another file format). It prints
+# two markdown tables (medians of the repetitions) and the machine; README.md says more.
 #
 # Environment (defaults in brackets):
 #   BENCH_REPS [3]           repetitions, interleaved (every row once, then again)
@@ -41,9 +37,8 @@
 #                            every second during the load (the @base rows run without)
 #   BENCH_OUT [bench/results] where raw.tsv and table.md go
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(dirname "$here")
-cd "$root"
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 reps=${BENCH_REPS:-3}
 seconds=${BENCH_SECONDS:-10}
@@ -58,17 +53,14 @@ metrics=${BENCH_METRICS:-0}
 disk_count=${BENCH_DISK_COUNT:-2000}
 current_bin=$root/target/release
 bin=$current_bin
-# shellcheck source=bench/lib.sh
-source "$here/lib.sh"
 
 # oha only for the fixed-rate rows.
 if [ "$open_loop" = 1 ]; then bash scripts/setup.sh bench oha; else bash scripts/setup.sh bench; fi
 echo "bench: building release binaries" >&2
 cargo build --quiet --release --locked --bin rinha-api --bin rinha-lb --bin espora
 
-# Sets base_bin to a directory holding the baseline's binaries: $baseline itself, or the
-# release build of the git revision $baseline (built once per commit, in its own target
-# directory, from a detached worktree of this repository).
+# Sets base_bin to a directory of the baseline's binaries: $baseline itself, or the release build
+# of revision $baseline (once per commit, in its own target directory, from a detached worktree).
 prepare_baseline() {
     if [ -x "$baseline/rinha-api" ] && [ -x "$baseline/rinha-lb" ]; then
         base_bin=$(cd "$baseline" && pwd)
@@ -93,8 +85,7 @@ prepare_baseline() {
 }
 
 targets="ceiling direct lb1 rinha-lb nginx-stream"
-base_bin=
-base_label=
+base_bin='' base_label=''
 if [ -n "$baseline" ]; then
     prepare_baseline
     targets="ceiling direct direct@base lb1 lb1@base rinha-lb rinha-lb@base nginx-stream"
@@ -104,10 +95,9 @@ targets=${BENCH_TARGETS:-$targets}
 work=$(mktemp -d /tmp/rinha-bench.XXXXXX)
 chmod 755 "$work"
 trap 'stop_stack; rm -rf "$work"' EXIT
-mkdir -p "$out"
 raw=$out/raw.tsv
 # The instances create the account files at their first start.
-mkdir -p "$work/data" "$work/data-base"
+mkdir -p "$out" "$work/data" "$work/data-base"
 
 declare -A port
 next_port=19100
@@ -131,7 +121,8 @@ start_target() {
     case $target in *@base) bin=$base_bin data=$work/data-base with_metrics= ;; esac
     : >"$work/metrics.ports"
     case ${target%@base} in
-        ceiling) start_nginx_ceiling "${port[$target]}" ;;
+        # A fixed JSON body of the size of a transaction's answer.
+        ceiling) start_nginx_fixed nginx-ceiling "${port[$target]}" application/json '{"limite":100000,"saldo":-9098}' ;;
         direct) start_api api "127.0.0.1:${port[$target]}" ;;
         lb1)
             start_api api01 "unix:$work/api01.sock"
@@ -158,20 +149,16 @@ load_closed() {
     local url=$1 mode=$2 header=() line
     [ "$mode" = close ] && header=(-H "Connection: close")
     line=$(wrk -t1 -c"$connections" -d"${seconds}s" "${header[@]}" -s "$here/mix.lua" "$url" | grep '^mix: ')
-    requests=$(field requests "$line")
-    rps=$(awk -v n="$requests" -v us="$(field duration_us "$line")" 'BEGIN { printf "%.0f", n / (us / 1e6) }')
-    p50=$(awk -v v="$(field p50_us "$line")" 'BEGIN { printf "%.2f", v / 1000 }')
-    p99=$(awk -v v="$(field p99_us "$line")" 'BEGIN { printf "%.2f", v / 1000 }')
-    max=$(awk -v v="$(field max_us "$line")" 'BEGIN { printf "%.2f", v / 1000 }')
-    errors=$(($(field unexpected "$line") + $(field connect "$line") + $(field read "$line") +
-        $(field write "$line") + $(field timeout "$line")))
+    read -r requests rps p50 p99 max errors < <(awk '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+        printf "%d %.0f %.2f %.2f %.2f %d\n", f["requests"], f["requests"] / (f["duration_us"] / 1e6),
+            f["p50_us"] / 1000, f["p99_us"] / 1000, f["max_us"] / 1000,
+            f["unexpected"] + f["connect"] + f["read"] + f["write"] + f["timeout"] }' <<<"$line")
 }
 
 # Open loop: two oha processes at once, transactions at 330/340 of the rate and statements at
-# 10/340, keep-alive or (mode close) a new connection per request, latency corrected for
-# coordinated omission; requests in flight at the end are awaited (-w), not counted as errors.
-# The mix's p50, p99, p99.9 and max are reported as the larger of the two streams' (an upper
-# bound of the mix's own percentile).
+# 10/340, keep-alive or (mode close) a new connection per request, corrected for coordinated
+# omission; requests in flight at the end are awaited (-w), not counted as errors. The mix's
+# percentiles and max are the larger of the two streams' (an upper bound of the mix's own).
 load_rate() {
     local base=$1 rate=$2 mode=$3 post_rate get_rate connection=()
     post_rate=$((rate * 330 / 340))
@@ -191,58 +178,39 @@ load_rate() {
         (.statusCodeDistribution | to_entries | map(select(.key != "200" and .key != "422") | .value) | add // 0),
         .latencyPercentiles.p50, .latencyPercentiles.p99, .latencyPercentiles["p99.9"],
         .summary.slowest] | @tsv'
-    local a b
-    a=$(jq -r "$summary" "$work/post.json")
-    b=$(jq -r "$summary" "$work/get.json")
+    local streams
+    streams=$(jq -r "$summary" "$work/post.json" "$work/get.json")
     read -r requests errors rps p50 p99 p999 max < <(awk -v s="$seconds" -F'\t' '
         { n += $1 + $2; e += $2 + $3; for (i = 4; i <= 7; i++) if ($i > m[i]) m[i] = $i }
         END { printf "%d %d %.0f %.2f %.2f %.2f %.2f\n", n, e, n / s, m[4] * 1000, m[5] * 1000,
-                     m[6] * 1000, m[7] * 1000 }' <<<"$a"$'\n'"$b")
-}
-
-# Memory of a group of processes in kB: field, then pids. For several rinha-api instances the
-# largest one counts (each is reported), for nginx the master and its workers add up.
-memory_kb() {
-    local field=$1 best=0 pid value
-    shift
-    for pid in "$@"; do
-        value=$(status_kb "$field" "$pid")
-        [ "$value" -gt "$best" ] && best=$value
-    done
-    echo "$best"
+                     m[6] * 1000, m[7] * 1000 }' <<<"$streams")
 }
 
 # One row: target, mode (keepalive|close), load (closed: wrk; half: oha at half the ceiling;
 # reference: oha at 340 req/s, the reference test's peak). Appends a line to $raw.
+# shellcheck disable=SC2086 # $front and $apis are lists of pids.
 run_row() {
     local target=$1 mode=$2 load=$3 rep=$4 started ready front apis
     local url="http://127.0.0.1:${port[$target]}"
-    started=$(now_ns)
+    started=$(date +%s%N)
     start_target "$target"
     bench_wait_ready "${port[$target]}"
-    ready=$(now_ns)
+    ready=$(date +%s%N)
     # The first answer may come before the second instance listens; the balancer then skips
     # that instance for its back-off (1 s, rinha-lb and nginx alike) and would send every
     # keep-alive connection opened meanwhile to the first. Both must be up, and the back-off over.
     local instance
     for instance in api01 api02; do
-        if [ -e "$work/$instance.err" ]; then
-            bench_wait_ready "unix:$work/$instance.sock"
-        fi
+        [ ! -e "$work/$instance.err" ] || bench_wait_ready "unix:$work/$instance.sock"
     done
     sleep 1.5
     front=$(stack_pids rinha-lb; stack_pids nginx)
     apis=$(stack_pids api)
     local front_rest api_rest api_rest_file front_ticks api_ticks
-    # shellcheck disable=SC2086
     front_rest=$(memory_kb VmRSS $front)
-    # shellcheck disable=SC2086
     api_rest=$(memory_kb VmRSS $apis)
-    # shellcheck disable=SC2086
     api_rest_file=$(memory_kb RssFile $apis)
-    # shellcheck disable=SC2086
     front_ticks=$(cpu_ticks $front)
-    # shellcheck disable=SC2086
     api_ticks=$(cpu_ticks $apis)
     p999=-
     local scraper=
@@ -256,17 +224,10 @@ run_row() {
         reference) load_rate "$url" 340 "$mode" ;;
     esac
     [ -n "$scraper" ] && { kill "$scraper"; wait "$scraper" 2>/dev/null || true; }
-    local front_peak api_peak front_us api_us appends=0 syncs=0 name tick_us value split=""
-    tick_us=$((1000000 / $(getconf CLK_TCK)))
-    # shellcheck disable=SC2086
-    front_us=$(awk -v t="$(($(cpu_ticks $front) - front_ticks))" -v n="$requests" -v u="$tick_us" \
-        'BEGIN { printf "%.1f", n ? t * u / n : 0 }')
-    # shellcheck disable=SC2086
-    api_us=$(awk -v t="$(($(cpu_ticks $apis) - api_ticks))" -v n="$requests" -v u="$tick_us" \
-        'BEGIN { printf "%.1f", n ? t * u / n : 0 }')
-    # shellcheck disable=SC2086
+    local front_peak api_peak front_us api_us appends=0 syncs=0 name value split=""
+    read -r front_us api_us < <(awk -v f="$(($(cpu_ticks $front) - front_ticks))" -v a="$(($(cpu_ticks $apis) - api_ticks))" \
+        -v n="$requests" -v u="$((1000000 / $(getconf CLK_TCK)))" 'BEGIN { printf "%.1f %.1f\n", n ? f * u / n : 0, n ? a * u / n : 0 }')
     front_peak=$(memory_kb VmHWM $front)
-    # shellcheck disable=SC2086
     api_peak=$(memory_kb VmHWM $apis)
     stop_stack
     for name in api api01 api02; do
@@ -282,9 +243,8 @@ run_row() {
     done
     [ -n "$front" ] || front_us=-
     [ -n "$apis" ] || api_us=-
-    printf '%s\n' "$rep $target $mode $load $rps $p50 $p99 $max $errors $appends $syncs $front_us $api_us" \
-        "$(((ready - started) / 1000000)) $front_rest $front_peak $api_rest $api_rest_file $api_peak $p999" |
-        paste -sd' ' | tr ' ' '\t' >>"$raw"
+    echo "$rep $target $mode $load $rps $p50 $p99 $max $errors $appends $syncs $front_us $api_us" \
+        "$(((ready - started) / 1000000)) $front_rest $front_peak $api_rest $api_rest_file $api_peak $p999" | tr ' ' '\t' >>"$raw"
     printf 'bench: rep %s %-14s %-9s %-9s %7s req/s p50 %6s p99 %6s p99.9 %6s max %7s ms errors %s appends %s syncs %s\n' \
         "$rep" "$target" "$mode" "$load" "$rps" "$p50" "$p99" "$p999" "$max" "$errors" "${split:--}" "$syncs" >&2
 }
@@ -301,7 +261,6 @@ echo "bench: machine: $(bench_machine); disk (128-byte write + fdatasync every 3
 echo "bench: $reps repetitions of $seconds s, wrk -t1 -c$connections, rinha-api workers $api_workers, rinha-lb and nginx stream workers $lb_workers" >&2
 printf 'rep\ttarget\tmode\tload\trps\tp50\tp99\tmax\terrors\tappends\tsyncs\tfront_us\tapi_us\tstart_ms\tfront_rest_kb\tfront_peak_kb\tapi_rest_kb\tapi_rest_file_kb\tapi_peak_kb\tp999\n' >"$raw"
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-has_target() { [[ " $targets " == *" $1 "* ]]; }
 for rep in $(seq "$reps"); do
     ceiling_rps=
     for target in $targets; do
@@ -316,7 +275,7 @@ for rep in $(seq "$reps"); do
         run_row "$target" keepalive half "$rep"
     done
     for target in ceiling rinha-lb rinha-lb@base nginx-stream; do
-        has_target "$target" && run_row "$target" close reference "$rep"
+        [[ " $targets " != *" $target "* ]] || run_row "$target" close reference "$rep"
     done
 done
 disk_after=$(disk_row)

@@ -17,8 +17,7 @@ NR == 1 { next }
     rep = $1; row = $2 SUBSEP $3 SUBSEP $4; reps[rep] = 1
     if (!($2 in known)) { known[$2] = 1; first_order = first_order " " $2 }
     add(row SUBSEP "rps", $5); add(row SUBSEP "p50", $6); add(row SUBSEP "p99", $7)
-    add(row SUBSEP "p999", $20)
-    add(row SUBSEP "max", $8); errors[row] += $9
+    add(row SUBSEP "p999", $20); add(row SUBSEP "max", $8); errors[row] += $9
     if ($10 > 0) add(row SUBSEP "sync", $11 / $10)
     add(row SUBSEP "front", $12); add(row SUBSEP "api", $13)
     add($2 SUBSEP "start", $14)

@@ -31,10 +31,9 @@ if [ "$offline" = true ] && [ "$mode" != --from-source ]; then
     exit 2
 fi
 
-# Removes the untagged images that descend from image $1. The classic builder (Docker 20.10, or
-# DOCKER_BUILDKIT=0) keeps the build stage's layers as untagged images, /src/target included:
-# hundreds of MB for every source change. Removing a leaf also removes its untagged parents.
-# BuildKit keeps no such images (its cache has its own garbage collection), so this finds none.
+# Removes the untagged images that descend from image $1: the classic builder (Docker 20.10, or
+# DOCKER_BUILDKIT=0) keeps the build stage's layers so, /src/target included, hundreds of MB for
+# every source change (BuildKit does not). Removing a leaf also removes its untagged parents.
 remove_stage_images() {
     local base leaves
     base=$(docker image inspect -f '{{.Id}}' "$1")
@@ -63,16 +62,12 @@ if [ "$mode" = --from-source ]; then
         # --force-rm: a failed step's container would otherwise stay, and keep its image.
         args+=(--network none --force-rm)
     fi
-    if [ -n "${RUST_IMAGE:-}" ]; then
-        args+=(--build-arg "RUST_IMAGE=$RUST_IMAGE")
-    fi
+    [ -z "${RUST_IMAGE:-}" ] || args+=(--build-arg "RUST_IMAGE=$RUST_IMAGE")
     status=0
     docker build ${args[@]+"${args[@]}"} -f docker/Dockerfile -t "$tag" . || status=$?
     # Only below our own builder image: the cache of an image pulled from a registry may be
     # someone else's.
-    if [ "$offline" = true ]; then
-        remove_stage_images "$RUST_IMAGE"
-    fi
+    [ "$offline" = false ] || remove_stage_images "$RUST_IMAGE"
     if [ "$status" != 0 ]; then
         echo "build-image: docker build -f docker/Dockerfile failed (exit $status)" >&2
         exit "$status"
@@ -91,11 +86,9 @@ mkdir -p "$stage/bin" "$stage/data" "$stage/run/rinha"
 for name in rinha-api rinha-lb espora; do
     binary="target/$triple/release/$name"
     # A dynamic binary would fail in scratch with a confusing "no such file" at start.
-    if ! file "$binary" 2>/dev/null | grep -q 'static'; then
-        if command -v file >/dev/null; then
-            echo "build-image: $binary is not statically linked" >&2
-            exit 1
-        fi
+    if command -v file >/dev/null && ! file "$binary" 2>/dev/null | grep -q 'static'; then
+        echo "build-image: $binary is not statically linked" >&2
+        exit 1
     fi
     if command -v strip >/dev/null; then
         strip -o "$stage/bin/$name" "$binary"

@@ -12,21 +12,15 @@
 #   docker build --network none --build-arg RUST_IMAGE="$(docker/builder-image.sh)" \
 #       -f docker/Dockerfile -t rinha-crebitos:latest .
 #
-# (docker/build-image.sh --from-source --offline does exactly that.) The build context stays the
-# repository as `docker compose up --build` sends it: the vendored crates live in the builder
-# image, never in the context or in the final FROM scratch image.
+# (docker/build-image.sh --from-source --offline does exactly that.)
 #
 # Needs root (debootstrap and chroot), a Docker engine, and network access to a Debian mirror and
 # crates.io; debootstrap must be there (scripts/setup.sh docker installs it).
 #
-# Caching, so that a second run costs seconds: the image is tagged crebitos-builder:<key>, where
-# the key hashes everything that goes into it (this recipe, the toolchain's `rustc -vV`,
-# Cargo.lock); an image with the current key is reused. The debootstrapped rootfs is kept as a
-# tarball under target/docker-builder/ (its name hashes the Debian recipe; written under a
-# temporary name and renamed, so an interrupted run never leaves a partial one). Both are rebuilt
-# once older than BUILDER_MAX_AGE_DAYS (default 7): the final binaries link glibc statically from
-# this rootfs, so it must not miss security updates for long. Older crebitos-builder images and
-# tarballs are removed when a new one is made.
+# Caching (docker/README.md says what is kept and why reusing it is safe): the image is tagged
+# crebitos-builder:<key>, the key hashing everything that goes into it, and the debootstrapped
+# rootfs is kept as a tarball under target/docker-builder/; both are remade once older than
+# BUILDER_MAX_AGE_DAYS, as the final binaries link glibc statically from this rootfs.
 #
 # Environment: BUILDER_MIRROR (default http://deb.debian.org/debian), BUILDER_SECURITY_MIRROR
 # (default http://deb.debian.org/debian-security), BUILDER_MAX_AGE_DAYS (7), BUILDER_NO_CACHE=1
@@ -61,7 +55,7 @@ quiet() {
 }
 
 case ${1:-} in
-    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     '') ;;
     *) die "unknown argument '$1' (see --help)" ;;
 esac
@@ -169,8 +163,7 @@ link "$sysroot"/lib/*.so* "$tree/usr/local/rust/lib/"
 link "$sysroot/lib/rustlib/$host/lib" "$sysroot/lib/rustlib/$host/bin" "$tree/usr/local/rust/lib/rustlib/$host/"
 
 # The crates of Cargo.lock, and a cargo config that replaces crates.io with them; net.offline
-# turns a crate missing from the vendor directory into cargo's clear offline error instead of a
-# network timeout.
+# makes a crate missing from them cargo's clear offline error instead of a network timeout.
 log "vendoring the crates of Cargo.lock"
 cargo vendor --locked --quiet "$tree/usr/local/cargo/vendor" >/dev/null
 cat >"$tree/usr/local/cargo/config.toml" <<'EOF'

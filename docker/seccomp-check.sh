@@ -5,26 +5,19 @@
 #
 #   docker/seccomp-check.sh [--image IMAGE | --bin DIR] [--profile FILE] [--print]
 #
-#   --image IMAGE   trace the binaries of that image (docker create + cp): the static executables
-#                   the compose files run; then run docker/seccomp-probe.rs as each service of
-#                   both compose files (their image, rinha-crebitos:latest, and their own security
-#                   options), which checks
-#                   that the filter is in force: io_uring allowed, clone3 refused with ENOSYS,
-#                   calls the kernel would allow refused with EPERM, threads still start
+#   --image IMAGE   trace the binaries of that image (docker create + cp), the ones the compose
+#                   files run; then check as each service of both compose files, with its own
+#                   security options, that the filter is in force (docker/seccomp-probe.rs)
 #   --bin DIR       trace rinha-api, rinha-lb and espora from DIR (default target/release)
 #   --profile FILE  the profile to check (default docker/seccomp.json)
 #   --print         also list every system call seen, with the programs that made it
 #
-# The paths: both I/O drivers (io_uring, epoll) and both splice modes of the balancer on each;
-# account files created, then reopened after a SIGKILL in the middle of appends; Unix and TCP
-# listeners and upstreams; the reference scenario (rinha-scenario from target/release, not
-# traced, compressed to seconds) through the balancer; malformed requests; metrics scrapes; the
-# health checks; an upstream that is down; the SIGTERM drain; the espora tool's commands and a
-# refused flag. Each server must also exit 0 after SIGTERM.
-#
-# What it cannot see: system calls behind a path this run does not take. The profile therefore
-# allows the close relatives glibc or Rust's standard library pick on other kernels (for example
-# newfstatat where statx is missing); docker/README.md says how it is made.
+# The paths (docker/README.md lists them and says how the profile is made): both I/O drivers and
+# both splice modes, account files created and recovered after a SIGKILL, Unix and TCP listeners,
+# the reference scenario (rinha-scenario from target/release, not traced) through the balancer,
+# odd requests, scrapes, health checks, a down upstream, the SIGTERM drain (each server must exit
+# 0) and the espora tool. System calls behind a path this run does not take stay unseen, so the
+# profile also allows the close relatives glibc or Rust's standard library pick elsewhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,7 +28,7 @@ while [ $# -gt 0 ]; do
         --bin) bin=$2; shift 2 ;;
         --profile) profile=$2; shift 2 ;;
         --print) print=1; shift ;;
-        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "seccomp-check: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -128,7 +121,7 @@ scrape() {
 # One stack per driver: two instances (Unix and TCP listeners, metrics), then the balancer in each
 # splice mode in front of them, the scenario through it, scrapes, health checks, the drain.
 run_driver() {
-    local driver=$1 data=$work/data-$1 api1 api2 lb mode p1 p2 m1 m2 pl ml fresh=1
+    local driver=$1 data=$work/data-$1 api1 api2 lb mode p1 p2 m1 m2 pl ml load
     p1=$(free_port 21000) m1=$(free_port $((p1 + 1))) p2=$(free_port $((m1 + 1)))
     m2=$(free_port $((p2 + 1)))
     spawn "api-$driver" "$bin/rinha-api" --driver "$driver" --workers 2 --data-dir "$data" \
@@ -152,14 +145,11 @@ run_driver() {
         pids+=("$lb")
         wait_ready "$pl" 20
         traced healthcheck "$bin/rinha-lb" --healthcheck "127.0.0.1:$pl"
-        if [ "$fresh" = 1 ]; then
-            "$scenario" --target "http://127.0.0.1:$pl" --ramp 2s --hold 2s >"$work/scenario.txt" 2>&1 ||
-                { cat "$work/scenario.txt"; echo "seccomp-check: the scenario failed" >&2; exit 1; }
-            fresh=0
-        else
-            "$scenario" --target "http://127.0.0.1:$pl" --ramp 1s --hold 2s --load-only >"$work/scenario.txt" 2>&1 ||
-                { cat "$work/scenario.txt"; echo "seccomp-check: the scenario failed" >&2; exit 1; }
-        fi
+        # The whole scenario on the fresh files of the first mode, then its load alone.
+        load=(--ramp 2s)
+        [ "$mode" = direct ] || load=(--ramp 1s --load-only)
+        "$scenario" --target "http://127.0.0.1:$pl" "${load[@]}" --hold 2s >"$work/scenario.txt" 2>&1 ||
+            { cat "$work/scenario.txt"; echo "seccomp-check: the scenario failed" >&2; exit 1; }
         scrape "$m1"
         scrape "$m2"
         scrape "$ml"
@@ -288,6 +278,4 @@ if missing:
     sys.exit(1)
 EOF
 
-if [ -n "$image" ]; then
-    run_probe
-fi
+[ -z "$image" ] || run_probe

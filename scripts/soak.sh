@@ -8,14 +8,13 @@
 # otherwise local processes started by ./run (two rinha-api behind rinha-lb over Unix sockets).
 # --local or --compose forces one.
 #
-# Load: rinha-scenario has no rate multiplier, so two rinha-scenario processes run the load phase
-# side by side (--load-only), each at the reference peak rates (debits 220/s, credits 110/s,
-# statements 10/s): together twice the reference peak, 680 requests/s, every request on a new
-# TCP connection, every answer checked (status, balance never below the limit).
+# Load: rinha-scenario has no rate multiplier, so two of them run the load phase side by side
+# (--load-only), each at the reference peak rates: together 680 requests/s, every request on a
+# new TCP connection, every answer checked (status, balance never below the limit).
 #
-# Memory: VmRSS (and its anonymous part: the rest is mostly the shared mapping of the account
-# files, 8 MiB each) of every server process from /proc (for containers, the host pid that docker
-# inspect reports), sampled once the stack is up, then every minute, and at the end.
+# Memory: VmRSS (and its anonymous part; the rest is mostly the account files' shared mapping) of
+# every server process, from /proc (for containers, the host pid docker inspect reports), at the
+# start, every minute and at the end.
 #
 # Environment: SOAK_HOLD (default 10m), SOAK_RAMP (default 10s), SOAK_PORT (default: a free
 # port from 19990), SOAK_THREADS (client threads per load process, default 256).
@@ -32,7 +31,7 @@ for arg in "$@"; do
     case "$arg" in
         --local) mode=local ;;
         --compose) mode=compose ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         *) echo "soak: unknown argument $arg (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -61,15 +60,12 @@ rss_line() {
 
 port=${SOAK_PORT:-$(free_port 19990)}
 work=$(mktemp -d "${TMPDIR:-/tmp}/rinha-soak.XXXXXX")
-servers=()
-loaders=()
-run_pid=""
-project=""
+servers=() loaders=()
+run_pid="" project=""
 
 # shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
-    local pid
-    for pid in "${loaders[@]}"; do kill "$pid" 2>/dev/null || true; done
+    [ "${#loaders[@]}" = 0 ] || kill "${loaders[@]}" 2>/dev/null || true
     if [ -n "$run_pid" ]; then
         kill -TERM "$run_pid" 2>/dev/null || true
         wait "$run_pid" 2>/dev/null || true
@@ -93,7 +89,7 @@ if [ "$mode" = local ]; then
         servers+=("$(cat "/proc/$pid/comm")#$pid:$pid")
     done
 else
-    if docker compose version >/dev/null 2>&1; then compose=(docker compose); else compose=(docker-compose --compatibility); fi
+    find_compose
     project=rinhasoak$$
     docker/build-image.sh --from-host rinha-crebitos:latest >/dev/null
     RINHA_PORT=$port "${compose[@]}" -p "$project" up -d --no-build
@@ -116,10 +112,8 @@ for seed in 1 2; do
 done
 failed=0
 last_sample=$started
-while :; do
-    running=0
-    for pid in "${loaders[@]}"; do kill -0 "$pid" 2>/dev/null && running=1; done
-    [ "$running" = 1 ] || break
+# kill -0 succeeds while any of the load processes runs.
+while kill -0 "${loaders[@]}" 2>/dev/null; do
     sleep 2
     now=$(date +%s)
     if [ $((now - last_sample)) -ge 60 ]; then
@@ -136,9 +130,8 @@ for seed in 1 2; do
     say "load process $seed report:"
     sed 's/^/    /' "$work/load$seed.txt"
 done
-p99=$(awk '$1 == "all" { print $8 }' "$work/load1.txt" "$work/load2.txt" | sort -g | tail -1)
-requests=$(awk '$1 == "all" { n += $2 } END { print n }' "$work/load1.txt" "$work/load2.txt")
-errors=$(awk '$1 == "all" { n += $3 } END { print n }' "$work/load1.txt" "$work/load2.txt")
+read -r requests errors p99 < <(awk '$1 == "all" { n += $2; ko += $3; if (p == "" || $8 + 0 > p + 0) p = $8 }
+    END { print n + 0, ko + 0, p }' "$work/load1.txt" "$work/load2.txt")
 echo
 say "SUMMARY ($mode, ${elapsed} s of load)"
 say "  requests $requests, errors (ko) $errors, worst p99 of the two load processes ${p99} ms"

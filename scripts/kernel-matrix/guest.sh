@@ -4,15 +4,10 @@
 # rinha-lb on TCP in front of them; the reference scenario (compressed); a second load during
 # which one instance is killed with SIGKILL and started again; a clean stop; espora verify.
 #
-# Reads /km/config (written by the host), which sets:
-#   KM_DRIVERS          the drivers to run, in order (io_uring epoll)
-#   KM_RAMP, KM_HOLD    the scenario's ramp and hold
-#   KM_KILL_RAMP, KM_KILL_HOLD, KM_KILL_AFTER
-#                       the second load's ramp and hold, and the seconds after its start at
-#                       which one instance is killed
-#   KM_KILL_KO_PERCENT  the share of the second load's requests that may fail around the kill
-#   KM_STEP_TIMEOUT     seconds any one step (a scenario run, a start, a stop) may take
-#   KM_BACKEND_EXPECT   the back end rinha-api's startup line must name as espora=X (threads, io_uring)
+# Reads /km/config, which .ci/kernels.sh writes from the KERNELS_* variables its header
+# describes: KM_DRIVERS (in order), KM_RAMP, KM_HOLD, KM_KILL_RAMP, KM_KILL_HOLD, KM_KILL_AFTER,
+# KM_KILL_KO_PERCENT, KM_STEP_TIMEOUT (any one step: a scenario run, a start, a stop), and
+# KM_BACKEND_EXPECT, the back end rinha-api's startup line must name as espora=X.
 #
 # Prints, for the host to read (one line each):
 #   KM RESULT <driver> <check> PASS|FAIL|MISSING <details>
@@ -40,10 +35,12 @@ result() {
 # A progress line, with the guest's uptime.
 step() { echo "KM STEP $driver at $(uptime_now) s: $*"; }
 
-# Prints file $1 indented, under a title.
+# Prints each file named indented, under a title.
 show() {
-    echo "  --- $1"
-    sed 's/^/  | /' "$1" 2>/dev/null | tail -n 60
+    for shown in "$@"; do
+        echo "  --- $shown"
+        sed 's/^/  | /' "$shown" 2>/dev/null | tail -n 60
+    done
 }
 
 # Waits for child $1, killing it (SIGKILL) when it runs longer than KM_STEP_TIMEOUT seconds
@@ -58,12 +55,6 @@ wait_bounded() {
     return "$waited"
 }
 
-# Runs "$@" with the bound of wait_bounded.
-bounded() {
-    "$@" &
-    wait_bounded $!
-}
-
 # Waits until rinha-api's health check answers 200 on address $1, at most KM_STEP_TIMEOUT s.
 wait_ready() {
     deadline=$(($(cut -d . -f 1 /proc/uptime) + KM_STEP_TIMEOUT))
@@ -76,15 +67,8 @@ wait_ready() {
 # start_api N LOG: starts instance N; sets api<N>_pid.
 api1_pid="" api2_pid=""
 start_api() {
-    "$bin/rinha-api" --driver "$driver" --data-dir "$data" --listen "unix:$run/api$1.sock" \
-        2>"$2" &
+    "$bin/rinha-api" --driver "$driver" --data-dir "$data" --listen "unix:$run/api$1.sock" 2>"$2" &
     eval "api$1_pid=\$!"
-}
-
-start_lb() {
-    "$bin/rinha-lb" --driver "$driver" --listen "127.0.0.1:$port" \
-        --upstream "unix:$run/api1.sock" --upstream "unix:$run/api2.sock" 2>"$run/lb.log" &
-    lb_pid=$!
 }
 
 # Every server's first line names the driver it runs: "... driver=X workers=...".
@@ -103,20 +87,17 @@ check_driver_lines() {
 
 # Field $2 of the row named $1 in a rinha-scenario report $3 (2: count, 3: ko).
 report_field() { awk -v name="$1" -v field="$2" '$1 == name { print $field; exit }' "$3"; }
-report_number() { sed -n "s/^$1[^:]*: \([0-9]*\).*/\1/p" "$2" | head -n 1; }
 
 run_scenario() {
     log=$run/scenario.log
     started=$(uptime_now)
-    bounded "$bin/rinha-scenario" --target "http://127.0.0.1:$port" --ramp "$KM_RAMP" \
-        --hold "$KM_HOLD" --timeout 20s --wait 30s >"$log" 2>&1
+    "$bin/rinha-scenario" --target "http://127.0.0.1:$port" --ramp "$KM_RAMP" \
+        --hold "$KM_HOLD" --timeout 20s --wait 30s >"$log" 2>&1 &
+    wait_bounded $!
     status=$?
-    details="exit $status, $(report_field all 2 "$log") requests, $(report_field all 3 "$log") ko, p99 $(report_field all 8 "$log") ms, $(seconds_since "$started") s"
-    if [ "$status" = 0 ]; then
-        result scenario PASS "$details"
-    else
-        result scenario FAIL "$details"
-    fi
+    verdict=FAIL
+    [ "$status" != 0 ] || verdict=PASS
+    result scenario "$verdict" "exit $status, $(report_field all 2 "$log") requests, $(report_field all 3 "$log") ko, p99 $(report_field all 8 "$log") ms, $(seconds_since "$started") s"
     show "$log"
 }
 
@@ -150,7 +131,7 @@ run_kill_restart() {
     status=$?
     count=$(report_field all 2 "$log")
     ko=$(report_field all 3 "$log")
-    inconsistent=$(report_number inconsistencies "$log")
+    inconsistent=$(sed -n 's/^inconsistencies[^:]*: \([0-9]*\).*/\1/p' "$log" | head -n 1)
     # The report lists the first failures (up to 20): count them by kind.
     grep '^  - \[' "$log" >"$run/failures.log"
     unavailable=$(grep -c 'status 503' "$run/failures.log")
@@ -162,12 +143,10 @@ run_kill_restart() {
         post_credit && credited=$((credited + 1))
     done
     details="exit $status, ${count:-?} requests, ${ko:-?} ko (allowed ${KM_KILL_KO_PERCENT}%; of those listed: $unavailable 503, $unanswered unanswered, $other other), ${inconsistent:-?} inconsistencies; afterwards $credited/4 credits answered 200"
-    # Two kinds of failure are expected around the kill: requests in flight on the killed
-    # instance get no answer, and while the restarted instance recovers an account under its
-    # lock, writers of the other instance that wait longer than espora allows get a 503. Any
-    # other failure, a balance below its limit, too many failures or a failed write afterwards
-    # fail the check. (How many 503s depends on how long recovery takes: under TCG on a busy
-    # host, seconds per account.)
+    # Two kinds of failure are expected around the kill: no answer to requests in flight on the
+    # killed instance, and a 503 to writers of the other instance that wait too long while the
+    # restarted one recovers an account under its lock (seconds per account under TCG). Any other
+    # failure, a balance below its limit, too many failures or a failed write afterwards fail.
     if [ -n "$count" ] && [ "$count" -gt 0 ] && [ -n "$ko" ] &&
         [ $((ko * 100)) -le $((count * KM_KILL_KO_PERCENT)) ] && [ "$inconsistent" = 0 ] &&
         [ "$other" = 0 ] && [ "$credited" = 4 ] &&
@@ -196,9 +175,7 @@ stop_all() {
         result stop PASS "lb, api1, api2 exited 0 on SIGTERM"
     else
         result stop FAIL "exit statuses (lb api1 api2):$statuses"
-        show "$run/lb.log"
-        show "$run/api1-restarted.log"
-        show "$run/api2.log"
+        show "$run/lb.log" "$run/api1-restarted.log" "$run/api2.log"
     fi
 }
 
@@ -246,15 +223,15 @@ run_driver() {
     step "starting api1, api2 and the balancer on 127.0.0.1:$port"
     start_api 1 "$run/api1.log"
     start_api 2 "$run/api2.log"
-    start_lb
+    "$bin/rinha-lb" --driver "$driver" --listen "127.0.0.1:$port" \
+        --upstream "unix:$run/api1.sock" --upstream "unix:$run/api2.sock" 2>"$run/lb.log" &
+    lb_pid=$!
     if wait_ready "unix:$run/api1.sock" && wait_ready "unix:$run/api2.sock" &&
         wait_ready "127.0.0.1:$port"; then
         result ready PASS "both instances and the balancer answering after $(seconds_since "$began") s"
     else
         result ready FAIL "api1, api2 or the balancer on 127.0.0.1:$port not answering after $KM_STEP_TIMEOUT s"
-        show "$run/api1.log"
-        show "$run/api2.log"
-        show "$run/lb.log"
+        show "$run/api1.log" "$run/api2.log" "$run/lb.log"
     fi
     check_driver_lines
     step "scenario (ramp $KM_RAMP, hold $KM_HOLD)"

@@ -8,8 +8,8 @@
 #   km_work    a scratch directory for this run
 # shellcheck shell=bash disable=SC2154
 
-# The kernel series the matrix knows: series, Debian suite whose archive carries it, and the
-# back end espora must report on it (espora=threads or espora=io_uring in rinha-api's startup line). Both series
+# The kernel series the matrix knows: series, the Debian suite that carries it, and the back end
+# espora must report on it (espora=threads or io_uring in rinha-api's startup line). Both series
 # predate the io_uring operations espora's own ring needs, so both must fall back to threads.
 km_series_table=(
     "5.10 bullseye threads"
@@ -20,9 +20,6 @@ km_series_table=(
 # module's own `depends=` field, in load order. crc32c_generic comes first: ext4 and jbd2 ask the
 # crypto API for "crc32c" at mount time, a soft dependency that no `depends=` field names.
 km_wanted_modules=(crc32c_generic virtio_pci virtio_blk ext4)
-
-# Where apt is told about the suites the host does not carry already (bullseye on bookworm).
-km_apt_sources_dir=/etc/apt/sources.list.d
 
 km_log() { printf 'kernels: %s\n' "$*" >&2; }
 km_die() {
@@ -40,20 +37,9 @@ km_since() { awk -v start="$1" -v end="$(km_now)" 'BEGIN { printf "%.1f", end - 
 
 # Prints field $2 (2: suite, 3: expected back end) of series $1's row.
 km_series_field() {
-    local row fields
-    for row in "${km_series_table[@]}"; do
-        read -r -a fields <<<"$row"
-        if [ "${fields[0]}" = "$1" ]; then
-            echo "${fields[$2 - 1]}"
-            return 0
-        fi
-    done
-    km_die "unknown kernel series $1 (known: $(km_known_series))"
-}
-
-km_known_series() {
-    local row
-    for row in "${km_series_table[@]}"; do printf '%s ' "${row%% *}"; done
+    printf '%s\n' "${km_series_table[@]}" |
+        awk -v series="$1" -v field="$2" '$1 == series { print $field; found = 1 } END { exit !found }' ||
+        km_die "unknown kernel series $1 (known: ${km_series_table[*]%% *})"
 }
 
 # Prints the newest linux-image-<series>.0-N-amd64 package apt knows, or nothing.
@@ -67,10 +53,11 @@ km_candidate_version() {
     apt-cache show --no-all-versions "$1" 2>/dev/null | awk '/^Version:/ { print $2; exit }'
 }
 
-# Writes a deb822 sources file for suite $1 and its security suite on mirror host $2, then
-# updates apt's lists from that file alone (the lists of the other sources are kept).
+# Tells apt about suite $1, which the host does not carry (bullseye on bookworm), and its security
+# suite on mirror host $2 in a deb822 sources file, then updates apt's lists from that file alone
+# (the lists of the other sources are kept).
 km_add_suite() {
-    local suite=$1 host=$2 file="$km_apt_sources_dir/kernel-matrix-$1.sources" archive
+    local suite=$1 host=$2 file="/etc/apt/sources.list.d/kernel-matrix-$1.sources" archive
     km_is_root || km_die "the $suite suite is not in apt's sources; as root, this script adds it in $file"
     km_log "adding the $suite suite ($host) to apt in $file"
     {
@@ -142,13 +129,11 @@ km_prepare_kernel() {
     fi
     # linux-image-5.10.0-46-amd64_5.10.262-1_amd64.deb -> linux-image-5.10.0-46-amd64_5.10.262-1
     km_kernel_dir="$km_cache/kernels/$(basename "$deb" _amd64.deb)"
-    km_kernel_current "$km_kernel_dir" || km_extract_kernel "$deb" "$km_kernel_dir"
-}
-
-# True when kernel directory $1 is complete and holds the modules km_wanted_modules names now
-# (the package stays in the cache, so a change of the list costs an extraction, no download).
-km_kernel_current() {
-    [ -f "$1/.complete" ] && [ "$(cat "$1/.complete")" = "${km_wanted_modules[*]}" ]
+    # Extracted again unless complete with the modules km_wanted_modules names now (the package
+    # stays in the cache, so a change of the list costs an extraction, no download).
+    if [ "$(cat "$km_kernel_dir/.complete" 2>/dev/null)" != "${km_wanted_modules[*]}" ]; then
+        km_extract_kernel "$deb" "$km_kernel_dir"
+    fi
 }
 
 # Prints the newest cached kernel package of series $1, or nothing.
@@ -161,7 +146,7 @@ km_cached_package() {
 
 # Extracts kernel package $1 and keeps what the guest needs in directory $2.
 km_extract_kernel() {
-    local deb=$1 dest=$2 tree release
+    local deb=$1 dest=$2 tree release name
     tree=$(mktemp -d "$km_work/extract.XXXXXX")
     km_log "extracting $(basename "$deb")"
     dpkg-deb -x "$deb" "$tree" || km_die "dpkg-deb -x $deb failed"
@@ -173,20 +158,15 @@ km_extract_kernel() {
     mkdir -p "$dest/modules"
     cp "$tree/boot/vmlinuz-$release" "$dest/vmlinuz"
     echo "$release" >"$dest/release"
-    km_collect_modules "$tree/lib/modules/$release" "$dest/modules"
+    # The wanted modules and their dependencies, uncompressed, listed in load order (dependencies
+    # before their users) in modules/load.list; built-in modules are skipped.
+    : >"$dest/modules/load.list"
+    for name in "${km_wanted_modules[@]}"; do
+        km_add_module "$tree/lib/modules/$release" "$dest/modules" "$name"
+    done
+    km_log "modules for $release: $(tr '\n' ' ' <"$dest/modules/load.list")"
     rm -rf "$tree"
     echo "${km_wanted_modules[*]}" >"$dest/.complete"
-}
-
-# Copies the wanted modules of module tree $1 and their dependencies, uncompressed, into $2 and
-# writes $2/load.list, dependencies before their users. Built-in modules are skipped.
-km_collect_modules() {
-    local tree=$1 out=$2 name
-    : >"$out/load.list"
-    for name in "${km_wanted_modules[@]}"; do
-        km_add_module "$tree" "$out" "$name"
-    done
-    km_log "modules for $(basename "$tree"): $(tr '\n' ' ' <"$out/load.list")"
 }
 
 # Adds module $3 (after its dependencies) unless it is listed, built in, or already added.
@@ -258,9 +238,8 @@ km_require_static() {
 
 # --- guest images ------------------------------------------------------------------------------
 
-# Writes a gzip'd newc initramfs to $1: busybox and its applet links, /init, the guest script
-# and its configuration $3, the project's binaries from directory $4 and kernel directory $2's
-# modules.
+# Writes a gzip'd newc initramfs to $1: busybox and its applet links, /init, the guest script and
+# its configuration $3, the binaries of directory $4 and the modules of kernel directory $2.
 km_make_initramfs() {
     local out=$1 kernel=$2 config=$3 bins=$4 stage applet name
     stage=$(mktemp -d "$km_work/initramfs.XXXXXX")
@@ -281,15 +260,12 @@ km_make_initramfs() {
     rm -rf "$stage"
 }
 
-# The guest's data disk: each driver's run leaves about 50 MB of account files on it.
-km_disk_size=512M
-
-# Creates the guest's data disk $1: a sparse file holding an empty ext4 file system. The
-# features come from mke2fs.conf next to this file, so that every kernel of the matrix can mount
-# it whatever the host's mke2fs defaults are.
+# Creates the guest's data disk $1: a sparse file of 512 MiB (each driver's run leaves about 50 MB
+# of account files) holding an empty ext4 file system with the features of mke2fs.conf next to
+# this file, which every kernel of the matrix mounts.
 km_make_disk() {
     rm -f "$1"
-    truncate -s "$km_disk_size" "$1"
+    truncate -s 512M "$1"
     MKE2FS_CONFIG="$km_repo/scripts/kernel-matrix/mke2fs.conf" \
         mkfs.ext4 -q -F -L rinha-data -E lazy_itable_init=0,lazy_journal_init=0 "$1" ||
         km_die "mkfs.ext4 on $1 failed"
@@ -301,8 +277,7 @@ km_make_disk() {
 # KERNELS_MEMORY MiB), the serial console copied to $4 and to stdout (each line prefixed with
 # $5); gives up after $6 seconds. Returns qemu's status (124 when the time ran out).
 km_boot() {
-    local kernel=$1 initramfs=$2 disk=$3 console=$4 label=$5 limit=$6 status
-    set +e
+    local kernel=$1 initramfs=$2 disk=$3 console=$4 label=$5 limit=$6
     timeout -k 5 "$limit" qemu-system-x86_64 \
         -accel tcg,thread=multi -cpu max -smp "${KERNELS_SMP:-2}" -m "${KERNELS_MEMORY:-2048}" \
         -nodefaults -no-user-config -display none -no-reboot \
@@ -310,10 +285,8 @@ km_boot() {
         -kernel "$kernel/vmlinuz" -initrd "$initramfs" \
         -append "console=ttyS0 panic=-1 quiet loglevel=3 random.trust_cpu=on mitigations=off" \
         -drive "file=$disk,if=virtio,format=raw,cache=unsafe" \
-        </dev/null 2>&1 | sed -u 's/\r$//' | tee "$console" | sed -u "s/^/  [$label] /"
-    status=${PIPESTATUS[0]}
-    set -e
-    return "$status"
+        </dev/null 2>&1 | sed -u 's/\r$//' | tee "$console" | sed -u "s/^/  [$label] /" ||
+        return "${PIPESTATUS[0]}"
 }
 
 # --- reading the console -----------------------------------------------------------------------
@@ -321,11 +294,10 @@ km_boot() {
 # The checks the guest reports for every driver, in its order.
 km_checks=(ready driver scenario restart kill-load stop verify backend kernel-log)
 
-# Reads console log $1 of a VM that ran drivers $2 (space-separated) and appends one row per
-# driver to $km_work/summary (kernel, driver, seconds, verdict, details). Prints every problem
-# found and returns 1 when there is one.
+# Reads console log $1 of a VM that ran drivers $2, appends a row per driver to $km_work/summary
+# (kernel, driver, seconds, verdict, details), prints each problem and returns 1 if there is one.
 km_judge() {
-    local console=$1 drivers=$2 label=$3 failed=0 driver check line status seconds problems
+    local console=$1 drivers=$2 label=$3 failed=0 driver check line status seconds problems verdict
     if ! grep -q '^KM END' "$console"; then
         echo "FAIL [$label] the guest did not finish (no 'KM END' line on the console)"
         failed=1
@@ -353,11 +325,9 @@ km_judge() {
             problems+=" time:no-result"
             failed=1
         fi
-        if [[ $problems == *FAIL* || $problems == *no-result* ]]; then
-            echo "$label $driver ${seconds:--} FAIL$problems" >>"$km_work/summary"
-        else
-            echo "$label $driver $seconds PASS$problems" >>"$km_work/summary"
-        fi
+        verdict=PASS
+        [[ $problems != *FAIL* && $problems != *no-result* ]] || verdict=FAIL
+        echo "$label $driver ${seconds:--} $verdict$problems" >>"$km_work/summary"
     done
     return "$failed"
 }
