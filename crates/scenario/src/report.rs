@@ -1,7 +1,7 @@
 //! The data of the HTML report (`--report DIR`): pure functions of a run's requests
-//! ([`stats::Report::samples`]), one per chart or table, and nothing drawn. `report/chart.rs`
-//! draws them with plotters and `report/html.rs` assembles the page, which names the request
-//! groups as the text report does.
+//! ([`stats::Report::samples`]), one per chart, and nothing drawn. `report/chart.rs` draws them
+//! with plotters and `report/html.rs` assembles the page; its table of requests is the text
+//! report's own summaries ([`stats::Summary`]), so both agree to the microsecond.
 //!
 //! Time runs from the start of the run's first request, and a request belongs to the second in
 //! which it started. Percentiles are nearest-rank ([`stats::percentile`]) over every request, KO
@@ -10,7 +10,6 @@
 pub mod chart;
 pub mod html;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
@@ -222,83 +221,6 @@ pub fn histogram(samples: &[Sample]) -> Vec<Bucket> {
     buckets
 }
 
-/// How a run stands against the latency SLA.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Shares {
-    /// Requests sent.
-    pub requests: u64,
-    /// Those answered in less than [`SLA`] (the scoring's "t < 250 ms"), KO or not.
-    pub under_sla: u64,
-    /// Those OK and answered in less than [`SLA`]: what the SLA counts.
-    pub ok_under_sla: u64,
-}
-
-/// The run against the SLA.
-pub fn shares(samples: &[Sample]) -> Shares {
-    let under = |sample: &&Sample| under_sla(sample);
-    Shares {
-        requests: samples.len() as u64,
-        under_sla: samples.iter().filter(under).count() as u64,
-        ok_under_sla: samples.iter().filter(under).filter(|s| s.ok).count() as u64,
-    }
-}
-
-/// The name of the table's last row, which holds every request.
-pub const ALL: &str = "all";
-
-/// One row of the table of requests, for one request name or for all.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Row {
-    /// The request name, or [`ALL`].
-    pub name: &'static str,
-    /// Requests sent.
-    pub count: u64,
-    /// Requests with a failed check or no answer.
-    pub ko: u64,
-    /// The fastest response, in microseconds.
-    pub min_us: u64,
-    /// Percentiles 50, 75, 95, 99 and the slowest, in microseconds.
-    pub p50_us: u64,
-    /// See `p50_us`.
-    pub p75_us: u64,
-    /// See `p50_us`.
-    pub p95_us: u64,
-    /// See `p50_us`.
-    pub p99_us: u64,
-    /// See `p50_us`.
-    pub max_us: u64,
-    /// Requests answered in less than [`SLA`].
-    pub under_sla: u64,
-}
-
-/// One row per request name, in the text report's order (by name), then one for all.
-pub fn table(samples: &[Sample]) -> Vec<Row> {
-    let mut by_name: BTreeMap<&'static str, Vec<&Sample>> = BTreeMap::new();
-    for sample in samples {
-        by_name.entry(sample.name).or_default().push(sample);
-    }
-    let all: Vec<&Sample> = samples.iter().collect();
-    let rows = by_name.into_iter().map(|(name, group)| row(name, &group));
-    rows.chain([row(ALL, &all)]).collect()
-}
-
-fn row(name: &'static str, samples: &[&Sample]) -> Row {
-    let mut sorted: Vec<u64> = samples.iter().map(|sample| sample.latency_us).collect();
-    sorted.sort_unstable();
-    Row {
-        name,
-        count: samples.len() as u64,
-        ko: samples.iter().filter(|sample| !sample.ok).count() as u64,
-        min_us: sorted.first().copied().unwrap_or(0),
-        p50_us: stats::percentile(&sorted, 50.0),
-        p75_us: stats::percentile(&sorted, 75.0),
-        p95_us: stats::percentile(&sorted, 95.0),
-        p99_us: stats::percentile(&sorted, 99.0),
-        max_us: sorted.last().copied().unwrap_or(0),
-        under_sla: samples.iter().filter(|sample| under_sla(sample)).count() as u64,
-    }
-}
-
 fn percentiles(sorted_us: &[u64]) -> Option<Percentiles> {
     Some(Percentiles {
         p50_us: stats::percentile(sorted_us, 50.0),
@@ -306,10 +228,6 @@ fn percentiles(sorted_us: &[u64]) -> Option<Percentiles> {
         p99_us: stats::percentile(sorted_us, 99.0),
         max_us: *sorted_us.last()?,
     })
-}
-
-fn under_sla(sample: &Sample) -> bool {
-    sample.latency_us < stats::micros(SLA)
 }
 
 fn since(epoch: Instant, sample: &Sample) -> Duration {
@@ -328,6 +246,11 @@ mod tests {
     /// The samples of a recording of `requests`, made on two recorders merged, as a run's threads
     /// are.
     fn recorded(requests: &[Request]) -> Vec<Sample> {
+        report_of(requests).samples
+    }
+
+    /// The report of such a recording.
+    fn report_of(requests: &[Request]) -> stats::Report {
         let epoch = Instant::now();
         let (mut left, mut right) = (Recorder::default(), Recorder::default());
         for (index, &(name, at_ms, latency_us, status, ok)) in requests.iter().enumerate() {
@@ -341,7 +264,7 @@ mod tests {
             recorder.request(Sample::new(name, started, latency, status, ok));
         }
         left.merge(right);
-        left.report().samples
+        left.report()
     }
 
     /// One second as one line: `answers 200/404/422/other/none, ko, p50/p95/p99/max µs`.
@@ -426,38 +349,32 @@ mod tests {
 
     #[test]
     fn histogram_counts_and_shares() {
-        let samples = recorded(&[
+        let requests = [
             ("x", 0, 450, Some(200), true),
             ("x", 1, 480, Some(200), true),
             ("x", 2, 249_999, Some(422), false),
             ("x", 3, 250_000, Some(200), true),
             ("x", 4, 900_000, None, false),
-        ]);
+        ];
+        let samples = recorded(&requests);
         let filled: Vec<(u64, u64)> = histogram(&samples)
             .iter()
             .filter(|b| b.requests > 0)
             .map(|b| (b.from_us, b.requests))
             .collect();
         assert_eq!(filled, [(400, 2), (200_000, 1), (250_000, 1), (800_000, 1)]);
-        let expected = Shares {
-            requests: 5,
-            under_sla: 3,
-            ok_under_sla: 2,
-        };
-        assert_eq!(shares(&samples), expected);
         assert_eq!(answers_total(&samples), [3, 0, 1, 0, 1]);
-        let none = Shares {
-            requests: 0,
-            under_sla: 0,
-            ok_under_sla: 0,
-        };
-        assert_eq!(shares(&[]), none);
+        // Under the SLA: 450, 480 and 249,999 µs; OK among them: the first two.
+        let shares = |all: stats::Summary| (all.count, all.under_sla, all.ok_under_sla);
+        assert_eq!(shares(report_of(&requests).all), (5, 3, 2));
+        assert_eq!(shares(report_of(&[]).all), (0, 0, 0));
     }
 
-    /// One row as one line: `name count ko min/p50/p75/p95/p99/max under_sla`.
-    fn row_line(row: &Row) -> String {
+    /// One row of the requests table as one line:
+    /// `name count ko min/p50/p75/p95/p99/max under_sla ok_under_sla`.
+    fn row_line(row: &stats::Summary) -> String {
         format!(
-            "{} {} {} {}/{}/{}/{}/{}/{} {}",
+            "{} {} {} {}/{}/{}/{}/{}/{} {} {}",
             row.name,
             row.count,
             row.ko,
@@ -467,21 +384,23 @@ mod tests {
             row.p95_us,
             row.p99_us,
             row.max_us,
-            row.under_sla
+            row.under_sla,
+            row.ok_under_sla
         )
     }
 
     #[track_caller]
     fn check_table(requests: &[Request], expected: &[&str]) {
-        let rows = table(&recorded(requests));
-        let lines: Vec<String> = rows.iter().map(row_line).collect();
+        let report = report_of(requests);
+        let rows = report.groups.iter().chain([&report.all]);
+        let lines: Vec<String> = rows.map(row_line).collect();
         assert_eq!(lines, expected, "{requests:?}");
     }
 
     #[rustfmt::skip]
     #[test]
     fn table_rows() {
-        check_table(&[], &["all 0 0 0/0/0/0/0/0 0"]);
+        check_table(&[], &["all 0 0 0/0/0/0/0/0 0 0"]);
         check_table(
             &[
                 ("validações", 0, 4_000, Some(200), true),
@@ -492,10 +411,10 @@ mod tests {
                 ("créditos", 9, 5_000, None, false),
             ],
             &[
-                "créditos 1 1 5000/5000/5000/5000/5000/5000 1",
-                "débitos 4 0 1000/2000/3000/300000/300000/300000 3",
-                "validações 1 0 4000/4000/4000/4000/4000/4000 1",
-                "all 6 1 1000/3000/5000/300000/300000/300000 5",
+                "créditos 1 1 5000/5000/5000/5000/5000/5000 1 0",
+                "débitos 4 0 1000/2000/3000/300000/300000/300000 3 3",
+                "validações 1 0 4000/4000/4000/4000/4000/4000 1 1",
+                "all 6 1 1000/3000/5000/300000/300000/300000 5 4",
             ],
         );
     }

@@ -9,8 +9,8 @@ use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use super::chart::{self, ChartError};
-use super::{Answer, Run, ALL};
-use crate::stats::{Report, MESSAGES_MAX};
+use super::{Answer, Run};
+use crate::stats::{Report, ALL, MESSAGES_MAX};
 
 /// The page's file name in the report directory.
 pub const PAGE: &str = "index.html";
@@ -112,17 +112,17 @@ pub fn render(report: &Report, run: &Run) -> Result<String, ChartError> {
 
     section(&mut page, "Response-time distribution");
     page.push_str(&chart::distribution(&super::histogram(samples))?);
-    let shares = super::shares(samples);
+    let all = &report.all;
     para(
         &mut page,
         &format!(
             "Requests per response-time bucket (ten per decade), every request counted; the \
              shaded band, 250 ms or more, counts against the SLA. Under 250 ms: {} of {} ({}); \
              OK and under 250 ms: {} (the SLA asks at least 98%).",
-            shares.under_sla,
-            shares.requests,
-            percent(shares.under_sla, shares.requests),
-            percent(shares.ok_under_sla, shares.requests),
+            all.under_sla,
+            all.count,
+            percent(all.under_sla, all.count),
+            percent(all.ok_under_sla, all.count),
         ),
     );
 
@@ -162,7 +162,6 @@ fn head(page: &mut String, report: &Report) {
 
 /// The figures the challenge scores, and the run in one line.
 fn summary(page: &mut String, report: &Report, run: &Run) {
-    let shares = super::shares(&report.samples);
     let config = &run.config;
     para(
         page,
@@ -185,7 +184,7 @@ fn summary(page: &mut String, report: &Report, run: &Run) {
         ),
         (
             "OK and under 250 ms (the SLA asks at least 98%)",
-            percent(shares.ok_under_sla, shares.requests),
+            percent(report.all.ok_under_sla, report.all.count),
         ),
         (
             "inconsistencies (as the official scoring counts them)",
@@ -221,7 +220,7 @@ fn requests_table(page: &mut String, report: &Report) {
         let _ = write!(page, "<th class=\"n\">{heading}</th>");
     }
     page.push_str("</tr>\n");
-    for row in super::table(&report.samples) {
+    for row in report.groups.iter().chain([&report.all]) {
         let class = if row.name == ALL {
             " class=\"all\""
         } else {
