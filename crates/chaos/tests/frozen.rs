@@ -105,9 +105,24 @@ fn a_frozen_instance_leaves_the_rotation_and_comes_back() {
                  took {gained} of them"
             ));
         }
+        if problems.iter().any(|problem| problem.starts_with(driver)) {
+            // What the stack said and the balancer's view of its upstreams, while they still
+            // run: the servers' logs go with their directory.
+            problems.push(format!(
+                "{driver}: the balancer's metrics:\n{}",
+                metrics::scrape(&scrape)
+            ));
+            for server in &servers {
+                problems.push(format!(
+                    "{driver}: {}'s log:\n{}",
+                    server.name,
+                    server.log()
+                ));
+            }
+        }
         stop_all(&mut servers, Duration::from_secs(10));
     }
-    assert!(problems.is_empty(), "{problems:#?}");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
 /// POSTs of one credit each on new connections from `CLIENTS` threads for `period`: when each
